@@ -1,0 +1,221 @@
+//! Chapter 2: namespaces.
+//!
+//! The same kind of child as in chapter 1, but cloned into new UTS, PID, IPC
+//! and mount namespaces. Each step changes or inspects one of them, from the
+//! inside and from the host, and the last steps show what stayed shared.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use lab::chapters;
+use lab::cli::{self, ChapterArgs, ContainerArgs};
+use lab::container::{Container, ContainerSpec};
+use lab::ipc::MessageQueue;
+use lab::namespaces::{self, Namespace};
+use lab::narrate::Narrator;
+use lab::{ipc, mounts, privilege, signals};
+use nix::unistd::Pid;
+
+/// Namespaces: give a process its own hostname, PIDs, IPC objects and mounts.
+#[derive(Debug, Parser)]
+#[command(name = "ch02", version)]
+struct Cli {
+    #[command(flatten)]
+    chapter: ChapterArgs,
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+/// The four namespaces this chapter creates; net, user and cgroup come later.
+const NAMESPACES: [Namespace; 4] = [
+    Namespace::Uts,
+    Namespace::Pid,
+    Namespace::Ipc,
+    Namespace::Mount,
+];
+
+/// Where the chapter's IPC keys start ("LAB" in ASCII).
+const QUEUE_KEY_BASE: libc::key_t = 0x4c41_4200;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    signals::install_interrupt_handler();
+    cli::finish(run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let chapter = chapters::chapter("ch02").context("ch02 is missing from the manifest")?;
+    privilege::ensure_root("ch02", "creating namespaces needs CAP_SYS_ADMIN")?;
+    let mut book = Narrator::new(chapter, &cli.chapter);
+    let host_hostname = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    let host_mounts = mounts::mountinfo_text()?;
+
+    // ANCHOR: clone
+    book.step("clone a child into new namespaces")
+        .primitive(format!("clone({})", namespaces::flag_names(&NAMESPACES)))
+        .shell(format!(
+            "{} sleep infinity",
+            namespaces::unshare_command(&NAMESPACES)
+        ))
+        .look("one process, two PIDs: the host's, and 1 inside its new PID namespace")
+        .begin()?;
+    let container = Container::start(&ContainerSpec {
+        namespaces: NAMESPACES.to_vec(),
+        main: vec!["sleep".into(), "infinity".into()],
+        env: Vec::new(),
+    })?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid()))?;
+    let nspid = status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .unwrap_or("NSpid: ?");
+    book.fact("pid on the host", container.pid());
+    book.say(format!(
+        "{}   (host pid, then pid inside)",
+        nspid.replace('\t', " ")
+    ));
+    // ANCHOR_END: clone
+
+    // ANCHOR: uts
+    book.step("give it a hostname of its own")
+        .primitive("sethostname(2) inside the new UTS namespace")
+        .shell(format!(
+            "nsenter --target PID --uts hostname {}",
+            cli.container.hostname
+        ))
+        .look("the name changes inside; the host keeps its own")
+        .begin()?;
+    let hostname = cli.container.hostname.clone();
+    container.run_inside(move || match nix::unistd::sethostname(&hostname) {
+        Ok(()) => 0,
+        Err(errno) => {
+            eprintln!("error: sethostname failed: {errno}");
+            1
+        }
+    })?;
+    book.inside(&["hostname"]);
+    book.output(&container.exec_output(&["hostname"])?.1);
+    book.on_host("hostname");
+    book.output(&nix::unistd::gethostname()?.to_string_lossy());
+    // ANCHOR_END: uts
+
+    // ANCHOR: proc
+    book.step("mount a fresh /proc for the new PID namespace")
+        .primitive("mount(MS_REC | MS_PRIVATE on /), then mount(\"proc\", \"/proc\")")
+        .shell("mount --make-rprivate / && mount -t proc proc /proc")
+        .look("ps reads /proc: inside it lists only the container's processes")
+        .begin()?;
+    container.run_inside(|| match mount_fresh_proc() {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err}");
+            1
+        }
+    })?;
+    book.inside(&["ps", "-eo", "pid,ppid,comm"]);
+    book.output(&container.exec_output(&["ps", "-eo", "pid,ppid,comm"])?.1);
+    book.say("pid 1 is the container's init; ppid 0 means \"my parent is outside this namespace\"");
+    // ANCHOR_END: proc
+
+    // ANCHOR: ipc
+    book.step("make an IPC object on the host")
+        .primitive("msgget(2) creates a System V message queue, found by its key")
+        .shell("ipcmk --queue   (on the host), then ipcs -q inside")
+        .look("the host's queue does not exist in the container's IPC namespace")
+        .begin()?;
+    let queue =
+        MessageQueue::create_unique(QUEUE_KEY_BASE).context("failed to create a message queue")?;
+    book.fact("host sees its queue", yes_no(ipc::queue_exists(queue.key)));
+    let key = queue.key;
+    let seen_inside =
+        container.run_inside(move || if ipc::queue_exists(key) { 0 } else { 1 })? == 0;
+    book.fact("container sees the queue", yes_no(seen_inside));
+    book.inside(&["ipcs", "-q"]);
+    book.output(&container.exec_output(&["ipcs", "-q"])?.1);
+    drop(queue);
+    // ANCHOR_END: ipc
+
+    // ANCHOR: compare
+    book.step("compare the namespace links again")
+        .primitive("readlink /proc/PID/ns/*")
+        .shell("ls -l /proc/self/ns/ /proc/PID/ns/")
+        .look("uts, pid, ipc and mnt now differ; cgroup, net, time and user are still the host's")
+        .begin()?;
+    let rows = namespaces::compare(Pid::this(), container.pid());
+    let mut table = vec![vec![
+        "namespace".to_string(),
+        "host".into(),
+        "container".into(),
+        String::new(),
+    ]];
+    for row in &rows {
+        let verdict = if row.shared() { "same" } else { "different" };
+        table.push(vec![
+            row.ns.proc_name().into(),
+            row.ours.to_string(),
+            row.theirs.to_string(),
+            verdict.into(),
+        ]);
+    }
+    book.table(&table);
+    // ANCHOR_END: compare
+
+    if !cli.container.command.is_empty() {
+        book.step("run your command inside")
+            .primitive("setns(2) into every namespace, then fork and execve")
+            .shell(format!(
+                "nsenter --target PID --all {}",
+                cli.container.command.join(" ")
+            ))
+            .begin()?;
+        let argv: Vec<&str> = cli.container.command.iter().map(String::as_str).collect();
+        book.inside(&argv);
+        let code = container.exec(&argv)?;
+        book.fact("your command exited with", code);
+    }
+
+    // ANCHOR: stop
+    book.step("stop the container")
+        .primitive("kill(init, SIGTERM): init forwards it to its child, then exits with its status")
+        .shell("kill PID")
+        .look("143 is 128 + 15 (SIGTERM); the host's hostname and mounts are as before")
+        .begin()?;
+    let code = container.stop(Duration::from_secs(10))?;
+    book.fact("init exited with", code);
+    let hostname_after = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    book.fact(
+        "host hostname unchanged",
+        yes_no(hostname_after == host_hostname),
+    );
+    book.fact(
+        "host mount table unchanged",
+        yes_no(mounts::mountinfo_text()? == host_mounts),
+    );
+    // ANCHOR_END: stop
+
+    book.done("the process saw its own hostname, PIDs, IPC objects and mounts, and the host saw no change. chapter 3 gives it its own root filesystem.");
+    Ok(())
+}
+
+/// Runs inside the container: stop mounts leaking to the host, then mount
+/// a /proc that belongs to the new PID namespace over the host's.
+// ANCHOR: mount_proc
+fn mount_fresh_proc() -> anyhow::Result<()> {
+    mounts::make_tree_private()?;
+    let flags = nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    mounts::mount_fs("proc", std::path::Path::new("/proc"), flags, None)?;
+    Ok(())
+}
+// ANCHOR_END: mount_proc
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}

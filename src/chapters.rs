@@ -1,0 +1,64 @@
+//! The chapter manifest: the one list that names every chapter.
+//!
+//! The consistency test (`tests/consistency.rs`) checks that the binaries in
+//! `Cargo.toml`, the files in `chapters/`, the book's `SUMMARY.md` and the
+//! snapshot files all agree with this list.
+
+/// What a chapter needs from the machine before it can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Runs as root (re-runs itself with sudo when started by a normal user).
+    Root,
+    /// The busybox-static package, for the container's root filesystem.
+    Busybox,
+    /// The overlay filesystem.
+    Overlay,
+    /// A cgroup hierarchy with the memory, cpu and pids controllers (v1 or v2).
+    Cgroups,
+    /// veth, bridge and nftables support.
+    Network,
+    /// User namespaces enabled by the kernel.
+    UserNamespaces,
+}
+
+/// One entry of the manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct Chapter {
+    /// Binary name: `cargo run --bin <id>`.
+    pub id: &'static str,
+    pub title: &'static str,
+    /// Source file under `chapters/`.
+    pub source: &'static str,
+    /// Page under `book/src/`.
+    pub page: &'static str,
+    pub needs: &'static [Need],
+}
+
+pub const CHAPTERS: &[Chapter] = &[
+    Chapter {
+        id: "ch01",
+        title: "A container is just a process",
+        source: "ch01_process.rs",
+        page: "ch01-process.md",
+        needs: &[],
+    },
+    Chapter {
+        id: "ch02",
+        title: "Namespaces: a private view of the system",
+        source: "ch02_namespaces.rs",
+        page: "ch02-namespaces.md",
+        needs: &[Need::Root],
+    },
+    Chapter {
+        id: "ch03",
+        title: "A root filesystem of its own",
+        source: "ch03_rootfs.rs",
+        page: "ch03-rootfs.md",
+        needs: &[Need::Root, Need::Busybox],
+    },
+];
+
+/// Looks a chapter up by its binary name.
+pub fn chapter(id: &str) -> Option<&'static Chapter> {
+    CHAPTERS.iter().find(|c| c.id == id)
+}

@@ -1,0 +1,21 @@
+//! The container lab's library: one module per Linux primitive, reused by
+//! every chapter binary in `chapters/` and, at the end, by `mini-docker`.
+//!
+//! Chapters read top to bottom like their book page; the careful versions of
+//! each primitive (error handling, cleanup, cgroup v1/v2) live here.
+
+// Infrastructure every chapter shares.
+pub mod chapters;
+pub mod cli;
+pub mod narrate;
+pub mod privilege;
+pub mod signals;
+pub mod state;
+
+// The kernel primitives, in the order the book teaches them.
+pub mod container;
+pub mod init;
+pub mod ipc;
+pub mod mounts;
+pub mod namespaces;
+pub mod rootfs;

@@ -1,0 +1,393 @@
+//! A root filesystem of the container's own: a busybox tree, entered first
+//! with `chroot` (which is not a boundary) and then with `pivot_root` in a
+//! private mount namespace (which is), plus the kernel filesystems every
+//! Linux program expects: /proc, a minimal /dev and a read-only /sys.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::mount::MsFlags;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, chroot, pivot_root};
+
+use crate::mounts::{self, MountError};
+use crate::state::LabDirs;
+
+/// Where Debian and Ubuntu's busybox-static package puts the binary.
+const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// The environment for programs run inside a busybox root.
+pub fn busybox_env() -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/bin:/sbin:/usr/bin:/usr/sbin".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".to_string(), term));
+    }
+    env
+}
+
+/// Returns the cached busybox root filesystem, building it first if needed.
+/// The second value says whether it was built just now.
+// ANCHOR: image
+pub fn busybox_image(dirs: &LabDirs) -> Result<(PathBuf, bool), RootfsError> {
+    let busybox = find_static_busybox()?;
+    let image = dirs.data.join("images").join("busybox");
+    let stamp = image.join(".lab-image");
+    let source_id = file_identity(&busybox)?;
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == source_id) {
+        return Ok((image, false));
+    }
+    // Build beside it and rename into place: an interrupted build never
+    // leaves a half-made image that a later run would trust.
+    let building = dirs
+        .data
+        .join("images")
+        .join(format!(".busybox.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&building);
+    let result = build_busybox_tree(&busybox, &building).and_then(|()| {
+        fs::write(building.join(".lab-image"), &source_id).map_err(io_err("write", &building))?;
+        let _ = fs::remove_dir_all(&image);
+        fs::rename(&building, &image).map_err(io_err("rename", &image))
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&building);
+    }
+    result.map(|()| (image, true))
+}
+// ANCHOR_END: image
+
+/// A busybox tree: the static binary, one symlink per applet, and the few
+/// files in /etc that programs look for.
+fn build_busybox_tree(busybox: &Path, root: &Path) -> Result<(), RootfsError> {
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home", "var", "run", "dev", "proc",
+        "sys",
+    ] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(root.join(dir))
+            .map_err(io_err("create", &root.join(dir)))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o1777)
+        .create(root.join("tmp"))
+        .map_err(io_err("create", root))?;
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))
+        .map_err(io_err("chmod", root))?;
+    fs::set_permissions(root.join("root"), fs::Permissions::from_mode(0o700))
+        .map_err(io_err("chmod", root))?;
+    let target = root.join("bin/busybox");
+    fs::copy(busybox, &target).map_err(io_err("copy busybox to", &target))?;
+
+    // `busybox --list-full` prints every applet with its usual directory.
+    let output = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .map_err(io_err("run", busybox))?;
+    for applet in String::from_utf8_lossy(&output.stdout).lines() {
+        let link = root.join(applet.trim_start_matches('/'));
+        if applet.is_empty() || applet == "bin/busybox" || link.exists() {
+            continue;
+        }
+        symlink("/bin/busybox", &link).map_err(io_err("link", &link))?;
+    }
+
+    let files = [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"),
+        ("etc/hostname", "lab\n"),
+        ("etc/os-release", "NAME=\"container-lab busybox\"\nID=busybox\nPRETTY_NAME=\"container-lab busybox image\"\n"),
+    ];
+    for (path, content) in files {
+        fs::write(root.join(path), content).map_err(io_err("write", &root.join(path)))?;
+    }
+    Ok(())
+}
+
+/// Finds busybox and checks it is statically linked: a dynamic one would
+/// need the host's libraries inside the new root, and fail with the
+/// famous "no such file or directory" that names a file which does exist.
+pub fn find_static_busybox() -> Result<PathBuf, RootfsError> {
+    let path = BUSYBOX_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(RootfsError::NoBusybox)?;
+    let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+    if has_interpreter(&bytes) {
+        return Err(RootfsError::DynamicBusybox(path));
+    }
+    Ok(path)
+}
+
+/// True when an ELF file asks for a dynamic loader (has a PT_INTERP header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let is_elf64_le = elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1;
+    if !is_elf64_le {
+        return false;
+    }
+    let read_u16 = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+    let read_u32 = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap_or([0; 4]));
+    let read_u64 =
+        |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
+    let (phoff, phentsize, phnum) = (read_u64(32), read_u16(54), read_u16(56));
+    (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .take_while(|&at| at + 4 <= elf.len())
+        .any(|at| read_u32(at) == PT_INTERP)
+}
+
+fn file_identity(path: &Path) -> Result<String, RootfsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(io_err("stat", path))?;
+    Ok(format!(
+        "{} {} {}\n",
+        path.display(),
+        meta.len(),
+        meta.mtime()
+    ))
+}
+
+/// `cp -a SOURCE DEST`: copies a tree with its symlinks and permissions.
+pub fn copy_tree(source: &Path, dest: &Path) -> Result<(), RootfsError> {
+    let meta = fs::symlink_metadata(source).map_err(io_err("stat", source))?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        let target = fs::read_link(source).map_err(io_err("read link", source))?;
+        symlink(target, dest).map_err(io_err("link", dest))?;
+    } else if kind.is_dir() {
+        fs::create_dir(dest).map_err(io_err("create", dest))?;
+        for entry in fs::read_dir(source).map_err(io_err("read", source))? {
+            let entry = entry.map_err(io_err("read", source))?;
+            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        fs::set_permissions(dest, meta.permissions()).map_err(io_err("chmod", dest))?;
+    } else {
+        fs::copy(source, dest).map_err(io_err("copy", dest))?;
+    }
+    Ok(())
+}
+
+/// The sorted names in a directory, for showing what a root contains.
+pub fn list_dir(path: &Path) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// What happened when a root process tried to leave its root directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Escape {
+    /// It read the host's file: the old root was still reachable.
+    Escaped(String),
+    /// The file does not exist from where it ended up.
+    Contained(String),
+}
+
+/// The classic chroot escape, run by a root process after it was jailed:
+/// chroot into a subdirectory *without* moving into it. The working
+/// directory is now outside the root, where the kernel's ".. stops at the
+/// root" rule no longer applies, so enough `..` steps reach the real `/`;
+/// chroot(".") there, and the host's files are back.
+// ANCHOR: escape
+pub fn try_escape(host_file: &Path) -> Escape {
+    let _ = fs::create_dir("/escape-hatch");
+    if chroot("/escape-hatch").is_ok() {
+        for _ in 0..64 {
+            let _ = chdir("..");
+        }
+        let _ = chroot(".");
+    }
+    match fs::read_to_string(host_file) {
+        Ok(text) => Escape::Escaped(text.trim().to_string()),
+        Err(err) => Escape::Contained(match err.raw_os_error() {
+            Some(code) => nix::errno::Errno::from_raw(code).desc().to_lowercase(),
+            None => err.to_string(),
+        }),
+    }
+}
+// ANCHOR_END: escape
+
+/// `chroot NEW_ROOT`: changes only this process's idea of `/`.
+// ANCHOR: chroot
+pub fn enter_chroot(new_root: &Path) -> Result<(), RootfsError> {
+    chroot(new_root).map_err(|errno| RootfsError::Sys {
+        op: "chroot",
+        path: new_root.to_path_buf(),
+        errno,
+    })?;
+    chdir("/").map_err(|errno| RootfsError::Sys {
+        op: "chdir",
+        path: PathBuf::from("/"),
+        errno,
+    })
+}
+// ANCHOR_END: chroot
+
+/// Swaps the root of the whole mount namespace for `new_root` and throws
+/// the old one away. Runs inside the container's mount namespace.
+// ANCHOR: pivot
+pub fn pivot_into(new_root: &Path) -> Result<(), RootfsError> {
+    // 1. No mount event may travel back to the host (and pivot_root refuses
+    //    to move a shared mount).
+    mounts::make_tree_private()?;
+    // 2. pivot_root needs the new root to be a mount point: bind it onto itself.
+    mounts::bind(new_root, new_root, true)?;
+    // 3. Swap: the new root becomes `/`, the old one hangs at /.old-root.
+    chdir(new_root).map_err(|errno| RootfsError::Sys {
+        op: "chdir",
+        path: new_root.to_path_buf(),
+        errno,
+    })?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(".old-root")
+        .map_err(io_err("create", Path::new(".old-root")))?;
+    pivot_root(".", ".old-root").map_err(sys("pivot_root", "."))?;
+    chdir("/").map_err(sys("chdir", "/"))?;
+    // 4. Detach the old root: after this no path leads back to the host.
+    mounts::detach(Path::new("/.old-root"))?;
+    fs::remove_dir("/.old-root").map_err(io_err("remove", Path::new("/.old-root")))?;
+    Ok(())
+}
+// ANCHOR_END: pivot
+
+/// Mounts /proc, a minimal /dev and a read-only /sys in the new root.
+// ANCHOR: kernel_fs
+pub fn mount_kernel_filesystems() -> Result<(), RootfsError> {
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mounts::mount_fs("proc", Path::new("/proc"), hardened, None)?;
+    mounts::mount_fs(
+        "sysfs",
+        Path::new("/sys"),
+        hardened | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    mounts::mount_fs(
+        "tmpfs",
+        Path::new("/dev"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    // The character devices every program may open, with their fixed numbers.
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let path = Path::new("/dev").join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|errno| RootfsError::Sys {
+            op: "mknod",
+            path: path.clone(),
+            errno,
+        })?;
+        // mknod applies the umask; devices must be usable by everyone.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+            .map_err(io_err("chmod", &path))?;
+    }
+    for dir in ["/dev/pts", "/dev/shm"] {
+        fs::create_dir(dir).map_err(io_err("create", Path::new(dir)))?;
+    }
+    // A private devpts instance: the container's terminals, not the host's.
+    mounts::mount_fs(
+        "devpts",
+        Path::new("/dev/pts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mounts::mount_fs(
+        "tmpfs",
+        Path::new("/dev/shm"),
+        hardened,
+        Some("mode=1777,size=65536k"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let path = Path::new("/dev").join(link);
+        symlink(target, &path).map_err(io_err("link", &path))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: kernel_fs
+
+fn sys(op: &'static str, path: &'static str) -> impl Fn(nix::errno::Errno) -> RootfsError {
+    move |errno| RootfsError::Sys {
+        op,
+        path: PathBuf::from(path),
+        errno,
+    }
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("busybox is not installed; install the busybox-static package (sudo apt-get install busybox-static) or run scripts/provision.sh")]
+    NoBusybox,
+    #[error("{} is dynamically linked and cannot run alone in a new root; install busybox-static (sudo apt-get install busybox-static)", .0.display())]
+    DynamicBusybox(PathBuf),
+    #[error("failed to {op} {}: {errno}", path.display())]
+    Sys {
+        op: &'static str,
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("failed to {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_binary_has_no_interpreter() {
+        // The test binary itself is dynamically linked (Rust links libc).
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(has_interpreter(&me));
+        assert!(!has_interpreter(
+            b"not an elf file at all, just some bytes......................................"
+        ));
+    }
+}
