@@ -48,6 +48,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // Kill it on every way out of this function, Ctrl-C and errors included.
     let child = KillOnDrop(child);
     let child_pid = Pid::from_raw(child.0.id() as i32);
+    wait_for_exec(child_pid, "sleep");
     book.fact("our pid", std::process::id());
     book.fact("the child's pid", child_pid);
     // ANCHOR_END: spawn
@@ -68,6 +69,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             book.say(line.replace('\t', " "));
         }
     }
+    let parent = std::fs::read_to_string(format!("/proc/{child_pid}/stat"))?
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse::<u32>().ok());
+    book.fact(
+        "its parent is this chapter",
+        if parent == Some(std::process::id()) {
+            "yes"
+        } else {
+            "no"
+        },
+    );
     // ANCHOR_END: proc
 
     // ANCHOR: compare
@@ -114,6 +128,18 @@ fn print_comparison(book: &Narrator, rows: &[namespaces::Comparison]) {
         ]);
     }
     book.table(&table);
+}
+
+/// `spawn` returns once the exec has begun; the kernel renames the process
+/// a moment later. Wait for that, so the listing shows the new program.
+fn wait_for_exec(pid: Pid, name: &str) {
+    for _ in 0..1000 {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// A child process that is killed if it is still running when dropped.

@@ -19,6 +19,9 @@ use crate::state::LabDirs;
 /// Where Debian and Ubuntu's busybox-static package puts the binary.
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
+/// Overrides where busybox is looked for.
+pub const BUSYBOX_ENV: &str = "CONTAINER_LAB_BUSYBOX";
+
 /// The environment for programs run inside a busybox root.
 pub fn busybox_env() -> Vec<(String, String)> {
     let mut env = vec![
@@ -117,9 +120,14 @@ fn build_busybox_tree(busybox: &Path, root: &Path) -> Result<(), RootfsError> {
 /// need the host's libraries inside the new root, and fail with the
 /// famous "no such file or directory" that names a file which does exist.
 pub fn find_static_busybox() -> Result<PathBuf, RootfsError> {
-    let path = BUSYBOX_CANDIDATES
-        .iter()
-        .map(PathBuf::from)
+    // CONTAINER_LAB_BUSYBOX points at another binary (the tests use it to
+    // check the error messages).
+    let candidates: Vec<PathBuf> = match std::env::var_os(BUSYBOX_ENV) {
+        Some(path) => vec![PathBuf::from(path)],
+        None => BUSYBOX_CANDIDATES.iter().map(PathBuf::from).collect(),
+    };
+    let path = candidates
+        .into_iter()
         .find(|p| p.is_file())
         .ok_or(RootfsError::NoBusybox)?;
     let bytes = fs::read(&path).map_err(io_err("read", &path))?;

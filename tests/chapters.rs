@@ -1,0 +1,52 @@
+//! Snapshot tests: each chapter's complete output, run as CI runs it (root,
+//! no terminal, no colour). The book includes these very files, so what a
+//! page shows is what the code printed.
+//!
+//! Needs root; a normal user's `cargo test` lists these as ignored.
+
+mod common;
+
+/// Runs a chapter, checks it succeeded, and returns its stdout.
+fn chapter_output(name: &str, args: &[&str]) -> String {
+    common::assert_root();
+    let state = common::state_root(&format!("snapshot-{name}"));
+    let mut command = common::chapter(name, &state);
+    command.args(args);
+    let output = common::run(command);
+    assert_eq!(output.status.code(), Some(0), "{name} failed");
+    assert!(output.stderr.is_empty(), "{name} wrote to stderr");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: ch01's snapshot pins uid 0 (sudo -E cargo test)"
+)]
+fn ch01_snapshot() {
+    assert_chapter_snapshot!("ch01", chapter_output("ch01", &[]));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch02_snapshot() {
+    assert_chapter_snapshot!("ch02", chapter_output("ch02", &["--hostname", "lab-ch02"]));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch03_snapshot() {
+    assert_chapter_snapshot!(
+        "ch03",
+        chapter_output(
+            "ch03",
+            &["--hostname", "lab-ch03", "--", "sh", "-c", "hostname; id"]
+        )
+    );
+}

@@ -1,0 +1,228 @@
+//! What every integration test shares: running a chapter binary the way CI
+//! does (no terminal, no colour), the snapshot filters, and the checks a
+//! test makes from outside the chapter.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a chapter's binary, built by cargo for the tests.
+pub fn binary(name: &str) -> PathBuf {
+    let var = format!("CARGO_BIN_EXE_{name}");
+    std::env::var_os(&var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/debug")
+                .join(name)
+        })
+}
+
+/// A fresh, pinned state root for one test: the paths it puts in the
+/// output are the same on every machine, so snapshots need no filter.
+pub fn state_root(test: &str) -> PathBuf {
+    let root = PathBuf::from("/tmp/container-lab-tests").join(test);
+    assert!(
+        !lab::mounts::has_mounts_under(&root).unwrap(),
+        "{} has mounts beneath it; a previous run leaked them",
+        root.display()
+    );
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// A chapter command as CI runs it: stdin closed, no colour, pinned state.
+pub fn chapter(name: &str, state: &Path) -> Command {
+    let mut command = Command::new(binary(name));
+    command
+        .env("NO_COLOR", "1")
+        .env(lab::state::ROOT_ENV, state)
+        .env_remove(lab::narrate::HOLD_ENV)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs to completion and prints everything first, so a failing assertion
+/// can be understood from the test log alone.
+pub fn run(mut command: Command) -> Output {
+    let output = command
+        .output()
+        .expect("failed to start the chapter binary");
+    println!("--- exit: {:?}", output.status.code());
+    println!("--- stdout:\n{}", String::from_utf8_lossy(&output.stdout));
+    println!("--- stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Redacts only what the kernel chooses: PIDs, namespace inode numbers,
+/// and the host's own hostname. Everything the lab chooses stays.
+pub fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\b4026\d{6}\b", "[INODE]"),
+        (
+            r"(pid on the host:\s+|our pid:\s+|the child's pid:\s+|PPid: )\d+",
+            "${1}[PID]",
+        ),
+        (r"NSpid: \d+", "NSpid: [PID]"),
+        (r"(-p |/proc/|kill |wait )\d+", "${1}[PID]"),
+        (r"(host \$ hostname\n\s+)\S+", "${1}[HOST HOSTNAME]"),
+    ]
+}
+
+/// `insta::assert_snapshot!` with the lab's filters.
+#[macro_export]
+macro_rules! assert_chapter_snapshot {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({
+            filters => common::filters(),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
+
+/// A chapter started in the background, held before one of its steps.
+pub struct Held {
+    pub child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    pub stderr_text: String,
+}
+
+impl Held {
+    /// Starts the chapter with the hold hook and waits until it holds.
+    pub fn start(mut command: Command, step: usize) -> Held {
+        command
+            .env(lab::narrate::HOLD_ENV, step.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("failed to start the chapter binary");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut held = Held {
+            child,
+            stderr,
+            stderr_text: String::new(),
+        };
+        let wanted = format!("holding before step {step}");
+        loop {
+            let mut line = String::new();
+            let n = held.stderr.read_line(&mut line).unwrap();
+            held.stderr_text.push_str(&line);
+            assert!(
+                n > 0,
+                "the chapter ended before holding at step {step}:\n{}",
+                held.stderr_text
+            );
+            if line.contains(&wanted) {
+                return held;
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and collects the outcome.
+    pub fn interrupt(mut self) -> (Option<i32>, String, String) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the chapter did not end within 30 s of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        self.stderr_text.push_str(&rest);
+        println!("--- stdout:\n{stdout}\n--- stderr:\n{}", self.stderr_text);
+        (status.code(), stdout, self.stderr_text)
+    }
+}
+
+/// The direct children of a process (needs CONFIG_PROC_CHILDREN, which
+/// every distribution kernel has).
+pub fn children(pid: i32) -> Vec<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The container's init: the chapter's child whose PID namespace differs.
+pub fn container_init(chapter_pid: i32) -> i32 {
+    let own = ns_inode("self", "pid");
+    children(chapter_pid)
+        .into_iter()
+        .find(|&pid| ns_inode(&pid.to_string(), "pid") != own)
+        .expect("the chapter has no child in a new PID namespace")
+}
+
+/// The inode of `/proc/WHO/ns/KIND` (0 when it cannot be read).
+pub fn ns_inode(who: &str, kind: &str) -> u64 {
+    fs::metadata(format!("/proc/{who}/ns/{kind}"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Every process that is in the PID namespace with this inode.
+pub fn processes_in_pid_namespace(inode: u64) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| ns_inode(&pid.to_string(), "pid") == inode)
+        .collect()
+}
+
+/// This test process's mount table, for before/after comparisons.
+pub fn host_mountinfo() -> String {
+    fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+/// The mount points only, which is what must not change (mount IDs and
+/// other fields may be touched by unrelated activity on a shared machine).
+pub fn mount_points(mountinfo: &str) -> Vec<String> {
+    lab::mounts::parse_mountinfo(mountinfo)
+        .unwrap()
+        .into_iter()
+        .map(|m| format!("{} {}", m.mount_point.display(), m.fs_type))
+        .collect()
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Fails the test when run without root, with the reason, in the rare
+/// case where the build ran as root but the tests do not.
+pub fn assert_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (namespaces, mounts); it was built as root but runs as another user: run the suite with sudo"
+    );
+}

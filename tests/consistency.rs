@@ -1,0 +1,177 @@
+//! The chapter manifest (`src/chapters.rs`) is the one list of chapters.
+//! This test fails when the binaries, the chapter sources, the book and the
+//! snapshots stop agreeing with it, so none of them can drift.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use lab::chapters::CHAPTERS;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+/// `(name, path)` of every `[[bin]]` in Cargo.toml.
+fn cargo_binaries() -> Vec<(String, String)> {
+    let manifest = read(&repo().join("Cargo.toml"));
+    let mut bins = Vec::new();
+    for section in manifest.split("[[bin]]").skip(1) {
+        let field = |key: &str| {
+            section
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix(key)?
+                        .trim()
+                        .strip_prefix('=')
+                        .map(|v| v.trim().trim_matches('"').to_string())
+                })
+                .unwrap_or_default()
+        };
+        bins.push((field("name"), field("path")));
+    }
+    bins
+}
+
+#[test]
+fn every_chapter_has_a_binary_and_every_binary_a_chapter() {
+    let bins = cargo_binaries();
+    for chapter in CHAPTERS {
+        let expected = format!("chapters/{}", chapter.source);
+        assert!(
+            bins.iter()
+                .any(|(name, path)| name == chapter.id && *path == expected),
+            "Cargo.toml needs [[bin]] name = \"{}\" path = \"{expected}\"",
+            chapter.id
+        );
+        assert!(repo().join(&expected).is_file(), "{expected} is missing");
+    }
+    for (name, path) in &bins {
+        if path.starts_with("chapters/") {
+            assert!(
+                CHAPTERS.iter().any(|c| c.id == name),
+                "binary {name} is not in the chapter manifest"
+            );
+        }
+    }
+    for entry in fs::read_dir(repo().join("chapters")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            CHAPTERS.iter().any(|c| c.source == file),
+            "chapters/{file} is not in the chapter manifest"
+        );
+    }
+}
+
+#[test]
+fn the_book_has_one_page_per_chapter_in_order() {
+    let summary = read(&repo().join("book/src/SUMMARY.md"));
+    let mut last = 0;
+    for chapter in CHAPTERS {
+        let link = format!("]({})", chapter.page);
+        let at = summary
+            .find(&link)
+            .unwrap_or_else(|| panic!("SUMMARY.md does not link {}", chapter.page));
+        assert!(at > last, "SUMMARY.md lists {} out of order", chapter.page);
+        last = at;
+        assert!(
+            repo().join("book/src").join(chapter.page).is_file(),
+            "book/src/{} is missing",
+            chapter.page
+        );
+    }
+    for line in summary.lines().filter(|l| l.contains("](ch")) {
+        assert!(
+            CHAPTERS
+                .iter()
+                .any(|c| line.contains(&format!("]({})", c.page))),
+            "SUMMARY.md links a page that is not a chapter: {line}"
+        );
+    }
+}
+
+#[test]
+fn every_page_includes_its_real_source_and_its_real_snapshot() {
+    for chapter in CHAPTERS {
+        let page = read(&repo().join("book/src").join(chapter.page));
+        assert!(
+            page.contains(&format!("{{{{#include ../../chapters/{}", chapter.source)),
+            "{} must include chapters/{}",
+            chapter.page,
+            chapter.source
+        );
+        let snapshots = snapshot_files(chapter.id);
+        assert!(
+            !snapshots.is_empty(),
+            "tests/snapshots has no snapshot for {}",
+            chapter.id
+        );
+        assert!(
+            snapshots
+                .iter()
+                .any(|s| page.contains(&format!("{{{{#include ../../tests/snapshots/{s}"))),
+            "{} must include one of its snapshots {snapshots:?}",
+            chapter.page
+        );
+    }
+}
+
+#[test]
+fn every_snapshot_belongs_to_a_chapter_and_no_review_is_pending() {
+    for entry in fs::read_dir(repo().join("tests/snapshots")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !file.ends_with(".snap.new"),
+            "{file} waits for review: cargo insta review"
+        );
+        assert!(
+            file.starts_with("mini-docker") || CHAPTERS.iter().any(|c| file.starts_with(c.id)),
+            "snapshot {file} does not belong to any chapter"
+        );
+    }
+}
+
+/// Every include in the book points at a file (and an anchor) that exists.
+#[test]
+fn every_include_in_the_book_resolves() {
+    let src = repo().join("book/src");
+    for entry in fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let page = read(&path);
+        for include in page.split("{{#include ").skip(1) {
+            let target = include.split("}}").next().unwrap().trim();
+            let (file, anchor) = match target.split_once(':') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (target, None),
+            };
+            let included = src.join(file);
+            let text = read(&included);
+            if let Some(anchor) = anchor.filter(|a| !a.chars().next().unwrap().is_ascii_digit()) {
+                assert!(
+                    text.contains(&format!("ANCHOR: {anchor}"))
+                        && text.contains(&format!("ANCHOR_END: {anchor}")),
+                    "{} includes {file}:{anchor}, but that anchor does not exist",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+fn snapshot_files(id: &str) -> Vec<String> {
+    let mut files: Vec<String> = fs::read_dir(repo().join("tests/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| {
+            f.ends_with(".snap") && (f == &format!("{id}.snap") || f.starts_with(&format!("{id}@")))
+        })
+        .collect();
+    files.sort();
+    files
+}

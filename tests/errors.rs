@@ -1,0 +1,113 @@
+//! Bad input and missing prerequisites: one lowercase line on stderr that
+//! says what is wrong and what to do, a non-zero exit, and never a panic.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+
+fn assert_clean_error(output: &std::process::Output, code: i32, wanted: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(wanted), "expected {wanted:?} in: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(!stderr.contains("backtrace"), "backtrace: {stderr}");
+}
+
+#[test]
+fn a_bad_hostname_is_refused_before_anything_happens() {
+    let state = common::state_root("errors-hostname");
+    let mut command = common::chapter("ch02", &state);
+    command.args(["--hostname", "not a hostname!"]);
+    let output = common::run(command);
+    assert_clean_error(&output, 2, "invalid hostname");
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error() {
+    let state = common::state_root("errors-flag");
+    let mut command = common::chapter("ch03", &state);
+    command.arg("--no-such-flag");
+    assert_clean_error(&common::run(command), 2, "unexpected argument");
+}
+
+#[test]
+fn a_bad_run_name_is_refused() {
+    let state = common::state_root("errors-name");
+    let mut command = common::chapter("ch03", &state);
+    command.args(["--name", "../escape"]);
+    assert_clean_error(&common::run(command), 2, "invalid name");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn missing_busybox_names_the_package_to_install() {
+    common::assert_root();
+    let state = common::state_root("errors-busybox");
+    let mut command = common::chapter("ch03", &state);
+    command.env(lab::rootfs::BUSYBOX_ENV, "/nonexistent/busybox");
+    let output = common::run(command);
+    assert_clean_error(
+        &output,
+        1,
+        "error: busybox is not installed; install the busybox-static package",
+    );
+    assert!(output.stdout.is_empty(), "nothing should have started");
+    assert!(
+        !state.join("run").exists(),
+        "nothing should have been created"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_dynamic_busybox_is_refused_with_the_reason() {
+    common::assert_root();
+    let state = common::state_root("errors-dynamic");
+    let mut command = common::chapter("ch03", &state);
+    command.env(lab::rootfs::BUSYBOX_ENV, "/bin/ls");
+    assert_clean_error(&common::run(command), 1, "is dynamically linked");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn without_root_or_sudo_the_chapter_says_what_to_do() {
+    common::assert_root();
+    let state = common::state_root("errors-not-root");
+    let mut command = common::chapter("ch02", &state);
+    // An unprivileged user with no sudo on its PATH.
+    command.env("PATH", "/nonexistent").uid(65534).gid(65534);
+    let output = common::run(command);
+    assert_clean_error(
+        &output,
+        1,
+        "ch02 needs root (creating namespaces needs CAP_SYS_ADMIN) and sudo is not installed",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_name_in_use_is_refused_and_the_other_run_is_untouched() {
+    common::assert_root();
+    let state = common::state_root("errors-in-use");
+    let held = common::Held::start(common::chapter("ch03", &state), 5);
+    let second = common::run(common::chapter("ch03", &state));
+    assert_clean_error(&second, 1, "a container named ch03 is already running");
+    assert!(
+        state.join("run/containers/ch03/rootfs").is_dir(),
+        "the first run's files were touched"
+    );
+    let (code, _, _) = held.interrupt();
+    assert_eq!(code, Some(130));
+}
