@@ -14,7 +14,7 @@ use lab::cli::{self, ChapterArgs, ContainerArgs};
 use lab::container::{Container, ContainerSpec};
 use lab::ipc::MessageQueue;
 use lab::namespaces::{self, Namespace};
-use lab::narrate::Narrator;
+use lab::narrate::{yes_no, Narrator};
 use lab::{ipc, mounts, privilege, signals};
 use nix::unistd::Pid;
 
@@ -162,19 +162,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.table(&table);
     // ANCHOR_END: compare
 
-    if !cli.container.command.is_empty() {
-        book.step("run your command inside")
-            .primitive("setns(2) into every namespace, then fork and execve")
-            .shell(format!(
-                "nsenter --target PID --all {}",
-                cli.container.command.join(" ")
-            ))
-            .begin()?;
-        let argv: Vec<&str> = cli.container.command.iter().map(String::as_str).collect();
-        book.inside(&argv);
-        let code = container.exec(&argv)?;
-        book.fact("your command exited with", code);
-    }
+    book.user_command_step(&container, &cli.container.command)?;
 
     // ANCHOR: stop
     book.step("stop the container")
@@ -211,11 +199,3 @@ fn mount_fresh_proc() -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: mount_proc
-
-fn yes_no(value: bool) -> &'static str {
-    if value {
-        "yes"
-    } else {
-        "no"
-    }
-}

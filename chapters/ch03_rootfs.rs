@@ -14,7 +14,7 @@ use lab::chapters;
 use lab::cli::{self, ChapterArgs, ContainerArgs};
 use lab::container::{Container, ContainerSpec};
 use lab::namespaces::{self, Namespace};
-use lab::narrate::Narrator;
+use lab::narrate::{yes_no, Narrator};
 use lab::rootfs::{self, Escape};
 use lab::state::{LabDirs, RunDir};
 use lab::{mounts, privilege, signals};
@@ -220,19 +220,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     );
     // ANCHOR_END: host_view
 
-    if !cli.container.command.is_empty() {
-        book.step("run your command inside")
-            .primitive("setns(2) into every namespace, then fork and execve from the new root")
-            .shell(format!(
-                "nsenter --target PID --all {}",
-                cli.container.command.join(" ")
-            ))
-            .begin()?;
-        let argv: Vec<&str> = cli.container.command.iter().map(String::as_str).collect();
-        book.inside(&argv);
-        let code = container.exec(&argv)?;
-        book.fact("your command exited with", code);
-    }
+    book.user_command_step(&container, &cli.container.command)?;
 
     // ANCHOR: cleanup
     book.step("stop the container and clean up")
@@ -298,13 +286,5 @@ fn report_escape(outcome: Escape) {
     match outcome {
         Escape::Escaped(text) => println!("   escaped: read the host's file: \"{text}\""),
         Escape::Contained(why) => println!("   contained: the host's file is not there ({why})"),
-    }
-}
-
-fn yes_no(value: bool) -> &'static str {
-    if value {
-        "yes"
-    } else {
-        "no"
     }
 }

@@ -76,7 +76,8 @@ impl Narrator {
 
     /// Announces a command about to run inside the container.
     pub fn inside(&self, argv: &[&str]) {
-        println!("   {} {}", "container $".cyan(), argv.join(" "));
+        let words: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        println!("   {} {}", "container $".cyan(), shell_words(&words));
     }
 
     /// Shows what a command printed, indented under the step.
@@ -111,6 +112,30 @@ impl Narrator {
                 .collect();
             println!("   {}", cells.join("  ").trim_end());
         }
+    }
+
+    /// The optional last step of a container chapter: the learner's own
+    /// command (`-- CMD ARGS`), run inside like `docker exec`.
+    pub fn user_command_step(
+        &mut self,
+        container: &crate::container::Container,
+        command: &[String],
+    ) -> anyhow::Result<()> {
+        if command.is_empty() {
+            return Ok(());
+        }
+        self.step("run your command inside")
+            .primitive("setns(2) into every namespace, then fork and execve")
+            .shell(format!(
+                "nsenter --target PID --all {}",
+                shell_words(command)
+            ))
+            .begin()?;
+        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+        println!("   {} {}", "container $".cyan(), shell_words(command));
+        let code = container.exec(&argv)?;
+        self.fact("your command exited with", code);
+        Ok(())
     }
 
     /// The last line of a chapter.
@@ -186,5 +211,48 @@ impl Step<'_> {
         }
         println!();
         Ok(())
+    }
+}
+
+/// Joins arguments the way a shell would need them typed: words with
+/// spaces or special characters go in single quotes.
+pub fn shell_words(args: &[String]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// "yes" or "no", for facts the tests and the reader check at a glance.
+pub fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_quotes_only_what_needs_it() {
+        let args: Vec<String> = ["sh", "-c", "echo it's $HOME", "/bin/ls"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(shell_words(&args), "sh -c 'echo it'\\''s $HOME' /bin/ls");
     }
 }
