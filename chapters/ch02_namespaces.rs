@@ -114,8 +114,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             1
         }
     })?;
-    book.inside(&["ps", "-eo", "pid,ppid,comm"]);
-    book.output(&container.exec_output(&["ps", "-eo", "pid,ppid,comm"])?.1);
+    book.inside(&["ps", "-eo", "pid:5,ppid:5,comm"]);
+    book.output(
+        &container
+            .exec_output(&["ps", "-eo", "pid:5,ppid:5,comm"])?
+            .1,
+    );
     book.say("pid 1 is the container's init; ppid 0 means \"my parent is outside this namespace\"");
     // ANCHOR_END: proc
 

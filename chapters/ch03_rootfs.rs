@@ -131,7 +131,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .begin()?;
     let container = Container::start(&ContainerSpec {
         namespaces: NAMESPACES.to_vec(),
-        main: vec!["sleep".into(), "infinity".into()],
+        // The image's own (static) sleep: it keeps running after pivot_root
+        // takes the host's files, and its libraries, out of reach.
+        main: vec![
+            root.join("bin/sleep").display().to_string(),
+            "infinity".into(),
+        ],
         env: rootfs::busybox_env(),
     })?;
     book.fact("pid on the host", container.pid());

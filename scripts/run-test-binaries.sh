@@ -7,6 +7,6 @@ echo "kernel $(uname -r), cgroup layout: $(stat -fc %T /sys/fs/cgroup)"
 failed=0
 for exe in "$@"; do
   echo "---- $exe"
-  "$exe" --test-threads=2 || failed=1
+  "$exe" --test-threads=2 --color never || failed=1
 done
 exit "$failed"

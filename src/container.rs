@@ -66,6 +66,16 @@ impl Container {
                     finished: false,
                 };
                 wait_for_eof(ready_read)?;
+                // The pipe also closes when the main program could not be
+                // run at all (init then exits with 126 or 127 at once).
+                std::thread::sleep(Duration::from_millis(1));
+                if let Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
+                    waitpid(child, Some(WaitPidFlag::WNOHANG))
+                {
+                    let mut container = container;
+                    container.finished = true;
+                    return Err(ContainerError::MainFailed(status_code(status)));
+                }
                 Ok(container)
             }
         }
@@ -280,6 +290,8 @@ pub enum ContainerError {
     Fork(Errno),
     #[error("failed to wait for the container: {0}")]
     Wait(Errno),
+    #[error("the container's main process could not start (exit code {0}); see the message above")]
+    MainFailed(i32),
     #[error("failed to hear from the container's init: {0}")]
     Ready(std::io::Error),
 }

@@ -38,8 +38,8 @@ extern "C" fn forward(signal: libc::c_int) {
 
 /// Becomes the container's init: starts `main` as its child, forwards
 /// signals to it, reaps every zombie, and exits with `main`'s status.
-/// Closes `ready` once the handlers are in place and the main process runs,
-/// which is what the host waits for. Never returns.
+/// `ready` closes once the handlers are in place and the main program has
+/// been loaded by execve, which is what the host waits for. Never returns.
 // ANCHOR: init
 pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
     set_process_name(INIT_NAME);
@@ -72,7 +72,8 @@ pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
     let _ = held.thread_block();
     let main_pid = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            drop(ready);
+            // `ready` is close-on-exec: the host sees it close only once
+            // this execve has loaded the main program.
             crate::signals::reset_to_default();
             exec_or_exit(main, env)
         }

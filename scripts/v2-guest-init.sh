@@ -1,0 +1,42 @@
+#!/bin/busybox sh
+# /init of the cgroup v2 guest's initramfs (see scripts/v2-guest.sh):
+# load the modules, mount the host's root read-only over 9p, put a tmpfs
+# overlay on it, switch to it, set up the usual filesystems with cgroup v2
+# only, and run the harness's second stage.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for module in $(cat /modules/order); do insmod "/modules/$module.ko" 2>/dev/null; done
+
+fail() { echo "v2 guest init: $*"; poweroff -f; }
+stage2=$(sed -n 's/.*lab\.stage2=\([^ ]*\).*/\1/p' /proc/cmdline)
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro hostroot /lower || fail "cannot mount the host's root over 9p"
+mount -t tmpfs -o size=4g,mode=755 tmpfs /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "cannot mount the overlay"
+umount /proc /sys
+mount --move /dev /newroot/dev
+
+exec switch_root /newroot /bin/bash -c '
+  set -u
+  mount -t proc proc /proc
+  mount -t sysfs sysfs /sys
+  mkdir -p /dev/pts /dev/shm
+  mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+  mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+  mount -t tmpfs -o mode=1777 tmpfs /tmp
+  mount -t tmpfs -o mode=755 tmpfs /run
+  mount -t cgroup2 cgroup2 /sys/fs/cgroup
+  # Every controller for the children of the root cgroup, where the command
+  # runs: the lab creates its cgroups beneath its own one, here the root.
+  for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+    echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+  done
+  hostname v2-guest
+  ip link set lo up 2>/dev/null
+  bash "$0"
+  echo "@@lab-guest-exit=$?@@"
+  sync
+  poweroff -f
+' "$stage2"
