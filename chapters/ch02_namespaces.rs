@@ -107,6 +107,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("mount --make-rprivate / && mount -t proc proc /proc")
         .look("ps reads /proc: inside it lists only the container's processes")
         .begin()?;
+    // Before: the mount namespace is a copy of the host's, /proc included.
+    let entries_before = container.run_inside(|| count_processes_in_proc().min(100) as i32)?;
+    book.fact("processes in /proc before", more_than_three(entries_before));
     container.run_inside(|| match mount_fresh_proc() {
         Ok(()) => 0,
         Err(err) => {
@@ -121,6 +124,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             .1,
     );
     book.say("pid 1 is the container's init; ppid 0 means \"my parent is outside this namespace\"");
+    let entries_after = container.run_inside(|| count_processes_in_proc().min(100) as i32)?;
+    book.fact("processes in /proc after", more_than_three(entries_after));
     // ANCHOR_END: proc
 
     // ANCHOR: ipc
@@ -189,6 +194,31 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     book.done("the process saw its own hostname, PIDs, IPC objects and mounts, and the host saw no change. chapter 3 gives it its own root filesystem.");
     Ok(())
+}
+
+/// How many processes `/proc` lists: what `ps` would show.
+fn count_processes_in_proc() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The count, or "the host's" when it is clearly more than the container has.
+fn more_than_three(count: i32) -> String {
+    if count > 3 {
+        "more than the container has: it is still the host's /proc".to_string()
+    } else {
+        format!("{count}: only the container's own")
+    }
 }
 
 /// Runs inside the container: stop mounts leaking to the host, then mount
