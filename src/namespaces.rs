@@ -95,10 +95,12 @@ impl Namespace {
     }
 }
 
+// ANCHOR: inode
 /// The inode number behind `/proc/PID/ns/KIND`: the namespace's identity.
 pub fn inode(pid: Pid, ns: Namespace) -> std::io::Result<u64> {
     Ok(fs::metadata(format!("/proc/{pid}/ns/{}", ns.proc_name()))?.ino())
 }
+// ANCHOR_END: inode
 
 /// The inode of the calling process's namespace of that kind.
 pub fn own_inode(ns: Namespace) -> std::io::Result<u64> {
@@ -244,6 +246,7 @@ impl Comparison {
     }
 }
 
+// ANCHOR: compare
 /// Compares every namespace kind the kernel offers between two processes.
 /// Kinds this kernel does not have (no `/proc/PID/ns/time` before 5.6) are
 /// left out.
@@ -259,3 +262,4 @@ pub fn compare(ours: Pid, theirs: Pid) -> Vec<Comparison> {
         })
         .collect()
 }
+// ANCHOR_END: compare
