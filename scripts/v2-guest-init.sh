@@ -25,7 +25,8 @@ exec switch_root /newroot /bin/bash -c '
   mkdir -p /dev/pts /dev/shm
   mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
   mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-  mount -t tmpfs -o mode=1777 tmpfs /tmp
+  # /tmp stays the overlay: the caller (CI clones into /tmp) and its files
+  # must be visible at the same paths.
   mount -t tmpfs -o mode=755 tmpfs /run
   mount -t cgroup2 cgroup2 /sys/fs/cgroup
   # Every controller for the children of the root cgroup, where the command
