@@ -56,6 +56,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch03-rootfs.md",
         needs: &[Need::Root, Need::Busybox],
     },
+    Chapter {
+        id: "ch04",
+        title: "Overlay layers: an image shared by many containers",
+        source: "ch04_overlay.rs",
+        page: "ch04-overlay.md",
+        needs: &[Need::Root, Need::Busybox, Need::Overlay],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

@@ -18,4 +18,5 @@ pub mod init;
 pub mod ipc;
 pub mod mounts;
 pub mod namespaces;
+pub mod overlay;
 pub mod rootfs;

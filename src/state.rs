@@ -50,6 +50,7 @@ impl LabDirs {
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl RunDir {
@@ -84,16 +85,26 @@ impl RunDir {
             path: pid_file,
             source,
         })?;
-        Ok(RunDir { path })
+        Ok(RunDir { path, keep: false })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Leaves the directory in place for inspection (until the next run
+    /// with the same name reclaims it) and returns where it is.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.path.clone()
+    }
 }
 
 impl Drop for RunDir {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Err(err) = remove_tree(&self.path) {
             eprintln!("warning: could not remove {}: {err}", self.path.display());
         }

@@ -50,3 +50,12 @@ fn ch03_snapshot() {
         )
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch04_snapshot() {
+    assert_chapter_snapshot!("ch04", chapter_output("ch04", &["--hostname", "lab-ch04"]));
+}

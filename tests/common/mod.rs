@@ -25,7 +25,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// A fresh, pinned state root for one test: the paths it puts in the
 /// output are the same on every machine, so snapshots need no filter.
 pub fn state_root(test: &str) -> PathBuf {
-    let root = PathBuf::from("/tmp/container-lab-tests").join(test);
+    let root = PathBuf::from("/run/container-lab-tests").join(test);
     assert!(
         !lab::mounts::has_mounts_under(&root).unwrap(),
         "{} has mounts beneath it; a previous run leaked them",
@@ -187,13 +187,36 @@ pub fn ns_inode(who: &str, kind: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every process that is in the PID namespace with this inode.
-pub fn processes_in_pid_namespace(inode: u64) -> Vec<i32> {
+/// Every process in the PID namespace with this inode, as (PID, start
+/// time) pairs: the start time tells a process from a later one that got
+/// the same PID, since both PIDs and namespace inode numbers are reused.
+pub fn processes_in_pid_namespace(inode: u64) -> Vec<(i32, u64)> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| ns_inode(&pid.to_string(), "pid") == inode)
+        .filter_map(|pid| Some((pid, start_time(pid)?)))
         .collect()
+}
+
+/// Which of these processes still exist.
+pub fn still_running(processes: &[(i32, u64)]) -> Vec<i32> {
+    processes
+        .iter()
+        .filter(|(pid, started)| start_time(*pid) == Some(*started))
+        .map(|(pid, _)| *pid)
+        .collect()
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// This test process's mount table, for before/after comparisons.
