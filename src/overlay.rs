@@ -176,9 +176,8 @@ pub fn ensure_supported() -> Result<(), OverlayError> {
 }
 
 fn is_overlay(path: &Path) -> bool {
-    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == OVERLAYFS_SUPER_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
