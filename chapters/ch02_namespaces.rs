@@ -65,6 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         namespaces: NAMESPACES.to_vec(),
         main: vec!["sleep".into(), "infinity".into()],
         env: Vec::new(),
+        ..Default::default()
     })?;
     let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid()))?;
     let nspid = status

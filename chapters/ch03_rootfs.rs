@@ -138,6 +138,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             "infinity".into(),
         ],
         env: rootfs::busybox_env(),
+        ..Default::default()
     })?;
     book.fact("pid on the host", container.pid());
     set_hostname(&container, &cli.container.hostname)?;

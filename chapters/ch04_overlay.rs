@@ -269,6 +269,7 @@ fn start_container(layers: &[Layer]) -> anyhow::Result<Container> {
             "infinity".into(),
         ],
         env: rootfs::busybox_env(),
+        ..Default::default()
     })?)
 }
 

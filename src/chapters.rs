@@ -63,6 +63,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch04-overlay.md",
         needs: &[Need::Root, Need::Busybox, Need::Overlay],
     },
+    Chapter {
+        id: "ch05",
+        title: "cgroups: the resource police",
+        source: "ch05_cgroups.rs",
+        page: "ch05-cgroups.md",
+        needs: &[Need::Root, Need::Cgroups],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

@@ -8,6 +8,7 @@
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -21,13 +22,15 @@ use crate::namespaces::{self, Cloned, Namespace, NamespaceError};
 use crate::signals::{self, Interrupted};
 
 /// What to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
     pub namespaces: Vec<Namespace>,
     /// The main process init starts and waits for.
     pub main: Vec<String>,
     /// The environment for everything run inside; empty keeps the caller's.
     pub env: Vec<(String, String)>,
+    /// `cgroup.procs` files every process of the container joins (chapter 5).
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -35,6 +38,7 @@ pub struct Container {
     init: Pid,
     namespaces: Vec<Namespace>,
     env: Vec<CString>,
+    cgroup_procs: Vec<PathBuf>,
     finished: bool,
 }
 
@@ -52,6 +56,12 @@ impl Container {
         match unsafe { namespaces::clone_process(namespaces::clone_flags(&spec.namespaces))? } {
             Cloned::Child => {
                 drop(ready_read);
+                // Into the cgroup first, so that everything init starts is
+                // accounted and limited from its first instruction.
+                if let Err(err) = crate::cgroups::join(&spec.cgroup_procs) {
+                    eprintln!("error: {err}");
+                    init::exit_now(125);
+                }
                 // Keep no reference to the host's directory tree: a later
                 // pivot_root would leave it reachable through our cwd.
                 let _ = std::env::set_current_dir("/");
@@ -63,6 +73,7 @@ impl Container {
                     init: child,
                     namespaces: spec.namespaces.clone(),
                     env,
+                    cgroup_procs: spec.cgroup_procs.clone(),
                     finished: false,
                 };
                 wait_for_eof(ready_read)?;
@@ -137,6 +148,12 @@ impl Container {
         flush_stdio();
         match unsafe { fork() }.map_err(ContainerError::Fork)? {
             ForkResult::Child => {
+                // 0. join the container's cgroup (docker exec does too), while
+                //    the host's /sys/fs/cgroup is still what we see;
+                if let Err(err) = crate::cgroups::join(&self.cgroup_procs) {
+                    eprintln!("error: {err}");
+                    init::exit_now(125);
+                }
                 // 1. join the namespaces (setns), as nsenter does;
                 if let Err(err) = namespaces::enter(self.init, &self.ordered_namespaces()) {
                     eprintln!("error: {err}");

@@ -13,6 +13,7 @@ pub mod signals;
 pub mod state;
 
 // The kernel primitives, in the order the book teaches them.
+pub mod cgroups;
 pub mod container;
 pub mod init;
 pub mod ipc;

@@ -59,3 +59,19 @@ fn ch03_snapshot() {
 fn ch04_snapshot() {
     assert_chapter_snapshot!("ch04", chapter_output("ch04", &["--hostname", "lab-ch04"]));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch05_snapshot() {
+    // The files differ between cgroup v1 and v2, so each layout has its own.
+    let suffix = match lab::cgroups::detect_layout().unwrap() {
+        lab::cgroups::Layout::Unified => "v2",
+        _ => "v1",
+    };
+    insta::with_settings!({ snapshot_suffix => suffix }, {
+        assert_chapter_snapshot!("ch05", chapter_output("ch05", &["--hostname", "lab-ch05"]));
+    });
+}

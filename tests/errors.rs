@@ -111,3 +111,19 @@ fn a_name_in_use_is_refused_and_the_other_run_is_untouched() {
     let (code, _, _) = held.interrupt();
     assert_eq!(code, Some(130));
 }
+
+#[test]
+fn bad_limits_are_refused_with_the_accepted_forms() {
+    let state = common::state_root("errors-limits");
+    for (flag, value, wanted) in [
+        ("--memory", "12q", "invalid size \"12q\""),
+        ("--memory", "1k", "the minimum is 6m"),
+        ("--cpus", "0", "invalid --cpus \"0\""),
+        ("--cpus", "many", "use a number of CPUs"),
+        ("--pids-limit", "3", "not in 8..=4096"),
+    ] {
+        let mut command = common::chapter("ch05", &state);
+        command.args([flag, value]);
+        assert_clean_error(&common::run(command), 2, wanted);
+    }
+}

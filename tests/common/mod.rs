@@ -71,15 +71,54 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"NSpid: \d+", "NSpid: [PID]"),
         (r"(-p |/proc/|kill |wait )\d+", "${1}[PID]"),
         (r"(host \$ hostname\n\s+)\S+", "${1}[HOST HOSTNAME]"),
+        (r"(measured share of one CPU:\s+)\d+%", "${1}[PERCENT]"),
     ]
+}
+
+/// The cgroup this test process runs in, per hierarchy: chosen by the
+/// host (a login session, a CI runner), so snapshots show `[OWN CGROUP]`.
+pub fn own_cgroup_filters() -> Vec<(String, &'static str)> {
+    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut paths: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2))
+        .map(|path| path.trim_matches('/').to_string())
+        .filter(|path| !path.is_empty())
+        .collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            (
+                format!("/{}/container-lab", regex_escape(&p)),
+                "/[OWN CGROUP]/container-lab",
+            )
+        })
+        .collect()
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }
 
 /// `insta::assert_snapshot!` with the lab's filters.
 #[macro_export]
 macro_rules! assert_chapter_snapshot {
     ($name:expr, $value:expr) => {
+        let own = common::own_cgroup_filters();
+        let mut filters: Vec<(&str, &str)> = own.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        filters.extend(common::filters());
         insta::with_settings!({
-            filters => common::filters(),
+            filters => filters,
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {

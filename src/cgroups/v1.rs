@@ -1,0 +1,145 @@
+//! cgroup v1: one hierarchy per controller, each mounted on its own, and
+//! the lab's cgroup is one directory in each of them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    own_path, read_key, read_u64, remove_dir_retrying, write, CgroupError, Counters, Limits,
+};
+
+/// The container's directories, keyed by controller (`cpu` and `cpuacct`
+/// may share one hierarchy, and then one directory).
+#[derive(Debug)]
+pub struct V1Cgroup {
+    dirs: BTreeMap<&'static str, PathBuf>,
+    /// What we created, deepest last, so removal goes in reverse.
+    created: Vec<PathBuf>,
+}
+
+/// The v1 controllers the lab uses, with `cpuacct` for CPU usage.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+
+impl V1Cgroup {
+    // ANCHOR: create
+    pub fn create(name: &str) -> Result<V1Cgroup, CgroupError> {
+        let mut cgroup = V1Cgroup {
+            dirs: BTreeMap::new(),
+            created: Vec::new(),
+        };
+        for controller in V1_CONTROLLERS {
+            let Some(mount) = hierarchy_mount(controller) else {
+                continue;
+            };
+            // Beneath the cgroup this process is in, in that hierarchy.
+            let own = own_path(Some(controller))?;
+            let parent = mount.join(own).join("container-lab");
+            let dir = parent.join(name);
+            if !cgroup.created.contains(&dir) {
+                for path in [&parent, &dir] {
+                    match fs::create_dir(path) {
+                        Ok(()) => cgroup.created.push(path.clone()),
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::AlreadyExists && path == &parent => {
+                        }
+                        Err(e) => return Err(CgroupError::io("create", path, e)),
+                    }
+                }
+            }
+            cgroup.dirs.insert(controller, dir);
+        }
+        Ok(cgroup)
+    }
+    // ANCHOR_END: create
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.dirs.values().cloned().collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    pub fn has(&self, controller: &str) -> bool {
+        self.dirs.contains_key(controller)
+    }
+
+    fn file(&self, controller: &str, name: &str) -> Option<PathBuf> {
+        self.dirs.get(controller).map(|dir| dir.join(name))
+    }
+
+    // ANCHOR: limits
+    pub fn set_limits(&self, limits: &Limits) -> Result<Vec<(PathBuf, String)>, CgroupError> {
+        let mut written = Vec::new();
+        let mut set = |controller: &str, file: &str, value: String| -> Result<(), CgroupError> {
+            if let Some(path) = self.file(controller, file) {
+                if path.exists() {
+                    write(&path, &value)?;
+                    written.push((path, value));
+                }
+            }
+            Ok(())
+        };
+        if let Some(bytes) = limits.memory_bytes {
+            set("memory", "memory.limit_in_bytes", bytes.to_string())?;
+            // Memory plus swap, too: otherwise the kernel swaps instead of OOM-killing.
+            set("memory", "memory.memsw.limit_in_bytes", bytes.to_string())?;
+        }
+        if let Some(cpus) = limits.cpus {
+            set("cpu", "cpu.cfs_period_us", "100000".into())?;
+            set(
+                "cpu",
+                "cpu.cfs_quota_us",
+                ((cpus * 100_000.0) as u64).to_string(),
+            )?;
+        }
+        if let Some(pids) = limits.pids {
+            set("pids", "pids.max", pids.to_string())?;
+        }
+        Ok(written)
+    }
+    // ANCHOR_END: limits
+
+    pub fn counters(&self) -> Counters {
+        let path = |controller, name| self.file(controller, name).unwrap_or_default();
+        Counters {
+            oom_kills: read_key(&path("memory", "memory.oom_control"), "oom_kill"),
+            memory_peak_bytes: read_u64(&path("memory", "memory.max_usage_in_bytes")),
+            cpu_usage: read_u64(&path("cpuacct", "cpuacct.usage")).map(Duration::from_nanos),
+            cpu_throttled_periods: read_key(&path("cpu", "cpu.stat"), "nr_throttled"),
+            cpu_throttled_time: read_key(&path("cpu", "cpu.stat"), "throttled_time")
+                .map(Duration::from_nanos),
+            pids_refused: read_key(&path("pids", "pids.events"), "max"),
+        }
+    }
+
+    pub fn remove(&mut self) -> Result<(), CgroupError> {
+        while let Some(path) = self.created.pop() {
+            // A shared parent still used by another run stays.
+            if path.file_name().is_some_and(|n| n == "container-lab") {
+                let _ = fs::remove_dir(&path);
+            } else {
+                remove_dir_retrying(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the v1 hierarchy holding `controller` is mounted.
+fn hierarchy_mount(controller: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mut tail = after.split(' ');
+        if tail.next()? != "cgroup" {
+            return None;
+        }
+        let super_options = tail.nth(1)?;
+        super_options
+            .split(',')
+            .any(|o| o == controller)
+            .then(|| Path::new(before.split(' ').nth(4).unwrap_or("")).to_path_buf())
+    })
+}
