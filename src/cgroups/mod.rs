@@ -267,16 +267,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         Some((at, _)) => lower.split_at(at),
         None => (lower, ""),
     };
-    let multiplier: u64 =
-        match unit {
-            "" => 1,
-            "k" => 1 << 10,
-            "m" => 1 << 20,
-            "g" => 1 << 30,
-            _ => return Err(format!(
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => {
+            return Err(format!(
                 "invalid size {text:?}: use a number with an optional unit b, k, m or g, e.g. 32m"
-            )),
-        };
+            ))
+        }
+    };
     let value: u64 = digits.parse().map_err(|_| {
         format!("invalid size {text:?}: use a number with an optional unit b, k, m or g, e.g. 32m")
     })?;
@@ -339,29 +340,6 @@ impl CgroupError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_like_docker() {
-        assert_eq!(parse_size("32m"), Ok(32 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("8388608"), Ok(8 << 20));
-        assert!(parse_size("12q").unwrap_err().contains("invalid size"));
-        assert!(parse_size("1k").unwrap_err().contains("minimum is 6m"));
-        assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn cpus_must_be_positive() {
-        assert_eq!(parse_cpus("0.2"), Ok(0.2));
-        assert!(parse_cpus("0").is_err());
-        assert!(parse_cpus("-1").is_err());
-        assert!(parse_cpus("lots").is_err());
-    }
-}
-
 /// Set on the re-run under systemd-run, so it cannot loop.
 const DELEGATED_MARK: &str = "CONTAINER_LAB_DELEGATED";
 
@@ -390,4 +368,27 @@ pub fn reexec_in_delegated_scope() -> Result<std::convert::Infallible, CgroupErr
         .env(DELEGATED_MARK, "1")
         .exec();
     Err(CgroupError::io("run", "systemd-run", err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("32m"), Ok(32 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("8388608"), Ok(8 << 20));
+        assert!(parse_size("12q").unwrap_err().contains("invalid size"));
+        assert!(parse_size("1k").unwrap_err().contains("minimum is 6m"));
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn cpus_must_be_positive() {
+        assert_eq!(parse_cpus("0.2"), Ok(0.2));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("-1").is_err());
+        assert!(parse_cpus("lots").is_err());
+    }
 }
