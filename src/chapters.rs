@@ -70,6 +70,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch05-cgroups.md",
         needs: &[Need::Root, Need::Cgroups],
     },
+    Chapter {
+        id: "ch06",
+        title: "A network of its own: veth, a bridge and NAT",
+        source: "ch06_network.rs",
+        page: "ch06-network.md",
+        needs: &[Need::Root, Need::Busybox, Need::Network],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

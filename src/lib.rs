@@ -19,5 +19,6 @@ pub mod init;
 pub mod ipc;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod overlay;
 pub mod rootfs;

@@ -1,0 +1,208 @@
+//! Chapter 6: a network of its own.
+//!
+//! A container in a new network namespace has nothing but a loopback
+//! interface that is down. This chapter connects two containers to a bridge
+//! on the host with veth pairs, gives them addresses and a default route,
+//! lets them serve HTTP on the same port, and publishes one of them on a
+//! host port with nftables NAT.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use lab::chapters;
+use lab::cli::{self, ChapterArgs, ContainerArgs};
+use lab::container::{Container, ContainerSpec};
+use lab::namespaces::Namespace;
+use lab::narrate::{yes_no, Narrator};
+use lab::network::{self, netlink::Netlink, BRIDGE, GATEWAY};
+use lab::state::{LabDirs, RunDir};
+use lab::{privilege, rootfs, signals};
+
+/// Networking: veth pairs, a bridge, NAT and a published port.
+#[derive(Debug, Parser)]
+#[command(name = "ch06", version)]
+struct Cli {
+    #[command(flatten)]
+    chapter: ChapterArgs,
+    #[command(flatten)]
+    container: ContainerArgs,
+    /// Name of this run; the two containers are NAME-a and NAME-b
+    #[arg(long, default_value = "ch06", value_parser = cli::parse_name)]
+    name: String,
+    /// Host port published to port 80 of the first container (docker's -p HOST:80)
+    #[arg(short = 'p', long = "publish", default_value = "8080", value_parser = clap::value_parser!(u16).range(1..))]
+    publish: u16,
+}
+
+const NAMESPACES: [Namespace; 5] = [Namespace::Uts, Namespace::Pid, Namespace::Ipc, Namespace::Mount, Namespace::Net];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    signals::install_interrupt_handler();
+    cli::finish(run(&cli))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let chapter = chapters::chapter("ch06").context("ch06 is missing from the manifest")?;
+    privilege::ensure_root("ch06", "network namespaces, links and firewall rules need CAP_NET_ADMIN")?;
+    rootfs::find_static_busybox()?;
+    let mut book = Narrator::new(chapter, &cli.chapter);
+    let dirs = LabDirs::from_env();
+    // The host's loopback must be up for the published port on 127.0.0.1.
+    network::set_up(&mut Netlink::open()?, "lo")?;
+
+    // ANCHOR: empty
+    book.step("a container in a new network namespace")
+        .primitive("clone(CLONE_NEWNET | …): a network stack with only a loopback interface, down")
+        .shell("unshare --net … ip link")
+        .look("nothing but lo, and no route anywhere")
+        .begin()?;
+    let a = BusyboxContainer::start(&dirs, &format!("{}-a", cli.name), &cli.container.hostname)?;
+    show(&book, &a.container, &["ip", "link"])?;
+    show(&book, &a.container, &["ping", "-c", "1", "-W", "1", &GATEWAY.to_string()])?;
+    // ANCHOR_END: empty
+
+    // ANCHOR: veth
+    book.step("a bridge on the host and a veth pair into the container")
+        .primitive("rtnetlink RTM_NEWLINK (bridge, veth), RTM_SETLINK (master, netns, name, up), RTM_NEWADDR, RTM_NEWROUTE")
+        .shell(format!(
+            "ip link add {BRIDGE} type bridge; ip addr add {GATEWAY}/24 dev {BRIDGE}; ip link add vh-NAME type veth peer name vc-NAME; \
+             ip link set vh-NAME master {BRIDGE} up; ip link set vc-NAME netns PID; (inside) ip link set vc-NAME name eth0; \
+             ip addr add 172.29.0.2/24 dev eth0; ip link set eth0 up; ip route add default via {GATEWAY}"
+        ))
+        .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
+        .begin()?;
+    let a_net = network::attach(&dirs, &a.name, &a.container)?;
+    book.fact("host side", format!("bridge {BRIDGE} {GATEWAY}/24, {} attached to it", a_net.host_end));
+    show(&book, &a.container, &["ip", "-4", "addr", "show", "eth0"])?;
+    show(&book, &a.container, &["ip", "route"])?;
+    show(&book, &a.container, &["ping", "-c", "1", "-W", "2", "-q", &GATEWAY.to_string()])?;
+    // ANCHOR_END: veth
+
+    // ANCHOR: two
+    book.step("a second container on the same bridge, both serving port 80")
+        .primitive("a second veth pair; each container has its own port 80 in its own network namespace")
+        .shell("httpd -p 80 -h /www   (in each container)")
+        .look("the containers reach each other by address; the host reaches both; no port conflict")
+        .begin()?;
+    let b = BusyboxContainer::start(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
+    let b_net = network::attach(&dirs, &b.name, &b.container)?;
+    book.fact("addresses", format!("{} has {}, {} has {}", a.name, a_net.ip, b.name, b_net.ip));
+    for container in [&a, &b] {
+        show(&book, &container.container, &["httpd", "-p", "80", "-h", "/www"])?;
+    }
+    show(&book, &a.container, &["ping", "-c", "1", "-W", "2", "-q", &b_net.ip.to_string()])?;
+    show(&book, &a.container, &["wget", "-q", "-O", "-", &format!("http://{}/", b_net.ip)])?;
+    for (name, net) in [(&a.name, &a_net), (&b.name, &b_net)] {
+        book.fact(&format!("host GET http://{}/", net.ip), http_get(SocketAddr::from((net.ip, 80)))
+            .unwrap_or_else(|e| format!("failed: {e}")));
+        let _ = name;
+    }
+    // ANCHOR_END: two
+
+    // ANCHOR: nat
+    book.step(format!("NAT: masquerade outgoing traffic, publish port {} to {}:80", cli.publish, a.name))
+        .primitive("nftables nat chains: masquerade in postrouting, dnat in prerouting and output")
+        .shell(format!("nft -f rules.nft; sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{BRIDGE}.route_localnet=1"))
+        .look("the published port answers on the host's own 127.0.0.1 and on the bridge address from the other container")
+        .begin()?;
+    network::publish(&dirs, cli.publish, a_net.ip, 80)?;
+    book.on_host(&format!("nft list table ip {}", network::NFT_TABLE));
+    book.output(&network::nft_list().unwrap_or_default());
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
+    book.fact(&format!("host GET http://{local}/"), http_get(local).unwrap_or_else(|e| format!("failed: {e}")));
+    show(&book, &b.container, &["wget", "-q", "-O", "-", &format!("http://{GATEWAY}:{}/", cli.publish)])?;
+    // ANCHOR_END: nat
+
+    book.user_command_step(&a.container, &cli.container.command)?;
+
+    // ANCHOR: cleanup
+    book.step("stop both containers and take the network down")
+        .primitive("RTM_DELLINK for each host end (its peer goes with it), then the bridge and the nft table with the last container")
+        .shell(format!("ip link del vh-NAME; ip link del {BRIDGE}; nft delete table ip {}", network::NFT_TABLE))
+        .look("the host is back to its loopback interface and no lab rules")
+        .begin()?;
+    drop((a_net, b_net));
+    a.stop()?;
+    b.stop()?;
+    let links = network::link_names(&mut Netlink::open()?)?;
+    book.fact("interfaces left on the host side", links.join(" "));
+    book.fact("lab nftables table left", yes_no(network::nft_list().is_some()));
+    // ANCHOR_END: cleanup
+
+    book.done("two containers, each with its own network stack, joined by a bridge, reachable through NAT. chapter 7 takes root away from them.");
+    Ok(())
+}
+
+/// A busybox container with its own copy of the image, pivoted into it,
+/// with a web page that names it.
+struct BusyboxContainer {
+    name: String,
+    container: Container,
+    _run_dir: RunDir,
+}
+
+impl BusyboxContainer {
+    fn start(dirs: &LabDirs, name: &str, hostname: &str) -> anyhow::Result<BusyboxContainer> {
+        let (image, _) = rootfs::busybox_image(dirs)?;
+        let run_dir = RunDir::create(dirs, name)?;
+        let root = run_dir.path().join("rootfs");
+        rootfs::copy_tree(&image, &root)?;
+        std::fs::create_dir_all(root.join("www"))?;
+        std::fs::write(root.join("www/index.html"), format!("hello from {name}\n"))?;
+        let container = Container::start(&ContainerSpec {
+            namespaces: NAMESPACES.to_vec(),
+            main: vec![root.join("bin/sleep").display().to_string(), "infinity".into()],
+            env: rootfs::busybox_env(),
+            ..Default::default()
+        })?;
+        let hostname = hostname.to_string();
+        let code = container.run_inside(move || {
+            let result = nix::unistd::sethostname(&hostname)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| rootfs::pivot_into(&root).map_err(anyhow::Error::from))
+                .and_then(|()| rootfs::mount_kernel_filesystems().map_err(anyhow::Error::from));
+            match result {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    1
+                }
+            }
+        })?;
+        anyhow::ensure!(code == 0, "setting up {name}'s root filesystem failed");
+        Ok(BusyboxContainer { name: name.to_string(), container, _run_dir: run_dir })
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.container.stop(Duration::from_secs(10))?;
+        Ok(())
+    }
+}
+
+/// A minimal HTTP/1.0 GET from the chapter's own process, in the host's
+/// network namespace: the body, or the error.
+fn http_get(address: SocketAddr) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+}
+
+fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<()> {
+    book.inside(argv);
+    let (code, text) = container.exec_output(argv)?;
+    book.output(&text);
+    if code != 0 {
+        book.say(format!("(exit code {code})"));
+    }
+    Ok(())
+}
+
