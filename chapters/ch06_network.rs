@@ -39,7 +39,13 @@ struct Cli {
     publish: u16,
 }
 
-const NAMESPACES: [Namespace; 5] = [Namespace::Uts, Namespace::Pid, Namespace::Ipc, Namespace::Mount, Namespace::Net];
+const NAMESPACES: [Namespace; 5] = [
+    Namespace::Uts,
+    Namespace::Pid,
+    Namespace::Ipc,
+    Namespace::Mount,
+    Namespace::Net,
+];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,7 +55,10 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let chapter = chapters::chapter("ch06").context("ch06 is missing from the manifest")?;
-    privilege::ensure_root("ch06", "network namespaces, links and firewall rules need CAP_NET_ADMIN")?;
+    privilege::ensure_root(
+        "ch06",
+        "network namespaces, links and firewall rules need CAP_NET_ADMIN",
+    )?;
     rootfs::find_static_busybox()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
@@ -64,7 +73,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .begin()?;
     let a = BusyboxContainer::start(&dirs, &format!("{}-a", cli.name), &cli.container.hostname)?;
     show(&book, &a.container, &["ip", "link"])?;
-    show(&book, &a.container, &["ping", "-c", "1", "-W", "1", &GATEWAY.to_string()])?;
+    show(
+        &book,
+        &a.container,
+        &["ping", "-c", "1", "-W", "1", &GATEWAY.to_string()],
+    )?;
     // ANCHOR_END: empty
 
     // ANCHOR: veth
@@ -78,29 +91,58 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
         .begin()?;
     let a_net = network::attach(&dirs, &a.name, &a.container)?;
-    book.fact("host side", format!("bridge {BRIDGE} {GATEWAY}/24, {} attached to it", a_net.host_end));
+    book.fact(
+        "host side",
+        format!(
+            "bridge {BRIDGE} {GATEWAY}/24, {} attached to it",
+            a_net.host_end
+        ),
+    );
     show(&book, &a.container, &["ip", "-4", "addr", "show", "eth0"])?;
     show(&book, &a.container, &["ip", "route"])?;
-    show(&book, &a.container, &["ping", "-c", "1", "-W", "2", "-q", &GATEWAY.to_string()])?;
+    show(
+        &book,
+        &a.container,
+        &["ping", "-c", "1", "-W", "2", "-q", &GATEWAY.to_string()],
+    )?;
     // ANCHOR_END: veth
 
     // ANCHOR: two
     book.step("a second container on the same bridge, both serving port 80")
-        .primitive("a second veth pair; each container has its own port 80 in its own network namespace")
+        .primitive(
+            "a second veth pair; each container has its own port 80 in its own network namespace",
+        )
         .shell("httpd -p 80 -h /www   (in each container)")
         .look("the containers reach each other by address; the host reaches both; no port conflict")
         .begin()?;
     let b = BusyboxContainer::start(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
     let b_net = network::attach(&dirs, &b.name, &b.container)?;
-    book.fact("addresses", format!("{} has {}, {} has {}", a.name, a_net.ip, b.name, b_net.ip));
+    book.fact(
+        "addresses",
+        format!("{} has {}, {} has {}", a.name, a_net.ip, b.name, b_net.ip),
+    );
     for container in [&a, &b] {
-        show(&book, &container.container, &["httpd", "-p", "80", "-h", "/www"])?;
+        show(
+            &book,
+            &container.container,
+            &["httpd", "-p", "80", "-h", "/www"],
+        )?;
     }
-    show(&book, &a.container, &["ping", "-c", "1", "-W", "2", "-q", &b_net.ip.to_string()])?;
-    show(&book, &a.container, &["wget", "-q", "-O", "-", &format!("http://{}/", b_net.ip)])?;
+    show(
+        &book,
+        &a.container,
+        &["ping", "-c", "1", "-W", "2", "-q", &b_net.ip.to_string()],
+    )?;
+    show(
+        &book,
+        &a.container,
+        &["wget", "-q", "-O", "-", &format!("http://{}/", b_net.ip)],
+    )?;
     for (name, net) in [(&a.name, &a_net), (&b.name, &b_net)] {
-        book.fact(&format!("host GET http://{}/", net.ip), http_get(SocketAddr::from((net.ip, 80)))
-            .unwrap_or_else(|e| format!("failed: {e}")));
+        book.fact(
+            &format!("host GET http://{}/", net.ip),
+            http_get(SocketAddr::from((net.ip, 80))).unwrap_or_else(|e| format!("failed: {e}")),
+        );
         let _ = name;
     }
     // ANCHOR_END: two
@@ -115,8 +157,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.on_host(&format!("nft list table ip {}", network::NFT_TABLE));
     book.output(&network::nft_list().unwrap_or_default());
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
-    book.fact(&format!("host GET http://{local}/"), http_get(local).unwrap_or_else(|e| format!("failed: {e}")));
-    show(&book, &b.container, &["wget", "-q", "-O", "-", &format!("http://{GATEWAY}:{}/", cli.publish)])?;
+    book.fact(
+        &format!("host GET http://{local}/"),
+        http_get(local).unwrap_or_else(|e| format!("failed: {e}")),
+    );
+    show(
+        &book,
+        &b.container,
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{GATEWAY}:{}/", cli.publish),
+        ],
+    )?;
     // ANCHOR_END: nat
 
     book.user_command_step(&a.container, &cli.container.command)?;
@@ -132,7 +187,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     b.stop()?;
     let links = network::link_names(&mut Netlink::open()?)?;
     book.fact("interfaces left on the host side", links.join(" "));
-    book.fact("lab nftables table left", yes_no(network::nft_list().is_some()));
+    book.fact(
+        "lab nftables table left",
+        yes_no(network::nft_list().is_some()),
+    );
     // ANCHOR_END: cleanup
 
     book.done("two containers, each with its own network stack, joined by a bridge, reachable through NAT. chapter 7 takes root away from them.");
@@ -157,7 +215,10 @@ impl BusyboxContainer {
         std::fs::write(root.join("www/index.html"), format!("hello from {name}\n"))?;
         let container = Container::start(&ContainerSpec {
             namespaces: NAMESPACES.to_vec(),
-            main: vec![root.join("bin/sleep").display().to_string(), "infinity".into()],
+            main: vec![
+                root.join("bin/sleep").display().to_string(),
+                "infinity".into(),
+            ],
             env: rootfs::busybox_env(),
             ..Default::default()
         })?;
@@ -176,7 +237,11 @@ impl BusyboxContainer {
             }
         })?;
         anyhow::ensure!(code == 0, "setting up {name}'s root filesystem failed");
-        Ok(BusyboxContainer { name: name.to_string(), container, _run_dir: run_dir })
+        Ok(BusyboxContainer {
+            name: name.to_string(),
+            container,
+            _run_dir: run_dir,
+        })
     }
 
     fn stop(self) -> anyhow::Result<()> {
@@ -193,7 +258,12 @@ fn http_get(address: SocketAddr) -> std::io::Result<String> {
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+    Ok(response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string())
 }
 
 fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<()> {
@@ -205,4 +275,3 @@ fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result
     }
     Ok(())
 }
-

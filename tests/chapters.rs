@@ -12,6 +12,9 @@ fn chapter_output(name: &str, args: &[&str]) -> String {
     let state = common::state_root(&format!("snapshot-{name}"));
     let mut command = common::chapter(name, &state);
     command.args(args);
+    if name == "ch06" {
+        common::in_new_netns(&mut command);
+    }
     let output = common::run(command);
     assert_eq!(output.status.code(), Some(0), "{name} failed");
     assert!(output.stderr.is_empty(), "{name} wrote to stderr");
@@ -74,4 +77,13 @@ fn ch05_snapshot() {
     insta::with_settings!({ snapshot_suffix => suffix }, {
         assert_chapter_snapshot!("ch05", chapter_output("ch05", &["--hostname", "lab-ch05"]));
     });
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch06_snapshot() {
+    assert_chapter_snapshot!("ch06", chapter_output("ch06", &["--hostname", "lab-ch06"]));
 }

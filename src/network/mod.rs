@@ -15,8 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::fcntl::{Flock, FlockArg};
 
@@ -37,8 +41,12 @@ pub const NFT_TABLE: &str = "container_lab";
 pub fn create_bridge(nl: &mut Netlink) -> Result<(), NetworkError> {
     let mut link = LinkMessage::default();
     link.attributes.push(LinkAttribute::IfName(BRIDGE.into()));
-    link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
-    nl.request(RouteNetlinkMessage::NewLink(link), Create::New).map_err(op("create bridge", BRIDGE))?;
+    link.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
+    nl.request(RouteNetlinkMessage::NewLink(link), Create::New)
+        .map_err(op("create bridge", BRIDGE))?;
     add_address(nl, BRIDGE, GATEWAY, PREFIX)?;
     set_up(nl, BRIDGE)
 }
@@ -49,14 +57,17 @@ pub fn create_bridge(nl: &mut Netlink) -> Result<(), NetworkError> {
 // ANCHOR: veth
 pub fn create_veth(nl: &mut Netlink, host: &str, peer: &str) -> Result<(), NetworkError> {
     let mut peer_link = LinkMessage::default();
-    peer_link.attributes.push(LinkAttribute::IfName(peer.into()));
+    peer_link
+        .attributes
+        .push(LinkAttribute::IfName(peer.into()));
     let mut link = LinkMessage::default();
     link.attributes.push(LinkAttribute::IfName(host.into()));
     link.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
     ]));
-    nl.request(RouteNetlinkMessage::NewLink(link), Create::New).map_err(op("create veth pair", host))
+    nl.request(RouteNetlinkMessage::NewLink(link), Create::New)
+        .map_err(op("create veth pair", host))
 }
 // ANCHOR_END: veth
 
@@ -83,17 +94,25 @@ pub fn set_up(nl: &mut Netlink, name: &str) -> Result<(), NetworkError> {
     link.header.index = index(nl, name)?;
     link.header.flags = LinkFlags::Up;
     link.header.change_mask = LinkFlags::Up;
-    nl.request(RouteNetlinkMessage::SetLink(link), Create::Change).map_err(op("bring up", name))
+    nl.request(RouteNetlinkMessage::SetLink(link), Create::Change)
+        .map_err(op("bring up", name))
 }
 
 /// `ip addr add IP/PREFIX dev NAME`
-pub fn add_address(nl: &mut Netlink, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetworkError> {
+pub fn add_address(
+    nl: &mut Netlink,
+    name: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), NetworkError> {
     let mut address = AddressMessage::default();
     address.header.family = AddressFamily::Inet;
     address.header.prefix_len = prefix;
     address.header.index = index(nl, name)?;
     address.attributes.push(AddressAttribute::Local(ip.into()));
-    address.attributes.push(AddressAttribute::Address(ip.into()));
+    address
+        .attributes
+        .push(AddressAttribute::Address(ip.into()));
     nl.request(RouteNetlinkMessage::NewAddress(address), Create::New)
         .map_err(op("add an address to", name))
 }
@@ -106,8 +125,11 @@ pub fn add_default_route(nl: &mut Netlink, gateway: Ipv4Addr) -> Result<(), Netw
     route.header.protocol = RouteProtocol::Boot;
     route.header.scope = RouteScope::Universe;
     route.header.kind = RouteType::Unicast;
-    route.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-    nl.request(RouteNetlinkMessage::NewRoute(route), Create::New).map_err(op("add the default route via", gateway))
+    route
+        .attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    nl.request(RouteNetlinkMessage::NewRoute(route), Create::New)
+        .map_err(op("add the default route via", gateway))
 }
 
 /// `ip link del NAME` (deleting one end of a veth pair deletes both).
@@ -117,7 +139,8 @@ pub fn delete_link(nl: &mut Netlink, name: &str) -> Result<(), NetworkError> {
     };
     let mut link = LinkMessage::default();
     link.header.index = index;
-    nl.request(RouteNetlinkMessage::DelLink(link), Create::Change).map_err(op("delete", name))
+    nl.request(RouteNetlinkMessage::DelLink(link), Create::Change)
+        .map_err(op("delete", name))
 }
 
 /// The names of every link in the current network namespace.
@@ -125,15 +148,28 @@ pub fn link_names(nl: &mut Netlink) -> Result<Vec<String>, NetworkError> {
     let links = nl.links().map_err(op("list links in", "this namespace"))?;
     Ok(links
         .iter()
-        .filter_map(|l| l.attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }))
+        .filter_map(|l| {
+            l.attributes.iter().find_map(|a| {
+                if let LinkAttribute::IfName(n) = a {
+                    Some(n.clone())
+                } else {
+                    None
+                }
+            })
+        })
         .collect())
 }
 
-fn change_link(nl: &mut Netlink, name: &str, attributes: Vec<LinkAttribute>) -> Result<(), NetworkError> {
+fn change_link(
+    nl: &mut Netlink,
+    name: &str,
+    attributes: Vec<LinkAttribute>,
+) -> Result<(), NetworkError> {
     let mut link = LinkMessage::default();
     link.header.index = index(nl, name)?;
     link.attributes = attributes;
-    nl.request(RouteNetlinkMessage::SetLink(link), Create::Change).map_err(op("change", name))
+    nl.request(RouteNetlinkMessage::SetLink(link), Create::Change)
+        .map_err(op("change", name))
 }
 
 fn index(nl: &mut Netlink, name: &str) -> Result<u32, NetworkError> {
@@ -145,8 +181,16 @@ fn index(nl: &mut Netlink, name: &str) -> Result<u32, NetworkError> {
 /// Writes a sysctl of the current network namespace (`sysctl -w`).
 pub fn set_sysctl(key: &str, value: &str) -> Result<String, NetworkError> {
     let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-    let old = fs::read_to_string(&path).map_err(|e| NetworkError::Io { what: "read", path: path.clone(), source: e })?;
-    fs::write(&path, value).map_err(|e| NetworkError::Io { what: "write", path: path.clone(), source: e })?;
+    let old = fs::read_to_string(&path).map_err(|e| NetworkError::Io {
+        what: "read",
+        path: path.clone(),
+        source: e,
+    })?;
+    fs::write(&path, value).map_err(|e| NetworkError::Io {
+        what: "write",
+        path: path.clone(),
+        source: e,
+    })?;
     Ok(old.trim().to_string())
 }
 
@@ -179,24 +223,44 @@ pub fn nft_apply(ruleset: &str) -> Result<(), NetworkError> {
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NetworkError::Io { what: "run", path: PathBuf::from("nft"), source: e })?;
+        .map_err(|e| NetworkError::Io {
+            what: "run",
+            path: PathBuf::from("nft"),
+            source: e,
+        })?;
     child
         .stdin
         .take()
         .expect("piped stdin")
         .write_all(ruleset.as_bytes())
-        .map_err(|e| NetworkError::Io { what: "write to", path: PathBuf::from("nft"), source: e })?;
-    let output = child.wait_with_output().map_err(|e| NetworkError::Io { what: "run", path: PathBuf::from("nft"), source: e })?;
+        .map_err(|e| NetworkError::Io {
+            what: "write to",
+            path: PathBuf::from("nft"),
+            source: e,
+        })?;
+    let output = child.wait_with_output().map_err(|e| NetworkError::Io {
+        what: "run",
+        path: PathBuf::from("nft"),
+        source: e,
+    })?;
     if !output.status.success() {
-        return Err(NetworkError::Nft(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(NetworkError::Nft(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
 
 /// `nft list table ip container_lab`, or None when it does not exist.
 pub fn nft_list() -> Option<String> {
-    let output = Command::new("nft").args(["list", "table", "ip", NFT_TABLE]).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    let output = Command::new("nft")
+        .args(["list", "table", "ip", NFT_TABLE])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The addresses in use, one line per container: "IP NAME PID", kept in a
@@ -225,7 +289,11 @@ impl Allocation {
                 .find(|ip| !taken.contains(ip))
                 .ok_or(NetworkError::SubnetFull)?;
             entries.push((ip, name.to_string(), std::process::id()));
-            Ok(Allocation { ip, name: name.to_string(), file: file.clone() })
+            Ok(Allocation {
+                ip,
+                name: name.to_string(),
+                file: file.clone(),
+            })
         })
     }
     // ANCHOR_END: allocate
@@ -241,26 +309,42 @@ impl Allocation {
 
 type Entry = (Ipv4Addr, String, u32);
 
-fn with_lock<T>(file: &Path, change: impl FnOnce(&mut Vec<Entry>) -> Result<T, NetworkError>) -> Result<T, NetworkError> {
-    let io = |what, source| NetworkError::Io { what, path: file.to_path_buf(), source };
-    fs::create_dir_all(file.parent().unwrap_or(Path::new("/"))).map_err(|e| io("create the directory of", e))?;
+fn with_lock<T>(
+    file: &Path,
+    change: impl FnOnce(&mut Vec<Entry>) -> Result<T, NetworkError>,
+) -> Result<T, NetworkError> {
+    let io = |what, source| NetworkError::Io {
+        what,
+        path: file.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(file.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| io("create the directory of", e))?;
     let lock_file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file.with_extension("lock"))
         .map_err(|e| io("open", e))?;
     // Held until this function returns: the whole read-change-write is atomic.
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", e.into()))?;
+    let _lock =
+        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", e.into()))?;
     let text = fs::read_to_string(file).unwrap_or_default();
     let mut entries: Vec<Entry> = text
         .lines()
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
-            Some((parts.next()?.parse().ok()?, parts.next()?.to_string(), parts.next()?.parse().ok()?))
+            Some((
+                parts.next()?.parse().ok()?,
+                parts.next()?.to_string(),
+                parts.next()?.parse().ok()?,
+            ))
         })
         .collect();
     let result = change(&mut entries)?;
-    let text: String = entries.iter().map(|(ip, name, pid)| format!("{ip} {name} {pid}\n")).collect();
+    let text: String = entries
+        .iter()
+        .map(|(ip, name, pid)| format!("{ip} {name} {pid}\n"))
+        .collect();
     let temporary = file.with_extension("new");
     fs::write(&temporary, text).map_err(|e| io("write", e))?;
     fs::rename(&temporary, file).map_err(|e| io("replace", e))?;
@@ -289,7 +373,9 @@ pub enum NetworkError {
     NameInUse(String),
     #[error("the lab's subnet 172.29.0.0/24 is full; stop some containers")]
     SubnetFull,
-    #[error("nft refused the lab's rules: {0}; is the nftables package installed and nf_tables loaded?")]
+    #[error(
+        "nft refused the lab's rules: {0}; is the nftables package installed and nf_tables loaded?"
+    )]
     Nft(String),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
@@ -316,13 +402,26 @@ pub struct Attachment {
 /// bridge and the other moved into the container as eth0, and the
 /// container's address and default route set from inside it.
 // ANCHOR: attach
-pub fn attach(dirs: &LabDirs, name: &str, container: &crate::container::Container) -> Result<Attachment, NetworkError> {
+pub fn attach(
+    dirs: &LabDirs,
+    name: &str,
+    container: &crate::container::Container,
+) -> Result<Attachment, NetworkError> {
     let allocation = Allocation::allocate(dirs, name)?;
     let host_end = format!("vh-{}", short(name));
     let peer = format!("vc-{}", short(name));
-    let attachment = Attachment { ip: allocation.ip, host_end: host_end.clone(), allocation, dirs: dirs.clone() };
+    let attachment = Attachment {
+        ip: allocation.ip,
+        host_end: host_end.clone(),
+        allocation,
+        dirs: dirs.clone(),
+    };
     let mut nl = Netlink::open().map_err(op("open a netlink socket in", "this namespace"))?;
-    if nl.index_of(BRIDGE).map_err(op("look up", BRIDGE))?.is_none() {
+    if nl
+        .index_of(BRIDGE)
+        .map_err(op("look up", BRIDGE))?
+        .is_none()
+    {
         create_bridge(&mut nl)?;
     }
     create_veth(&mut nl, &host_end, &peer)?;
@@ -341,7 +440,9 @@ pub fn attach(dirs: &LabDirs, name: &str, container: &crate::container::Containe
         })
         .map_err(|e| NetworkError::Inside(e.to_string()))?;
     if code != 0 {
-        return Err(NetworkError::Inside(format!("configuring eth0 failed (exit code {code})")));
+        return Err(NetworkError::Inside(format!(
+            "configuring eth0 failed (exit code {code})"
+        )));
     }
     Ok(attachment)
 }
@@ -362,7 +463,12 @@ fn configure_inside(peer: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
 /// on what NAT needs: forwarding, and (for connections to 127.0.0.1)
 /// routing of loopback-sourced packets out of the bridge.
 // ANCHOR: publish
-pub fn publish(dirs: &LabDirs, host_port: u16, ip: Ipv4Addr, port: u16) -> Result<(), NetworkError> {
+pub fn publish(
+    dirs: &LabDirs,
+    host_port: u16,
+    ip: Ipv4Addr,
+    port: u16,
+) -> Result<(), NetworkError> {
     remember_sysctl(dirs, "net.ipv4.ip_forward", "1")?;
     remember_sysctl(dirs, &format!("net.ipv4.conf.{BRIDGE}.route_localnet"), "1")?;
     nft_apply(&nft_ruleset(&[(host_port, ip, port)]))
@@ -374,13 +480,24 @@ fn remember_sysctl(dirs: &LabDirs, key: &str, value: &str) -> Result<(), Network
     let file = dirs.run.join("network").join("sysctl.orig");
     let old = set_sysctl(key, value)?;
     let known = fs::read_to_string(&file).unwrap_or_default();
-    if !known.lines().any(|l| l.split_whitespace().next() == Some(key)) {
+    if !known
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(key))
+    {
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&file)
-            .map_err(|e| NetworkError::Io { what: "open", path: file.clone(), source: e })?;
-        writeln!(f, "{key} {old}").map_err(|e| NetworkError::Io { what: "write", path: file.clone(), source: e })?;
+            .map_err(|e| NetworkError::Io {
+                what: "open",
+                path: file.clone(),
+                source: e,
+            })?;
+        writeln!(f, "{key} {old}").map_err(|e| NetworkError::Io {
+            what: "write",
+            path: file.clone(),
+            source: e,
+        })?;
     }
     Ok(())
 }
@@ -405,7 +522,9 @@ fn teardown_shared(nl: &mut Netlink, dirs: &LabDirs) {
         eprintln!("warning: {err}");
     }
     if nft_list().is_some() {
-        let _ = Command::new("nft").args(["delete", "table", "ip", NFT_TABLE]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", NFT_TABLE])
+            .status();
     }
     let file = dirs.run.join("network").join("sysctl.orig");
     for line in fs::read_to_string(&file).unwrap_or_default().lines() {

@@ -2,7 +2,8 @@
 //! and `ip route` send to the kernel, sent by the lab itself.
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -29,7 +30,10 @@ impl Netlink {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Netlink { socket, sequence: 0 })
+        Ok(Netlink {
+            socket,
+            sequence: 0,
+        })
     }
 
     /// Sends one request and waits for the kernel's acknowledgement.
@@ -53,14 +57,21 @@ impl Netlink {
 
     /// `ip link show`: every link of this namespace.
     pub fn links(&mut self) -> std::io::Result<Vec<LinkMessage>> {
-        self.send(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
+        self.send(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_REQUEST | NLM_F_DUMP,
+        )?;
         let mut links = Vec::new();
         loop {
             for reply in self.receive()? {
                 match reply.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => links.push(link),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                        links.push(link)
+                    }
                     NetlinkPayload::Done(_) => return Ok(links),
-                    NetlinkPayload::Error(error) if error.code.is_some() => return Err(error.to_io()),
+                    NetlinkPayload::Error(error) if error.code.is_some() => {
+                        return Err(error.to_io())
+                    }
                     _ => {}
                 }
             }
@@ -72,7 +83,11 @@ impl Netlink {
         Ok(self
             .links()?
             .into_iter()
-            .find(|link| link.attributes.iter().any(|a| matches!(a, LinkAttribute::IfName(n) if n == name)))
+            .find(|link| {
+                link.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::IfName(n) if n == name))
+            })
             .map(|link| link.header.index))
     }
 

@@ -69,9 +69,14 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
             "${1}[PID]",
         ),
         (r"NSpid: \d+", "NSpid: [PID]"),
-        (r"(-p |/proc/|kill |wait )\d+", "${1}[PID]"),
+        (r"(comm -p |/proc/|kill |wait )\d+", "${1}[PID]"),
         (r"(host \$ hostname\n\s+)\S+", "${1}[HOST HOSTNAME]"),
         (r"(measured share of one CPU:\s+)\d+%", "${1}[PERCENT]"),
+        (
+            r"round-trip min/avg/max = \S+ ms",
+            "round-trip min/avg/max = [TIMES] ms",
+        ),
+        (r"\d+: eth0@if\d+", "[IFINDEX]: eth0@if[IFINDEX]"),
     ]
 }
 
@@ -287,4 +292,32 @@ pub fn assert_root() {
         nix::unistd::geteuid().is_root(),
         "this test needs root (namespaces, mounts); it was built as root but runs as another user: run the suite with sudo"
     );
+}
+
+/// Runs the command in a network namespace of its own, which plays "the
+/// host": bridges, veths and firewall rules never touch the machine's.
+pub fn in_new_netns(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        command.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        })
+    }
+}
+
+/// Runs `work` on a thread that has joined the network namespace behind
+/// `netns` (an open /proc/PID/ns/net), so its sockets and the programs it
+/// starts live there. Only that thread moves.
+pub fn in_netns<T: Send + 'static>(
+    netns: &fs::File,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let fd = netns.try_clone().unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("setns into the test's host namespace");
+        work()
+    })
+    .join()
+    .unwrap()
 }
