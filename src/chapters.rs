@@ -77,6 +77,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch06-network.md",
         needs: &[Need::Root, Need::Busybox, Need::Network],
     },
+    Chapter {
+        id: "ch07",
+        title: "User namespaces: root inside, nobody outside",
+        source: "ch07_userns.rs",
+        page: "ch07-userns.md",
+        needs: &[Need::Root, Need::Busybox, Need::UserNamespaces],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

@@ -31,6 +31,8 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// `cgroup.procs` files every process of the container joins (chapter 5).
     pub cgroup_procs: Vec<PathBuf>,
+    /// With `Namespace::User`: how IDs inside map to the host (chapter 7).
+    pub user_map: Option<crate::userns::UserMap>,
 }
 
 #[derive(Debug)]
@@ -51,11 +53,24 @@ impl Container {
         let env = env_cstrings(&spec.env)?;
         // The child reports "started" by closing its end of this pipe.
         let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).map_err(ContainerError::Pipe)?;
+        // With a user namespace, the child waits until its maps are written.
+        let (maps_read, maps_write) = pipe2(OFlag::O_CLOEXEC).map_err(ContainerError::Pipe)?;
         flush_stdio();
 
         match unsafe { namespaces::clone_process(namespaces::clone_flags(&spec.namespaces))? } {
             Cloned::Child => {
                 drop(ready_read);
+                drop(maps_write);
+                if spec.user_map.is_some() {
+                    // Until the parent writes uid_map, we are nobody here.
+                    let _ = wait_for_eof(maps_read);
+                    if let Err(err) = crate::userns::become_root() {
+                        eprintln!("error: {err}");
+                        init::exit_now(125);
+                    }
+                } else {
+                    drop(maps_read);
+                }
                 // Into the cgroup first, so that everything init starts is
                 // accounted and limited from its first instruction.
                 if let Err(err) = crate::cgroups::join(&spec.cgroup_procs) {
@@ -69,6 +84,15 @@ impl Container {
             }
             Cloned::Parent { child } => {
                 drop(ready_write);
+                drop(maps_read);
+                if let Some(map) = &spec.user_map {
+                    if let Err(err) = crate::userns::write_maps(child, map, false) {
+                        let _ = kill(child, Signal::SIGKILL);
+                        let _ = waitpid(child, None);
+                        return Err(ContainerError::UserMap(err));
+                    }
+                }
+                drop(maps_write);
                 let container = Container {
                     init: child,
                     namespaces: spec.namespaces.clone(),
@@ -160,6 +184,14 @@ impl Container {
                     init::exit_now(125);
                 }
                 let _ = std::env::set_current_dir("/");
+                // In a user namespace, become its root (the container's
+                // mapped uid 0), as the container's own processes are.
+                if self.namespaces.contains(&Namespace::User) {
+                    if let Err(err) = crate::userns::become_root() {
+                        eprintln!("error: {err}");
+                        init::exit_now(125);
+                    }
+                }
                 // 2. fork once more: a new PID namespace only holds children
                 //    created after setns, never the caller itself.
                 match unsafe { fork() } {
@@ -198,16 +230,24 @@ impl Container {
         }
     }
 
-    /// Namespaces in the order setns must join them: the mount namespace
+    /// Namespaces in the order setns must join them: user first, mount
     /// last, because joining it moves our root into the container and the
     /// other `/proc/PID/ns/*` links must still be reachable before that.
     fn ordered_namespaces(&self) -> Vec<Namespace> {
+        // The user namespace first: it owns the others, and joining it is
+        // what gives the capabilities needed to join them.
         let mut order: Vec<Namespace> = self
             .namespaces
             .iter()
             .copied()
-            .filter(|ns| *ns != Namespace::Mount)
+            .filter(|ns| *ns == Namespace::User)
             .collect();
+        order.extend(
+            self.namespaces
+                .iter()
+                .copied()
+                .filter(|ns| *ns != Namespace::Mount && *ns != Namespace::User),
+        );
         if self.namespaces.contains(&Namespace::Mount) {
             order.push(Namespace::Mount);
         }
@@ -307,6 +347,8 @@ pub enum ContainerError {
     Fork(Errno),
     #[error("failed to wait for the container: {0}")]
     Wait(Errno),
+    #[error(transparent)]
+    UserMap(crate::userns::UsernsError),
     #[error("the container's main process could not start (exit code {0}); see the message above")]
     MainFailed(i32),
     #[error("failed to hear from the container's init: {0}")]

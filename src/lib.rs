@@ -22,3 +22,4 @@ pub mod namespaces;
 pub mod network;
 pub mod overlay;
 pub mod rootfs;
+pub mod userns;

@@ -167,12 +167,18 @@ pub unsafe fn clone_process(flags: CloneFlags) -> Result<Cloned, NamespaceError>
 /// root and working directory to that namespace's root.
 // ANCHOR: enter
 pub fn enter(target: Pid, namespaces: &[Namespace]) -> Result<(), NamespaceError> {
+    // Open every link first: once in the container's user namespace, we
+    // may no longer open the others.
+    let mut files = Vec::new();
     for &ns in namespaces {
         let path = format!("/proc/{target}/ns/{}", ns.proc_name());
         let file = fs::File::open(&path).map_err(|source| NamespaceError::Open {
             path: path.clone(),
             source,
         })?;
+        files.push((ns, file));
+    }
+    for (ns, file) in files {
         setns(file.as_fd(), ns.clone_flag()).map_err(|errno| NamespaceError::Join { ns, errno })?;
     }
     Ok(())

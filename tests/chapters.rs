@@ -87,3 +87,12 @@ fn ch05_snapshot() {
 fn ch06_snapshot() {
     assert_chapter_snapshot!("ch06", chapter_output("ch06", &["--hostname", "lab-ch06"]));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch07_snapshot() {
+    assert_chapter_snapshot!("ch07", chapter_output("ch07", &["--hostname", "lab-ch07"]));
+}
