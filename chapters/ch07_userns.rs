@@ -223,11 +223,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     // ANCHOR: rootless
     book.step("rootless: an unprivileged user makes namespaces of its own")
-        .primitive("setuid(65534), unshare(CLONE_NEWUSER), write setgroups, gid_map, uid_map for itself, then more namespaces")
-        .shell("setpriv --reuid=65534 --regid=65534 --clear-groups unshare --user --map-root-user --mount --uts sh")
-        .look("gid_map is refused until setgroups is denied; uid_map can be written once; then it is root of its own namespaces")
+        .primitive("setuid(65534), unshare(CLONE_NEWUSER), write setgroups, gid_map, uid_map for itself, then its own mount, UTS and PID namespaces")
+        .shell("setpriv --reuid=65534 --regid=65534 --clear-groups unshare --user --map-root-user --mount --uts --pid --fork sh")
+        .look("gid_map is refused until setgroups is denied; uid_map can be written once; then an overlay root, /proc and pivot_root, all without host privileges")
         .begin()?;
-    in_child(rootless_demo)?;
+    in_child(|| rootless_demo(&image))?;
     // ANCHOR_END: rootless
 
     book.user_command_step(&container, &cli.container.command)?;
@@ -294,7 +294,7 @@ fn in_user_namespace_only(container: &Container, work: impl FnOnce() -> String) 
 
 /// Runs inside a forked child of the chapter: drop to nobody, then build a
 /// user namespace without any help from root, narrating each write.
-fn rootless_demo() -> i32 {
+fn rootless_demo(image: &Path) -> i32 {
     let say = |label: &str, result: Result<(), String>| {
         println!(
             "   {:<34} {}",
@@ -349,11 +349,35 @@ fn rootless_demo() -> i32 {
         userns::try_write("/proc/self/uid_map", &map.uid.line()),
     );
     println!("   {:<34} {}", "uid now, inside:", nix::unistd::getuid());
-    let flags = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWUTS;
+    let flags = nix::sched::CloneFlags::CLONE_NEWNS
+        | nix::sched::CloneFlags::CLONE_NEWUTS
+        | nix::sched::CloneFlags::CLONE_NEWPID;
     say(
-        "unshare(mount, UTS)",
+        "unshare(mount, UTS, PID)",
         nix::sched::unshare(flags).map_err(|e| e.desc().to_lowercase()),
     );
+    // The new PID namespace holds our children: fork its PID 1.
+    match in_child(|| rootless_container(image)) {
+        Ok(code) => code,
+        Err(err) => {
+            println!("   fork failed: {err}");
+            1
+        }
+    }
+}
+
+/// PID 1 of the rootless container: an overlay of the busybox image with a
+/// tmpfs upper layer, /proc, pivot_root, then a shell that looks around.
+/// Every step is allowed because every namespace involved is its own.
+fn rootless_container(image: &Path) -> i32 {
+    let say = |label: &str, result: Result<(), String>| {
+        println!(
+            "   {:<34} {}",
+            format!("{label}:"),
+            result.map_or_else(|e| format!("refused ({e})"), |()| "ok".to_string())
+        );
+    };
+    let errno = |e: lab::mounts::MountError| e.errno.desc().to_lowercase();
     say(
         "sethostname(\"rootless\")",
         nix::unistd::sethostname("rootless").map_err(|e| e.desc().to_lowercase()),
@@ -361,37 +385,61 @@ fn rootless_demo() -> i32 {
     let scratch = Path::new("/mnt");
     say(
         "mount tmpfs on /mnt",
-        mounts::mount_fs("tmpfs", scratch, nix::mount::MsFlags::empty(), None)
-            .map_err(|e| e.errno.desc().to_lowercase()),
+        mounts::mount_fs("tmpfs", scratch, nix::mount::MsFlags::empty(), None).map_err(errno),
     );
+    let merged = scratch.join("merged");
     let overlay = (|| -> Result<(), String> {
-        for dir in ["lower", "upper", "work", "merged"] {
+        for dir in ["upper", "work", "merged"] {
             fs::create_dir(scratch.join(dir)).map_err(|e| e.kind().to_string())?;
         }
-        let options = "lowerdir=/mnt/lower,upperdir=/mnt/upper,workdir=/mnt/work";
+        let options = format!(
+            "lowerdir={},upperdir=/mnt/upper,workdir=/mnt/work",
+            image.display()
+        );
         mounts::mount_fs(
             "overlay",
-            &scratch.join("merged"),
+            &merged,
             nix::mount::MsFlags::empty(),
-            Some(options),
+            Some(&options),
         )
-        .map_err(|e| e.errno.desc().to_lowercase())
+        .map_err(errno)
     })();
-    say("mount overlay (kernel 5.11 and later)", overlay);
+    let overlay_ok = overlay.is_ok();
+    say("mount overlay of the image (5.11+)", overlay);
+    if !overlay_ok {
+        return 0;
+    }
     say(
-        "mount proc",
+        "mount proc for its PID namespace",
         mounts::mount_fs(
             "proc",
-            Path::new("/proc"),
+            &merged.join("proc"),
             nix::mount::MsFlags::empty(),
             None,
         )
-        .map_err(|e| e.errno.desc().to_lowercase()),
+        .map_err(errno),
     );
-    0
+    say(
+        "pivot_root into the overlay",
+        rootfs::pivot_into(&merged).map_err(|e| e.to_string()),
+    );
+    println!(
+        "   {} id; hostname; cat /proc/self/uid_map; ls /",
+        "rootless container $"
+    );
+    let script = "{ id; hostname; cat /proc/self/uid_map; ls -C /; } 2>&1 | sed 's/^/     /'";
+    let argv: Vec<std::ffi::CString> = ["/bin/sh", "-c", script]
+        .iter()
+        .map(|a| std::ffi::CString::new(*a).unwrap_or_default())
+        .collect();
+    let env: Vec<std::ffi::CString> = rootfs::busybox_env()
+        .iter()
+        .map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).unwrap_or_default())
+        .collect();
+    lab::init::exec_or_exit(&argv, &env)
 }
 
-fn in_child(work: fn() -> i32) -> anyhow::Result<i32> {
+fn in_child(work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
     lab::container::flush_stdio();
     match unsafe { fork() }? {
         ForkResult::Child => lab::init::exit_now(work()),

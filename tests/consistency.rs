@@ -175,3 +175,23 @@ fn snapshot_files(id: &str) -> Vec<String> {
     files.sort();
     files
 }
+
+/// Every chapter answers --help (clap checks its own definition when it
+/// parses) and --version, and exits 0, without needing root.
+#[test]
+fn every_chapter_explains_itself() {
+    for chapter in CHAPTERS {
+        let exe = PathBuf::from(std::env::var_os(format!("CARGO_BIN_EXE_{}", chapter.id)).unwrap());
+        let help = std::process::Command::new(&exe)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{} --help failed", chapter.id);
+        assert!(
+            text.contains("Usage:") && text.contains("--yes"),
+            "{} --help: {text}",
+            chapter.id
+        );
+    }
+}

@@ -80,6 +80,24 @@ fn traffic_flows_only_after_the_veth_step_and_everything_is_removed() {
             String::from_utf8_lossy(&rules.stdout).into_owned(),
         )
     });
+    // From inside container a's own network namespace to container b.
+    let own_net = common::ns_inode(&held.pid().to_string(), "net");
+    let inits: Vec<i32> = common::children(held.pid())
+        .into_iter()
+        .filter(|pid| common::ns_inode(&pid.to_string(), "net") != own_net)
+        .collect();
+    assert_eq!(
+        inits.len(),
+        2,
+        "expected two containers with their own network namespaces"
+    );
+    let a_netns = fs::File::open(format!("/proc/{}/ns/net", inits[0])).unwrap();
+    let between = common::in_netns(&a_netns, || (get("172.29.0.3:80"), get("172.29.0.2:80")));
+    assert!(
+        between.0.unwrap().ends_with("hello from ch06-b\n"),
+        "a could not reach b"
+    );
+    assert!(between.1.unwrap().ends_with("hello from ch06-a\n"));
     assert!(a.unwrap().ends_with("hello from ch06-a\n"));
     assert!(b.unwrap().ends_with("hello from ch06-b\n"));
     assert!(
