@@ -423,10 +423,7 @@ fn rootless_container(image: &Path) -> i32 {
         "pivot_root into the overlay",
         rootfs::pivot_into(&merged).map_err(|e| e.to_string()),
     );
-    println!(
-        "   {} id; hostname; cat /proc/self/uid_map; ls /",
-        "rootless container $"
-    );
+    println!("   rootless container $ id; hostname; cat /proc/self/uid_map; ls /");
     let script = "{ id; hostname; cat /proc/self/uid_map; ls -C /; } 2>&1 | sed 's/^/     /'";
     let argv: Vec<std::ffi::CString> = ["/bin/sh", "-c", script]
         .iter()
