@@ -15,6 +15,7 @@ use lab::container::{Container, ContainerSpec};
 use lab::ipc::MessageQueue;
 use lab::namespaces::{self, Namespace};
 use lab::narrate::{yes_no, Narrator};
+use lab::steps::show;
 use lab::{ipc, mounts, privilege, signals};
 use nix::unistd::Pid;
 
@@ -96,8 +97,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             1
         }
     })?;
-    book.inside(&["hostname"]);
-    book.output(&container.exec_output(&["hostname"])?.1);
+    show(&book, &container, &["hostname"])?;
     book.on_host("hostname");
     book.output(&nix::unistd::gethostname()?.to_string_lossy());
     // ANCHOR_END: uts
@@ -118,12 +118,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             1
         }
     })?;
-    book.inside(&["ps", "-eo", "pid:5,ppid:5,comm"]);
-    book.output(
-        &container
-            .exec_output(&["ps", "-eo", "pid:5,ppid:5,comm"])?
-            .1,
-    );
+    show(&book, &container, &["ps", "-eo", "pid:5,ppid:5,comm"])?;
     book.say("pid 1 is the container's init; ppid 0 means \"my parent is outside this namespace\"");
     let entries_after = container.run_inside(|| count_processes_in_proc().min(100) as i32)?;
     book.fact("processes in /proc after", more_than_three(entries_after));
@@ -142,8 +137,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let seen_inside =
         container.run_inside(move || if ipc::queue_exists(key) { 0 } else { 1 })? == 0;
     book.fact("container sees the queue", yes_no(seen_inside));
-    book.inside(&["ipcs", "-q"]);
-    book.output(&container.exec_output(&["ipcs", "-q"])?.1);
+    show(&book, &container, &["ipcs", "-q"])?;
     drop(queue);
     // ANCHOR_END: ipc
 

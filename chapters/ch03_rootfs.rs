@@ -17,6 +17,7 @@ use lab::namespaces::{self, Namespace};
 use lab::narrate::{yes_no, Narrator};
 use lab::rootfs::{self, Escape};
 use lab::state::{LabDirs, RunDir};
+use lab::steps::{inside, set_hostname, show};
 use lab::{mounts, privilege, signals};
 use nix::unistd::{fork, ForkResult};
 
@@ -158,8 +159,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     inside(&container, move || {
         rootfs::pivot_into(&new_root).map_err(anyhow::Error::from)
     })?;
-    book.inside(&["ls", "-C", "/"]);
-    book.output(&container.exec_output(&["ls", "-C", "/"])?.1);
+    show(&book, &container, &["ls", "-C", "/"])?;
     // ANCHOR_END: pivot
 
     // ANCHOR: kernel_fs
@@ -171,8 +171,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     inside(&container, || {
         rootfs::mount_kernel_filesystems().map_err(anyhow::Error::from)
     })?;
-    book.inside(&["ls", "-C", "/dev"]);
-    book.output(&container.exec_output(&["ls", "-C", "/dev"])?.1);
+    show(&book, &container, &["ls", "-C", "/dev"])?;
     book.say("mounts inside the container:");
     inside(&container, || {
         for mount in mounts::mount_table()? {
@@ -266,27 +265,6 @@ fn in_chroot(root: &Path, work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
     }
 }
 // ANCHOR_END: in_chroot
-
-/// Runs a step inside the container and turns a failure into an error here.
-fn inside(container: &Container, work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let code = container.run_inside(|| match work() {
-        Ok(()) => 0,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            1
-        }
-    })?;
-    anyhow::ensure!(
-        code == 0,
-        "a step inside the container failed (exit code {code})"
-    );
-    Ok(())
-}
-
-fn set_hostname(container: &Container, hostname: &str) -> anyhow::Result<()> {
-    let hostname = hostname.to_string();
-    inside(container, move || Ok(nix::unistd::sethostname(&hostname)?))
-}
 
 fn report_escape(outcome: Escape) {
     match outcome {

@@ -18,6 +18,7 @@ use lab::namespaces::Namespace;
 use lab::narrate::{yes_no, Narrator};
 use lab::overlay::{self, Layer, OverlayDirs, UpperEntry};
 use lab::state::{LabDirs, RunDir};
+use lab::steps::{inside, set_hostname, show};
 use lab::{mounts, privilege, rootfs, signals};
 
 /// Overlay layers: an image shared by containers, a writable layer each.
@@ -297,30 +298,4 @@ fn report(book: &Narrator, label: &str, path: &Path) {
         UpperEntry::File(text) => format!("file: {:?}", text.lines().next().unwrap_or("")),
     };
     book.fact(&format!("host sees {label}"), what);
-}
-
-fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<()> {
-    book.inside(argv);
-    book.output(&container.exec_output(argv)?.1);
-    Ok(())
-}
-
-fn inside(container: &Container, work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let code = container.run_inside(|| match work() {
-        Ok(()) => 0,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            1
-        }
-    })?;
-    anyhow::ensure!(
-        code == 0,
-        "a step inside the container failed (exit code {code})"
-    );
-    Ok(())
-}
-
-fn set_hostname(container: &Container, hostname: &str) -> anyhow::Result<()> {
-    let hostname = hostname.to_string();
-    inside(container, move || Ok(nix::unistd::sethostname(&hostname)?))
 }

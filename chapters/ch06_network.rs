@@ -21,6 +21,7 @@ use lab::namespaces::Namespace;
 use lab::narrate::{yes_no, Narrator};
 use lab::network::{self, netlink::Netlink, BRIDGE, GATEWAY};
 use lab::state::{LabDirs, RunDir};
+use lab::steps::show;
 use lab::{privilege, rootfs, signals};
 
 /// Networking: veth pairs, a bridge, NAT and a published port.
@@ -264,14 +265,4 @@ fn http_get(address: SocketAddr) -> std::io::Result<String> {
         .unwrap_or("")
         .trim()
         .to_string())
-}
-
-fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<()> {
-    book.inside(argv);
-    let (code, text) = container.exec_output(argv)?;
-    book.output(&text);
-    if code != 0 {
-        book.say(format!("(exit code {code})"));
-    }
-    Ok(())
 }

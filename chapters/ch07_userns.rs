@@ -21,6 +21,7 @@ use lab::container::{Container, ContainerSpec};
 use lab::namespaces::{self, Namespace};
 use lab::narrate::Narrator;
 use lab::state::{LabDirs, RunDir};
+use lab::steps::{inside, show};
 use lab::userns::{self, IdMap, UserMap};
 use lab::{mounts, privilege, rootfs, signals};
 use nix::unistd::{fork, ForkResult, Gid, Uid};
@@ -451,29 +452,4 @@ fn errno_text(result: nix::Result<()>) -> String {
         Ok(()) => "allowed".to_string(),
         Err(errno) => format!("refused ({})", errno.desc().to_lowercase()),
     }
-}
-
-fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<()> {
-    book.inside(argv);
-    let (code, text) = container.exec_output(argv)?;
-    book.output(&text);
-    if code != 0 {
-        book.say(format!("(exit code {code})"));
-    }
-    Ok(())
-}
-
-fn inside(container: &Container, work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let code = container.run_inside(|| match work() {
-        Ok(()) => 0,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            1
-        }
-    })?;
-    anyhow::ensure!(
-        code == 0,
-        "a step inside the container failed (exit code {code})"
-    );
-    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod narrate;
 pub mod privilege;
 pub mod signals;
 pub mod state;
+pub mod steps;
 
 // The kernel primitives, in the order the book teaches them.
 pub mod cgroups;
