@@ -84,6 +84,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch07-userns.md",
         needs: &[Need::Root, Need::Busybox, Need::UserNamespaces],
     },
+    Chapter {
+        id: "ch08",
+        title: "Hardening: capabilities, seccomp, read-only and masked paths",
+        source: "ch08_hardening.rs",
+        page: "ch08-hardening.md",
+        needs: &[Need::Root, Need::Busybox],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

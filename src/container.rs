@@ -41,6 +41,8 @@ pub struct Container {
     namespaces: Vec<Namespace>,
     env: Vec<CString>,
     cgroup_procs: Vec<PathBuf>,
+    /// Applied to every program run with `exec` (chapter 8).
+    profile: Option<crate::hardening::Profile>,
     finished: bool,
 }
 
@@ -98,6 +100,7 @@ impl Container {
                     namespaces: spec.namespaces.clone(),
                     env,
                     cgroup_procs: spec.cgroup_procs.clone(),
+                    profile: None,
                     finished: false,
                 };
                 wait_for_eof(ready_read)?;
@@ -133,7 +136,7 @@ impl Container {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let argv = to_cstrings(&argv)?;
         let env = self.env.clone();
-        self.run_inside(move || init::exec_or_exit(&argv, &env))
+        self.run_hardened(move || init::exec_or_exit(&argv, &env))
     }
     // ANCHOR_END: exec
 
@@ -151,7 +154,7 @@ impl Container {
             let _ = std::fs::File::from(read_end).read_to_string(&mut text);
             text
         });
-        let code = self.run_inside(move || {
+        let code = self.run_hardened(move || {
             let _ = nix::unistd::dup2(write_end.as_raw_fd(), 1);
             let _ = nix::unistd::dup2(write_end.as_raw_fd(), 2);
             drop(write_end);
@@ -207,6 +210,31 @@ impl Container {
         }
     }
     // ANCHOR_END: run_inside
+
+    /// From now on, every program run with `exec` gets this profile
+    /// (capabilities, no_new_privs, seccomp) just before it starts, as
+    /// every process of a Docker container does. The lab's own set-up steps
+    /// (`run_inside`) are not affected.
+    pub fn harden(&mut self, profile: Option<crate::hardening::Profile>) {
+        self.profile = profile;
+    }
+
+    /// `run_inside`, with the container's profile applied first.
+    pub fn run_hardened<F>(&self, work: F) -> Result<i32, ContainerError>
+    where
+        F: FnOnce() -> i32,
+    {
+        let profile = self.profile.clone();
+        self.run_inside(move || {
+            if let Some(profile) = profile {
+                if let Err(err) = profile.apply() {
+                    eprintln!("error: {err}");
+                    return 126;
+                }
+            }
+            work()
+        })
+    }
 
     /// Stops the container the way `docker stop` does: SIGTERM to init
     /// (which forwards it), then SIGKILL if it is still there after `grace`.

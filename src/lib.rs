@@ -16,6 +16,7 @@ pub mod steps;
 // The kernel primitives, in the order the book teaches them.
 pub mod cgroups;
 pub mod container;
+pub mod hardening;
 pub mod init;
 pub mod ipc;
 pub mod mounts;

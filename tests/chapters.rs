@@ -96,3 +96,12 @@ fn ch06_snapshot() {
 fn ch07_snapshot() {
     assert_chapter_snapshot!("ch07", chapter_output("ch07", &["--hostname", "lab-ch07"]));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch08_snapshot() {
+    assert_chapter_snapshot!("ch08", chapter_output("ch08", &["--hostname", "lab-ch08"]));
+}

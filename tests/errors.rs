@@ -127,3 +127,11 @@ fn bad_limits_are_refused_with_the_accepted_forms() {
         assert_clean_error(&common::run(command), 2, wanted);
     }
 }
+
+#[test]
+fn an_unknown_capability_is_refused() {
+    let state = common::state_root("errors-caps");
+    let mut command = common::chapter("ch08", &state);
+    command.args(["--cap-add", "FLY"]);
+    assert_clean_error(&common::run(command), 2, "unknown capability \"FLY\"");
+}
