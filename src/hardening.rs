@@ -172,14 +172,13 @@ impl Profile {
 
     /// The BPF program: the listed system calls return EPERM, all others run.
     pub fn seccomp_program(&self) -> Result<BpfProgram, HardeningError> {
-        let mut denied: Vec<libc::c_long> = DENIED_SYSCALLS.iter().map(|(_, nr)| *nr).collect();
+        // libc's syscall numbers are c_long, which is i64 on every 64-bit Linux.
+        let mut denied: Vec<i64> = DENIED_SYSCALLS.iter().map(|(_, nr)| *nr).collect();
         if !self.keep.contains("CAP_SYS_ADMIN") {
             denied.extend(ADMIN_SYSCALLS.iter().map(|(_, nr)| *nr));
         }
-        let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = denied
-            .into_iter()
-            .map(|nr| (nr as i64, Vec::new()))
-            .collect();
+        let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+            denied.into_iter().map(|nr| (nr, Vec::new())).collect();
         let filter = SeccompFilter::new(
             rules,
             SeccompAction::Allow,
