@@ -16,12 +16,11 @@ use anyhow::Context;
 use clap::Parser;
 use lab::chapters;
 use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
 use lab::namespaces::Namespace;
 use lab::narrate::{yes_no, Narrator};
 use lab::network::{self, netlink::Netlink, BRIDGE, GATEWAY};
-use lab::state::{LabDirs, RunDir};
-use lab::steps::show;
+use lab::state::LabDirs;
+use lab::steps::{show, BusyboxContainer};
 use lab::{privilege, rootfs, signals};
 
 /// Networking: veth pairs, a bridge, NAT and a published port.
@@ -72,7 +71,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("unshare --net … ip link")
         .look("nothing but lo, and no route anywhere")
         .begin()?;
-    let a = BusyboxContainer::start(&dirs, &format!("{}-a", cli.name), &cli.container.hostname)?;
+    let a = start_container(&dirs, &format!("{}-a", cli.name), &cli.container.hostname)?;
     show(&book, &a.container, &["ip", "link"])?;
     show(
         &book,
@@ -116,7 +115,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("httpd -p 80 -h /www   (in each container)")
         .look("the containers reach each other by address; the host reaches both; no port conflict")
         .begin()?;
-    let b = BusyboxContainer::start(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
+    let b = start_container(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
     let b_net = network::attach(&dirs, &b.name, &b.container)?;
     book.fact(
         "addresses",
@@ -184,8 +183,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .look("the host is back to its loopback interface and no lab rules")
         .begin()?;
     drop((a_net, b_net));
-    a.stop()?;
-    b.stop()?;
+    a.container.stop(Duration::from_secs(10))?;
+    b.container.stop(Duration::from_secs(10))?;
     let links = network::link_names(&mut Netlink::open()?)?;
     book.fact("interfaces left on the host side", links.join(" "));
     book.fact(
@@ -198,57 +197,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A busybox container with its own copy of the image, pivoted into it,
-/// with a web page that names it.
-struct BusyboxContainer {
-    name: String,
-    container: Container,
-    _run_dir: RunDir,
-}
-
-impl BusyboxContainer {
-    fn start(dirs: &LabDirs, name: &str, hostname: &str) -> anyhow::Result<BusyboxContainer> {
-        let (image, _) = rootfs::busybox_image(dirs)?;
-        let run_dir = RunDir::create(dirs, name)?;
-        let root = run_dir.path().join("rootfs");
-        rootfs::copy_tree(&image, &root)?;
+/// Chapter 3's container with a network namespace too, and a web page
+/// that names it.
+fn start_container(dirs: &LabDirs, name: &str, hostname: &str) -> anyhow::Result<BusyboxContainer> {
+    let page = format!("hello from {name}\n");
+    BusyboxContainer::start(dirs, name, &NAMESPACES, hostname, |root| {
         std::fs::create_dir_all(root.join("www"))?;
-        std::fs::write(root.join("www/index.html"), format!("hello from {name}\n"))?;
-        let container = Container::start(&ContainerSpec {
-            namespaces: NAMESPACES.to_vec(),
-            main: vec![
-                root.join("bin/sleep").display().to_string(),
-                "infinity".into(),
-            ],
-            env: rootfs::busybox_env(),
-            ..Default::default()
-        })?;
-        let hostname = hostname.to_string();
-        let code = container.run_inside(move || {
-            let result = nix::unistd::sethostname(&hostname)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| rootfs::pivot_into(&root).map_err(anyhow::Error::from))
-                .and_then(|()| rootfs::mount_kernel_filesystems().map_err(anyhow::Error::from));
-            match result {
-                Ok(()) => 0,
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    1
-                }
-            }
-        })?;
-        anyhow::ensure!(code == 0, "setting up {name}'s root filesystem failed");
-        Ok(BusyboxContainer {
-            name: name.to_string(),
-            container,
-            _run_dir: run_dir,
-        })
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        self.container.stop(Duration::from_secs(10))?;
-        Ok(())
-    }
+        std::fs::write(root.join("www/index.html"), page)
+    })
 }
 
 /// A minimal HTTP/1.0 GET from the chapter's own process, in the host's

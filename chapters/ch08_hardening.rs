@@ -13,12 +13,12 @@ use anyhow::Context;
 use clap::Parser;
 use lab::chapters;
 use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
+use lab::container::Container;
 use lab::hardening::{self, Profile};
 use lab::namespaces::Namespace;
 use lab::narrate::Narrator;
-use lab::state::{LabDirs, RunDir};
-use lab::steps::{inside, set_hostname, show};
+use lab::state::LabDirs;
+use lab::steps::{inside, show, BusyboxContainer};
 use lab::{privilege, rootfs, signals};
 
 /// Hardening: capabilities, no_new_privs, seccomp, read-only and masked paths.
@@ -71,25 +71,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("unshare --uts --pid --ipc --mount --net --fork … ; grep Cap /proc/self/status")
         .look("CapEff: every bit set; mount works inside")
         .begin()?;
-    let run_dir = RunDir::create(&dirs, &cli.name)?;
-    let root = run_dir.path().join("rootfs");
-    let (image, _) = rootfs::busybox_image(&dirs)?;
-    rootfs::copy_tree(&image, &root)?;
-    let mut container = Container::start(&ContainerSpec {
-        namespaces: NAMESPACES.to_vec(),
-        main: vec![
-            root.join("bin/sleep").display().to_string(),
-            "infinity".into(),
-        ],
-        env: rootfs::busybox_env(),
-        ..Default::default()
-    })?;
-    set_hostname(&container, &cli.container.hostname)?;
-    let new_root = root.clone();
-    inside(&container, move || {
-        rootfs::pivot_into(&new_root)?;
-        Ok(rootfs::mount_kernel_filesystems()?)
-    })?;
+    let BusyboxContainer {
+        mut container,
+        run_dir,
+        ..
+    } = BusyboxContainer::start(
+        &dirs,
+        &cli.name,
+        &NAMESPACES,
+        &cli.container.hostname,
+        |_| Ok(()),
+    )?;
     let ours = own_effective_capabilities();
     let (_, status) = container.exec_output(&["cat", "/proc/self/status"])?;
     let theirs = status

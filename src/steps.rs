@@ -43,3 +43,54 @@ pub fn set_hostname(container: &Container, hostname: &str) -> anyhow::Result<()>
     let hostname = hostname.to_string();
     inside(container, move || Ok(nix::unistd::sethostname(&hostname)?))
 }
+
+/// A container as chapter 3 builds it, in one call: a private copy of the
+/// busybox image in its run directory, the given namespaces, the hostname,
+/// pivot_root and the kernel filesystems. Later chapters start from here.
+pub struct BusyboxContainer {
+    pub name: String,
+    pub container: Container,
+    /// The copy of the image, as the host sees it.
+    pub root: std::path::PathBuf,
+    pub run_dir: crate::state::RunDir,
+}
+
+impl BusyboxContainer {
+    /// `prepare` may add files to the copy before the container starts.
+    pub fn start(
+        dirs: &crate::state::LabDirs,
+        name: &str,
+        namespaces: &[crate::namespaces::Namespace],
+        hostname: &str,
+        prepare: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
+    ) -> anyhow::Result<BusyboxContainer> {
+        use crate::rootfs;
+        let (image, _) = rootfs::busybox_image(dirs)?;
+        let run_dir = crate::state::RunDir::create(dirs, name)?;
+        let root = run_dir.path().join("rootfs");
+        rootfs::copy_tree(&image, &root)?;
+        prepare(&root)?;
+        let container = Container::start(&crate::container::ContainerSpec {
+            namespaces: namespaces.to_vec(),
+            // The image's static sleep survives the pivot below.
+            main: vec![
+                root.join("bin/sleep").display().to_string(),
+                "infinity".into(),
+            ],
+            env: rootfs::busybox_env(),
+            ..Default::default()
+        })?;
+        set_hostname(&container, hostname)?;
+        let new_root = root.clone();
+        inside(&container, move || {
+            rootfs::pivot_into(&new_root)?;
+            Ok(rootfs::mount_kernel_filesystems()?)
+        })?;
+        Ok(BusyboxContainer {
+            name: name.to_string(),
+            container,
+            root,
+            run_dir,
+        })
+    }
+}
