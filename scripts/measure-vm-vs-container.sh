@@ -49,13 +49,19 @@ median_ms() {
   local n=$1
   shift
   if [ -n "$hyperfine" ]; then
-    local csv
+    local csv log
     csv=$(mktemp)
-    # --shell=none: time the command itself, not a shell starting it.
-    hyperfine --shell=none --warmup 1 --runs "$n" --style none --export-csv "$csv" \
-      -- "$(printf '%q ' "$@")" >/dev/null
+    log=$(mktemp)
+    # --shell=none: time the command itself, not a shell starting it. Its
+    # advice about noisy machines is kept quiet unless the run fails.
+    if ! hyperfine --shell=none --warmup 1 --runs "$n" --style none --export-csv "$csv" \
+      -- "$(printf '%q ' "$@")" >/dev/null 2>"$log"; then
+      cat "$log" >&2
+      rm -f "$csv" "$log"
+      return 1
+    fi
     awk -F, 'NR == 2 { printf "%.1f", $4 * 1000 }' "$csv"
-    rm -f "$csv"
+    rm -f "$csv" "$log"
   else
     local samples=() i start end
     "$@" >/dev/null 2>&1
@@ -75,7 +81,8 @@ median_ms() {
 # or an unshare command line). The sleep is killed by its PID afterwards;
 # with SIGKILL, because as PID 1 of a new PID namespace it ignores SIGTERM.
 sleep_rss_kib() {
-  "$@" sleep 600 &
+  # (unshare complains when its child is killed; that is expected here.)
+  "$@" sleep 600 2>/dev/null &
   local launcher=$! pid="" child i rss
   for ((i = 0; i < 500; i++)); do
     for child in $launcher $(cat "/proc/$launcher/task/$launcher/children" 2>/dev/null); do
@@ -161,9 +168,12 @@ row() { printf '  %-58s %s\n' "$1" "$2"; }
   row "a plain process ($runs runs)" "$plain_ms ms"
   row "in new PID, mount, UTS and IPC namespaces ($runs runs)" "$ns_ms ms"
   if [ -z "$vm_note" ]; then
-    row "in a virtual machine that boots its kernel first ($vm_runs runs)" "$vm_ms ms"
-    row "  the virtual machine took this many times as long" \
-      "$(awk -v a="$vm_ms" -v b="$ns_ms" 'BEGIN { printf "%d x", a / b }')"
+    row "in a virtual machine that boots its kernel first ($vm_runs runs)" \
+      "$(awk -v ms="$vm_ms" 'BEGIN { printf "%.0f ms (%.1f s)", ms, ms / 1000 }')"
+    row "  the virtual machine against the namespaces" \
+      "$(awk -v a="$vm_ms" -v b="$ns_ms" 'BEGIN {
+        r = a / b; p = 1; while (r >= 100) { r /= 10; p *= 10 }
+        printf "about %d times as long", int(r + 0.5) * p }')"
   else
     row "in a virtual machine" "$vm_note"
   fi
