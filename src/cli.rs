@@ -71,7 +71,7 @@ fn find_interrupted(err: &anyhow::Error) -> Option<&Interrupted> {
 }
 
 /// `context: cause: cause`, on one line.
-fn one_line(err: &anyhow::Error) -> String {
+pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -24,4 +24,5 @@ pub mod namespaces;
 pub mod network;
 pub mod overlay;
 pub mod rootfs;
+pub mod runtime;
 pub mod userns;

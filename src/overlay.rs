@@ -71,6 +71,10 @@ fn build_layer(dir: &Path, name: &str, files: &[(&str, &str)]) -> Result<PathBuf
     if path.join(".lab-layer").is_file() {
         return Ok(path);
     }
+    let _lock = rootfs::lock_images_in(dir.parent().unwrap_or(dir))?;
+    if path.join(".lab-layer").is_file() {
+        return Ok(path);
+    }
     let building = dir.join(format!(".{name}.{}", std::process::id()));
     let _ = fs::remove_dir_all(&building);
     let result = (|| -> io::Result<()> {

@@ -48,6 +48,11 @@ pub fn busybox_image(dirs: &LabDirs) -> Result<(PathBuf, bool), RootfsError> {
     if fs::read_to_string(&stamp).is_ok_and(|s| s == source_id) {
         return Ok((image, false));
     }
+    // One builder at a time; whoever waited finds the image built.
+    let _lock = lock_images(dirs)?;
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == source_id) {
+        return Ok((image, false));
+    }
     // Build beside it and rename into place: an interrupted build never
     // leaves a half-made image that a later run would trust.
     let building = dirs
@@ -66,6 +71,31 @@ pub fn busybox_image(dirs: &LabDirs) -> Result<(PathBuf, bool), RootfsError> {
     result.map(|()| (image, true))
 }
 // ANCHOR_END: image
+
+/// An exclusive lock on the lab's image directory, held while an image or
+/// a layer is built, so that runs started together never race.
+pub fn lock_images(dirs: &LabDirs) -> Result<nix::fcntl::Flock<fs::File>, RootfsError> {
+    lock_images_in(&dirs.data.join("images"))
+}
+
+/// The same lock, given the image directory itself.
+pub fn lock_images_in(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, RootfsError> {
+    let dir = dir.to_path_buf();
+    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    let path = dir.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
+        RootfsError::Sys {
+            op: "lock",
+            path,
+            errno,
+        }
+    })
+}
 
 /// A busybox tree: the static binary, one symlink per applet, and the few
 /// files in /etc that programs look for.

@@ -38,6 +38,11 @@ pub fn interrupted() -> Option<Signal> {
     }
 }
 
+/// Forgets the last signal (after it was passed on to a container).
+pub fn clear() {
+    RECEIVED.store(0, Ordering::SeqCst);
+}
+
 /// Error returned up the stack when the learner pressed Ctrl-C.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {0}; everything the chapter set up has been removed")]

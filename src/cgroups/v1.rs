@@ -15,7 +15,7 @@ use super::{
 #[derive(Debug)]
 pub struct V1Cgroup {
     dirs: BTreeMap<&'static str, PathBuf>,
-    /// What we created, deepest last, so removal goes in reverse.
+    /// The container's directories, one per hierarchy, removed in reverse.
     created: Vec<PathBuf>,
 }
 
@@ -38,15 +38,8 @@ impl V1Cgroup {
             let parent = mount.join(own).join("container-lab");
             let dir = parent.join(name);
             if !cgroup.created.contains(&dir) {
-                for path in [&parent, &dir] {
-                    match fs::create_dir(path) {
-                        Ok(()) => cgroup.created.push(path.clone()),
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::AlreadyExists && path == &parent => {
-                        }
-                        Err(e) => return Err(CgroupError::io("create", path, e)),
-                    }
-                }
+                create_in_shared_parent(&parent, &dir)?;
+                cgroup.created.push(dir.clone());
             }
             cgroup.dirs.insert(controller, dir);
         }
@@ -116,15 +109,33 @@ impl V1Cgroup {
 
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         while let Some(path) = self.created.pop() {
-            // A shared parent still used by another run stays.
-            if path.file_name().is_some_and(|n| n == "container-lab") {
-                let _ = fs::remove_dir(&path);
-            } else {
-                remove_dir_retrying(&path)?;
+            remove_dir_retrying(&path)?;
+            // The shared parent goes with its last child, whoever made it;
+            // while another run still uses it, rmdir fails and it stays.
+            if let Some(parent) = path.parent() {
+                let _ = fs::remove_dir(parent);
             }
         }
         Ok(())
     }
+}
+
+/// mkdir PARENT (shared by every run) and PARENT/NAME. Another run may
+/// remove the empty parent between the two: then make it again.
+fn create_in_shared_parent(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
+    for _ in 0..3 {
+        match fs::create_dir(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::io("create", parent, e)),
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CgroupError::io("create", dir, e)),
+        }
+    }
+    Err(CgroupError::io("create", dir, std::io::Error::from(std::io::ErrorKind::NotFound)))
 }
 
 /// Where the v1 hierarchy holding `controller` is mounted.

@@ -42,12 +42,24 @@ impl V2Cgroup {
         }
         enable_controllers(&own)?;
         let parent = own.join("container-lab");
-        if !parent.exists() {
-            fs::create_dir(&parent).map_err(|e| CgroupError::io("create", &parent, e))?;
-        }
-        enable_controllers(&parent)?;
         let path = parent.join(name);
-        fs::create_dir(&path).map_err(|e| CgroupError::io("create", &path, e))?;
+        // Another run may remove the shared parent at any moment: retry.
+        let mut attempts = 0;
+        loop {
+            match fs::create_dir(&parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(CgroupError::io("create", &parent, e)),
+            }
+            let created = enable_controllers(&parent).and_then(|()| {
+                fs::create_dir(&path).map_err(|e| CgroupError::io("create", &path, e))
+            });
+            attempts += 1;
+            match created {
+                Err(_) if attempts < 3 && !parent.exists() => continue,
+                other => break other?,
+            }
+        }
         let controllers = fs::read_to_string(path.join("cgroup.controllers"))
             .unwrap_or_default()
             .split_whitespace()
