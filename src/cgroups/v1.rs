@@ -135,7 +135,11 @@ fn create_in_shared_parent(parent: &Path, dir: &Path) -> Result<(), CgroupError>
             Err(e) => return Err(CgroupError::io("create", dir, e)),
         }
     }
-    Err(CgroupError::io("create", dir, std::io::Error::from(std::io::ErrorKind::NotFound)))
+    Err(CgroupError::io(
+        "create",
+        dir,
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    ))
 }
 
 /// Where the v1 hierarchy holding `controller` is mounted.
