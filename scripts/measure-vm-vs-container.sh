@@ -164,7 +164,7 @@ row() { printf '  %-58s %s\n' "$1" "$2"; }
   echo "Measured by scripts/measure-vm-vs-container.sh on $(date -u +%Y-%m-%d):"
   echo "$(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)."
   echo
-  echo "Start to exit of /bin/true, median ($timer)"
+  echo "Start to exit of true, median ($timer)"
   row "a plain process ($runs runs)" "$plain_ms ms"
   row "in new PID, mount, UTS and IPC namespaces ($runs runs)" "$ns_ms ms"
   if [ -z "$vm_note" ]; then

@@ -199,3 +199,46 @@ fn every_chapter_explains_itself() {
         );
     }
 }
+
+/// A page may show one step's output by including a line range of a
+/// snapshot. The range must still be exactly one step: it starts at a
+/// `step N:` line and the line after it is blank (or the end), so a
+/// snapshot that grows or shrinks cannot shift a page silently.
+#[test]
+fn ranged_snapshot_includes_cover_whole_steps() {
+    let src = repo().join("book/src");
+    for entry in fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let page = read(&path);
+        for include in page.split("{{#include ../../tests/snapshots/").skip(1) {
+            let target = include.split("}}").next().unwrap().trim();
+            let mut parts = target.split(':');
+            let file = parts.next().unwrap();
+            let (Some(start), Some(end)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (start.parse::<usize>(), end.parse::<usize>()) else {
+                continue;
+            };
+            let lines: Vec<String> = read(&repo().join("tests/snapshots").join(file))
+                .lines()
+                .map(String::from)
+                .collect();
+            let first = lines.get(start - 1).cloned().unwrap_or_default();
+            assert!(
+                first.starts_with("step "),
+                "{}: {file}:{start}:{end} does not start at a step: {first:?}",
+                path.display()
+            );
+            let after = lines.get(end).cloned().unwrap_or_default();
+            assert!(
+                after.trim().is_empty(),
+                "{}: {file}:{start}:{end} stops inside a step (next line {after:?})",
+                path.display()
+            );
+        }
+    }
+}
