@@ -28,7 +28,10 @@ section "set-up"
 provision_flags=(--with-vagrant)
 [ "$guest" = yes ] && provision_flags+=(--with-guest)
 bash scripts/provision.sh "${provision_flags[@]}"
-export PATH="$HOME/.cargo/bin:$PATH"
+# cargo and mdbook live in the Rust user's ~/.cargo/bin: root's, or the
+# sudo user's when a learner runs `sudo bash scripts/test.sh`.
+rust_home=$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)
+export PATH="$HOME/.cargo/bin:${rust_home:-$HOME}/.cargo/bin:$PATH"
 # Snapshots are reviewed by people (cargo insta review), never written by CI.
 export INSTA_UPDATE=no CI=true
 export CARGO_TERM_COLOR=never
