@@ -101,7 +101,7 @@ pub const READ_ONLY_PATHS: &[&str] = &[
 
 /// What a container's processes get: the capabilities they keep, and
 /// whether no_new_privs and the seccomp filter apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub keep: BTreeSet<String>,
     pub seccomp: bool,
@@ -134,6 +134,15 @@ impl Profile {
             keep,
             seccomp: true,
         })
+    }
+
+    /// `--privileged`: every capability and no seccomp filter (the
+    /// runtime also leaves /proc unmasked).
+    pub fn privileged() -> Profile {
+        Profile {
+            keep: caps::all().iter().map(|c| c.to_string()).collect(),
+            seccomp: false,
+        }
     }
 
     fn kept(&self) -> caps::CapsHashSet {

@@ -26,3 +26,4 @@ pub mod overlay;
 pub mod rootfs;
 pub mod runtime;
 pub mod userns;
+pub mod volumes;

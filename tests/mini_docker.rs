@@ -5,16 +5,121 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+/// `mini-docker run ARGS` in a network namespace of its own: the default
+/// network is the bridge, which must never be made in the machine's own.
 fn mini_docker(state: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = run_command(state, args);
+    common::in_new_netns(&mut command);
+    common::run(command)
+}
+
+fn run_command(state: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(common::binary("mini-docker"));
     command
         .env(lab::state::ROOT_ENV, state)
-        .stdin(std::process::Stdio::null())
+        .stdin(Stdio::null())
         .arg("run")
         .args(args);
-    common::run(command)
+    command
+}
+
+/// A container running in the background, seen from the host.
+struct Background {
+    mini_docker: Option<std::process::Child>,
+    name: String,
+}
+
+impl Background {
+    /// Starts `run --name NAME ARGS` and waits until the container's
+    /// cgroup holds `processes` processes.
+    fn start(command: Command, name: &str, processes: usize) -> Background {
+        let mut command = command;
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mini_docker = command.spawn().expect("start mini-docker");
+        let background = Background {
+            mini_docker: Some(mini_docker),
+            name: name.to_string(),
+        };
+        let found = common::wait_for(Duration::from_secs(20), || {
+            (background.pids().len() >= processes).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "{name} never had {processes} processes in its cgroup"
+        );
+        background
+    }
+
+    /// The container's processes, from its cgroup (as the host sees them).
+    fn pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = cgroup_dirs(&self.name)
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// The newest process: the container's program, not its shell.
+    fn newest_status(&self) -> String {
+        let pid = *self.pids().last().expect("no process");
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
+    }
+
+    /// SIGTERM to mini-docker (as Ctrl-C would), then its output.
+    fn stop(mut self) -> std::process::Output {
+        let child = self.mini_docker.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let out = child.wait_with_output().unwrap();
+        println!("--- exit: {:?}", out.status.code());
+        println!("--- stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        println!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+}
+
+impl Drop for Background {
+    /// A failed test still ends its container (by mini-docker's PID).
+    fn drop(&mut self) {
+        if let Some(mut child) = self.mini_docker.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `GET PATH` over HTTP/1.0; the body, or an error.
+fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let address: std::net::SocketAddr = address.parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(response)),
+    }
+}
+
+fn status_line<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or("")
+        .trim()
 }
 
 /// The cgroup directories a container called `name` would have had.
@@ -228,5 +333,455 @@ fn run_help_lists_dockers_flags() {
     assert_eq!(out.status.code(), Some(0));
     insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
         insta::assert_snapshot!("mini-docker-run-help", String::from_utf8_lossy(&out.stdout));
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_published_port_answers_and_everything_goes_at_exit() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-publish");
+    let host = common::HostNetns::new();
+    let web = Background::start(
+        host.command(run_command(
+            &state,
+            &[
+                "--name",
+                "web",
+                "-p",
+                "8080:80",
+                "--stop-timeout",
+                "1",
+                "busybox",
+                "sh",
+                "-c",
+                "echo served-by-$(hostname) > /www; exec httpd -f -p 80 -h /",
+            ],
+        )),
+        "web",
+        1,
+    );
+    // The published port, through the host's loopback and the host's
+    // own address on the bridge.
+    let page = common::in_netns(&host.file, || {
+        common::wait_for(Duration::from_secs(10), || {
+            http_get("127.0.0.1:8080", "/www").ok()
+        })
+    });
+    assert_eq!(page.as_deref(), Some("served-by-web\n"));
+    // The container's own namespace: eth0 with the first address.
+    let init = web.pids()[0];
+    let mut ip = Command::new("nsenter");
+    ip.args([
+        "-t",
+        &init.to_string(),
+        "-n",
+        "ip",
+        "-4",
+        "-br",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(String::from_utf8_lossy(&ip.output().unwrap().stdout).contains("172.29.0.2/24"));
+    // From the host's side: the bridge, the host end of the veth on it,
+    // the container's own table of DNAT rules.
+    assert!(host
+        .ip(&["-br", "addr", "show", "lab0"])
+        .contains("172.29.0.1/24"));
+    assert!(host
+        .ip(&["link", "show", "master", "lab0"])
+        .contains("vh-lab2"));
+    assert!(host.nft_tables().contains("table ip container_lab_2"));
+    // httpd as PID 1 ignores SIGTERM: --stop-timeout 1 then SIGKILL.
+    let out = web.stop();
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(
+        host.ip(&["-br", "link"]).lines().count(),
+        1,
+        "links were left"
+    );
+    assert!(
+        !host.nft_tables().contains("container_lab"),
+        "nft tables were left"
+    );
+    let addresses = fs::read_to_string(state.join("run/network/addresses")).unwrap_or_default();
+    assert_eq!(addresses, "", "addresses were left allocated");
+    assert_nothing_left(&state, "web");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn twenty_parallel_runs_get_distinct_addresses_and_leave_nothing() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-twenty");
+    let host = common::HostNetns::new();
+    let shared = state.join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let volume = format!("{}:/shared", shared.display());
+    // Each container writes its address, then waits until all twenty have:
+    // they are all alive at once, so their addresses must all differ.
+    let script = "ip -4 -o addr show eth0 | awk '{print $4}' > /shared/$HOSTNAME; \
+                  i=0; while [ $(ls /shared | wc -l) -lt 20 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done";
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
+            let name = format!("par{i}");
+            let mut command = host.command(run_command(
+                &state,
+                &[
+                    "--rm", "--name", &name, "-h", &name, "-v", &volume, "busybox", "sh", "-c",
+                    script,
+                ],
+            ));
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut addresses: Vec<String> = (0..20)
+        .map(|i| {
+            fs::read_to_string(shared.join(format!("par{i}")))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        addresses
+            .iter()
+            .all(|a| a.starts_with("172.29.0.") && a.ends_with("/24")),
+        "{addresses:?}"
+    );
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 20, "two containers shared an address");
+    assert_eq!(
+        host.ip(&["-br", "link"]).lines().count(),
+        1,
+        "links were left"
+    );
+    assert!(!host.nft_tables().contains("container_lab"));
+    assert!(
+        !common::host_mountinfo().contains("mini-docker-twenty"),
+        "mounts were left"
+    );
+    for i in 0..20 {
+        assert_nothing_left(&state, &format!("par{i}"));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn volumes_and_tmpfs_are_mounted_as_asked() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-volumes");
+    let host_dir = state.join("host-dir");
+    let bind = format!("{}:/data", host_dir.display());
+    let out = mini_docker(
+        &state,
+        &[
+            "--rm", "-v", &bind, "-v", "notes:/notes", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c",
+            "echo from-inside > /data/file; echo kept > /notes/n; grep -E ' /scratch ' /proc/mounts",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    // The bind mount is the host's directory itself; the named volume is
+    // kept in the lab's state directory and outlives the container.
+    assert_eq!(
+        fs::read_to_string(host_dir.join("file")).unwrap(),
+        "from-inside\n"
+    );
+    let volume = state.join("lib/volumes/notes/_data/n");
+    assert_eq!(fs::read_to_string(&volume).unwrap(), "kept\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("size=1024k"), "{stdout}");
+    // A second container sees the named volume's file; :ro refuses writes.
+    let again = mini_docker(
+        &state,
+        &[
+            "--rm",
+            "-v",
+            "notes:/notes:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /notes/n; echo x > /notes/n",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "kept\n");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("Read-only file system"));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        !common::host_mountinfo().contains("mini-docker-volumes"),
+        "mounts were left"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn user_entrypoint_env_file_and_stdin() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-user");
+    // -u: the kernel's view of the process, from the host.
+    let sleeper = Background::start(
+        {
+            let mut c = run_command(
+                &state,
+                &[
+                    "--name",
+                    "user",
+                    "-u",
+                    "1000:1001",
+                    "--network",
+                    "none",
+                    "busybox",
+                    "sleep",
+                    "60",
+                ],
+            );
+            common::in_new_netns(&mut c);
+            c
+        },
+        "user",
+        1,
+    );
+    let status = sleeper.newest_status();
+    assert_eq!(status_line(&status, "Uid:"), "1000\t1000\t1000\t1000");
+    assert_eq!(status_line(&status, "Gid:"), "1001\t1001\t1001\t1001");
+    assert_eq!(status_line(&status, "CapEff:"), "0000000000000000");
+    sleeper.stop();
+    let named = mini_docker(&state, &["--rm", "-u", "nobody", "busybox", "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&named.stdout), "65534\n");
+    let unknown = mini_docker(&state, &["--rm", "-u", "ghost", "busybox", "true"]);
+    assert_eq!(unknown.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unable to find user ghost"));
+    // --entrypoint replaces the program, the rest are its arguments.
+    let entry = mini_docker(
+        &state,
+        &["--rm", "--entrypoint", "echo", "busybox", "one", "two"],
+    );
+    assert_eq!(String::from_utf8_lossy(&entry.stdout), "one two\n");
+    // --env-file, then -e on top.
+    let env_file = state.join("env");
+    fs::write(&env_file, "# settings\nA=from-file\nB=b\n").unwrap();
+    let env = mini_docker(
+        &state,
+        &[
+            "--rm",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "B=from-flag",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&env.stdout),
+        "from-file from-flag\n"
+    );
+    // -i passes our stdin; without it the container reads /dev/null.
+    for (flag, expected) in [("-i", "typed\n"), ("--rm", "")] {
+        let mut command = run_command(&state, &[flag, "busybox", "cat"]);
+        common::in_new_netns(&mut command);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(b"typed\n");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{flag}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn privileged_keeps_every_capability_and_no_filter() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-privileged");
+    let container = Background::start(
+        {
+            let mut c = run_command(
+                &state,
+                &["--name", "priv", "--privileged", "busybox", "sleep", "60"],
+            );
+            common::in_new_netns(&mut c);
+            c
+        },
+        "priv",
+        1,
+    );
+    let status = container.newest_status();
+    // Every capability the host itself has (its bounding set may lack some).
+    let own = fs::read_to_string("/proc/self/status").unwrap();
+    assert_eq!(
+        status_line(&status, "CapEff:"),
+        status_line(&own, "CapBnd:")
+    );
+    assert_eq!(status_line(&status, "Seccomp:"), "0");
+    let pid = container.pids()[0];
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert!(
+        !mountinfo.contains(" /proc/kcore "),
+        "/proc/kcore is masked"
+    );
+    container.stop();
+    let out = mini_docker(
+        &state,
+        &["--rm", "busybox", "grep", "Seccomp:", "/proc/self/status"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2"),
+        "not filtered by default"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn bad_input_exits_125_and_creates_nothing() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-bad");
+    for (args, message) in [
+        (
+            &["-p", "99999:80", "busybox"][..],
+            "invalid port specification",
+        ),
+        (
+            &["-p", "80", "--network", "none", "busybox"],
+            "-p needs the bridge network",
+        ),
+        (&["-v", "data", "busybox"], "invalid volume specification"),
+        (
+            &["-v", "/x:relative", "busybox"],
+            "invalid volume specification",
+        ),
+        (&["--tmpfs", "/t:bogus", "busybox"], "invalid --tmpfs"),
+        (
+            &["--env-file", "/nonexistent/env", "busybox"],
+            "cannot read the env file",
+        ),
+        (&["-m", "12q", "busybox"], "12q"),
+        (&["nginx"], "unable to find image 'nginx'"),
+        (
+            &["--name", "bad", "-u", "ghost", "busybox", "true"],
+            "unable to find user ghost",
+        ),
+    ] {
+        let out = mini_docker(&state, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}");
+    }
+    assert_nothing_left(&state, "bad");
+    assert!(!state.join("lib/volumes").exists(), "a volume was created");
+    // A name in use: the second run is refused while the first runs.
+    let first = Background::start(
+        {
+            let mut c = run_command(
+                &state,
+                &[
+                    "--name",
+                    "taken",
+                    "--network",
+                    "none",
+                    "busybox",
+                    "sleep",
+                    "60",
+                ],
+            );
+            common::in_new_netns(&mut c);
+            c
+        },
+        "taken",
+        1,
+    );
+    let second = mini_docker(&state, &["--name", "taken", "busybox", "true"]);
+    assert_eq!(second.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already"));
+    assert_eq!(first.pids().len(), 1, "the first container was disturbed");
+    first.stop();
+    assert_nothing_left(&state, "taken");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn explain_prints_every_step() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-explain");
+    let out = mini_docker(
+        &state,
+        &[
+            "--rm",
+            "--explain",
+            "--name",
+            "explained",
+            "-h",
+            "box",
+            "-m",
+            "64m",
+            "-p",
+            "8080:80",
+            "-v",
+            "notes:/notes",
+            "busybox",
+            "echo",
+            "hello",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in common::filters() {
+        settings.add_filter(pattern, replacement);
+    }
+    for (pattern, replacement) in common::own_cgroup_filters() {
+        settings.add_filter(&pattern, replacement);
+    }
+    settings.add_filter(r"netns \d+", "netns [PID]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    // The cgroup files differ between v1 and v2: one snapshot for each.
+    let suffix = match lab::cgroups::detect_layout().unwrap() {
+        lab::cgroups::Layout::Unified => "v2",
+        _ => "v1",
+    };
+    settings.set_snapshot_suffix(suffix);
+    settings.bind(|| {
+        insta::assert_snapshot!("mini-docker-explain", String::from_utf8_lossy(&out.stderr));
     });
 }

@@ -70,7 +70,7 @@ pub fn detect_layout() -> Result<Layout, CgroupError> {
 // ANCHOR_END: detect
 
 /// The limits a chapter sets; `None` leaves a resource unlimited.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// CPU time per period, as a fraction of one CPU (0.2 = 20 ms per 100 ms).

@@ -279,7 +279,15 @@ impl Allocation {
         let file = dirs.run.join("network").join("addresses");
         with_lock(&file, |entries| {
             // Entries of processes that died without cleaning up are stale.
-            entries.retain(|e| Path::new(&format!("/proc/{}", e.2)).exists());
+            // (their veths went with their network namespaces; their
+            // published ports did not).
+            entries.retain(|e| {
+                let alive = Path::new(&format!("/proc/{}", e.2)).exists();
+                if !alive {
+                    nft_delete_table(&container_table(e.0));
+                }
+                alive
+            });
             if entries.iter().any(|e| e.1 == name) {
                 return Err(NetworkError::NameInUse(name.to_string()));
             }
@@ -387,12 +395,16 @@ pub enum NetworkError {
 }
 
 /// A container's place on the lab's network. Dropping it removes the veth
-/// pair and frees the address; the last one gone also removes the bridge,
-/// the nftables table and the sysctl changes.
+/// pair, its published ports and its address; the last one gone also
+/// removes the bridge, the nftables table and the sysctl changes.
 #[derive(Debug)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
     pub host_end: String,
+    /// The veth end that goes into the container (renamed eth0 there).
+    pub peer: String,
+    /// `container_lab_NN`: this container's own table of published ports.
+    published: Option<String>,
     allocation: Allocation,
     dirs: LabDirs,
 }
@@ -407,27 +419,11 @@ pub fn attach(
     name: &str,
     container: &crate::container::Container,
 ) -> Result<Attachment, NetworkError> {
-    let allocation = Allocation::allocate(dirs, name)?;
     let host_end = format!("vh-{}", short(name));
     let peer = format!("vc-{}", short(name));
-    let attachment = Attachment {
-        ip: allocation.ip,
-        host_end: host_end.clone(),
-        allocation,
-        dirs: dirs.clone(),
-    };
-    let mut nl = Netlink::open().map_err(op("open a netlink socket in", "this namespace"))?;
-    if nl
-        .index_of(BRIDGE)
-        .map_err(op("look up", BRIDGE))?
-        .is_none()
-    {
-        create_bridge(&mut nl)?;
-    }
-    create_veth(&mut nl, &host_end, &peer)?;
-    attach_to_bridge(&mut nl, &host_end)?;
-    set_up(&mut nl, &host_end)?;
-    move_to_namespace(&mut nl, &peer, container.pid().as_raw() as u32)?;
+    let pid = container.pid().as_raw();
+    let names = (host_end, peer.clone());
+    let attachment = attach_process(dirs, name, pid, |_| names)?;
     // The rest happens inside the container's network namespace.
     let ip = attachment.ip;
     let code = container
@@ -447,9 +443,47 @@ pub fn attach(
     Ok(attachment)
 }
 
+/// The host's half: an address, the bridge, the veth pair (named by
+/// `link_names` from the address), and the peer moved into the network
+/// namespace of process `pid`.
+pub fn attach_process(
+    dirs: &LabDirs,
+    name: &str,
+    pid: i32,
+    link_names: impl FnOnce(Ipv4Addr) -> (String, String),
+) -> Result<Attachment, NetworkError> {
+    // Creating the bridge and removing it with the last container happen
+    // under one lock, so a container never joins a bridge being deleted.
+    let _lock = lock_bridge(dirs)?;
+    let allocation = Allocation::allocate(dirs, name)?;
+    let (host_end, peer) = link_names(allocation.ip);
+    let (host_end, peer) = (host_end.as_str(), peer.as_str());
+    let attachment = Attachment {
+        ip: allocation.ip,
+        host_end: host_end.to_string(),
+        peer: peer.to_string(),
+        published: None,
+        allocation,
+        dirs: dirs.clone(),
+    };
+    let mut nl = Netlink::open().map_err(op("open a netlink socket in", "this namespace"))?;
+    if nl
+        .index_of(BRIDGE)
+        .map_err(op("look up", BRIDGE))?
+        .is_none()
+    {
+        create_bridge(&mut nl)?;
+    }
+    create_veth(&mut nl, host_end, peer)?;
+    attach_to_bridge(&mut nl, host_end)?;
+    set_up(&mut nl, host_end)?;
+    move_to_namespace(&mut nl, peer, pid as u32)?;
+    Ok(attachment)
+}
+
 /// Runs inside the container: `ip link set PEER name eth0`, the address,
 /// `lo` and `eth0` up, and the default route via the bridge.
-fn configure_inside(peer: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
+pub fn configure_inside(peer: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
     let mut nl = Netlink::open().map_err(op("open a netlink socket in", "the container"))?;
     rename(&mut nl, peer, "eth0")?;
     add_address(&mut nl, "eth0", ip, PREFIX)?;
@@ -474,6 +508,95 @@ pub fn publish(
     nft_apply(&nft_ruleset(&[(host_port, ip, port)]))
 }
 // ANCHOR_END: publish
+
+/// One `-p` of `docker run`: `[HOST_IP:][HOST_PORT:]PORT[/tcp|udp]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl std::fmt::Display for PortMapping {
+    /// As `docker ps` shows it: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        write!(
+            f,
+            "{ip}:{}->{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+/// The rules for one container's published ports, in a table of its own,
+/// so that removing them is one `nft delete table` and never touches the
+/// rules of another container.
+// ANCHOR: container_rules
+pub fn nft_container_ruleset(table: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> String {
+    let mut rules = String::new();
+    for port in ports {
+        let to_host = match port.host_ip {
+            Some(host_ip) if !host_ip.is_unspecified() => format!("ip daddr {host_ip}"),
+            _ => "fib daddr type local".to_string(),
+        };
+        rules.push_str(&format!(
+            "{to_host} {} dport {} dnat to {ip}:{}; ",
+            port.protocol, port.host_port, port.container_port
+        ));
+    }
+    format!(
+        "table ip {table} {{\n\
+         \x20   chain prerouting {{ type nat hook prerouting priority -100; {rules}}}\n\
+         \x20   chain output {{ type nat hook output priority -100; {rules}}}\n\
+         }}\n"
+    )
+}
+// ANCHOR_END: container_rules
+
+impl Attachment {
+    /// `docker run -p`: DNATs each port to this container, in the table
+    /// `container_lab_NN` (NN: the last number of its address).
+    pub fn publish(&mut self, ports: &[PortMapping]) -> Result<(), NetworkError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        remember_sysctl(&self.dirs, "net.ipv4.ip_forward", "1")?;
+        remember_sysctl(
+            &self.dirs,
+            &format!("net.ipv4.conf.{BRIDGE}.route_localnet"),
+            "1",
+        )?;
+        // The shared table's masquerade rules make replies and hairpin
+        // traffic find their way back; add them once.
+        if nft_list().is_none() {
+            nft_apply(&nft_ruleset(&[]))?;
+        }
+        let table = container_table(self.ip);
+        nft_apply(&nft_container_ruleset(&table, self.ip, ports))?;
+        self.published = Some(table);
+        Ok(())
+    }
+}
+
+/// mini-docker's names for a container's veth pair: the last number of its
+/// address, unique while the address is (`vh-lab7` on the host side).
+pub fn runtime_link_names(ip: Ipv4Addr) -> (String, String) {
+    let n = ip.octets()[3];
+    (format!("vh-lab{n}"), format!("vc-lab{n}"))
+}
+
+fn container_table(ip: Ipv4Addr) -> String {
+    format!("{NFT_TABLE}_{}", ip.octets()[3])
+}
+
+fn nft_delete_table(table: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .stderr(Stdio::null())
+        .status();
+}
 
 /// Sets a sysctl, keeping its first original value to restore later.
 fn remember_sysctl(dirs: &LabDirs, key: &str, value: &str) -> Result<(), NetworkError> {
@@ -502,8 +625,29 @@ fn remember_sysctl(dirs: &LabDirs, key: &str, value: &str) -> Result<(), Network
     Ok(())
 }
 
+/// Serialises bridge creation and removal between containers.
+fn lock_bridge(dirs: &LabDirs) -> Result<Flock<fs::File>, NetworkError> {
+    let path = dirs.run.join("network").join("bridge.lock");
+    let io = |what, source| NetworkError::Io {
+        what,
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dirs.run.join("network")).map_err(|e| io("create the directory of", e))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| io("open", e))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", e.into()))
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
+        let _lock = lock_bridge(&self.dirs);
+        if let Some(table) = &self.published {
+            nft_delete_table(table);
+        }
         let Ok(mut nl) = Netlink::open() else { return };
         if let Err(err) = delete_link(&mut nl, &self.host_end) {
             eprintln!("warning: {err}");
@@ -522,9 +666,7 @@ fn teardown_shared(nl: &mut Netlink, dirs: &LabDirs) {
         eprintln!("warning: {err}");
     }
     if nft_list().is_some() {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", NFT_TABLE])
-            .status();
+        nft_delete_table(NFT_TABLE);
     }
     let file = dirs.run.join("network").join("sysctl.orig");
     for line in fs::read_to_string(&file).unwrap_or_default().lines() {

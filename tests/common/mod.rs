@@ -321,3 +321,79 @@ pub fn in_netns<T: Send + 'static>(
     .join()
     .unwrap()
 }
+
+/// A network namespace that plays "the host" for a whole test: held open
+/// by a `sleep` we started, and killed (by its PID) when dropped. Commands
+/// made with `command()` start inside it.
+pub struct HostNetns {
+    holder: Child,
+    pub file: fs::File,
+}
+
+impl HostNetns {
+    pub fn new() -> HostNetns {
+        let mut sleep = Command::new("sleep");
+        sleep.arg("3600");
+        let holder = in_new_netns(&mut sleep).spawn().expect("start sleep");
+        let file = fs::File::open(format!("/proc/{}/ns/net", holder.id())).unwrap();
+        // Loopback up, as on a real host (published ports answer on it).
+        let mut lo = Command::new("ip");
+        lo.args(["link", "set", "lo", "up"]);
+        let netns = HostNetns { holder, file };
+        assert!(netns.command(lo).status().unwrap().success());
+        netns
+    }
+
+    /// `command`, started inside this namespace.
+    pub fn command(&self, mut command: Command) -> Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.file.as_raw_fd();
+        unsafe {
+            command.pre_exec(move || {
+                let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+                nix::sched::setns(borrowed, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        command
+    }
+
+    /// `ip ARGS` in this namespace, its output.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut ip = Command::new("ip");
+        ip.args(args);
+        let out = self.command(ip).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `nft list tables` in this namespace.
+    pub fn nft_tables(&self) -> String {
+        let mut nft = Command::new("nft");
+        nft.args(["list", "tables"]);
+        let out = self.command(nft).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for HostNetns {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns Some, for at most `limit`;
+/// for waiting on a background process, never for judging speed.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,175 @@
+//! `mini-docker run`: Docker's flags, turned into a `RunConfig`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lab::cgroups::{self, Limits};
+use lab::cli;
+use lab::hardening::{self, Profile};
+use lab::network::PortMapping;
+use lab::runtime::config::{self, NetworkMode, RunConfig};
+use lab::volumes::{self, TmpfsSpec, VolumeSpec};
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Print every step as it is applied, with its shell equivalent
+    #[arg(long)]
+    pub explain: bool,
+    /// Run the container in the background and print its ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long, value_parser = cli::parse_name)]
+    pub name: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long, value_parser = cli::parse_hostname)]
+    hostname: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to pass ours on)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = config::parse_env)]
+    env: Vec<(String, String)>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Memory limit (e.g. 32m, 1g)
+    #[arg(short = 'm', long, value_parser = cgroups::parse_size)]
+    memory: Option<u64>,
+    /// Number of CPUs
+    #[arg(long, value_parser = cgroups::parse_cpus)]
+    cpus: Option<f64>,
+    /// Tune container pids limit
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pids_limit: Option<u64>,
+    /// Bind mount a volume (SOURCE:TARGET[:ro]; SOURCE a host path or a volume name)
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET", value_parser = volumes::parse_volume)]
+    volumes: Vec<VolumeSpec>,
+    /// Mount a tmpfs directory (TARGET[:OPTIONS])
+    #[arg(long, value_name = "TARGET", value_parser = volumes::parse_tmpfs)]
+    tmpfs: Vec<TmpfsSpec>,
+    /// Publish a container's port to the host ([IP:][HOST_PORT:]PORT[/tcp|udp])
+    #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = config::parse_publish)]
+    publish: Vec<PortMapping>,
+    /// Connect a container to a network: bridge, none or host
+    #[arg(long, default_value = "bridge", value_parser = parse_network)]
+    network: NetworkMode,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add", value_name = "CAP", value_parser = parse_cap)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop", value_name = "CAP", value_parser = parse_cap)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    stop_timeout: u32,
+    /// The image: busybox, or one brought in with `mini-docker import`
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn parse_cap(value: &str) -> Result<String, String> {
+    hardening::canonical(value).map(|_| value.to_string())
+}
+
+fn parse_network(value: &str) -> Result<NetworkMode, String> {
+    match value {
+        "bridge" | "default" => Ok(NetworkMode::Bridge),
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        other => Err(format!(
+            "unknown network {other:?}: use bridge, none or host"
+        )),
+    }
+}
+
+impl RunArgs {
+    /// Checks what clap could not and builds the configuration; nothing is
+    /// created yet, so an error here leaves nothing behind.
+    pub fn config(&self, name: String) -> anyhow::Result<RunConfig> {
+        if !self.publish.is_empty() && self.network != NetworkMode::Bridge {
+            anyhow::bail!("-p needs the bridge network: published ports are DNAT rules to the container's own address");
+        }
+        let mut env = Vec::new();
+        for file in &self.env_file {
+            env.extend(config::read_env_file(file).map_err(anyhow::Error::msg)?);
+        }
+        env.extend(self.env.iter().cloned());
+        // The busybox image has no ENTRYPOINT and runs `sh` by default.
+        let mut command: Vec<String> = match self.entrypoint.as_deref() {
+            Some(entrypoint) if !entrypoint.is_empty() => vec![entrypoint.to_string()],
+            _ => Vec::new(),
+        };
+        command.extend(self.command.iter().cloned());
+        if command.is_empty() {
+            command.push("sh".to_string());
+        }
+        let profile = if self.privileged {
+            Profile::privileged()
+        } else {
+            Profile::docker_default(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
+        };
+        Ok(RunConfig {
+            hostname: self.hostname.clone().unwrap_or_else(|| short_id(&name)),
+            name,
+            image: self.image.clone(),
+            env,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            command,
+            limits: Limits {
+                memory_bytes: self.memory,
+                cpus: self.cpus,
+                pids: self.pids_limit,
+            },
+            read_only: self.read_only,
+            privileged: self.privileged,
+            profile,
+            network: self.network,
+            publish: self.publish.clone(),
+            volumes: self.volumes.clone(),
+            tmpfs: self.tmpfs.clone(),
+            init: self.init,
+            remove: self.rm,
+            interactive: self.interactive,
+            tty: self.tty,
+            stop_timeout: self.stop_timeout,
+        })
+    }
+}
+
+/// Docker's default hostname is the first 12 characters of the ID; ours
+/// is the name's, which is the ID until names come from the store.
+fn short_id(name: &str) -> String {
+    name.chars().take(12).collect()
+}

@@ -1,0 +1,666 @@
+//! The runtime path of `mini-docker run`: every chapter's primitive applied
+//! the way a real runtime applies them. The host side (image, run
+//! directory, cgroup, network) is prepared around a cloned child; the
+//! child itself does everything that must happen inside (mounts, root,
+//! hostname, hardening) before the user's program starts.
+
+pub mod config;
+pub mod explain;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub use self::config::{NetworkMode, RunConfig};
+pub use self::explain::Explain;
+use crate::cgroups::Cgroup;
+use crate::container::status_code;
+use crate::namespaces::{self, Cloned, Namespace};
+use crate::network::{self, Attachment};
+use crate::overlay::{Layer, OverlayDirs};
+use crate::state::{LabDirs, RunDir};
+use crate::volumes::{self, Source};
+use crate::{hardening, init, mounts, overlay, rootfs, signals};
+
+/// Runs a container to completion and returns its exit status: the
+/// program's own code, 128 + a signal (137 after an OOM kill), 126 when it
+/// cannot be executed, 127 when it does not exist.
+// ANCHOR: run
+pub fn run(dirs: &LabDirs, config: &RunConfig, explain: Explain) -> Result<i32, RuntimeError> {
+    let io = Stdio {
+        stdin: if config.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        ..Stdio::default()
+    };
+    let mut container = start(dirs, config, explain, io)?;
+    let code = container.wait_forwarding_signals(config.stop_timeout);
+    explain.step(
+        format!("the container exited with {code}; removing what it used"),
+        format!(
+            "ip link del {}; rmdir CGROUP; umount -R; rm -r RUN_DIR",
+            container.host_link()
+        ),
+    );
+    Ok(code)
+}
+// ANCHOR_END: run
+
+/// Where the container's standard streams go.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: StdinMode,
+    /// `None`: our own stdout/stderr.
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// `-t`: the pty slave, which becomes the controlling terminal and all
+    /// three streams.
+    pub terminal: Option<OwnedFd>,
+}
+
+#[derive(Debug, Default)]
+pub enum StdinMode {
+    /// Docker without `-i`: the container reads /dev/null.
+    #[default]
+    Null,
+    /// `-i`: our own stdin.
+    Inherit,
+    /// A pipe or other descriptor.
+    Fd(OwnedFd),
+}
+
+/// A started container and everything it holds on the host. Dropping it
+/// kills the container if it still runs, then removes its network, cgroup,
+/// upper layer and run directory, in that order.
+#[derive(Debug)]
+pub struct Started {
+    pid: Pid,
+    status: Option<i32>,
+    network: Option<Attachment>,
+    cgroup: Cgroup,
+    anonymous_volumes: Vec<String>,
+    dirs: LabDirs,
+    remove_anonymous: bool,
+    _run_dir: RunDir,
+}
+
+/// Prepares the host side, clones the container's first process into new
+/// namespaces, connects its network, and lets it go. Returns once the
+/// child has been released; its own set-up errors end it with code 125.
+// ANCHOR: start
+pub fn start(
+    dirs: &LabDirs,
+    config: &RunConfig,
+    explain: Explain,
+    io: Stdio,
+) -> Result<Started, RuntimeError> {
+    let layers = image_layers(dirs, &config.image)?;
+    explain.step(
+        format!(
+            "image {}: read-only layer {}",
+            config.image,
+            layers[0].path.display()
+        ),
+        "(built once, shared by every container)",
+    );
+    let run_dir = RunDir::create(dirs, &config.name)?;
+    let overlay_dirs = OverlayDirs::create(run_dir.path())?;
+    explain.step(
+        "a writable layer of its own",
+        format!(
+            "mkdir -p {}/{{upper,work,merged}}",
+            run_dir.path().display()
+        ),
+    );
+    let mut anonymous_volumes = Vec::new();
+    let mut volume_sources = Vec::new();
+    for spec in &config.volumes {
+        let anonymous = random_hex();
+        let source = volumes::host_path(dirs, spec, &anonymous)?;
+        if spec.source == Source::Anonymous {
+            anonymous_volumes.push(anonymous);
+        }
+        volume_sources.push(source);
+    }
+    let cgroup = Cgroup::create(&config.name)?;
+    let written = cgroup.set_limits(&config.limits)?;
+    explain.step(
+        format!("a cgroup: {}", cgroup.paths()[0].display()),
+        shell_writes(&cgroup, &written),
+    );
+
+    let mut spaces = vec![
+        Namespace::Uts,
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Mount,
+    ];
+    if config.network != NetworkMode::Host {
+        spaces.push(Namespace::Net);
+    }
+    explain.step(
+        format!(
+            "clone() the container's first process into new {} namespaces",
+            names(&spaces)
+        ),
+        format!(
+            "unshare {} --fork",
+            spaces
+                .iter()
+                .map(|s| s.unshare_option())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    // The child waits on this pipe until its network is in place.
+    let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    let child_setup = ChildSetup {
+        config,
+        layers: &layers,
+        overlay: &overlay_dirs,
+        cgroup_procs: cgroup.procs_files(),
+        volume_sources: &volume_sources,
+        explain,
+    };
+    crate::container::flush_stdio();
+    let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
+        Cloned::Child => {
+            drop(go_write);
+            let code = match child_setup.run(go_read, io) {
+                Ok(never) => match never {},
+                Err(err) => {
+                    eprintln!("mini-docker: error: {err}");
+                    125
+                }
+            };
+            init::exit_now(code)
+        }
+        Cloned::Parent { child } => child,
+    };
+    drop(go_read);
+    let mut started = Started {
+        pid: child,
+        status: None,
+        network: None,
+        cgroup,
+        remove_anonymous: config.remove,
+        anonymous_volumes,
+        dirs: dirs.clone(),
+        _run_dir: run_dir,
+    };
+    if config.network == NetworkMode::Bridge {
+        let mut attachment = network::attach_process(
+            dirs,
+            &config.name,
+            child.as_raw(),
+            network::runtime_link_names,
+        )?;
+        let (host_end, peer) = (&attachment.host_end, &attachment.peer);
+        explain.step(
+            format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
+            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
+        );
+        let ports = choose_host_ports(&config.publish)?;
+        attachment.publish(&ports)?;
+        if !ports.is_empty() {
+            let shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            explain.step(
+                format!("publish {}", shown.join(", ")),
+                format!(
+                    "nft add table ip {}_{} (dnat in prerouting and output)",
+                    network::NFT_TABLE,
+                    attachment.ip.octets()[3]
+                ),
+            );
+        }
+        started.network = Some(attachment);
+    }
+    // Release the child: "go" and its address; a closed pipe says "give up".
+    let ip = started
+        .ip()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+        .octets();
+    nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
+        .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
+    Ok(started)
+}
+// ANCHOR_END: start
+
+/// What the cloned child needs to finish the container from inside.
+struct ChildSetup<'a> {
+    config: &'a RunConfig,
+    layers: &'a [Layer],
+    overlay: &'a OverlayDirs,
+    cgroup_procs: Vec<PathBuf>,
+    volume_sources: &'a [PathBuf],
+    explain: Explain,
+}
+
+impl ChildSetup<'_> {
+    /// In the cloned child: cgroup, network, mounts, root, hostname,
+    /// hardening, user, and finally the user's program.
+    // ANCHOR: prepare
+    fn run(&self, go: OwnedFd, io: Stdio) -> Result<std::convert::Infallible, RuntimeError> {
+        let (config, explain) = (self.config, self.explain);
+        // Into the cgroup first, so everything after is accounted and limited.
+        crate::cgroups::join(&self.cgroup_procs)?;
+        // The host sends "go" and the address it allocated (0.0.0.0: none);
+        // a closed pipe means the host side failed and says why itself.
+        let mut message = [0u8; 5];
+        if !matches!(nix::unistd::read(go.as_raw_fd(), &mut message), Ok(5)) {
+            init::exit_now(125);
+        }
+        let ip = std::net::Ipv4Addr::new(message[1], message[2], message[3], message[4]);
+        if !ip.is_unspecified() {
+            let (_, peer) = network::runtime_link_names(ip);
+            explain.step(
+                format!("inside: {peer} becomes eth0 with {ip}/24, default route via {}", network::GATEWAY),
+                format!("ip link set {peer} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up; ip route add default via {}", network::GATEWAY),
+            );
+            network::configure_inside(&peer, ip)?;
+        }
+        // Open /dev/null while the host's /dev is still reachable.
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| RuntimeError::Setup(format!("open /dev/null: {e}")))?
+            .into();
+        mounts::make_tree_private()?;
+        overlay::mount_overlay(self.layers, self.overlay)?;
+        explain.step(
+            "inside: the image and the writable layer, merged",
+            format!(
+                "mount --make-rprivate /; mount -t overlay overlay -o {} {}",
+                overlay::mount_options(self.layers, self.overlay),
+                self.overlay.merged.display()
+            ),
+        );
+        for (spec, source) in config.volumes.iter().zip(self.volume_sources) {
+            volumes::mount_volume(&self.overlay.merged, source, spec)?;
+            explain.step(
+                format!("inside: volume {} at {}", source.display(), spec.target),
+                format!(
+                    "mount --rbind {} MERGED{}{}",
+                    source.display(),
+                    spec.target,
+                    if spec.read_only {
+                        "; mount -o remount,bind,ro MERGED".to_string() + &spec.target
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        for spec in &config.tmpfs {
+            volumes::mount_tmpfs(&self.overlay.merged, spec)?;
+            explain.step(
+                format!("inside: tmpfs at {}", spec.target),
+                format!(
+                    "mount -t tmpfs -o {} tmpfs MERGED{}",
+                    spec.data, spec.target
+                ),
+            );
+        }
+        rootfs::pivot_into(&self.overlay.merged)?;
+        rootfs::mount_kernel_filesystems()?;
+        explain.step(
+            "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
+            "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
+        );
+        nix::unistd::sethostname(&config.hostname)
+            .map_err(|e| RuntimeError::Setup(format!("sethostname: {e}")))?;
+        explain.step(
+            format!("inside: hostname {}", config.hostname),
+            format!("hostname {}", config.hostname),
+        );
+        if !config.privileged {
+            hardening::mask_paths()?;
+            explain.step(
+                "inside: mask /proc/kcore, /proc/keys …; /proc/sys read-only",
+                "mount --bind /dev/null /proc/kcore; …",
+            );
+        }
+        let workdir = config.workdir.clone().unwrap_or_else(|| "/".into());
+        std::fs::create_dir_all(&workdir)
+            .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
+        if config.read_only {
+            hardening::read_only_root()?;
+            explain.step(
+                "inside: the root filesystem read-only",
+                "mount -o remount,bind,ro /",
+            );
+        }
+        std::env::set_current_dir(&workdir)
+            .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
+        let user = match &config.user {
+            Some(spec) => Some(lookup_user(Path::new("/"), spec)?),
+            None => None,
+        };
+        let env = self.environment();
+        // execvp searches the PATH of our own environment: the image's.
+        if let Some((_, path)) = env.iter().find(|(k, _)| k == "PATH") {
+            std::env::set_var("PATH", path);
+        }
+        let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
+        let argv = cstrings(config.command.iter().cloned())?;
+        connect_stdio(io, null)?;
+        config.profile.apply()?;
+        explain.step(
+            format!(
+                "inside: keep {} capabilities{}",
+                config.profile.keep.len(),
+                if config.profile.seccomp {
+                    ", no_new_privs, seccomp filter"
+                } else {
+                    " (privileged: no seccomp)"
+                }
+            ),
+            "capsh --caps=… ; prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
+        );
+        if let Some((uid, gid)) = user {
+            become_user(uid, gid)?;
+        }
+        explain.step(
+            format!(
+                "inside: execve {}",
+                crate::narrate::shell_words(&config.command)
+            ),
+            "exec \"$@\"",
+        );
+        if config.init {
+            // --init: our PID 1 forwards signals and reaps, the command is its child.
+            let (_, ready) =
+                nix::unistd::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+            init::run(&argv, &env, ready)
+        }
+        signals::reset_to_default();
+        init::exec_or_exit(&argv, &env)
+    }
+    // ANCHOR_END: prepare
+
+    /// The image's environment, then `-e`, then HOSTNAME.
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env = rootfs::busybox_env();
+        if self.config.tty {
+            env.retain(|(k, _)| k != "TERM");
+            env.push(("TERM".into(), "xterm".into()));
+        } else {
+            env.retain(|(k, _)| k != "TERM");
+        }
+        for (key, value) in &self.config.env {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        env.push(("HOSTNAME".into(), self.config.hostname.clone()));
+        env
+    }
+}
+
+/// Points fds 0, 1 and 2 where the container's streams go.
+fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
+    let dup = |from: std::os::fd::RawFd, to: std::os::fd::RawFd| {
+        nix::unistd::dup2(from, to)
+            .map(drop)
+            .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))
+    };
+    if let Some(terminal) = io.terminal {
+        // setsid, then the terminal becomes our controlling terminal.
+        nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid: {e}")))?;
+        if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+            return Err(RuntimeError::Setup("TIOCSCTTY failed".into()));
+        }
+        for to in 0..3 {
+            dup(terminal.as_raw_fd(), to)?;
+        }
+        return Ok(());
+    }
+    match io.stdin {
+        StdinMode::Null => dup(null.as_raw_fd(), 0)?,
+        StdinMode::Inherit => {}
+        StdinMode::Fd(fd) => dup(fd.as_raw_fd(), 0)?,
+    }
+    if let Some(fd) = io.stdout {
+        dup(fd.as_raw_fd(), 1)?;
+    }
+    if let Some(fd) = io.stderr {
+        dup(fd.as_raw_fd(), 2)?;
+    }
+    Ok(())
+}
+
+/// `-u`: groups, gid, then uid (setuid last: after it we could not change
+/// the others). The kernel clears the capabilities of a non-root user at
+/// execve, as Docker's users see too.
+fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
+    let gid = nix::unistd::Gid::from_raw(gid);
+    nix::unistd::setgroups(&[gid]).map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
+    nix::unistd::setgid(gid).map_err(|e| RuntimeError::Setup(format!("setgid: {e}")))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+        .map_err(|e| RuntimeError::Setup(format!("setuid: {e}")))
+}
+
+/// Docker's `-u` lookup in the container's own /etc/passwd and /etc/group:
+/// `name`, `uid`, `name:group`, `uid:gid`; a numeric uid needs no entry.
+pub fn lookup_user(root: &Path, spec: &str) -> Result<(u32, u32), RuntimeError> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    let (user, group_spec) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && (f[0] == user || f[2] == user));
+    let (uid, mut gid) = match (entry, user.parse::<u32>()) {
+        (Some(f), _) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0)),
+        (None, Ok(uid)) => (uid, 0),
+        (None, Err(_)) => {
+            return Err(RuntimeError::Setup(format!(
+                "unable to find user {user}: no matching entries in passwd file"
+            )))
+        }
+    };
+    if let Some(g) = group_spec {
+        gid = match group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && (f[0] == g || f[2] == g))
+        {
+            Some(f) => f[2].parse().unwrap_or(0),
+            None => g.parse().map_err(|_| {
+                RuntimeError::Setup(format!(
+                    "unable to find group {g}: no matching entries in group file"
+                ))
+            })?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+impl Started {
+    /// The container's first process, as the host sees it.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.network.as_ref().map(|n| n.ip)
+    }
+
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    fn host_link(&self) -> String {
+        self.network
+            .as_ref()
+            .map_or("-".to_string(), |n| n.host_end.clone())
+    }
+
+    /// Waits for the container, passing Ctrl-C and SIGTERM on to it (as
+    /// `docker run` does). If it is still running `stop_timeout` seconds
+    /// after a signal, or a second signal arrives, it is killed.
+    // ANCHOR: wait
+    pub fn wait_forwarding_signals(&mut self, stop_timeout: u32) -> i32 {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let flags = deadline.map(|_| WaitPidFlag::WNOHANG);
+            match waitpid(self.pid, flags) {
+                Ok(WaitStatus::StillAlive) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                        deadline = None;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    let code = status_code(status);
+                    self.status = Some(code);
+                    return code;
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return 125,
+            }
+            if let Some(signal) = signals::interrupted() {
+                signals::clear();
+                let send = if deadline.is_some() {
+                    Signal::SIGKILL
+                } else {
+                    signal
+                };
+                let _ = kill(self.pid, send);
+                deadline = Some(Instant::now() + Duration::from_secs(stop_timeout.into()));
+            }
+        }
+    }
+    // ANCHOR_END: wait
+
+    /// Whether the kernel's OOM killer ended a process of the container.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.counters().oom_kills.unwrap_or(0) > 0
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+        // Fields drop after this: first the network goes, then the cgroup
+        // (empty now), then the run directory.
+        self.network.take();
+        if self.remove_anonymous {
+            for name in &self.anonymous_volumes {
+                let _ = volumes::remove(&self.dirs, name);
+            }
+        }
+    }
+}
+
+/// The image's layers, bottom first.
+fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
+    if !is_builtin_image(reference) {
+        return Err(RuntimeError::NoSuchImage(reference.to_string()));
+    }
+    let (image, _) = rootfs::busybox_image(dirs)?;
+    Ok(vec![Layer {
+        name: "busybox",
+        path: image,
+    }])
+}
+
+/// `-p 80` asks for any free port on the host: bind port 0 and see.
+fn choose_host_ports(
+    ports: &[network::PortMapping],
+) -> Result<Vec<network::PortMapping>, RuntimeError> {
+    ports
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if p.host_port == 0 {
+                let listener = std::net::TcpListener::bind(("0.0.0.0", 0))
+                    .map_err(|e| RuntimeError::Setup(format!("pick a free port: {e}")))?;
+                p.host_port = listener
+                    .local_addr()
+                    .map_err(|e| RuntimeError::Setup(format!("pick a free port: {e}")))?
+                    .port();
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+fn shell_writes(cgroup: &Cgroup, written: &[(PathBuf, String)]) -> String {
+    let mut shell = format!("mkdir {}", cgroup.paths()[0].display());
+    for (file, value) in written {
+        shell.push_str(&format!("; echo {value} > {}", file.display()));
+    }
+    shell
+}
+
+fn names(spaces: &[Namespace]) -> String {
+    spaces
+        .iter()
+        .map(|s| s.proc_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 64 random hex digits, as Docker's IDs.
+pub fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, RuntimeError> {
+    items
+        .map(|s| {
+            CString::new(s.clone())
+                .map_err(|_| RuntimeError::Setup(format!("argument contains a NUL byte: {s:?}")))
+        })
+        .collect()
+}
+
+/// The images this runtime has: so far only the lab's own busybox image.
+pub fn is_builtin_image(name: &str) -> bool {
+    matches!(name, "busybox" | "busybox:latest")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("unable to find image '{0}': mini-docker has busybox and what `mini-docker import` brought in")]
+    NoSuchImage(String),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Overlay(#[from] crate::overlay::OverlayError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::NamespaceError),
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::MountError),
+    #[error(transparent)]
+    Hardening(#[from] crate::hardening::HardeningError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    #[error("{0}")]
+    Setup(String),
+}
