@@ -47,7 +47,7 @@ pub struct RunConfig {
 pub fn run(dirs: &LabDirs, config: &RunConfig) -> Result<i32, RuntimeError> {
     let (image, _) = rootfs::busybox_image(dirs)?;
     let layers = vec![Layer {
-        name: "busybox",
+        name: "busybox".into(),
         path: image,
     }];
     let run_dir = RunDir::create(dirs, &config.name)?;
