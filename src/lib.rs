@@ -17,6 +17,7 @@ pub mod steps;
 pub mod cgroups;
 pub mod container;
 pub mod hardening;
+pub mod images;
 pub mod init;
 pub mod ipc;
 pub mod mounts;

@@ -23,7 +23,7 @@ use crate::state::LabDirs;
 /// One read-only layer of the lab's image.
 #[derive(Debug, Clone)]
 pub struct Layer {
-    pub name: &'static str,
+    pub name: String,
     pub path: PathBuf,
 }
 
@@ -49,15 +49,15 @@ pub fn image_layers(dirs: &LabDirs) -> Result<Vec<Layer>, OverlayError> {
     let layers_dir = dirs.data.join("images").join("layers");
     Ok(vec![
         Layer {
-            name: "base",
+            name: "base".into(),
             path: base,
         },
         Layer {
-            name: "runtime",
+            name: "runtime".into(),
             path: build_layer(&layers_dir, "runtime", RUNTIME_FILES)?,
         },
         Layer {
-            name: "app",
+            name: "app".into(),
             path: build_layer(&layers_dir, "app", APP_FILES)?,
         },
     ])

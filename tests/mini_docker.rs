@@ -192,7 +192,9 @@ fn exit_codes_follow_docker() {
     );
     let unknown = mini_docker(&state, &["nginx"]);
     assert_eq!(unknown.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unable to find image 'nginx'"));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("unable to find image 'nginx:latest'")
+    );
     for bad in [
         &["--memory", "12q", "busybox", "true"][..],
         &["--cap-add", "FLY", "busybox", "true"],
@@ -692,7 +694,7 @@ fn bad_input_exits_125_and_creates_nothing() {
             "cannot read the env file",
         ),
         (&["-m", "12q", "busybox"], "12q"),
-        (&["nginx"], "unable to find image 'nginx'"),
+        (&["nginx"], "unable to find image 'nginx:latest'"),
         (
             &["--name", "bad", "-u", "ghost", "busybox", "true"],
             "unable to find user ghost",
@@ -784,4 +786,101 @@ fn explain_prints_every_step() {
     settings.bind(|| {
         insta::assert_snapshot!("mini-docker-explain", String::from_utf8_lossy(&out.stderr));
     });
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn an_imported_tarball_runs_as_an_image() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-import");
+    // A root filesystem of our own: the busybox tree plus a marker file.
+    let tree = state.join("tree");
+    let busybox = lab::rootfs::find_static_busybox().unwrap();
+    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(tree.join(dir)).unwrap();
+    }
+    fs::copy(&busybox, tree.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", tree.join("bin/cat")).unwrap();
+    fs::write(tree.join("etc/marker"), "imported\n").unwrap();
+    fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:4242:4343::/:/bin/sh\n",
+    )
+    .unwrap();
+    let tarball = state.join("rootfs.tar");
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            tree.to_str().unwrap(),
+            "-cf",
+            tarball.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let mini = |args: &[&str]| {
+        let mut command = Command::new(common::binary("mini-docker"));
+        command.env(lab::state::ROOT_ENV, &state).args(args);
+        common::run(command)
+    };
+    let imported = mini(&["import", tarball.to_str().unwrap(), "mybox:1"]);
+    assert_eq!(imported.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&imported.stdout).starts_with("sha256:"));
+    let listed = String::from_utf8_lossy(&mini(&["images"]).stdout).into_owned();
+    assert!(listed.starts_with("REPOSITORY"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("mybox ") && l.contains(" 1 ")),
+        "{listed}"
+    );
+    // The container's root is the imported layer (and its user database).
+    let out = mini_docker(
+        &state,
+        &[
+            "--rm",
+            "-u",
+            "app",
+            "mybox:1",
+            "sh",
+            "-c",
+            "cat /etc/marker; echo $(id -u)",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "imported\n4242\n");
+    // The layer itself did not change: the container wrote to its own upper.
+    let layers = state.join("lib/images/imported");
+    let out = mini_docker(
+        &state,
+        &["--rm", "mybox:1", "sh", "-c", "echo changed > /etc/marker"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let marker: Vec<_> = walk(&layers)
+        .into_iter()
+        .filter(|p| p.ends_with("etc/marker"))
+        .collect();
+    assert_eq!(marker.len(), 1);
+    assert_eq!(fs::read_to_string(&marker[0]).unwrap(), "imported\n");
+    assert_eq!(mini(&["rmi", "mybox:1"]).status.code(), Some(0));
+    let gone = mini_docker(&state, &["--rm", "mybox:1", "true"]);
+    assert_eq!(gone.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("unable to find image"));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -340,7 +340,8 @@ impl ChildSetup<'_> {
         std::env::set_current_dir(&workdir)
             .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
         let user = match &config.user {
-            Some(spec) => Some(lookup_user(Path::new("/"), spec)?),
+            // Looked up in the container's own files, as Docker does.
+            Some(spec) => Some(crate::images::lookup_user(Path::new("/"), spec)?),
             None => None,
         };
         let env = self.environment();
@@ -446,45 +447,6 @@ fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::Setup(format!("setuid: {e}")))
 }
 
-/// Docker's `-u` lookup in the container's own /etc/passwd and /etc/group:
-/// `name`, `uid`, `name:group`, `uid:gid`; a numeric uid needs no entry.
-pub fn lookup_user(root: &Path, spec: &str) -> Result<(u32, u32), RuntimeError> {
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
-    let (user, group_spec) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && (f[0] == user || f[2] == user));
-    let (uid, mut gid) = match (entry, user.parse::<u32>()) {
-        (Some(f), _) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0)),
-        (None, Ok(uid)) => (uid, 0),
-        (None, Err(_)) => {
-            return Err(RuntimeError::Setup(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            )))
-        }
-    };
-    if let Some(g) = group_spec {
-        gid = match group
-            .lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && (f[0] == g || f[2] == g))
-        {
-            Some(f) => f[2].parse().unwrap_or(0),
-            None => g.parse().map_err(|_| {
-                RuntimeError::Setup(format!(
-                    "unable to find group {g}: no matching entries in group file"
-                ))
-            })?,
-        };
-    }
-    Ok((uid, gid))
-}
-
 impl Started {
     /// The container's first process, as the host sees it.
     pub fn pid(&self) -> Pid {
@@ -570,14 +532,7 @@ impl Drop for Started {
 
 /// The image's layers, bottom first.
 fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
-    if !is_builtin_image(reference) {
-        return Err(RuntimeError::NoSuchImage(reference.to_string()));
-    }
-    let (image, _) = rootfs::busybox_image(dirs)?;
-    Ok(vec![Layer {
-        name: "busybox",
-        path: image,
-    }])
+    Ok(crate::images::resolve(dirs, reference)?.layers)
 }
 
 /// `-p 80` asks for any free port on the host: bind port 0 and see.
@@ -634,15 +589,10 @@ fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, Runtime
         .collect()
 }
 
-/// The images this runtime has: so far only the lab's own busybox image.
-pub fn is_builtin_image(name: &str) -> bool {
-    matches!(name, "busybox" | "busybox:latest")
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("unable to find image '{0}': mini-docker has busybox and what `mini-docker import` brought in")]
-    NoSuchImage(String),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
     #[error(transparent)]

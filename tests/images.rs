@@ -1,0 +1,560 @@
+//! Images checked from outside: a tarball of the busybox tree (plus
+//! hardlinks, odd modes, owners and special files) imported into a temporary
+//! lab directory arrives on disk file for file; list and remove do what
+//! they say; malicious, truncated and corrupt tarballs fail and leave
+//! nothing behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lab::images::{self, ImageError};
+use lab::state::LabDirs;
+
+/// The test's state root, removed when the test ends, also on failure.
+struct TestRoot {
+    path: PathBuf,
+    dirs: LabDirs,
+}
+
+impl TestRoot {
+    fn new(name: &str) -> TestRoot {
+        let path = common::state_root(name);
+        let dirs = LabDirs {
+            data: path.join("lib"),
+            run: path.join("run"),
+        };
+        TestRoot { path, dirs }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dirs.data.join("images/imported")
+    }
+
+    /// Everything in the image store except the refs file.
+    fn store_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.store())
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "refs.json")
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Every file under `root` with its type, mode, owner and content (or link
+/// target).
+fn fingerprint(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let key = path.strip_prefix(root).unwrap().display().to_string();
+            let body = if meta.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if meta.is_file() {
+                format!(
+                    "{} bytes, sum {}",
+                    meta.len(),
+                    checksum(&fs::read(&path).unwrap())
+                )
+            } else {
+                "special".to_string()
+            };
+            out.insert(
+                key,
+                format!("{:o} {}:{} {}", meta.mode(), meta.uid(), meta.gid(), body),
+            );
+        }
+    }
+    out
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn tar(args: &[&str]) {
+    let output = Command::new("tar").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tar {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The busybox image tree plus what a real root filesystem has: owners,
+/// setuid, a read-only directory, a hardlink, a relative symlink, a FIFO
+/// and a device node.
+fn make_source_tree(root: &TestRoot) -> PathBuf {
+    let (busybox, _) = lab::rootfs::busybox_image(&root.dirs).unwrap();
+    let source = root.path.join("source");
+    lab::rootfs::copy_tree(&busybox, &source).unwrap();
+    fs::remove_file(source.join(".lab-image")).unwrap();
+
+    let share = source.join("usr/share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("hello.txt"), "hello from the tarball\n").unwrap();
+    fs::set_permissions(share.join("hello.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::lchown(share.join("hello.txt"), Some(1000), Some(1001)).unwrap();
+    fs::hard_link(share.join("hello.txt"), share.join("hello-again.txt")).unwrap();
+    symlink("hello.txt", share.join("relative")).unwrap();
+    symlink("/bin/busybox", share.join("absolute")).unwrap();
+    std::os::unix::fs::lchown(share.join("relative"), Some(7), Some(8)).unwrap();
+
+    fs::copy(source.join("bin/busybox"), source.join("usr/bin/suid")).unwrap();
+    fs::set_permissions(
+        source.join("usr/bin/suid"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+
+    let locked = source.join("opt/locked");
+    fs::create_dir_all(&locked).unwrap();
+    fs::write(locked.join("inside"), "under a read-only directory\n").unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+    std::os::unix::fs::lchown(&locked, Some(33), Some(33)).unwrap();
+
+    nix::unistd::mkfifo(
+        &source.join("run/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    nix::sys::stat::mknod(
+        &source.join("dev/null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    source
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn import_list_and_remove() {
+    common::assert_root();
+    let root = TestRoot::new("images-import");
+    let source = make_source_tree(&root);
+    // A root directory that is not the default 0755 root:root.
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(&source, Some(0), Some(44)).unwrap();
+    let plain = root.path.join("rootfs.tar");
+    let gzipped = root.path.join("rootfs.tar.gz");
+    let src = source.to_str().unwrap();
+    tar(&[
+        "-C",
+        src,
+        "--numeric-owner",
+        "-cf",
+        plain.to_str().unwrap(),
+        ".",
+    ]);
+    tar(&[
+        "-C",
+        src,
+        "--numeric-owner",
+        "-czf",
+        gzipped.to_str().unwrap(),
+        ".",
+    ]);
+
+    let imported = images::import_tarball(&root.dirs, &plain, "lab/tools:v1").unwrap();
+    let image = &imported.image;
+    assert_eq!(image.reference, "lab/tools:v1");
+    assert_eq!(image.id.len(), 64);
+    assert!(image.id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(imported.skipped_special, 2, "the FIFO and the device node");
+    assert!(!imported.reused_layer);
+    assert_eq!(image.layers.len(), 1);
+    let rootfs = root.store().join(&image.id).join("rootfs");
+    assert_eq!(image.layers[0].path, rootfs);
+
+    // File for file, with modes, owners and link targets, minus the two
+    // special files.
+    let mut expected = fingerprint(&source);
+    assert!(expected.remove("run/fifo").is_some());
+    assert!(expected.remove("dev/null").is_some());
+    let got = fingerprint(&rootfs);
+    let differences: Vec<_> = expected
+        .iter()
+        .filter(|(path, want)| got.get(*path) != Some(want))
+        .map(|(path, want)| format!("{path}: want {want}, got {:?}", got.get(path)))
+        .chain(
+            got.keys()
+                .filter(|path| !expected.contains_key(*path))
+                .map(|path| format!("{path}: not in the source")),
+        )
+        .collect();
+    assert!(differences.is_empty(), "{differences:#?}");
+    assert!(
+        got.len() > 100,
+        "the busybox applets are there: {}",
+        got.len()
+    );
+    // The archive's "./" entry gives the root its mode and owner.
+    let top = fs::metadata(&rootfs).unwrap();
+    let source_top = fs::metadata(&source).unwrap();
+    assert_eq!(top.mode(), source_top.mode());
+    assert_eq!((top.uid(), top.gid()), (source_top.uid(), source_top.gid()));
+    let mode = |p: &str| fs::symlink_metadata(rootfs.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("usr/bin/suid"), 0o4755);
+    assert_eq!(mode("opt/locked"), 0o555);
+    assert_eq!(mode("tmp"), 0o1777);
+    assert_eq!(
+        fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
+    let hello = fs::metadata(rootfs.join("usr/share/hello.txt")).unwrap();
+    let again = fs::metadata(rootfs.join("usr/share/hello-again.txt")).unwrap();
+    assert_eq!(hello.ino(), again.ino(), "the hardlink stays a hardlink");
+    assert_eq!(hello.nlink(), 2);
+    assert_eq!(
+        image.size_bytes,
+        fs::metadata(source.join("bin/busybox")).unwrap().len() * 2
+            + hello.len()
+            + [
+                "etc/passwd",
+                "etc/group",
+                "etc/hostname",
+                "etc/os-release",
+                "opt/locked/inside"
+            ]
+            .iter()
+            .map(|p| fs::metadata(source.join(p)).unwrap().len())
+            .sum::<u64>(),
+        "regular files, the hardlinked one counted once"
+    );
+    let meta_file = root.store().join(&image.id).join("layer.json");
+    assert!(fs::read_to_string(&meta_file).unwrap().contains(&image.id));
+
+    // The same content, gzipped, under another name: one layer for both.
+    let second = images::import_tarball(&root.dirs, &gzipped, "tools").unwrap();
+    assert!(second.reused_layer);
+    assert_eq!(second.image.id, image.id);
+    assert_eq!(root.store_entries(), vec![image.id.clone()]);
+
+    let resolved = images::resolve(&root.dirs, "tools:latest").unwrap();
+    assert_eq!(resolved.id, image.id);
+    assert_eq!(resolved.layers[0].path, rootfs);
+    let busybox = images::resolve(&root.dirs, "busybox").unwrap();
+    assert_eq!(busybox.reference, "busybox:latest");
+    assert_eq!(
+        busybox.layers[0].path,
+        root.dirs.data.join("images/busybox")
+    );
+
+    let listed: Vec<String> = images::list(&root.dirs)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.reference)
+        .collect();
+    assert_eq!(listed, ["busybox:latest", "lab/tools:v1", "tools:latest"]);
+    let table = images::table(
+        &images::list(&root.dirs).unwrap(),
+        std::time::SystemTime::now(),
+    );
+    println!("{table}");
+    assert!(table.starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"));
+    assert!(table.contains(&format!("lab/tools    v1        {}", &image.id[..12])));
+
+    // Importing a reference again replaces it; the layer nobody uses goes.
+    let other = root.path.join("other.tar");
+    fs::create_dir_all(root.path.join("other/etc")).unwrap();
+    fs::write(root.path.join("other/etc/motd"), "another image\n").unwrap();
+    tar(&[
+        "-C",
+        root.path.join("other").to_str().unwrap(),
+        "-cf",
+        other.to_str().unwrap(),
+        ".",
+    ]);
+    let replaced = images::import(&root.dirs, &other, "tools").unwrap();
+    assert_ne!(replaced.id, image.id);
+    assert_eq!(
+        images::resolve(&root.dirs, "tools").unwrap().id,
+        replaced.id
+    );
+    let mut both = vec![image.id.clone(), replaced.id.clone()];
+    both.sort();
+    assert_eq!(
+        root.store_entries(),
+        both,
+        "lab/tools:v1 still uses the first layer"
+    );
+    let again = images::import(&root.dirs, &other, "lab/tools:v1").unwrap();
+    assert_eq!(again.id, replaced.id);
+    assert_eq!(
+        root.store_entries(),
+        vec![replaced.id.clone()],
+        "the first layer went with its last reference"
+    );
+
+    // Remove: the layer stays while another reference uses it.
+    images::remove(&root.dirs, "lab/tools:v1").unwrap();
+    assert_eq!(root.store_entries(), vec![replaced.id.clone()]);
+    images::remove(&root.dirs, "tools").unwrap();
+    assert!(root.store_entries().is_empty());
+    let listed: Vec<String> = images::list(&root.dirs)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.reference)
+        .collect();
+    assert_eq!(listed, ["busybox:latest"]);
+
+    let err = images::remove(&root.dirs, "tools").unwrap_err();
+    assert!(matches!(err, ImageError::NoSuchImage { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "no such image: tools:latest; `mini-docker images` lists the images"
+    );
+    let err = images::resolve(&root.dirs, "tools")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mini-docker import"), "{err}");
+    assert!(err.contains("busybox"), "{err}");
+    let err = images::import(&root.dirs, &plain, "busybox").unwrap_err();
+    assert!(matches!(err, ImageError::BuiltIn { .. }), "{err}");
+    let err = images::import(&root.dirs, &plain, "Tools").unwrap_err();
+    assert!(err.to_string().contains("must be lowercase"), "{err}");
+}
+
+/// A tar entry written byte for byte, so that it can say what tar::Builder
+/// (rightly) refuses to write: `..` and absolute paths.
+fn raw_entry(
+    out: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    path: &str,
+    link: &str,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    {
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+        gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    out.append(&header, data).unwrap();
+}
+
+fn write_tarball(path: &Path, entries: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
+    let mut builder = tar::Builder::new(Vec::new());
+    entries(&mut builder);
+    fs::write(path, builder.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn malicious_tarballs_cannot_write_outside_the_root() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    common::assert_root();
+    let root = TestRoot::new("images-malicious");
+    let outside = root.path.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("secret");
+    fs::write(&secret, "not yours\n").unwrap();
+    let outside_str = outside.to_str().unwrap();
+
+    // `..` in a path: the whole import is refused.
+    let dotdot = root.path.join("dotdot.tar");
+    let depth = "../".repeat(12);
+    write_tarball(&dotdot, |t| {
+        raw_entry(t, Regular, "ok.txt", "", b"fine\n");
+        raw_entry(
+            t,
+            Regular,
+            &format!("{depth}{}/dotdot.txt", &outside_str[1..]),
+            "",
+            b"escaped\n",
+        );
+    });
+    // A symlink to a host directory, then a file through it.
+    let through = root.path.join("symlink.tar");
+    write_tarball(&through, |t| {
+        raw_entry(t, Symlink, "evil", outside_str, b"");
+        raw_entry(t, Regular, "evil/through-symlink.txt", "", b"escaped\n");
+    });
+    // A symlink to a relative path that climbs out, then a file through it.
+    let climbing = root.path.join("climbing.tar");
+    write_tarball(&climbing, |t| {
+        raw_entry(t, Directory, "a", "", b"");
+        raw_entry(
+            t,
+            Symlink,
+            "a/up",
+            &format!("{depth}{}", &outside_str[1..]),
+            b"",
+        );
+        raw_entry(t, Regular, "a/up/climbed.txt", "", b"escaped\n");
+    });
+    // A hardlink to a host file: writing the layer would write the host's.
+    let hardlink = root.path.join("hardlink.tar");
+    write_tarball(&hardlink, |t| {
+        raw_entry(t, Link, "stolen", secret.to_str().unwrap(), b"");
+    });
+    let hardlink_up = root.path.join("hardlink-up.tar");
+    write_tarball(&hardlink_up, |t| {
+        raw_entry(
+            t,
+            Link,
+            "stolen",
+            &format!("{depth}{}", &secret.to_str().unwrap()[1..]),
+            b"",
+        );
+    });
+
+    for (tarball, name) in [
+        (&dotdot, "dotdot"),
+        (&through, "symlink"),
+        (&climbing, "climbing"),
+        (&hardlink, "hardlink"),
+        (&hardlink_up, "hardlink-up"),
+    ] {
+        let err = images::import(&root.dirs, tarball, name).unwrap_err();
+        println!("{name}: {err}");
+        assert!(
+            matches!(
+                err,
+                ImageError::UnsafeEntry { .. } | ImageError::Extract { .. }
+            ),
+            "{name}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(tarball.to_str().unwrap()),
+            "{name}: the error names the tarball: {err}"
+        );
+        assert!(
+            root.store_entries().is_empty(),
+            "{name} left {:?}",
+            root.store_entries()
+        );
+        assert!(images::resolve(&root.dirs, name).is_err());
+    }
+    let err = images::import(&root.dirs, &dotdot, "dotdot").unwrap_err();
+    assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err:?}");
+    let mut left: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["secret"], "nothing was written outside the root");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "not yours\n");
+    assert_eq!(
+        fs::metadata(&secret).unwrap().nlink(),
+        1,
+        "no hardlink to the host file"
+    );
+
+    // An absolute path is neutralised: it lands inside the root.
+    let absolute = root.path.join("absolute.tar");
+    let target = format!("{outside_str}/absolute.txt");
+    write_tarball(&absolute, |t| {
+        raw_entry(t, Regular, &target, "", b"inside\n")
+    });
+    let image = images::import(&root.dirs, &absolute, "absolute").unwrap();
+    assert!(!outside.join("absolute.txt").exists());
+    let landed = image.layers[0].path.join(&target[1..]);
+    assert_eq!(fs::read_to_string(&landed).unwrap(), "inside\n");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn truncated_and_corrupt_tarballs_leave_nothing() {
+    common::assert_root();
+    let root = TestRoot::new("images-truncated");
+    let (busybox, _) = lab::rootfs::busybox_image(&root.dirs).unwrap();
+    let plain = root.path.join("rootfs.tar");
+    let gzipped = root.path.join("rootfs.tar.gz");
+    let src = busybox.to_str().unwrap();
+    tar(&["-C", src, "-cf", plain.to_str().unwrap(), "."]);
+    tar(&["-C", src, "-czf", gzipped.to_str().unwrap(), "."]);
+    // A good import first, so "nothing left" means "nothing new".
+    let good = images::import(&root.dirs, &plain, "good").unwrap();
+    let before = root.store_entries();
+    assert_eq!(before, vec![good.id.clone()]);
+
+    let cut = |from: &Path, name: &str| -> PathBuf {
+        let bytes = fs::read(from).unwrap();
+        // Half way, and not on a 512-byte block boundary: inside a file.
+        let to = root.path.join(name);
+        fs::write(&to, &bytes[..bytes.len() / 2 + 100]).unwrap();
+        to
+    };
+    let truncated = cut(&plain, "truncated.tar");
+    let truncated_gz = cut(&gzipped, "truncated.tar.gz");
+    let garbage = root.path.join("garbage.tar");
+    fs::write(
+        &garbage,
+        b"this is not a tar archive, only text that is long enough to fill a header block. "
+            .repeat(10),
+    )
+    .unwrap();
+    let missing = root.path.join("missing.tar");
+
+    for (tarball, name) in [
+        (&truncated, "truncated"),
+        (&truncated_gz, "truncated-gz"),
+        (&garbage, "garbage"),
+        (&missing, "missing"),
+    ] {
+        let err = images::import(&root.dirs, tarball, name).unwrap_err();
+        println!("{name}: {err}");
+        assert!(
+            err.to_string().contains(tarball.to_str().unwrap()),
+            "{name}: the error names the tarball: {err}"
+        );
+        assert_eq!(root.store_entries(), before, "{name} left something behind");
+        assert!(images::resolve(&root.dirs, name).is_err());
+    }
+    let listed: Vec<String> = images::list(&root.dirs)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.reference)
+        .collect();
+    assert_eq!(listed, ["busybox:latest", "good:latest"]);
+
+    // A leftover of an import that was killed half way is swept away by
+    // the next import, under the lock.
+    let leftover = root.store().join(".import-999999999");
+    fs::create_dir_all(leftover.join("rootfs/etc")).unwrap();
+    images::import(&root.dirs, &gzipped, "again").unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(root.store_entries(), before, "same content, same layer");
+}
