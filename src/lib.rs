@@ -26,3 +26,7 @@ pub mod overlay;
 pub mod rootfs;
 pub mod runtime;
 pub mod userns;
+
+// mini-docker's lifecycle: container records and their logs.
+pub mod logs;
+pub mod store;
