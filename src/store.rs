@@ -175,6 +175,13 @@ impl Record {
         state
     }
 
+    fn config_file_json(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(&self.config_file()).map_err(|source| StoreError::Encode {
+            what: "config.json",
+            source,
+        })
+    }
+
     fn config_file(&self) -> ConfigFile {
         ConfigFile {
             id: self.id.clone(),
@@ -233,15 +240,6 @@ impl Guard {
         let run_dir = self.store.run_dir(&self.id);
         create_dir(&run_dir)?;
         write_json(&self.store.state_path(&self.id), &record.state)
-    }
-}
-
-impl Record {
-    fn config_file_json(&self) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec(&self.config_file()).map_err(|source| StoreError::Encode {
-            what: "config.json",
-            source,
-        })
     }
 }
 
@@ -931,7 +929,9 @@ fn since(now: SystemTime, then: SystemTime) -> String {
     human_duration(now.duration_since(then).unwrap_or_default())
 }
 
-/// Docker's STATUS column (moby's `State.String`).
+/// Docker's STATUS column (moby's `State.String`). One difference: an
+/// exit nobody recorded (no `finished_at`) shows as `Exited (255)` where
+/// Docker would show an empty status.
 pub fn status_text(state: &State, now: SystemTime) -> String {
     let finished = |word: &str| match state.finished_at {
         Some(at) => format!("{word} ({}) {} ago", state.exit_code, since(now, at)),
