@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create and run a new container from an image
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Import a root filesystem tarball (.tar or .tar.gz) as an image
     Import {
         /// The tarball

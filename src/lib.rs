@@ -28,3 +28,7 @@ pub mod rootfs;
 pub mod runtime;
 pub mod userns;
 pub mod volumes;
+
+// mini-docker's lifecycle: container records and their logs.
+pub mod logs;
+pub mod store;
