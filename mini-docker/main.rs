@@ -5,15 +5,19 @@
 //! published ports, volumes, hardening and Docker's exit codes. Its flags
 //! are spelled as Docker's, so what works here works there.
 
+mod lifecycle;
 mod run;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
-use lab::runtime::{self, Explain};
+use lab::runtime::{Explain, StdinMode, Stdio};
 use lab::state::LabDirs;
+use lab::store::{NewContainer, Store};
+use lab::supervisor::{self, Attach};
 use lab::{cli, images, privilege, signals, volumes};
 
 /// A small container runtime built from the lab's chapters.
@@ -42,9 +46,88 @@ enum Command {
         /// The image's name, NAME[:TAG]
         reference: String,
     },
+    /// Create a new container without starting it
+    Create(Box<run::RunArgs>),
+    /// Start one or more stopped containers
+    Start {
+        /// Attach STDOUT/STDERR and wait for the container to exit
+        #[arg(short = 'a', long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers
+    Ps(lifecycle::PsArgs),
+    /// Fetch the logs of a container
+    Logs(lifecycle::LogsArgs),
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time")]
+        time: Option<u32>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        /// Signal to send to the container
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time")]
+        time: Option<u32>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Return low-level information on containers, as JSON
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Execute a command in a running container
+    Exec(lifecycle::ExecArgs),
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Remove what is not in use
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// (internal) supervise a container: mini-docker __supervise ID FD
+    #[command(name = "__supervise", hide = true)]
+    Supervise { id: String, ready_fd: i32 },
+}
+
+#[derive(Debug, Subcommand)]
+enum SystemCommand {
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,8 +156,25 @@ fn main() -> ExitCode {
         }
     };
     signals::install_interrupt_handler();
+    // Docker's client exits 125 when `run` or `create` fail, and 1 when
+    // the daemon refuses something (no such container, wrong state).
+    let creates = matches!(cli.command, Command::Run(_) | Command::Create(_));
     let result = match cli.command {
-        Command::Run(args) => run(&args),
+        Command::Run(args) => run(&args, true),
+        Command::Create(args) => run(&args, false),
+        Command::Start { attach, containers } => lifecycle::start(&containers, attach),
+        Command::Ps(args) => lifecycle::ps(&args),
+        Command::Logs(args) => lifecycle::logs(&args),
+        Command::Stop { time, containers } => lifecycle::stop(&containers, time),
+        Command::Kill { signal, containers } => lifecycle::kill_containers(&containers, &signal),
+        Command::Pause { containers } => lifecycle::pause(&containers, true),
+        Command::Unpause { containers } => lifecycle::pause(&containers, false),
+        Command::Restart { time, containers } => lifecycle::restart(&containers, time),
+        Command::Rm { force, containers } => lifecycle::rm(&containers, force),
+        Command::Inspect { containers } => lifecycle::inspect(&containers),
+        Command::Exec(args) => lifecycle::exec(&args),
+        Command::System(SystemCommand::Prune { force }) => lifecycle::prune(force),
+        Command::Supervise { id, ready_fd } => supervise(&id, ready_fd),
         Command::Import { file, reference } => import(&file, &reference),
         Command::Images => images(),
         Command::Rmi { reference } => rmi(&reference),
@@ -84,28 +184,94 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             eprintln!("mini-docker: error: {}", cli::one_line(&err));
-            ExitCode::from(FAILED)
+            if !creates && err.downcast_ref::<lifecycle::Refused>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(FAILED)
+            }
         }
     }
 }
 
-fn run(args: &run::RunArgs) -> anyhow::Result<i32> {
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("lab-{:08x}", std::process::id()));
-    let config = args.config(name)?;
-    if args.detach {
-        anyhow::bail!(
-            "-d needs the lifecycle commands, which are not built yet; run it in the foreground"
-        );
-    }
+/// `run` (and `create`, which stops before starting): the record first,
+/// then a supervisor, in the foreground or detached.
+// ANCHOR: run
+fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
+    // Everything checkable is checked before anything is created.
+    let mut config = args.config(String::new())?;
     privilege::ensure_root(
         "mini-docker",
         "containers need namespaces, mounts and cgroups",
     )?;
+    let dirs = LabDirs::from_env();
+    images::resolve(&dirs, &config.image)?;
+    let store = Store::new(&dirs);
+    let record = store.create(NewContainer {
+        name: args.name.clone(),
+        image: config.image.clone(),
+        command: config.command.clone(),
+        config: serde_json::Value::Null,
+    })?;
+    // Docker's defaults: the hostname is the short ID.
+    config.name = record.name.clone();
+    if args.hostname_default() {
+        config.hostname = record.short_id().to_string();
+    }
+    let value = serde_json::to_value(&config)?;
+    store.update(&record.id, |r| r.config = value)?;
+    if !start {
+        println!("{}", record.id);
+        return Ok(0);
+    }
+    if args.detach {
+        if let Err(err) = supervisor::spawn(&record.id) {
+            // A run that could not start leaves nothing behind.
+            let _ = supervisor::remove(&store, &store.get(&record.id)?);
+            return Err(err.into());
+        }
+        println!("{}", record.id);
+        return Ok(0);
+    }
     let explain = Explain { on: args.explain };
-    Ok(runtime::run(&LabDirs::from_env(), &config, explain)?)
+    let result = if args.tty {
+        terminal::run_with_terminal(&dirs, &record.id, &config, explain)
+    } else {
+        let io = Stdio {
+            stdin: if config.interactive {
+                StdinMode::Inherit
+            } else {
+                StdinMode::Null
+            },
+            ..Stdio::default()
+        };
+        supervisor::supervise_explained(&dirs, &record.id, Attach::Foreground(io), None, explain)
+            .map_err(anyhow::Error::from)
+    };
+    if result.is_err() {
+        if let Ok(record) = store.get(&record.id) {
+            let _ = supervisor::remove(&store, &record);
+        }
+    }
+    result
+}
+// ANCHOR_END: run
+
+/// The hidden command a supervisor runs as: reports on `ready_fd`.
+fn supervise(id: &str, ready_fd: i32) -> anyhow::Result<i32> {
+    use std::os::fd::FromRawFd;
+    // Safety: the fd was left open for us by `supervisor::spawn`.
+    let ready = unsafe { std::os::fd::OwnedFd::from_raw_fd(ready_fd) };
+    // The container must not inherit it.
+    nix::fcntl::fcntl(
+        ready_fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(supervisor::supervise(
+        &LabDirs::from_env(),
+        id,
+        Attach::Log,
+        Some(ready),
+    )?)
 }
 
 /// `docker import FILE NAME`: prints the new image's ID.

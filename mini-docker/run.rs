@@ -7,7 +7,7 @@ use lab::cgroups::{self, Limits};
 use lab::cli;
 use lab::hardening::{self, Profile};
 use lab::network::PortMapping;
-use lab::runtime::config::{self, NetworkMode, RunConfig};
+use lab::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
 use lab::volumes::{self, TmpfsSpec, VolumeSpec};
 
 #[derive(Debug, Args)]
@@ -88,6 +88,9 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
+    /// Restart policy when the container exits: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = config::parse_restart)]
+    restart: RestartPolicy,
     /// Timeout (in seconds) to stop a container
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u32,
@@ -114,9 +117,17 @@ fn parse_network(value: &str) -> Result<NetworkMode, String> {
 }
 
 impl RunArgs {
+    /// Whether the hostname is left to Docker's default (the short ID).
+    pub fn hostname_default(&self) -> bool {
+        self.hostname.is_none()
+    }
+
     /// Checks what clap could not and builds the configuration; nothing is
     /// created yet, so an error here leaves nothing behind.
     pub fn config(&self, name: String) -> anyhow::Result<RunConfig> {
+        if self.rm && self.restart != RestartPolicy::No {
+            anyhow::bail!("conflicting options: --restart and --rm (a container removed at exit cannot be restarted)");
+        }
         if !self.publish.is_empty() && self.network != NetworkMode::Bridge {
             anyhow::bail!("-p needs the bridge network: published ports are DNAT rules to the container's own address");
         }
@@ -140,7 +151,7 @@ impl RunArgs {
             Profile::docker_default(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
         };
         Ok(RunConfig {
-            hostname: self.hostname.clone().unwrap_or_else(|| short_id(&name)),
+            hostname: self.hostname.clone().unwrap_or_default(),
             name,
             image: self.image.clone(),
             env,
@@ -164,12 +175,7 @@ impl RunArgs {
             interactive: self.interactive,
             tty: self.tty,
             stop_timeout: self.stop_timeout,
+            restart: self.restart,
         })
     }
-}
-
-/// Docker's default hostname is the first 12 characters of the ID; ours
-/// is the name's, which is the ID until names come from the store.
-fn short_id(name: &str) -> String {
-    name.chars().take(12).collect()
 }

@@ -138,9 +138,12 @@ impl Profile {
 
     /// `--privileged`: every capability and no seccomp filter (the
     /// runtime also leaves /proc unmasked).
+    /// Every capability the host's own bounding set still holds: no
+    /// process can get more than that.
     pub fn privileged() -> Profile {
+        let bounding = caps::read(None, CapSet::Bounding).unwrap_or_else(|_| caps::all());
         Profile {
-            keep: caps::all().iter().map(|c| c.to_string()).collect(),
+            keep: bounding.iter().map(|c| c.to_string()).collect(),
             seccomp: false,
         }
     }

@@ -32,3 +32,4 @@ pub mod volumes;
 // mini-docker's lifecycle: container records and their logs.
 pub mod logs;
 pub mod store;
+pub mod supervisor;

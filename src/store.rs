@@ -97,6 +97,9 @@ pub struct State {
     pub ip: Option<String>,
     /// As `docker ps` shows them, e.g. `0.0.0.0:8080->80/tcp`.
     pub ports: Vec<String>,
+    /// The container's cgroup directories, one per hierarchy.
+    #[serde(default)]
+    pub cgroup_paths: Vec<std::path::PathBuf>,
 }
 
 /// One container: what it was created from and what it is doing.
@@ -202,6 +205,7 @@ pub fn short_id(id: &str) -> &str {
 /// Where every container record lives; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    dirs: LabDirs,
     data: PathBuf,
     run: PathBuf,
 }
@@ -246,10 +250,16 @@ impl Guard {
 impl Store {
     pub fn new(dirs: &LabDirs) -> Store {
         Store {
+            dirs: dirs.clone(),
             // Not `containers/`: RunDir already keys that one by name.
             data: dirs.data.join("lifecycle"),
             run: dirs.run.join("lifecycle"),
         }
+    }
+
+    /// The lab directories this store lives in.
+    pub fn dirs(&self) -> &LabDirs {
+        &self.dirs
     }
 
     /// `<data>/lifecycle/<id>`: config.json, the log and the lock.

@@ -111,6 +111,17 @@ impl Cgroup {
         }
     }
 
+    /// `create`, plus (on v1) the freezer hierarchy that `docker pause`
+    /// needs; v2 has `cgroup.freeze` in every cgroup.
+    pub fn create_freezable(name: &str) -> Result<Cgroup, CgroupError> {
+        match detect_layout()? {
+            Layout::Unified => Ok(Cgroup::V2(V2Cgroup::create(name)?)),
+            Layout::Hybrid | Layout::Legacy => {
+                Ok(Cgroup::V1(V1Cgroup::create_with(name, &["freezer"])?))
+            }
+        }
+    }
+
     pub fn version(&self) -> u8 {
         match self {
             Cgroup::V1(_) => 1,
@@ -168,6 +179,85 @@ impl Cgroup {
             .filter_map(|p| p.parse().ok())
             .collect()
     }
+}
+
+/// The file that freezes a cgroup, and the values for frozen and thawed:
+/// v2's `cgroup.freeze` (1/0), or v1's `freezer.state` (FROZEN/THAWED).
+/// `paths` are the container's cgroup directories, as recorded.
+pub fn freezer_file(paths: &[PathBuf]) -> Option<(PathBuf, &'static str, &'static str)> {
+    paths.iter().find_map(|dir| {
+        if dir.join("cgroup.freeze").exists() {
+            Some((dir.join("cgroup.freeze"), "1", "0"))
+        } else if dir.join("freezer.state").exists() {
+            Some((dir.join("freezer.state"), "FROZEN", "THAWED"))
+        } else {
+            None
+        }
+    })
+}
+
+/// `docker pause` / `unpause`: freezes or thaws every process of the
+/// cgroup, then waits until the kernel says it is done (v1 passes through
+/// FREEZING, v2 reports `frozen 1` in cgroup.events).
+// ANCHOR: freeze
+pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<(), CgroupError> {
+    let (file, on, off) = freezer_file(paths).ok_or(CgroupError::NoFreezer)?;
+    write(&file, if frozen { on } else { off })?;
+    for _ in 0..500 {
+        if is_frozen(paths) == Some(frozen) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(CgroupError::io(
+        "wait for the freezer in",
+        &file,
+        std::io::Error::from(std::io::ErrorKind::TimedOut),
+    ))
+}
+// ANCHOR_END: freeze
+
+/// What the kernel reports: v2 `frozen` in cgroup.events, v1 freezer.state.
+pub fn is_frozen(paths: &[PathBuf]) -> Option<bool> {
+    let (file, _, _) = freezer_file(paths)?;
+    if file.ends_with("cgroup.freeze") {
+        read_key(&file.with_file_name("cgroup.events"), "frozen").map(|v| v == 1)
+    } else {
+        let state = fs::read_to_string(&file).ok()?;
+        Some(state.trim() == "FROZEN")
+    }
+}
+
+/// Removes cgroups left by a container whose supervisor was killed: ends
+/// the processes still in them (they are the container's), then removes
+/// the directories, and the shared parent when it is empty.
+pub fn remove_leftover(paths: &[PathBuf]) -> Result<(), CgroupError> {
+    // A frozen process cannot die: thaw first.
+    let _ = set_frozen(paths, false);
+    for dir in paths.iter().filter(|d| d.exists()) {
+        for _ in 0..500 {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = procs
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        remove_dir_retrying(dir)?;
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Cgroup {
@@ -311,6 +401,10 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    #[error(
+        "the container's cgroup has no freezer; pause needs cgroup v2 or the v1 freezer hierarchy"
+    )]
+    NoFreezer,
     #[error("failed to {op} {}: {errno}", path.display())]
     Sys {
         op: &'static str,

@@ -25,11 +25,16 @@ const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
 impl V1Cgroup {
     // ANCHOR: create
     pub fn create(name: &str) -> Result<V1Cgroup, CgroupError> {
+        V1Cgroup::create_with(name, &[])
+    }
+
+    /// `create`, in the hierarchies of `extra` controllers too.
+    pub fn create_with(name: &str, extra: &[&'static str]) -> Result<V1Cgroup, CgroupError> {
         let mut cgroup = V1Cgroup {
             dirs: BTreeMap::new(),
             created: Vec::new(),
         };
-        for controller in V1_CONTROLLERS {
+        for controller in V1_CONTROLLERS.iter().chain(extra).copied() {
             let Some(mount) = hierarchy_mount(controller) else {
                 continue;
             };
@@ -56,6 +61,11 @@ impl V1Cgroup {
 
     pub fn has(&self, controller: &str) -> bool {
         self.dirs.contains_key(controller)
+    }
+
+    /// The freezer hierarchy's directory, when it was asked for.
+    pub fn freezer(&self) -> Option<&Path> {
+        self.dirs.get("freezer").map(PathBuf::as_path)
     }
 
     fn file(&self, controller: &str, name: &str) -> Option<PathBuf> {

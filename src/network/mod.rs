@@ -405,6 +405,7 @@ pub struct Attachment {
     pub peer: String,
     /// `container_lab_NN`: this container's own table of published ports.
     published: Option<String>,
+    ports: Vec<PortMapping>,
     allocation: Allocation,
     dirs: LabDirs,
 }
@@ -463,6 +464,7 @@ pub fn attach_process(
         host_end: host_end.to_string(),
         peer: peer.to_string(),
         published: None,
+        ports: Vec::new(),
         allocation,
         dirs: dirs.clone(),
     };
@@ -576,7 +578,12 @@ impl Attachment {
         let table = container_table(self.ip);
         nft_apply(&nft_container_ruleset(&table, self.ip, ports))?;
         self.published = Some(table);
+        self.ports = ports.to_vec();
         Ok(())
+    }
+
+    pub fn ports(&self) -> &[PortMapping] {
+        &self.ports
     }
 }
 
@@ -657,6 +664,30 @@ impl Drop for Attachment {
             Ok(_) => {}
             Err(err) => eprintln!("warning: {err}"),
         }
+    }
+}
+
+/// Removes what a container whose supervisor was killed left behind: its
+/// published ports, its veth and its address, if the address is still
+/// its own (a stale address may have gone to a new container since).
+pub fn remove_leftover(dirs: &LabDirs, name: &str, ip: Ipv4Addr) {
+    let _lock = lock_bridge(dirs);
+    let file = dirs.run.join("network").join("addresses");
+    let remaining = with_lock(&file, |entries| {
+        if entries.iter().any(|e| e.0 == ip && e.1 != name) {
+            return Ok(None);
+        }
+        entries.retain(|e| e.0 != ip);
+        Ok(Some(entries.len()))
+    });
+    let Ok(Some(remaining)) = remaining else {
+        return;
+    };
+    nft_delete_table(&container_table(ip));
+    let Ok(mut nl) = Netlink::open() else { return };
+    let _ = delete_link(&mut nl, &runtime_link_names(ip).0);
+    if remaining == 0 {
+        teardown_shared(&mut nl, dirs);
     }
 }
 

@@ -52,6 +52,64 @@ pub struct RunConfig {
     pub tty: bool,
     /// Seconds between SIGTERM and SIGKILL when stopping (Docker: 10).
     pub stop_timeout: u32,
+    /// `--restart`: what the supervisor does when the container exits.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Docker's `--restart` policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most this many times (0: no limit).
+    OnFailure(u32),
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether to start again after exiting with `code`, having been
+    /// restarted `count` times; never after `docker stop`.
+    pub fn restarts(self, code: i32, count: u32, stopped_by_user: bool) -> bool {
+        match self {
+            _ if stopped_by_user => false,
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure(max) => code != 0 && (max == 0 || count < max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// Docker's `--restart no|on-failure[:N]|always|unless-stopped`.
+pub fn parse_restart(text: &str) -> Result<RestartPolicy, String> {
+    match text.split_once(':') {
+        None if text == "no" => Ok(RestartPolicy::No),
+        None if text == "on-failure" => Ok(RestartPolicy::OnFailure(0)),
+        None if text == "always" => Ok(RestartPolicy::Always),
+        None if text == "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+        Some(("on-failure", n)) => n.parse().map(RestartPolicy::OnFailure).map_err(|_| {
+            format!("invalid restart policy {text:?}: the count after on-failure: must be a number")
+        }),
+        _ => Err(format!(
+            "invalid restart policy {text:?}: use no, on-failure[:N], always or unless-stopped"
+        )),
+    }
+}
+
+/// Docker's restart back-off: 100 ms, doubling up to a minute; a run that
+/// lasted 10 s or more starts the count again.
+pub fn next_backoff(
+    previous: std::time::Duration,
+    ran_for: std::time::Duration,
+) -> std::time::Duration {
+    use std::time::Duration;
+    if ran_for >= Duration::from_secs(10) || previous.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        (previous * 2).min(Duration::from_secs(60))
+    }
 }
 
 /// Docker's `-p [HOST_IP:][HOST_PORT:]PORT[/tcp|udp]`; a missing host port
@@ -140,6 +198,35 @@ pub fn parse_env(value: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_policies_and_backoff_follow_docker() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_restart("on-failure:3"),
+            Ok(RestartPolicy::OnFailure(3))
+        );
+        assert!(parse_restart("sometimes").is_err());
+        assert!(parse_restart("on-failure:x").is_err());
+        let policy = RestartPolicy::OnFailure(2);
+        assert!(policy.restarts(1, 1, false));
+        assert!(!policy.restarts(1, 2, false));
+        assert!(!policy.restarts(0, 0, false));
+        assert!(!RestartPolicy::Always.restarts(0, 5, true));
+        let short = Duration::from_secs(1);
+        let mut delay = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            delay = next_backoff(delay, short);
+            seen.push(delay.as_millis());
+        }
+        assert_eq!(&seen[..4], &[100, 200, 400, 800]);
+        assert_eq!(*seen.last().unwrap(), 60_000);
+        assert_eq!(
+            next_backoff(Duration::from_secs(60), Duration::from_secs(10)),
+            Duration::from_millis(100)
+        );
+    }
 
     #[test]
     fn port_specs_parse_like_docker() {

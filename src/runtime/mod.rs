@@ -5,6 +5,7 @@
 //! hostname, hardening) before the user's program starts.
 
 pub mod config;
+pub mod exec;
 pub mod explain;
 
 use std::ffi::CString;
@@ -41,7 +42,7 @@ pub fn run(dirs: &LabDirs, config: &RunConfig, explain: Explain) -> Result<i32, 
         },
         ..Stdio::default()
     };
-    let mut container = start(dirs, config, explain, io)?;
+    let mut container = start(dirs, config, explain, io, None)?;
     let code = container.wait_forwarding_signals(config.stop_timeout);
     explain.step(
         format!("the container exited with {code}; removing what it used"),
@@ -95,12 +96,15 @@ pub struct Started {
 /// Prepares the host side, clones the container's first process into new
 /// namespaces, connects its network, and lets it go. Returns once the
 /// child has been released; its own set-up errors end it with code 125.
+/// `layer_dir` keeps the writable layer there (it survives a restart);
+/// without it, the layer lives and dies with the run directory.
 // ANCHOR: start
 pub fn start(
     dirs: &LabDirs,
     config: &RunConfig,
     explain: Explain,
     io: Stdio,
+    layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
     let layers = image_layers(dirs, &config.image)?;
     explain.step(
@@ -112,7 +116,7 @@ pub fn start(
         "(built once, shared by every container)",
     );
     let run_dir = RunDir::create(dirs, &config.name)?;
-    let overlay_dirs = OverlayDirs::create(run_dir.path())?;
+    let overlay_dirs = OverlayDirs::create(layer_dir.unwrap_or(run_dir.path()))?;
     explain.step(
         "a writable layer of its own",
         format!(
@@ -130,7 +134,7 @@ pub fn start(
         }
         volume_sources.push(source);
     }
-    let cgroup = Cgroup::create(&config.name)?;
+    let cgroup = Cgroup::create_freezable(&config.name)?;
     let written = cgroup.set_limits(&config.limits)?;
     explain.step(
         format!("a cgroup: {}", cgroup.paths()[0].display()),
@@ -344,7 +348,7 @@ impl ChildSetup<'_> {
             Some(spec) => Some(crate::images::lookup_user(Path::new("/"), spec)?),
             None => None,
         };
-        let env = self.environment();
+        let env = environment(config, &[]);
         // execvp searches the PATH of our own environment: the image's.
         if let Some((_, path)) = env.iter().find(|(k, _)| k == "PATH") {
             std::env::set_var("PATH", path);
@@ -385,23 +389,22 @@ impl ChildSetup<'_> {
         init::exec_or_exit(&argv, &env)
     }
     // ANCHOR_END: prepare
+}
 
-    /// The image's environment, then `-e`, then HOSTNAME.
-    fn environment(&self) -> Vec<(String, String)> {
-        let mut env = rootfs::busybox_env();
-        if self.config.tty {
-            env.retain(|(k, _)| k != "TERM");
-            env.push(("TERM".into(), "xterm".into()));
-        } else {
-            env.retain(|(k, _)| k != "TERM");
-        }
-        for (key, value) in &self.config.env {
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), value.clone()));
-        }
-        env.push(("HOSTNAME".into(), self.config.hostname.clone()));
-        env
+/// The image's environment, then `-e` (the run's, then `extra`), then
+/// HOSTNAME; TERM only with a terminal.
+pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = rootfs::busybox_env();
+    env.retain(|(k, _)| k != "TERM");
+    if config.tty {
+        env.push(("TERM".into(), "xterm".into()));
     }
+    for (key, value) in config.env.iter().chain(extra) {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env.push(("HOSTNAME".into(), config.hostname.clone()));
+    env
 }
 
 /// Points fds 0, 1 and 2 where the container's streams go.
@@ -412,15 +415,7 @@ fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
             .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))
     };
     if let Some(terminal) = io.terminal {
-        // setsid, then the terminal becomes our controlling terminal.
-        nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid: {e}")))?;
-        if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-            return Err(RuntimeError::Setup("TIOCSCTTY failed".into()));
-        }
-        for to in 0..3 {
-            dup(terminal.as_raw_fd(), to)?;
-        }
-        return Ok(());
+        return make_controlling_terminal(&terminal);
     }
     match io.stdin {
         StdinMode::Null => dup(null.as_raw_fd(), 0)?,
@@ -436,10 +431,24 @@ fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// `-t`: a session of its own with the pty as its controlling terminal,
+/// and as stdin, stdout and stderr.
+pub(crate) fn make_controlling_terminal(terminal: &OwnedFd) -> Result<(), RuntimeError> {
+    nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid: {e}")))?;
+    if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(RuntimeError::Setup("TIOCSCTTY failed".into()));
+    }
+    for to in 0..3 {
+        nix::unistd::dup2(terminal.as_raw_fd(), to)
+            .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))?;
+    }
+    Ok(())
+}
+
 /// `-u`: groups, gid, then uid (setuid last: after it we could not change
 /// the others). The kernel clears the capabilities of a non-root user at
 /// execve, as Docker's users see too.
-fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
+pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
     let gid = nix::unistd::Gid::from_raw(gid);
     nix::unistd::setgroups(&[gid]).map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
     nix::unistd::setgid(gid).map_err(|e| RuntimeError::Setup(format!("setgid: {e}")))?;
@@ -455,6 +464,11 @@ impl Started {
 
     pub fn ip(&self) -> Option<std::net::Ipv4Addr> {
         self.network.as_ref().map(|n| n.ip)
+    }
+
+    /// The published ports, with the host ports that were picked.
+    pub fn published(&self) -> &[network::PortMapping] {
+        self.network.as_ref().map_or(&[], |n| n.ports())
     }
 
     pub fn cgroup(&self) -> &Cgroup {
@@ -580,7 +594,7 @@ pub fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, RuntimeError> {
+pub(crate) fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, RuntimeError> {
     items
         .map(|s| {
             CString::new(s.clone())
