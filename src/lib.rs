@@ -24,6 +24,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod network;
 pub mod overlay;
+pub mod pty;
 pub mod rootfs;
 pub mod runtime;
 pub mod userns;
