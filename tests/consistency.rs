@@ -227,17 +227,67 @@ fn ranged_snapshot_includes_cover_whole_steps() {
                 .lines()
                 .map(String::from)
                 .collect();
+            // Chapters print `step N:` blocks separated by blank lines;
+            // `mini-docker --explain` prints `-- what` lines, one per step.
+            let explain = file.starts_with("mini-docker-explain");
+            let step_start = if explain { "-- " } else { "step " };
             let first = lines.get(start - 1).cloned().unwrap_or_default();
             assert!(
-                first.starts_with("step "),
+                first.starts_with(step_start),
                 "{}: {file}:{start}:{end} does not start at a step: {first:?}",
                 path.display()
             );
             let after = lines.get(end).cloned().unwrap_or_default();
             assert!(
-                after.trim().is_empty(),
+                after.trim().is_empty() || (explain && after.starts_with(step_start)),
                 "{}: {file}:{start}:{end} stops inside a step (next line {after:?})",
                 path.display()
+            );
+        }
+    }
+}
+
+/// The mini-docker page walks through `--explain` in pieces: together they
+/// must show the whole snapshot, in order, so a step added to the runtime
+/// cannot go missing from the page.
+#[test]
+fn the_mini_docker_walkthrough_shows_every_explain_step() {
+    let page = read(&repo().join("book/src/mini-docker.md"));
+    let prefix = "{{#include ../../tests/snapshots/mini-docker-explain@v1.snap:";
+    let mut next = 4;
+    for include in page.split(prefix).skip(1) {
+        let range = include.split("}}").next().unwrap().trim();
+        let (start, end) = range.split_once(':').unwrap_or((range, ""));
+        assert_eq!(
+            start.parse::<usize>().ok(),
+            Some(next),
+            "mini-docker.md: the explain include {range} should start at line {next}"
+        );
+        next = end.parse::<usize>().map_or(usize::MAX, |end| end + 1);
+    }
+    let lines = read(&repo().join("tests/snapshots/mini-docker-explain@v1.snap"))
+        .lines()
+        .count();
+    assert!(
+        next == usize::MAX || next == lines + 1,
+        "mini-docker.md shows the explain snapshot up to line {}, but it has {lines} lines",
+        next - 1
+    );
+}
+
+/// Timings quoted on the mini-docker page are the README's measured ones.
+#[test]
+fn the_mini_docker_page_quotes_only_the_readmes_timings() {
+    let page = read(&repo().join("book/src/mini-docker.md"));
+    let readme = read(&repo().join("README.md"));
+    let words: Vec<&str> = page.split_whitespace().collect();
+    for pair in words.windows(2) {
+        let unit = pair[1].trim_end_matches(|c: char| !c.is_alphanumeric());
+        if unit == "ms" && pair[0].parse::<f64>().is_ok() {
+            let quoted = format!("{} ms", pair[0]);
+            assert!(
+                readme.contains(&quoted),
+                "mini-docker.md quotes {quoted}, which README.md does not report"
             );
         }
     }
