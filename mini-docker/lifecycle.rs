@@ -434,7 +434,7 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
         user: args.user.clone(),
         workdir: args.workdir.clone(),
         interactive: args.interactive,
-        terminal: None,
+        console: None,
     };
     if args.tty {
         return crate::terminal::exec_with_terminal(

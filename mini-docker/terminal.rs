@@ -1,26 +1,79 @@
-//! `-t`: the container's side of a pseudo-terminal, with our terminal in
-//! raw mode relaying both ways (see `lab::pty`).
+//! `-t`: the container gets a terminal of its own (made from its own
+//! /dev/ptmx and handed to us over a console socket), and a thread relays
+//! between it and ours, in raw mode with `-i` so that every key, Ctrl-C
+//! included, reaches the container's program.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 
+use lab::pty;
 use lab::runtime::config::RunConfig;
 use lab::runtime::exec::ExecRequest;
+use lab::runtime::{Explain, StdinMode, Stdio};
+use lab::state::LabDirs;
+use lab::supervisor::{self, Attach};
 
-pub fn exec_with_terminal(
-    _pid: i32,
-    _config: &RunConfig,
-    _cgroup_paths: &[PathBuf],
-    _request: ExecRequest,
-    _interactive: bool,
+/// `run -t`: the container's foreground run, with a terminal.
+pub fn run_with_terminal(
+    dirs: &LabDirs,
+    id: &str,
+    config: &RunConfig,
+    explain: Explain,
 ) -> anyhow::Result<i32> {
-    anyhow::bail!("exec -t is not built yet")
+    let (ours, theirs) = pty::console_socket()?;
+    // Started before the container is cloned: it only waits in recvmsg,
+    // holding no lock the cloned child could need.
+    let relay = spawn_relay(ours, config.interactive);
+    let io = Stdio {
+        stdin: StdinMode::Null,
+        console: Some(theirs),
+        ..Stdio::default()
+    };
+    let result = supervisor::supervise_explained(dirs, id, Attach::Foreground(io), None, explain);
+    let _ = relay.join();
+    Ok(result?)
 }
 
-pub fn run_with_terminal(
-    _dirs: &lab::state::LabDirs,
-    _id: &str,
-    _config: &RunConfig,
-    _explain: lab::runtime::Explain,
+/// `exec -t`
+pub fn exec_with_terminal(
+    pid: i32,
+    config: &RunConfig,
+    cgroup_paths: &[PathBuf],
+    mut request: ExecRequest,
+    interactive: bool,
 ) -> anyhow::Result<i32> {
-    anyhow::bail!("run -t is not built yet")
+    let (ours, theirs) = pty::console_socket()?;
+    let relay = spawn_relay(ours, interactive);
+    request.console = Some(theirs);
+    let result = lab::runtime::exec::exec(pid, config, cgroup_paths, request);
+    let _ = relay.join();
+    Ok(result?)
+}
+
+/// Receives the container's terminal, copies our window size onto it,
+/// puts our terminal in raw mode (with `-i`) and relays until the
+/// container's side is closed; the terminal is restored on the way out.
+fn spawn_relay(socket: OwnedFd, interactive: bool) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(Some(master)) = pty::receive_master(socket.as_fd()) else {
+            return;
+        };
+        drop(socket);
+        let stdin = std::io::stdin();
+        let stdout = std::io::stdout();
+        let _ = pty::copy_window_size(stdout.as_fd(), master.as_fd());
+        let null = std::fs::File::open("/dev/null");
+        let (_raw, input) = match (interactive, &null) {
+            (true, _) => (
+                pty::RawMode::enter(stdin.as_fd()).ok().flatten(),
+                stdin.as_fd(),
+            ),
+            (false, Ok(null)) => (None, null.as_fd()),
+            (false, Err(_)) => (None, stdin.as_fd()),
+        };
+        if let Err(err) = pty::relay(master.as_fd(), input, stdout.as_fd()) {
+            eprintln!("mini-docker: {err}");
+        }
+    })
 }

@@ -354,6 +354,87 @@ fn relay_err(op: &'static str, errno: Errno) -> PtyError {
     PtyError::Relay { op, errno }
 }
 
+/// The console socket, as runc's `--console-socket`: the container opens
+/// its terminal from its own devpts (so that `tty` names a `/dev/pts/N`
+/// that exists inside) and hands the master to us over a Unix socket.
+/// Returns (our end, the container's end).
+// ANCHOR: console
+pub fn console_socket() -> Result<(OwnedFd, OwnedFd), PtyError> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| PtyError::Relay {
+        op: "socketpair",
+        errno,
+    })
+}
+
+/// In the container, after /dev/pts is its own: a new pty from its
+/// /dev/ptmx, the master sent over `socket` (SCM_RIGHTS passes the open
+/// file itself), the slave made our controlling terminal and stdio.
+pub fn attach_console(socket: BorrowedFd) -> Result<(), PtyError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let pty = open_ptmx(Path::new("/dev/ptmx"), None)?;
+    let fds = [pty.master.as_raw_fd()];
+    let data = [std::io::IoSlice::new(b"m")];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &data,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|errno| PtyError::Relay {
+        op: "send the terminal",
+        errno,
+    })?;
+    drop(pty.master);
+    make_controlling_terminal(pty.slave.as_fd())
+}
+
+/// Our side: waits for the container's master; `None` when the container
+/// ended before sending one.
+pub fn receive_master(socket: BorrowedFd) -> Result<Option<OwnedFd>, PtyError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut data = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut data,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(message) => {
+                for cmsg in message.cmsgs().map_err(|errno| PtyError::Relay {
+                    op: "read the terminal message",
+                    errno,
+                })? {
+                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                        if let Some(&fd) = fds.first() {
+                            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                }
+                return Ok(None);
+            }
+            Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                return Err(PtyError::Relay {
+                    op: "receive the terminal",
+                    errno,
+                })
+            }
+        }
+    }
+}
+// ANCHOR_END: console
+
 #[derive(Debug, thiserror::Error)]
 pub enum PtyError {
     #[error("cannot open a pseudo-terminal at {}: {errno}; is devpts mounted on /dev/pts?", path.display())]

@@ -221,7 +221,7 @@ fn log_pipes(store: &Store, id: &str) -> Result<(Stdio, nix::unistd::Pid), Super
                 stdin: StdinMode::Null,
                 stdout: Some(out_write),
                 stderr: Some(err_write),
-                terminal: None,
+                console: None,
             };
             Ok((io, child))
         }

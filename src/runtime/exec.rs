@@ -28,8 +28,8 @@ pub struct ExecRequest {
     pub workdir: Option<String>,
     /// `-i`: keep our stdin; otherwise /dev/null.
     pub interactive: bool,
-    /// `-t`: the pty slave to use as the controlling terminal.
-    pub terminal: Option<OwnedFd>,
+    /// `-t`: the exec'd process's end of a console socket (see `pty`).
+    pub console: Option<OwnedFd>,
 }
 
 /// Runs the request inside the container whose first process is `pid` and
@@ -104,8 +104,9 @@ pub fn exec(
 /// Inside the container: streams, working directory, PATH, hardening, user.
 fn prepare(config: &RunConfig, request: &ExecRequest) -> Result<(), RuntimeError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Setup(format!("{what}: {e}"));
-    if let Some(terminal) = &request.terminal {
-        super::make_controlling_terminal(terminal)?;
+    if let Some(console) = &request.console {
+        use std::os::fd::AsFd;
+        crate::pty::attach_console(console.as_fd()).map_err(|e| setup("terminal", &e))?;
     } else if !request.interactive {
         let null = std::fs::File::open("/dev/null").map_err(|e| setup("open /dev/null", &e))?;
         nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| setup("dup2", &e))?;

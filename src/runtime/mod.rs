@@ -62,9 +62,9 @@ pub struct Stdio {
     /// `None`: our own stdout/stderr.
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    /// `-t`: the pty slave, which becomes the controlling terminal and all
-    /// three streams.
-    pub terminal: Option<OwnedFd>,
+    /// `-t`: the container's end of a console socket; the container makes
+    /// a terminal from its own /dev/ptmx and sends us the master.
+    pub console: Option<OwnedFd>,
 }
 
 #[derive(Debug, Default)]
@@ -414,8 +414,10 @@ fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
             .map(drop)
             .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))
     };
-    if let Some(terminal) = io.terminal {
-        return make_controlling_terminal(&terminal);
+    if let Some(console) = io.console {
+        use std::os::fd::AsFd;
+        return crate::pty::attach_console(console.as_fd())
+            .map_err(|e| RuntimeError::Setup(e.to_string()));
     }
     match io.stdin {
         StdinMode::Null => dup(null.as_raw_fd(), 0)?,
@@ -427,20 +429,6 @@ fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
     }
     if let Some(fd) = io.stderr {
         dup(fd.as_raw_fd(), 2)?;
-    }
-    Ok(())
-}
-
-/// `-t`: a session of its own with the pty as its controlling terminal,
-/// and as stdin, stdout and stderr.
-pub(crate) fn make_controlling_terminal(terminal: &OwnedFd) -> Result<(), RuntimeError> {
-    nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid: {e}")))?;
-    if unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(RuntimeError::Setup("TIOCSCTTY failed".into()));
-    }
-    for to in 0..3 {
-        nix::unistd::dup2(terminal.as_raw_fd(), to)
-            .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))?;
     }
     Ok(())
 }
