@@ -293,7 +293,11 @@ impl Store {
     /// Creates a record in status `created`. Names are checked and taken
     /// under a store-wide lock, so two `create --name web` never both win.
     pub fn create(&self, new: NewContainer) -> Result<Record, StoreError> {
-        self.create_with(new, random_id()?, SystemTime::now())
+        let id = match (&new.name, std::env::var_os(PIN_IDS_ENV)) {
+            (Some(name), Some(_)) => pinned_id(name),
+            _ => random_id()?,
+        };
+        self.create_with(new, id, SystemTime::now())
     }
 
     // The tests pin the ID and creation time; `create` picks them.
@@ -515,6 +519,19 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
             source,
         })?;
     Ok(bytes)
+}
+
+/// Set by the tests: a named container's ID is then the SHA-256 of its
+/// name, so snapshots show the same IDs on every run (IDs are the lab's
+/// choice, and what the lab chooses is pinned, not filtered).
+pub const PIN_IDS_ENV: &str = "CONTAINER_LAB_PIN_IDS";
+
+fn pinned_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("container-lab:{name}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// 256 random bits as 64 lowercase hex digits, like Docker's IDs.

@@ -155,8 +155,8 @@ pub fn supervise_explained(
         let code = started.wait_forwarding_signals(config.stop_timeout);
         let oom_killed = started.oom_killed();
         explain.step(
-            format!("the container exited with {code}; its network, cgroup and mounts go"),
-            "ip link del VETH; nft delete table ip TABLE; rmdir CGROUP",
+            format!("the container exited with {code}; its network and cgroup go"),
+            started.teardown_shell(),
         );
         // Network, cgroup and run directory go now, before the next start.
         drop(started);

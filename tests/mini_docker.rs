@@ -20,6 +20,7 @@ fn run_command(state: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(common::binary("mini-docker"));
     command
         .env(lab::state::ROOT_ENV, state)
+        .env(lab::store::PIN_IDS_ENV, "1")
         .stdin(Stdio::null())
         .arg("run")
         .args(args);
@@ -33,9 +34,9 @@ struct Background {
 }
 
 impl Background {
-    /// Starts `run --name NAME ARGS` and waits until the container's
-    /// cgroup holds `processes` processes.
-    fn start(command: Command, name: &str, processes: usize) -> Background {
+    /// Starts `run --name NAME ARGS` and waits until the newest process
+    /// in the container's cgroup is `program` (it has been executed).
+    fn start(command: Command, name: &str, program: &str) -> Background {
         let mut command = command;
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mini_docker = command.spawn().expect("start mini-docker");
@@ -44,12 +45,11 @@ impl Background {
             name: name.to_string(),
         };
         let found = common::wait_for(Duration::from_secs(20), || {
-            (background.pids().len() >= processes).then_some(())
+            let pid = *background.pids().last()?;
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == program).then_some(())
         });
-        assert!(
-            found.is_some(),
-            "{name} never had {processes} processes in its cgroup"
-        );
+        assert!(found.is_some(), "{name} never ran {program}");
         background
     }
 
@@ -353,6 +353,8 @@ fn a_published_port_answers_and_everything_goes_at_exit() {
             &[
                 "--name",
                 "web",
+                "-h",
+                "web",
                 "-p",
                 "8080:80",
                 "--stop-timeout",
@@ -364,7 +366,7 @@ fn a_published_port_answers_and_everything_goes_at_exit() {
             ],
         )),
         "web",
-        1,
+        "httpd",
     );
     // The published port, through the host's loopback and the host's
     // own address on the bridge.
@@ -569,7 +571,7 @@ fn user_entrypoint_env_file_and_stdin() {
             c
         },
         "user",
-        1,
+        "sleep",
     );
     let status = sleeper.newest_status();
     assert_eq!(status_line(&status, "Uid:"), "1000\t1000\t1000\t1000");
@@ -639,7 +641,7 @@ fn privileged_keeps_every_capability_and_no_filter() {
             c
         },
         "priv",
-        1,
+        "sleep",
     );
     let status = container.newest_status();
     // Every capability the host itself has (its bounding set may lack some).
@@ -727,7 +729,7 @@ fn bad_input_exits_125_and_creates_nothing() {
             c
         },
         "taken",
-        1,
+        "sleep",
     );
     let second = mini_docker(&state, &["--name", "taken", "busybox", "true"]);
     assert_eq!(second.status.code(), Some(125));

@@ -564,22 +564,38 @@ impl Attachment {
         if ports.is_empty() {
             return Ok(());
         }
-        remember_sysctl(&self.dirs, "net.ipv4.ip_forward", "1")?;
+        self.enable_outbound()?;
         remember_sysctl(
             &self.dirs,
             &format!("net.ipv4.conf.{BRIDGE}.route_localnet"),
             "1",
         )?;
-        // The shared table's masquerade rules make replies and hairpin
-        // traffic find their way back; add them once.
-        if nft_list().is_none() {
-            nft_apply(&nft_ruleset(&[]))?;
-        }
         let table = container_table(self.ip);
         nft_apply(&nft_container_ruleset(&table, self.ip, ports))?;
         self.published = Some(table);
         self.ports = ports.to_vec();
         Ok(())
+    }
+
+    /// What Docker's bridge network does for every container: forwarding
+    /// on, and the shared table's masquerade rules, so that containers
+    /// reach beyond the host and replies (and hairpin traffic) find their
+    /// way back. Done once, by the first container; undone by the last.
+    pub fn enable_outbound(&self) -> Result<(), NetworkError> {
+        let _lock = lock_bridge(&self.dirs)?;
+        let marker = self.dirs.run.join("network").join("outbound");
+        if marker.exists() {
+            return Ok(());
+        }
+        remember_sysctl(&self.dirs, "net.ipv4.ip_forward", "1")?;
+        if nft_list().is_none() {
+            nft_apply(&nft_ruleset(&[]))?;
+        }
+        fs::write(&marker, b"").map_err(|e| NetworkError::Io {
+            what: "write",
+            path: marker.clone(),
+            source: e,
+        })
     }
 
     pub fn ports(&self) -> &[PortMapping] {
@@ -706,6 +722,7 @@ fn teardown_shared(nl: &mut Netlink, dirs: &LabDirs) {
         }
     }
     let _ = fs::remove_file(&file);
+    let _ = fs::remove_file(dirs.run.join("network").join("outbound"));
 }
 
 /// Interface names are at most 15 bytes: keep the prefix plus 12.

@@ -45,11 +45,8 @@ pub fn run(dirs: &LabDirs, config: &RunConfig, explain: Explain) -> Result<i32, 
     let mut container = start(dirs, config, explain, io, None)?;
     let code = container.wait_forwarding_signals(config.stop_timeout);
     explain.step(
-        format!("the container exited with {code}; removing what it used"),
-        format!(
-            "ip link del {}; rmdir CGROUP; umount -R; rm -r RUN_DIR",
-            container.host_link()
-        ),
+        format!("the container exited with {code}; its network and cgroup go"),
+        container.teardown_shell(),
     );
     Ok(code)
 }
@@ -121,7 +118,7 @@ pub fn start(
         "a writable layer of its own",
         format!(
             "mkdir -p {}/{{upper,work,merged}}",
-            run_dir.path().display()
+            layer_dir.unwrap_or(run_dir.path()).display()
         ),
     );
     let mut anonymous_volumes = Vec::new();
@@ -165,6 +162,10 @@ pub fn start(
         ),
     );
     // The child waits on this pipe until its network is in place.
+    // And this one closes when the container's program has been executed
+    // (close-on-exec), so `start` returns with the container complete.
+    let (exec_read, exec_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let child_setup = ChildSetup {
@@ -179,7 +180,8 @@ pub fn start(
     let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
         Cloned::Child => {
             drop(go_write);
-            let code = match child_setup.run(go_read, io) {
+            drop(exec_read);
+            let code = match child_setup.run(go_read, io, exec_write) {
                 Ok(never) => match never {},
                 Err(err) => {
                     eprintln!("mini-docker: error: {err}");
@@ -191,6 +193,7 @@ pub fn start(
         Cloned::Parent { child } => child,
     };
     drop(go_read);
+    drop(exec_write);
     let mut started = Started {
         pid: child,
         status: None,
@@ -212,6 +215,16 @@ pub fn start(
         explain.step(
             format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
             format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
+        );
+        attachment.enable_outbound()?;
+        explain.step(
+            "outbound traffic: forwarding on, masquerade for the bridge's subnet",
+            format!(
+                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {}/{})",
+                network::NFT_TABLE,
+                network::SUBNET,
+                network::PREFIX
+            ),
         );
         let ports = choose_host_ports(&config.publish)?;
         attachment.publish(&ports)?;
@@ -235,6 +248,9 @@ pub fn start(
         .octets();
     nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
         .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
+    // EOF: the program runs (or the set-up failed and the child is gone).
+    let mut byte = [0u8; 1];
+    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(exec_read.as_raw_fd(), &mut byte) {}
     Ok(started)
 }
 // ANCHOR_END: start
@@ -253,7 +269,12 @@ impl ChildSetup<'_> {
     /// In the cloned child: cgroup, network, mounts, root, hostname,
     /// hardening, user, and finally the user's program.
     // ANCHOR: prepare
-    fn run(&self, go: OwnedFd, io: Stdio) -> Result<std::convert::Infallible, RuntimeError> {
+    fn run(
+        &self,
+        go: OwnedFd,
+        io: Stdio,
+        executed: OwnedFd,
+    ) -> Result<std::convert::Infallible, RuntimeError> {
         let (config, explain) = (self.config, self.explain);
         // Into the cgroup first, so everything after is accounted and limited.
         crate::cgroups::join(&self.cgroup_procs)?;
@@ -381,9 +402,8 @@ impl ChildSetup<'_> {
         );
         if config.init {
             // --init: our PID 1 forwards signals and reaps, the command is its child.
-            let (_, ready) =
-                nix::unistd::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
-            init::run(&argv, &env, ready)
+            // `executed` then closes when the command (its child) is executed.
+            init::run(&argv, &env, executed)
         }
         signals::reset_to_default();
         init::exec_or_exit(&argv, &env)
@@ -463,10 +483,23 @@ impl Started {
         &self.cgroup
     }
 
-    fn host_link(&self) -> String {
-        self.network
-            .as_ref()
-            .map_or("-".to_string(), |n| n.host_end.clone())
+    /// The shell equivalent of dropping this: network, then cgroup.
+    pub fn teardown_shell(&self) -> String {
+        let mut shell = Vec::new();
+        if let Some(network) = &self.network {
+            shell.push(format!("ip link del {}", network.host_end));
+            if !network.ports().is_empty() {
+                shell.push(format!(
+                    "nft delete table ip {}_{}",
+                    network::NFT_TABLE,
+                    network.ip.octets()[3]
+                ));
+            }
+        }
+        for path in self.cgroup.paths() {
+            shell.push(format!("rmdir {}", path.display()));
+        }
+        shell.join("; ")
     }
 
     /// Waits for the container, passing Ctrl-C and SIGTERM on to it (as
@@ -476,6 +509,18 @@ impl Started {
     pub fn wait_forwarding_signals(&mut self, stop_timeout: u32) -> i32 {
         let mut deadline: Option<Instant> = None;
         loop {
+            // Checked before blocking: a signal may also have come while
+            // the container was still being set up.
+            if let Some(signal) = signals::interrupted() {
+                signals::clear();
+                let send = if deadline.is_some() {
+                    Signal::SIGKILL
+                } else {
+                    signal
+                };
+                let _ = kill(self.pid, send);
+                deadline = Some(Instant::now() + Duration::from_secs(stop_timeout.into()));
+            }
             let flags = deadline.map(|_| WaitPidFlag::WNOHANG);
             match waitpid(self.pid, flags) {
                 Ok(WaitStatus::StillAlive) => {
@@ -494,16 +539,6 @@ impl Started {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return 125,
-            }
-            if let Some(signal) = signals::interrupted() {
-                signals::clear();
-                let send = if deadline.is_some() {
-                    Signal::SIGKILL
-                } else {
-                    signal
-                };
-                let _ = kill(self.pid, send);
-                deadline = Some(Instant::now() + Duration::from_secs(stop_timeout.into()));
             }
         }
     }
