@@ -195,7 +195,7 @@ fn run_detached_logs_exec_and_rm() {
         "run",
         "-d",
         "--name",
-        "web",
+        "detached",
         "-h",
         "webhost",
         "busybox",
@@ -206,31 +206,31 @@ fn run_detached_logs_exec_and_rm() {
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "not a full ID: {id}");
     // `run -d` has exited; the container runs on under its supervisor.
-    let pid = lab.pid("web");
+    let pid = lab.pid("detached");
     assert!(alive(pid), "the container is not running");
     // Its supervisor (and the supervisor's log copier, forked from it).
     assert!(!supervisors_of(&id).is_empty());
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cgroup.contains("container-lab/web"), "{cgroup}");
+    assert!(cgroup.contains("container-lab/detached"), "{cgroup}");
     // ps: one line, running.
     let ps = lab.ok(&["ps"]);
     let line = ps.lines().nth(1).unwrap();
     assert!(
-        line.starts_with(&id[..12]) && line.contains("Up ") && line.ends_with("web"),
+        line.starts_with(&id[..12]) && line.contains("Up ") && line.ends_with("detached"),
         "{ps}"
     );
     assert_eq!(lab.ok(&["ps", "-q"]).trim(), &id[..12]);
     // logs: exactly what the container wrote, on the same streams.
     let logs = common::wait_for(Duration::from_secs(10), || {
-        let out = lab.md(&["logs", "web"]);
+        let out = lab.md(&["logs", "detached"]);
         (!out.stderr.is_empty()).then_some(out)
     })
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "to-stdout\n");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "to-stderr\n");
     // exec: the container's hostname, PID namespace and cgroup.
-    assert_eq!(lab.ok(&["exec", "web", "hostname"]), "webhost\n");
-    let ps_inside = lab.ok(&["exec", "web", "ps", "-o", "pid,args"]);
+    assert_eq!(lab.ok(&["exec", "detached", "hostname"]), "webhost\n");
+    let ps_inside = lab.ok(&["exec", "detached", "ps", "-o", "pid,args"]);
     assert!(ps_inside.contains("    1 sleep 300"), "{ps_inside}");
     let out = lab.ok(&[
         "exec",
@@ -240,29 +240,29 @@ fn run_detached_logs_exec_and_rm() {
         "/tmp",
         "-u",
         "nobody",
-        "web",
+        "detached",
         "sh",
         "-c",
         "echo $X $(pwd) $(id -u); cat /proc/self/cgroup",
     ]);
     assert!(out.starts_with("1 /tmp 65534\n"), "{out}");
     assert!(
-        out.contains("container-lab/web"),
+        out.contains("container-lab/detached"),
         "exec did not join the cgroup: {out}"
     );
-    let missing = lab.md(&["exec", "web", "no-such-program"]);
+    let missing = lab.md(&["exec", "detached", "no-such-program"]);
     assert_eq!(missing.status.code(), Some(127));
     // rm without -f refuses a running container and changes nothing.
-    let refused = lab.md(&["rm", "web"]);
+    let refused = lab.md(&["rm", "detached"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it first or use rm -f"));
     assert!(alive(pid));
-    assert_eq!(lab.ok(&["rm", "-f", "web"]), "web\n");
+    assert_eq!(lab.ok(&["rm", "-f", "detached"]), "detached\n");
     assert!(!alive(pid));
-    lab.assert_nothing_left("web", &id);
-    let gone = lab.md(&["logs", "web"]);
+    lab.assert_nothing_left("detached", &id);
+    let gone = lab.md(&["logs", "detached"]);
     assert_eq!(gone.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("no such container: web"));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no such container: detached"));
 }
 
 #[test]
@@ -483,7 +483,12 @@ fn create_start_restart_and_restart_policies() {
         "on-failure:2 did not restart exactly twice: {}",
         lab.inspect("flaky")["State"]
     );
-    assert_eq!(lab.ok(&["logs", "flaky"]), "attempt\nattempt\nattempt\n");
+    assert_eq!(
+        lab.ok(&["logs", "flaky"]),
+        "attempt\nattempt\nattempt\n",
+        "{}",
+        lab.inspect("flaky")["State"]
+    );
     // always — restarted after it exits by itself, but not after stop.
     lab.ok(&[
         "run",
