@@ -230,15 +230,36 @@ fn ranged_snapshot_includes_cover_whole_steps() {
                 .map(String::from)
                 .collect();
             // Chapters print `step N:` blocks separated by blank lines;
-            // `mini-docker --explain` prints `-- what` lines, one per step.
+            // `mini-docker --explain` prints `-- what` lines, one per step;
+            // the lifecycle transcript has blocks that start with the
+            // command (`$ mini-docker …`), itself followed by `$ mini-docker
+            // ps -a`, so a step also needs a blank line (or the header) before.
             let explain = file.starts_with("mini-docker-explain");
-            let step_start = if explain { "-- " } else { "step " };
+            let transcript = file.starts_with("lifecycle-walkthrough");
+            let step_start = if explain {
+                "-- "
+            } else if transcript {
+                "$ mini-docker "
+            } else {
+                "step "
+            };
             let first = lines.get(start - 1).cloned().unwrap_or_default();
             assert!(
                 first.starts_with(step_start),
                 "{}: {file}:{start}:{end} does not start at a step: {first:?}",
                 path.display()
             );
+            if transcript {
+                let before = lines
+                    .get(start.wrapping_sub(2))
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(
+                    before.trim().is_empty() || before == "---",
+                    "{}: {file}:{start}:{end} starts inside a step (line before {before:?})",
+                    path.display()
+                );
+            }
             let after = lines.get(end).cloned().unwrap_or_default();
             assert!(
                 after.trim().is_empty() || (explain && after.starts_with(step_start)),
@@ -249,32 +270,49 @@ fn ranged_snapshot_includes_cover_whole_steps() {
     }
 }
 
-/// The mini-docker page walks through `--explain` in pieces: together they
-/// must show the whole snapshot, in order, so a step added to the runtime
-/// cannot go missing from the page.
-#[test]
-fn the_mini_docker_walkthrough_shows_every_explain_step() {
-    let page = read(&repo().join("book/src/mini-docker.md"));
-    let prefix = "{{#include ../../tests/snapshots/mini-docker-explain@v1.snap:";
-    let mut next = 4;
-    for include in page.split(prefix).skip(1) {
+/// A page that walks through a snapshot in pieces must show all of it, in
+/// order, with nothing but blank lines between the pieces, so that a step
+/// added to the snapshot cannot go missing from the page.
+fn assert_walkthrough_shows_every_step(page: &str, snapshot: &str) {
+    let text = read(&repo().join("book/src").join(page));
+    let lines: Vec<String> = read(&repo().join("tests/snapshots").join(snapshot))
+        .lines()
+        .map(String::from)
+        .collect();
+    let prefix = format!("{{{{#include ../../tests/snapshots/{snapshot}:");
+    let pieces: Vec<&str> = text.split(prefix.as_str()).skip(1).collect();
+    assert!(!pieces.is_empty(), "{page} does not include {snapshot}");
+    // Line 4 is the first after insta's header.
+    let mut shown = 3;
+    for include in pieces {
         let range = include.split("}}").next().unwrap().trim();
         let (start, end) = range.split_once(':').unwrap_or((range, ""));
-        assert_eq!(
-            start.parse::<usize>().ok(),
-            Some(next),
-            "mini-docker.md: the explain include {range} should start at line {next}"
+        let start = start.parse::<usize>().unwrap_or(0);
+        let skipped = lines
+            .get(shown..start.saturating_sub(1))
+            .unwrap_or_default();
+        assert!(
+            start > shown && skipped.iter().all(|l| l.trim().is_empty()),
+            "{page}: the include {snapshot}:{range} should start at the first line after line {shown}"
         );
-        next = end.parse::<usize>().map_or(usize::MAX, |end| end + 1);
+        shown = end.parse::<usize>().unwrap_or(lines.len());
     }
-    let lines = read(&repo().join("tests/snapshots/mini-docker-explain@v1.snap"))
-        .lines()
-        .count();
+    let rest = lines.get(shown..).unwrap_or_default();
     assert!(
-        next == usize::MAX || next == lines + 1,
-        "mini-docker.md shows the explain snapshot up to line {}, but it has {lines} lines",
-        next - 1
+        rest.iter().all(|l| l.trim().is_empty()),
+        "{page} shows {snapshot} up to line {shown}, but it has {} lines",
+        lines.len()
     );
+}
+
+#[test]
+fn the_mini_docker_walkthrough_shows_every_explain_step() {
+    assert_walkthrough_shows_every_step("mini-docker.md", "mini-docker-explain@v1.snap");
+}
+
+#[test]
+fn the_lifecycle_walkthrough_shows_every_step() {
+    assert_walkthrough_shows_every_step("lifecycle.md", "lifecycle-walkthrough.snap");
 }
 
 /// Timings quoted on the mini-docker page are the README's measured ones.
