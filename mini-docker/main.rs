@@ -204,13 +204,18 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         "containers need namespaces, mounts and cgroups",
     )?;
     let dirs = LabDirs::from_env();
-    images::resolve(&dirs, &config.image)?;
+    // An unknown image fails here, before anything exists. (The built-in
+    // one is made on first use by the run itself.)
+    if !images::is_builtin(&config.image) {
+        images::resolve(&dirs, &config.image)?;
+    }
     let store = Store::new(&dirs);
     let record = store.create(NewContainer {
         name: args.name.clone(),
         image: config.image.clone(),
         command: config.command.clone(),
         config: serde_json::Value::Null,
+        ephemeral: args.rm,
     })?;
     // Docker's defaults: the hostname is the short ID.
     config.name = record.name.clone();

@@ -153,6 +153,11 @@ fn valid_component(component: &str) -> bool {
 
 /// Finds an image by reference: `busybox[:latest]` is built in (and built
 /// now if needed), anything else must have been imported.
+/// `busybox` or `busybox:latest`: the lab's own image, built on first use.
+pub fn is_builtin(reference: &str) -> bool {
+    parse_reference(reference).is_ok_and(|r| r.name == BUILTIN && r.tag == DEFAULT_TAG)
+}
+
 pub fn resolve(dirs: &LabDirs, reference: &str) -> Result<Image, ImageError> {
     let parsed = parse_reference(reference)?;
     if parsed.name == BUILTIN {

@@ -115,6 +115,10 @@ pub struct Record {
     pub created: SystemTime,
     /// The run configuration, opaque to the store.
     pub config: serde_json::Value,
+    /// A `--rm` container: it never outlives its supervisor, so its files
+    /// are not forced to disk (no fsync), which keeps `run --rm` fast.
+    #[serde(default)]
+    pub ephemeral: bool,
     pub state: State,
 }
 
@@ -125,6 +129,8 @@ pub struct NewContainer {
     pub image: String,
     pub command: Vec<String>,
     pub config: serde_json::Value,
+    /// See [`Record::ephemeral`].
+    pub ephemeral: bool,
 }
 
 /// The persistent half of a record, as it is written to config.json.
@@ -137,6 +143,8 @@ struct ConfigFile {
     #[serde(with = "rfc3339")]
     created: SystemTime,
     config: serde_json::Value,
+    #[serde(default)]
+    ephemeral: bool,
 }
 
 impl Record {
@@ -193,6 +201,7 @@ impl Record {
             command: self.command.clone(),
             created: self.created,
             config: self.config.clone(),
+            ephemeral: self.ephemeral,
         }
     }
 }
@@ -239,11 +248,17 @@ impl Guard {
             return Err(StoreError::Immutable { field: "name" });
         }
         if record.config_file_json()? != old.config_file_json()? {
-            write_json(&self.store.config_path(&self.id), &record.config_file())?;
+            let durable = !record.ephemeral;
+            write_json(
+                &self.store.config_path(&self.id),
+                &record.config_file(),
+                durable,
+            )?;
         }
         let run_dir = self.store.run_dir(&self.id);
         create_dir(&run_dir)?;
-        write_json(&self.store.state_path(&self.id), &record.state)
+        // Runtime state lasts one boot (/run): atomic, but not fsynced.
+        write_json(&self.store.state_path(&self.id), &record.state, false)
     }
 }
 
@@ -335,16 +350,21 @@ impl Store {
             command: new.command,
             created,
             config: new.config,
+            ephemeral: new.ephemeral,
             state: State::default(),
         };
         let id = &record.id;
         create_dir(&self.data_dir(id))?;
         create_file(&self.lock_path(id))?;
         create_dir(&self.run_dir(id))?;
-        write_json(&self.state_path(id), &record.state)?;
+        write_json(&self.state_path(id), &record.state, false)?;
         // Last: a directory without config.json is not a container yet, so
         // a crash part-way leaves nothing that `ps` would show.
-        write_json(&self.config_path(id), &record.config_file())?;
+        write_json(
+            &self.config_path(id),
+            &record.config_file(),
+            !record.ephemeral,
+        )?;
         Ok(record)
     }
 
@@ -477,6 +497,7 @@ impl Store {
             command: config.command,
             created: config.created,
             config: config.config,
+            ephemeral: config.ephemeral,
             state,
         })
     }
@@ -675,13 +696,17 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Sto
         })
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+fn write_json<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
         what: "record",
         source,
     })?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    if durable {
+        write_atomic(path, &bytes)
+    } else {
+        write_replacing(path, &bytes)
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -690,6 +715,17 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// half of either, even across a crash: write a temporary file in the same
 /// directory, fsync it, rename it over, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_then_rename(path, bytes, true)
+}
+
+/// `write_atomic` without the fsyncs: readers still never see half a
+/// file, but a power cut may lose the last change. For what does not
+/// outlive a boot or a process.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_then_rename(path, bytes, false)
+}
+
+fn write_then_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
     let io_err = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { op, path, source }
@@ -712,12 +748,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
             .open(&temp)
             .map_err(io_err("create", &temp))?;
         file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("fsync", &temp))?;
+        if durable {
+            file.sync_all().map_err(io_err("fsync", &temp))?;
+        }
         fs::rename(&temp, path).map_err(io_err("rename into place", path))
     })();
     if written.is_err() {
         let _ = fs::remove_file(&temp);
         return written;
+    }
+    if !durable {
+        return Ok(());
     }
     File::open(dir)
         .and_then(|d| d.sync_all())

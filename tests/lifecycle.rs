@@ -765,3 +765,155 @@ fn the_states_one_after_another() {
     settings.set_omit_expression(true);
     settings.bind(|| insta::assert_snapshot!("lifecycle-walkthrough", transcript));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn limits_logs_signals_volumes_and_oom_from_outside() {
+    let lab = Lab::new("lifecycle-more");
+    // The limits are in the kernel's files of the container's cgroup.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "-m",
+        "32m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1' USR1; echo one; echo two; echo three; while true; do sleep 0.1; done",
+    ]);
+    let paths: Vec<PathBuf> =
+        serde_json::from_value(lab.inspect("limited")["HostConfig"]["CgroupPaths"].clone())
+            .unwrap();
+    let read = |file: &str| {
+        paths
+            .iter()
+            .map(|p| p.join(file))
+            .find(|p| p.exists())
+            .map(|p| fs::read_to_string(p).unwrap().trim().to_string())
+    };
+    let memory = read("memory.max").or_else(|| read("memory.limit_in_bytes"));
+    assert_eq!(memory.as_deref(), Some("33554432"));
+    let pids = read("pids.max");
+    assert_eq!(pids.as_deref(), Some("50"));
+    let cpu = read("cpu.max").or_else(|| read("cpu.cfs_quota_us"));
+    assert!(
+        matches!(cpu.as_deref(), Some("50000 100000") | Some("50000")),
+        "{cpu:?}"
+    );
+    // logs --tail, and kill -s delivering a signal the program handles.
+    let tail = common::wait_for(Duration::from_secs(10), || {
+        let text = lab.ok(&["logs", "--tail", "2", "limited"]);
+        (text == "two\nthree\n").then_some(text)
+    });
+    assert!(
+        tail.is_some(),
+        "logs --tail 2 did not show the last two lines"
+    );
+    let pid = lab.pid("limited");
+    let trapped = common::wait_for(Duration::from_secs(10), || {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))?
+            .trim()
+            .to_string();
+        (u64::from_str_radix(&caught, 16).ok()? & (1 << 9) != 0).then_some(())
+    });
+    assert!(trapped.is_some());
+    lab.ok(&["kill", "-s", "USR1", "limited"]);
+    let got = common::wait_for(Duration::from_secs(10), || {
+        lab.ok(&["logs", "limited"])
+            .contains("got-usr1")
+            .then_some(())
+    });
+    assert!(got.is_some(), "the signal did not arrive");
+    assert!(alive(pid), "USR1 ended the container");
+    let bad = lab.md(&["kill", "-s", "NOSUCH", "limited"]);
+    assert_eq!(bad.status.code(), Some(1));
+    // logs -f follows until the container exits.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line-$i; sleep 0.2; done",
+    ]);
+    assert_eq!(
+        lab.ok(&["logs", "-f", "talker"]),
+        "line-1\nline-2\nline-3\n"
+    );
+    // exec -i passes our stdin; exec into a stopped container is refused.
+    let mut cat = lab.command(&["exec", "-i", "limited", "cat"]);
+    cat.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"piped-in\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout),
+        "piped-in\n"
+    );
+    let stopped = lab.md(&["exec", "talker", "true"]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("is not running"));
+    // The OOM killer's kill is recorded as OOMKilled, with 137.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "-m",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo ${#x}",
+    ]);
+    lab.wait_for_status("hog", "exited");
+    let state = lab.inspect("hog")["State"].clone();
+    assert_eq!(
+        (state["OOMKilled"].as_bool(), state["ExitCode"].as_i64()),
+        (Some(true), Some(137))
+    );
+    // Volumes: create, ls, used by a container, rm.
+    assert_eq!(lab.ok(&["volume", "create", "data"]), "data\n");
+    assert!(lab
+        .ok(&["volume", "ls"])
+        .lines()
+        .any(|l| l.ends_with(" data")));
+    lab.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        fs::read_to_string(lab.state.join("lib/volumes/data/_data/f")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(lab.ok(&["volume", "rm", "data"]), "data\n");
+    assert!(!lab.state.join("lib/volumes/data").exists());
+    assert_eq!(lab.md(&["volume", "rm", "data"]).status.code(), Some(125));
+    let ids: Vec<String> = ["limited", "talker", "hog"]
+        .iter()
+        .map(|n| lab.inspect(n)["Id"].as_str().unwrap().to_string())
+        .collect();
+    lab.ok(&["rm", "-f", "limited", "talker", "hog"]);
+    for (name, id) in ["limited", "talker", "hog"].iter().zip(&ids) {
+        lab.assert_nothing_left(name, id);
+    }
+}

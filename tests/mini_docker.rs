@@ -886,3 +886,186 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Runs mini-docker with a pseudo-terminal of our own as its stdin,
+/// stdout and stderr (33 rows, 101 columns), typing `keys` once `prompt`
+/// has appeared; returns the exit code, everything the terminal showed,
+/// and whether our terminal's settings came back unchanged.
+fn on_a_terminal(
+    state: &Path,
+    args: &[&str],
+    prompt: &str,
+    keys: &[u8],
+) -> (Option<i32>, String, bool) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let terminal = lab::pty::open(None).unwrap();
+    let size = lab::pty::WindowSize {
+        rows: 33,
+        cols: 101,
+    };
+    lab::pty::set_window_size(terminal.slave.as_fd(), size).unwrap();
+    let before = nix::sys::termios::tcgetattr(terminal.master.as_fd()).unwrap();
+    let mut command = run_command(state, args);
+    common::in_new_netns(&mut command);
+    let slave = || Stdio::from(terminal.slave.try_clone().unwrap());
+    command.stdin(slave()).stdout(slave()).stderr(slave());
+    let mut child = command.spawn().unwrap();
+    // Only mini-docker holds the terminal now (the Command kept copies):
+    // the master reads EIO once it has exited.
+    drop(command);
+    drop(terminal.slave);
+    let mut master = fs::File::from(terminal.master);
+    let mut writer = master.try_clone().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buffer[..n]);
+            let _ = seen_tx.send(String::from_utf8_lossy(&text).into_owned());
+        }
+        (String::from_utf8_lossy(&text).into_owned(), master)
+    });
+    let mut shown = String::new();
+    while !shown.contains(prompt) {
+        match seen_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(text) => shown = text,
+            Err(_) => break,
+        }
+    }
+    assert!(shown.contains(prompt), "never saw {prompt:?}: {shown:?}");
+    // Raw mode while mini-docker runs with -i: no echo, no line editing.
+    let during = nix::sys::termios::tcgetattr(writer.as_fd()).unwrap();
+    let raw = !during
+        .local_flags
+        .contains(nix::sys::termios::LocalFlags::ECHO);
+    writer.write_all(keys).unwrap();
+    let code = child.wait().unwrap().code();
+    let (text, master) = reader.join().unwrap();
+    let after = nix::sys::termios::tcgetattr(master.as_fd()).unwrap();
+    let restored = raw
+        && after.local_flags == before.local_flags
+        && after.input_flags == before.input_flags
+        && after.output_flags == before.output_flags;
+    println!("--- terminal:\n{text}");
+    (code, text, restored)
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn dash_it_gives_a_terminal_of_its_own_and_ctrl_c_reaches_it() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-tty");
+    // The container's terminal is one of its own /dev/pts (not the host's),
+    // with our window size; what we type reaches the shell.
+    let (code, text, restored) = on_a_terminal(
+        &state,
+        &[
+            "--rm",
+            "-it",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; stty size; echo ready; read line; echo got-$line; exit 3",
+        ],
+        "ready",
+        b"typed\r",
+    );
+    assert_eq!(code, Some(3));
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("33 101"), "{text}");
+    assert!(text.contains("got-typed"), "{text}");
+    assert!(
+        restored,
+        "our terminal was not in raw mode, or not restored"
+    );
+    // Ctrl-C is the byte 0x03: the container's line discipline turns it
+    // into SIGINT for its foreground group; sleep dies, and the shell with
+    // it (130). (sleep must not be the last command: sh would exec it, and
+    // as PID 1 it would ignore SIGINT, as it does under Docker.)
+    let (code, _, _) = on_a_terminal(
+        &state,
+        &[
+            "--rm",
+            "-it",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; sleep 100; echo after",
+        ],
+        "ready",
+        b"\x03",
+    );
+    assert_eq!(code, Some(130));
+    assert!(
+        !common::host_mountinfo().contains("mini-docker-tty"),
+        "mounts were left"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn init_forwards_sigterm_and_reaps() {
+    common::assert_root();
+    let state = common::state_root("mini-docker-init");
+    let container = Background::start(
+        {
+            let mut c = run_command(
+                &state,
+                &[
+                    "--name",
+                    "with-init",
+                    "--init",
+                    "--network",
+                    "none",
+                    "busybox",
+                    "sleep",
+                    "100",
+                ],
+            );
+            common::in_new_netns(&mut c);
+            c
+        },
+        "with-init",
+        "sleep",
+    );
+    // From the host: PID 1 of the container is the lab's init, and sleep
+    // is its child.
+    let pids = container.pids();
+    let (init, sleep) = (pids[0], *pids.last().unwrap());
+    let stat = fs::read_to_string(format!("/proc/{sleep}/stat")).unwrap();
+    let parent: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(parent, init);
+    assert_ne!(
+        fs::read_to_string(format!("/proc/{init}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
+    // SIGTERM reaches sleep through init: 143 at once, not 137 after the
+    // ten-second stop timeout.
+    let out = container.stop();
+    assert_eq!(out.status.code(), Some(143));
+}
