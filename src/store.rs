@@ -1280,6 +1280,7 @@ mod tests {
             image: "busybox".to_string(),
             command: vec!["sh".to_string()],
             config: serde_json::json!({"tty": false}),
+            ephemeral: false,
         }
     }
 
@@ -1668,6 +1669,7 @@ mod tests {
             command: vec!["top".to_string()],
             created: at(1),
             config: serde_json::Value::Null,
+            ephemeral: false,
             state: State {
                 status: Status::Running,
                 pid,
@@ -1768,6 +1770,7 @@ mod tests {
             command: command.iter().map(|s| s.to_string()).collect(),
             created,
             config: serde_json::Value::Null,
+            ephemeral: false,
             state,
         };
         let live = State {
