@@ -29,28 +29,6 @@ use crate::state::{LabDirs, RunDir};
 use crate::volumes::{self, Source};
 use crate::{hardening, init, mounts, overlay, rootfs, signals};
 
-/// Runs a container to completion and returns its exit status: the
-/// program's own code, 128 + a signal (137 after an OOM kill), 126 when it
-/// cannot be executed, 127 when it does not exist.
-// ANCHOR: run
-pub fn run(dirs: &LabDirs, config: &RunConfig, explain: Explain) -> Result<i32, RuntimeError> {
-    let io = Stdio {
-        stdin: if config.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        ..Stdio::default()
-    };
-    let mut container = start(dirs, config, explain, io, None)?;
-    let code = container.wait_forwarding_signals(config.stop_timeout);
-    explain.step(
-        format!("the container exited with {code}; its network and cgroup go"),
-        container.teardown_shell(),
-    );
-    Ok(code)
-}
-// ANCHOR_END: run
 
 /// Where the container's standard streams go.
 #[derive(Debug, Default)]
