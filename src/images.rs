@@ -318,7 +318,7 @@ pub fn table(images: &[Image], now: SystemTime) -> String {
             name.to_string(),
             tag.to_string(),
             image.id.chars().take(12).collect(),
-            format!("{} ago", human_duration(age)),
+            format!("{} ago", crate::store::human_duration(age)),
             human_size(image.size_bytes),
         ]);
     }
@@ -337,36 +337,6 @@ pub fn table(images: &[Image], now: SystemTime) -> String {
         out.push('\n');
     }
     out
-}
-
-/// go-units' HumanDuration, which `docker images` prints before " ago".
-pub fn human_duration(d: Duration) -> String {
-    let seconds = d.as_secs();
-    let minutes = seconds / 60;
-    let hours = (d.as_secs_f64() / 3600.0).round() as u64;
-    if seconds < 1 {
-        "Less than a second".to_string()
-    } else if seconds == 1 {
-        "1 second".to_string()
-    } else if seconds < 60 {
-        format!("{seconds} seconds")
-    } else if minutes == 1 {
-        "About a minute".to_string()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".to_string()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", seconds / 3600 / 24 / 365)
-    }
 }
 
 /// go-units' HumanSizeWithPrecision(size, 3): decimal units and Go's `%.3g`
@@ -969,13 +939,13 @@ mod tests {
             (3 * year + 2 * month, "3 years"),
         ] {
             assert_eq!(
-                human_duration(Duration::from_secs(secs)),
+                crate::store::human_duration(Duration::from_secs(secs)),
                 expected,
                 "{secs}"
             );
         }
         assert_eq!(
-            human_duration(Duration::from_millis(450)),
+            crate::store::human_duration(Duration::from_millis(450)),
             "Less than a second"
         );
     }

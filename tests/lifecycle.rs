@@ -8,7 +8,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl Lab {
 
     /// Nothing of container `name` (ID `id`) is left on the host.
     fn assert_nothing_left(&self, name: &str, id: &str) {
-        for dir in cgroup_dirs(name) {
+        for dir in common::cgroup_dirs(name) {
             assert!(!dir.exists(), "{} was left", dir.display());
         }
         assert!(
@@ -127,30 +127,6 @@ impl Drop for Lab {
             let _ = self.command(&["rm", "-f", id]).output();
         }
     }
-}
-
-/// The cgroup directories a container called `name` would have had.
-fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    own.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let base = if unified {
-                PathBuf::from("/sys/fs/cgroup")
-            } else if controllers.is_empty() {
-                PathBuf::from("/sys/fs/cgroup/unified")
-            } else {
-                Path::new("/sys/fs/cgroup").join(controllers.trim_start_matches("name="))
-            };
-            Some(
-                base.join(path.trim_start_matches('/'))
-                    .join("container-lab")
-                    .join(name),
-            )
-        })
-        .collect()
 }
 
 /// Processes running `mini-docker __supervise ID`.
@@ -573,7 +549,7 @@ fn killed_supervisor_or_init_ps_tells_the_truth_and_rm_cleans_up() {
     assert_eq!(lab.status("orphan"), "exited");
     // rm removes what the killed supervisor could not: cgroups, the veth,
     // the published port's table, the address, the state.
-    assert!(cgroup_dirs("orphan").iter().any(|d| d.exists()));
+    assert!(common::cgroup_dirs("orphan").iter().any(|d| d.exists()));
     assert!(lab.host.nft_tables().contains("container_lab_"));
     let victim = lab.inspect("victim")["Id"].as_str().unwrap().to_string();
     lab.ok(&["rm", "orphan", "victim"]);

@@ -55,7 +55,7 @@ impl Background {
 
     /// The container's processes, from its cgroup (as the host sees them).
     fn pids(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = cgroup_dirs(&self.name)
+        let mut pids: Vec<i32> = common::cgroup_dirs(&self.name)
             .iter()
             .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
             .flat_map(|t| {
@@ -122,38 +122,12 @@ fn status_line<'a>(status: &'a str, key: &str) -> &'a str {
         .trim()
 }
 
-/// The cgroup directories a container called `name` would have had.
-fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    own.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let mount = if controllers.is_empty() {
-                "unified".to_string()
-            } else {
-                controllers.to_string()
-            };
-            let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-                PathBuf::from("/sys/fs/cgroup")
-            } else {
-                Path::new("/sys/fs/cgroup").join(mount)
-            };
-            Some(
-                base.join(path.trim_start_matches('/'))
-                    .join("container-lab")
-                    .join(name),
-            )
-        })
-        .collect()
-}
-
 fn assert_nothing_left(state: &Path, name: &str) {
     assert!(
         !state.join("run/containers").join(name).exists(),
         "the run directory of {name} was left"
     );
-    for dir in cgroup_dirs(name) {
+    for dir in common::cgroup_dirs(name) {
         assert!(!dir.exists(), "{} was left", dir.display());
     }
 }

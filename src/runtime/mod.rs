@@ -29,7 +29,6 @@ use crate::state::{LabDirs, RunDir};
 use crate::volumes::{self, Source};
 use crate::{hardening, init, mounts, overlay, rootfs, signals};
 
-
 /// Where the container's standard streams go.
 #[derive(Debug, Default)]
 pub struct Stdio {

@@ -397,3 +397,27 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The cgroup directories a container called `name` would have had.
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    own.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let base = if unified {
+                PathBuf::from("/sys/fs/cgroup")
+            } else if controllers.is_empty() {
+                PathBuf::from("/sys/fs/cgroup/unified")
+            } else {
+                Path::new("/sys/fs/cgroup").join(controllers.trim_start_matches("name="))
+            };
+            Some(
+                base.join(path.trim_start_matches('/'))
+                    .join("container-lab")
+                    .join(name),
+            )
+        })
+        .collect()
+}
