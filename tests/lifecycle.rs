@@ -662,7 +662,10 @@ fn ps_and_inspect_snapshots() {
         r"(Less than a second|About a minute|\d+ (seconds?|minutes?)) ago",
         "[AGE] ago",
     );
-    settings.add_filter(r"Up (Less than a second|\d+ seconds)", "Up [AGE]");
+    settings.add_filter(
+        r"Up (Less than a second|About a minute|\d+ (seconds?|minutes))",
+        "Up [AGE]",
+    );
     settings.add_filter(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
     settings.add_filter(r#""(Pid|SupervisorPid)": \d+"#, r#""$1": [PID]"#);
     settings.add_filter(r"/proc/\d+/ns", "/proc/[PID]/ns");
@@ -735,7 +738,10 @@ fn the_states_one_after_another() {
         r"(Less than a second|About a minute|\d+ (seconds?|minutes?)) ago",
         "[AGE] ago",
     );
-    settings.add_filter(r"Up (Less than a second|\d+ seconds)", "Up [AGE]");
+    settings.add_filter(
+        r"Up (Less than a second|About a minute|\d+ (seconds?|minutes))",
+        "Up [AGE]",
+    );
     settings.add_filter(" {2,}", "   ");
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
