@@ -322,7 +322,29 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
         }
         VolumeCommand::Rm { name } => {
             privilege::ensure_root("mini-docker volume", "volumes belong to root")?;
-            volumes::remove(&dirs, &name)?;
+            // As Docker: not while a container (running or not) names it.
+            let users: Vec<String> = Store::new(&dirs)
+                .list()?
+                .into_iter()
+                .filter(|record| {
+                    serde_json::from_value::<lab::runtime::RunConfig>(record.config.clone())
+                        .is_ok_and(|config| {
+                            config
+                                .volumes
+                                .iter()
+                                .any(|v| v.source == volumes::Source::Named(name.clone()))
+                        })
+                })
+                .map(|record| record.name)
+                .collect();
+            if !users.is_empty() {
+                return Err(lifecycle::Refused(format!(
+                    "volume {name} is in use by {}; remove those containers first",
+                    users.join(", ")
+                ))
+                .into());
+            }
+            volumes::remove(&dirs, &name).map_err(|e| lifecycle::Refused(e.to_string()))?;
             println!("{name}");
         }
     }

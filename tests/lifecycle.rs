@@ -887,9 +887,20 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
         fs::read_to_string(lab.state.join("lib/volumes/data/_data/f")).unwrap(),
         "kept\n"
     );
+    lab.ok(&["create", "--name", "user", "-v", "data:/data", "busybox"]);
+    let in_use = lab.md(&["volume", "rm", "data"]);
+    assert_eq!(in_use.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("in use by user"));
+    assert!(
+        lab.state.join("lib/volumes/data/_data/f").exists(),
+        "a volume in use was removed"
+    );
+    lab.ok(&["rm", "user"]);
     assert_eq!(lab.ok(&["volume", "rm", "data"]), "data\n");
     assert!(!lab.state.join("lib/volumes/data").exists());
-    assert_eq!(lab.md(&["volume", "rm", "data"]).status.code(), Some(125));
+    let missing = lab.md(&["volume", "rm", "data"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such volume: data"));
     let ids: Vec<String> = ["limited", "talker", "hog"]
         .iter()
         .map(|n| lab.inspect(n)["Id"].as_str().unwrap().to_string())

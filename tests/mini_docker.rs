@@ -871,6 +871,13 @@ fn on_a_terminal(
     prompt: &str,
     keys: &[u8],
 ) -> (Option<i32>, String, bool) {
+    let mut command = run_command(state, args);
+    common::in_new_netns(&mut command);
+    with_a_terminal(command, prompt, keys)
+}
+
+/// `on_a_terminal` for any mini-docker command.
+fn with_a_terminal(mut command: Command, prompt: &str, keys: &[u8]) -> (Option<i32>, String, bool) {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
     let terminal = lab::pty::open(None).unwrap();
@@ -880,8 +887,6 @@ fn on_a_terminal(
     };
     lab::pty::set_window_size(terminal.slave.as_fd(), size).unwrap();
     let before = nix::sys::termios::tcgetattr(terminal.master.as_fd()).unwrap();
-    let mut command = run_command(state, args);
-    common::in_new_netns(&mut command);
     let slave = || Stdio::from(terminal.slave.try_clone().unwrap());
     command.stdin(slave()).stdout(slave()).stderr(slave());
     let mut child = command.spawn().unwrap();
@@ -982,6 +987,43 @@ fn dash_it_gives_a_terminal_of_its_own_and_ctrl_c_reaches_it() {
         b"\x03",
     );
     assert_eq!(code, Some(130));
+    // exec -it: a terminal of its own too, inside a running container.
+    let started = mini_docker(
+        &state,
+        &[
+            "-d",
+            "--name",
+            "ttybox",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    assert_eq!(started.status.code(), Some(0));
+    let mut exec = Command::new(common::binary("mini-docker"));
+    exec.env(lab::state::ROOT_ENV, &state)
+        .env(lab::store::PIN_IDS_ENV, "1")
+        .args([
+            "exec",
+            "-it",
+            "ttybox",
+            "sh",
+            "-c",
+            "tty; echo ready; read line; echo got-$line; exit 4",
+        ]);
+    let (code, text, restored) = with_a_terminal(exec, "ready", b"typed\r");
+    let mut rm = Command::new(common::binary("mini-docker"));
+    rm.env(lab::state::ROOT_ENV, &state)
+        .args(["rm", "-f", "ttybox"]);
+    assert_eq!(common::run(rm).status.code(), Some(0));
+    assert_eq!(code, Some(4));
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("got-typed"),
+        "{text}"
+    );
+    assert!(restored, "exec -it left our terminal changed");
     assert!(
         !common::host_mountinfo().contains("mini-docker-tty"),
         "mounts were left"
