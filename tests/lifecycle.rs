@@ -312,6 +312,11 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         "-c",
         "echo $(($(cat /count 2>/dev/null || echo 0) + 1)) > /count; cat /count; exec sleep 300",
     ]);
+    // Stopped only once it has written its count (it is killed at once).
+    let counted = common::wait_for(Duration::from_secs(10), || {
+        (lab.ok(&["logs", "keeper"]) == "1\n").then_some(())
+    });
+    assert!(counted.is_some(), "the first run never counted");
     lab.ok(&["stop", "-t", "0", "keeper"]);
     lab.ok(&["start", "keeper"]);
     lab.wait_for_status("keeper", "running");
