@@ -166,27 +166,49 @@ pub fn stop(containers: &[String], timeout: Option<u32>) -> anyhow::Result<i32> 
 }
 
 fn stop_one(store: &Store, record: &Record, timeout: Option<u32>) -> anyhow::Result<()> {
-    let state = record.effective_state();
-    if !state.status.is_running() {
+    if !record.effective_status().is_running() {
         return Ok(());
     }
-    let timeout = match timeout {
-        Some(t) => t,
-        None => run_config(record)?.stop_timeout,
-    };
+    let timeout = Duration::from_secs(
+        match timeout {
+            Some(t) => t,
+            None => run_config(record)?.stop_timeout,
+        }
+        .into(),
+    );
+    // First the marker: the supervisor must not restart what we stop.
     mark_stopped(store, &record.id)?;
-    let pid = Pid::from_raw(state.pid);
-    if state.pid > 0 {
-        let _ = kill(pid, Signal::SIGTERM);
-        // A frozen process cannot act on SIGTERM: thaw it (Docker does too).
-        let _ = cgroups::set_frozen(&state.cgroup_paths, false);
-        let deadline = Instant::now() + Duration::from_secs(timeout.into());
-        while store::is_alive(state.pid, state.pid_start_time) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+    // Then signal whichever first process is there (a restart may have
+    // just begun), until the supervisor records the exit.
+    let mut signalled: Option<(i32, Instant)> = None;
+    let give_up = Instant::now() + timeout + Duration::from_secs(30);
+    loop {
+        let state = store.get(&record.id)?.effective_state();
+        if !state.status.is_running() {
+            break;
         }
-        if store::is_alive(state.pid, state.pid_start_time) {
-            let _ = kill(pid, Signal::SIGKILL);
+        let alive = state.pid > 0 && store::is_alive(state.pid, state.pid_start_time);
+        match signalled {
+            _ if !alive => {}
+            Some((pid, at)) if pid == state.pid => {
+                if at.elapsed() >= timeout {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            _ => {
+                let _ = kill(Pid::from_raw(state.pid), Signal::SIGTERM);
+                // A frozen process cannot act on SIGTERM: thaw it (Docker does too).
+                let _ = cgroups::set_frozen(&state.cgroup_paths, false);
+                signalled = Some((state.pid, Instant::now()));
+            }
         }
+        if Instant::now() > give_up {
+            bail!(
+                "the container {} did not stop; its supervisor does not answer",
+                record.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     wait_for_supervisor(store, &record.id)
 }
@@ -197,8 +219,9 @@ fn mark_stopped(store: &Store, id: &str) -> anyhow::Result<()> {
     std::fs::write(&marker, b"").with_context(|| format!("failed to write {}", marker.display()))
 }
 
-/// Waits (up to 30 s) until the record is no longer running, i.e. the
-/// supervisor recorded the exit and cleaned up, or is gone.
+/// Waits (up to 30 s) until the record is no longer running and its
+/// supervisor, which removes the cgroup and the network after writing the
+/// exit, has gone too.
 fn wait_for_supervisor(store: &Store, id: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -206,17 +229,7 @@ fn wait_for_supervisor(store: &Store, id: &str) -> anyhow::Result<()> {
         let state = &record.state;
         let supervisor_alive = state.supervisor_pid > 0
             && store::is_alive(state.supervisor_pid, state.supervisor_start_time);
-        if !record.effective_status().is_running()
-            && (!supervisor_alive || state.status == Status::Exited)
-        {
-            // The supervisor still removes the cgroup and network after
-            // writing the state: wait for it to exit too.
-            while supervisor_alive
-                && store::is_alive(state.supervisor_pid, state.supervisor_start_time)
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if !record.effective_status().is_running() && !supervisor_alive {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -238,7 +251,13 @@ pub fn kill_containers(containers: &[String], signal: &str) -> anyhow::Result<i3
                 "cannot kill container {key}: it is not running"
             )));
         }
-        mark_stopped(&store, &record.id)?;
+        // A signal meant to end it is a stop: no restart after it.
+        if matches!(
+            signal,
+            Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT
+        ) {
+            mark_stopped(&store, &record.id)?;
+        }
         kill(Pid::from_raw(state.pid), signal)
             .with_context(|| format!("failed to signal {key}"))?;
         println!("{key}");

@@ -162,8 +162,20 @@ pub fn supervise_explained(
         drop(started);
         wait_logger(logger);
         let stopped = stop_marker(&store, id).exists() || signals::interrupted().is_some();
+        // Decided before the state is written, so that no command ever sees
+        // a container that will restart as "exited" in between.
+        let restart = config.restart.restarts(code, restarts, stopped);
+        if restart {
+            delay = next_backoff(delay, began.elapsed());
+            restarts += 1;
+        }
         store.update(id, |r| {
-            r.state.status = Status::Exited;
+            r.state.status = if restart {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
+            r.state.restart_count = restarts;
             r.state.exit_code = code;
             r.state.oom_killed = oom_killed;
             r.state.finished_at = Some(SystemTime::now());
@@ -172,15 +184,9 @@ pub fn supervise_explained(
             // docker ps shows ports only while a container runs.
             r.state.ports.clear();
         })?;
-        if !config.restart.restarts(code, restarts, stopped) {
+        if !restart {
             break code;
         }
-        delay = next_backoff(delay, began.elapsed());
-        restarts += 1;
-        store.update(id, |r| {
-            r.state.status = Status::Restarting;
-            r.state.restart_count = restarts;
-        })?;
         if !sleep_unless_stopped(&store, id, delay) {
             store.update(id, |r| r.state.status = Status::Exited)?;
             break code;
