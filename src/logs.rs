@@ -47,6 +47,9 @@ pub struct Entry {
 pub struct LogWriter {
     file: File,
     path: PathBuf,
+    /// Where each stream is also copied as it arrives (a foreground run's
+    /// terminal), stdout then stderr.
+    echo: [Option<File>; 2],
 }
 
 /// A pipe being copied and the bytes of its unfinished line.
@@ -72,7 +75,15 @@ impl LogWriter {
         Ok(LogWriter {
             file,
             path: path.to_path_buf(),
+            echo: [None, None],
         })
+    }
+
+    /// Also copies stdout and stderr, unchanged and at once, to these
+    /// (`docker run` in the foreground shows the output and logs it).
+    pub fn echoing(mut self, stdout: OwnedFd, stderr: OwnedFd) -> LogWriter {
+        self.echo = [Some(File::from(stdout)), Some(File::from(stderr))];
+        self
     }
 
     /// Copies both pipes into the log, a line at a time, until both reach
@@ -156,6 +167,16 @@ impl LogWriter {
                 self.write_entry(source.stream, &rest)?;
             }
             return Ok(());
+        }
+        let echo = match source.stream {
+            Stream::Stdout => &mut self.echo[0],
+            Stream::Stderr => &mut self.echo[1],
+        };
+        if let Some(out) = echo {
+            // Whoever reads our output went away: keep logging, stop echoing.
+            if out.write_all(&buf[..n]).is_err() {
+                *echo = None;
+            }
         }
         source.pending.extend_from_slice(&buf[..n]);
         while let Some(newline) = source.pending.iter().position(|&b| b == b'\n') {

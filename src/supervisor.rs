@@ -9,7 +9,7 @@
 //! without touching the container. A foreground `run` is its own
 //! supervisor: the same code, with the container's output on the terminal.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -127,9 +127,15 @@ pub fn supervise_explained(
     let mut restarts = record.state.restart_count;
     let code = loop {
         let (io, logger) = match attach.take() {
-            Some(Attach::Foreground(io)) => (io, None),
+            // A terminal (-t) is relayed by the caller, not logged.
+            Some(Attach::Foreground(io)) if io.console.is_some() => (io, None),
+            // In the foreground the output is shown and logged.
+            Some(Attach::Foreground(io)) => {
+                let (io, logger) = log_pipes(&store, id, Some(io.stdin))?;
+                (io, Some(logger))
+            }
             _ => {
-                let (io, logger) = log_pipes(&store, id)?;
+                let (io, logger) = log_pipes(&store, id, None)?;
                 (io, Some(logger))
             }
         };
@@ -202,8 +208,14 @@ pub fn supervise_explained(
 /// Pipes for stdout and stderr, and a logger process that copies them into
 /// the container's json-file log. A process, not a thread: the supervisor
 /// clones containers, and a fork beside a running thread could inherit a
-/// lock that thread held.
-fn log_pipes(store: &Store, id: &str) -> Result<(Stdio, nix::unistd::Pid), SupervisorError> {
+/// lock that thread held. `foreground`: the run's stdin, and the output is
+/// also copied to our own stdout and stderr.
+fn log_pipes(
+    store: &Store,
+    id: &str,
+    foreground: Option<StdinMode>,
+) -> Result<(Stdio, nix::unistd::Pid), SupervisorError> {
+    let echo = foreground.is_some();
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SupervisorError::Spawn(e.to_string()));
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
@@ -215,6 +227,10 @@ fn log_pipes(store: &Store, id: &str) -> Result<(Stdio, nix::unistd::Pid), Super
             drop(err_write);
             init::set_process_name("mini-docker-log");
             let code = match LogWriter::open(&path)
+                .map(|writer| match (echo, dup_stdio()) {
+                    (true, Some((out, err))) => writer.echoing(out, err),
+                    _ => writer,
+                })
                 .and_then(|mut writer| writer.copy(Some(out_read), Some(err_read)))
             {
                 Ok(()) => 0,
@@ -224,7 +240,7 @@ fn log_pipes(store: &Store, id: &str) -> Result<(Stdio, nix::unistd::Pid), Super
         }
         ForkResult::Parent { child } => {
             let io = Stdio {
-                stdin: StdinMode::Null,
+                stdin: foreground.unwrap_or(StdinMode::Null),
                 stdout: Some(out_write),
                 stderr: Some(err_write),
                 console: None,
@@ -232,6 +248,13 @@ fn log_pipes(store: &Store, id: &str) -> Result<(Stdio, nix::unistd::Pid), Super
             Ok((io, child))
         }
     }
+}
+
+/// Our own stdout and stderr, duplicated.
+fn dup_stdio() -> Option<(OwnedFd, OwnedFd)> {
+    let out = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let err = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    Some((out, err))
 }
 
 fn wait_logger(logger: Option<nix::unistd::Pid>) {

@@ -826,6 +826,22 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
     assert!(alive(pid), "USR1 ended the container");
     let bad = lab.md(&["kill", "-s", "NOSUCH", "limited"]);
     assert_eq!(bad.status.code(), Some(1));
+    // A foreground run shows its output and logs it, on the same streams.
+    let shown = lab.md(&[
+        "run",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&shown.stderr), "err\n");
+    let logged = lab.md(&["logs", "fg"]);
+    assert_eq!(String::from_utf8_lossy(&logged.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&logged.stderr), "err\n");
+    lab.ok(&["rm", "fg"]);
     // logs -f follows until the container exits.
     lab.ok(&[
         "run",

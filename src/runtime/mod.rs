@@ -353,6 +353,7 @@ impl ChildSetup<'_> {
         }
         let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
         let argv = cstrings(config.command.iter().cloned())?;
+        explain.keep_stderr();
         connect_stdio(io, null)?;
         config.profile.apply()?;
         explain.step(
