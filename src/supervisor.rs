@@ -338,11 +338,6 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), SupervisorError> {
 }
 // ANCHOR_END: remove
 
-/// Whether the state names a container that is really there.
-pub fn is_running(record: &Record) -> bool {
-    record.effective_status().is_running()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("failed to start the supervisor: {0}")]

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -54,45 +53,6 @@ impl Drop for TestRoot {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
     }
-}
-
-/// Every file under `root` with its type, mode, owner and content (or link
-/// target).
-fn fingerprint(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let key = path.strip_prefix(root).unwrap().display().to_string();
-            let body = if meta.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                "dir".to_string()
-            } else if meta.is_file() {
-                format!(
-                    "{} bytes, sum {}",
-                    meta.len(),
-                    checksum(&fs::read(&path).unwrap())
-                )
-            } else {
-                "special".to_string()
-            };
-            out.insert(
-                key,
-                format!("{:o} {}:{} {}", meta.mode(), meta.uid(), meta.gid(), body),
-            );
-        }
-    }
-    out
-}
-
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
 }
 
 fn tar(args: &[&str]) {
@@ -196,10 +156,10 @@ fn import_list_and_remove() {
 
     // File for file, with modes, owners and link targets, minus the two
     // special files.
-    let mut expected = fingerprint(&source);
+    let mut expected = common::fingerprint(&source);
     assert!(expected.remove("run/fifo").is_some());
     assert!(expected.remove("dev/null").is_some());
-    let got = fingerprint(&rootfs);
+    let got = common::fingerprint(&rootfs);
     let differences: Vec<_> = expected
         .iter()
         .filter(|(path, want)| got.get(*path) != Some(want))

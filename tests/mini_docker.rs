@@ -11,9 +11,14 @@ use std::time::Duration;
 /// `mini-docker run ARGS` in a network namespace of its own: the default
 /// network is the bridge, which must never be made in the machine's own.
 fn mini_docker(state: &Path, args: &[&str]) -> std::process::Output {
+    common::run(isolated(state, args))
+}
+
+/// `run_command`, started in a network namespace of its own.
+fn isolated(state: &Path, args: &[&str]) -> Command {
     let mut command = run_command(state, args);
     common::in_new_netns(&mut command);
-    common::run(command)
+    command
 }
 
 fn run_command(state: &Path, args: &[&str]) -> Command {
@@ -526,24 +531,20 @@ fn user_entrypoint_env_file_and_stdin() {
     let state = common::state_root("mini-docker-user");
     // -u: the kernel's view of the process, from the host.
     let sleeper = Background::start(
-        {
-            let mut c = run_command(
-                &state,
-                &[
-                    "--name",
-                    "user",
-                    "-u",
-                    "1000:1001",
-                    "--network",
-                    "none",
-                    "busybox",
-                    "sleep",
-                    "60",
-                ],
-            );
-            common::in_new_netns(&mut c);
-            c
-        },
+        isolated(
+            &state,
+            &[
+                "--name",
+                "user",
+                "-u",
+                "1000:1001",
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "60",
+            ],
+        ),
         "user",
         "sleep",
     );
@@ -606,14 +607,10 @@ fn privileged_keeps_every_capability_and_no_filter() {
     common::assert_root();
     let state = common::state_root("mini-docker-privileged");
     let container = Background::start(
-        {
-            let mut c = run_command(
-                &state,
-                &["--name", "priv", "--privileged", "busybox", "sleep", "60"],
-            );
-            common::in_new_netns(&mut c);
-            c
-        },
+        isolated(
+            &state,
+            &["--name", "priv", "--privileged", "busybox", "sleep", "60"],
+        ),
         "priv",
         "sleep",
     );
@@ -686,22 +683,18 @@ fn bad_input_exits_125_and_creates_nothing() {
     assert!(!state.join("lib/volumes").exists(), "a volume was created");
     // A name in use: the second run is refused while the first runs.
     let first = Background::start(
-        {
-            let mut c = run_command(
-                &state,
-                &[
-                    "--name",
-                    "taken",
-                    "--network",
-                    "none",
-                    "busybox",
-                    "sleep",
-                    "60",
-                ],
-            );
-            common::in_new_netns(&mut c);
-            c
-        },
+        isolated(
+            &state,
+            &[
+                "--name",
+                "taken",
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "60",
+            ],
+        ),
         "taken",
         "sleep",
     );
@@ -871,9 +864,7 @@ fn on_a_terminal(
     prompt: &str,
     keys: &[u8],
 ) -> (Option<i32>, String, bool) {
-    let mut command = run_command(state, args);
-    common::in_new_netns(&mut command);
-    with_a_terminal(command, prompt, keys)
+    with_a_terminal(isolated(state, args), prompt, keys)
 }
 
 /// `on_a_terminal` for any mini-docker command.
@@ -1039,23 +1030,19 @@ fn init_forwards_sigterm_and_reaps() {
     common::assert_root();
     let state = common::state_root("mini-docker-init");
     let container = Background::start(
-        {
-            let mut c = run_command(
-                &state,
-                &[
-                    "--name",
-                    "with-init",
-                    "--init",
-                    "--network",
-                    "none",
-                    "busybox",
-                    "sleep",
-                    "100",
-                ],
-            );
-            common::in_new_netns(&mut c);
-            c
-        },
+        isolated(
+            &state,
+            &[
+                "--name",
+                "with-init",
+                "--init",
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "100",
+            ],
+        ),
         "with-init",
         "sleep",
     );

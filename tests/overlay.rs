@@ -4,37 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
-
-/// Every file under `root` with its type, mode, owner and content (or link
-/// target): a byte-for-byte fingerprint of a layer.
-fn fingerprint(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let key = path.strip_prefix(root).unwrap().display().to_string();
-            let body = if meta.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&path).unwrap().display())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                "dir".to_string()
-            } else {
-                format!("{:?}", fs::read(&path).unwrap())
-            };
-            out.insert(
-                key,
-                format!("{:o} {}:{} {}", meta.mode(), meta.uid(), meta.gid(), body),
-            );
-        }
-    }
-    out
-}
 
 #[test]
 #[cfg_attr(
@@ -53,7 +24,10 @@ fn layers_stay_unchanged_and_the_upper_holds_copy_up_whiteout_and_opaque_dir() {
         "lib/images/layers/runtime",
         "lib/images/layers/app",
     ];
-    let before: Vec<_> = layers.iter().map(|l| fingerprint(&state.join(l))).collect();
+    let before: Vec<_> = layers
+        .iter()
+        .map(|l| common::fingerprint(&state.join(l)))
+        .collect();
     assert!(before[1].contains_key("etc/runtime.conf"));
 
     // Hold before step 7: steps 4-6 have changed the first container's files.
@@ -112,7 +86,10 @@ fn layers_stay_unchanged_and_the_upper_holds_copy_up_whiteout_and_opaque_dir() {
         "the writable layer was left behind"
     );
     assert!(!state.join("run/containers/ch04-2").exists());
-    let after: Vec<_> = layers.iter().map(|l| fingerprint(&state.join(l))).collect();
+    let after: Vec<_> = layers
+        .iter()
+        .map(|l| common::fingerprint(&state.join(l)))
+        .collect();
     assert_eq!(before, after, "a lower layer changed");
     assert_eq!(
         common::mount_points(&common::host_mountinfo()),

@@ -101,7 +101,13 @@ pub fn start(
     let mut anonymous_volumes = Vec::new();
     let mut volume_sources = Vec::new();
     for spec in &config.volumes {
-        let anonymous = random_hex();
+        // An anonymous volume gets a random name, as a container's ID.
+        let anonymous = match spec.source {
+            Source::Anonymous => {
+                crate::store::random_id().map_err(|e| RuntimeError::Setup(e.to_string()))?
+            }
+            _ => String::new(),
+        };
         let source = volumes::host_path(dirs, spec, &anonymous)?;
         if spec.source == Source::Anonymous {
             anonymous_volumes.push(anonymous);
@@ -585,14 +591,6 @@ fn names(spaces: &[Namespace]) -> String {
         .map(|s| s.proc_name())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// 64 random hex digits, as Docker's IDs.
-pub fn random_hex() -> String {
-    let mut bytes = [0u8; 32];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, RuntimeError> {

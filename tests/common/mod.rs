@@ -3,6 +3,7 @@
 //! test makes from outside the chapter.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
@@ -420,4 +421,44 @@ pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
             )
         })
         .collect()
+}
+
+/// Every file under `root` with its type, mode, owner and content (a
+/// checksum of it, or the link target): a fingerprint of a tree, to show
+/// that it did not change.
+pub fn fingerprint(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let key = path.strip_prefix(root).unwrap().display().to_string();
+            let body = if meta.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if meta.is_file() {
+                format!(
+                    "{} bytes, sum {}",
+                    meta.len(),
+                    checksum(&fs::read(&path).unwrap())
+                )
+            } else {
+                "special".to_string()
+            };
+            out.insert(
+                key,
+                format!("{:o} {}:{} {}", meta.mode(), meta.uid(), meta.gid(), body),
+            );
+        }
+    }
+    out
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
