@@ -139,8 +139,12 @@ pub fn delete_link(nl: &mut Netlink, name: &str) -> Result<(), NetworkError> {
     };
     let mut link = LinkMessage::default();
     link.header.index = index;
-    nl.request(RouteNetlinkMessage::DelLink(link), Create::Change)
-        .map_err(op("delete", name))
+    match nl.request(RouteNetlinkMessage::DelLink(link), Create::Change) {
+        // Gone meanwhile: a veth dies with the network namespace of its
+        // peer, and the kernel may finish that just after our lookup.
+        Err(err) if err.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        other => other.map_err(op("delete", name)),
+    }
 }
 
 /// The names of every link in the current network namespace.
