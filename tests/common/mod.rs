@@ -93,7 +93,7 @@ pub fn own_cgroup_filters() -> Vec<(String, &'static str)> {
         .collect();
     paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
     paths.dedup();
-    paths
+    let mut filters: Vec<(String, &'static str)> = paths
         .into_iter()
         .map(|p| {
             (
@@ -101,7 +101,20 @@ pub fn own_cgroup_filters() -> Vec<(String, &'static str)> {
                 "/[OWN CGROUP]/container-lab",
             )
         })
-        .collect()
+        .collect();
+    // Where this process sits in a hierarchy's root, the lab's cgroups are
+    // right below it: the same `[OWN CGROUP]`, so that a snapshot does not
+    // depend on where the runner put the test.
+    filters.push((
+        r"/sys/fs/cgroup/([a-z_,]+)/container-lab".to_string(),
+        "/sys/fs/cgroup/$1/[OWN CGROUP]/container-lab",
+    ));
+    filters.push((
+        r"/sys/fs/cgroup/container-lab".to_string(),
+        "/sys/fs/cgroup/[OWN CGROUP]/container-lab",
+    ));
+    filters.push((r":/container-lab".to_string(), ":/[OWN CGROUP]/container-lab"));
+    filters
 }
 
 fn regex_escape(text: &str) -> String {
