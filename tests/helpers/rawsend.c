@@ -9,16 +9,21 @@
  *
  *   rawsend IFACE DST_MAC DST_IP:PORT PAYLOAD [DST_IP:PORT PAYLOAD]...
  *
- * The datagrams are sent in order, one frame each. Exit 0 when all were
- * sent, 1 with a message on stderr otherwise. Built with `cc -static` by
- * tests/escapes_network.rs.
+ * The datagrams are sent in order, one frame each, from one CPU: a veth
+ * queues what is sent on the sending CPU's backlog, so the receiving host
+ * handles the frames in this order too, and a test can send a harmless
+ * frame last and wait for it as a sign that the earlier ones were handled.
+ * Exit 0 when all were sent, 1 with a message on stderr otherwise. Built
+ * with `cc -static` by tests/escapes_network.rs.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/ip.h>
 #include <netinet/udp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +79,14 @@ int main(int argc, char **argv) {
     if (argc < 5 || (argc - 3) % 2 != 0) {
         fprintf(stderr, "usage: rawsend IFACE DST_MAC DST_IP:PORT PAYLOAD [DST_IP:PORT PAYLOAD]...\n");
         return 2;
+    }
+    int cpu = sched_getcpu();
+    if (cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) < 0)
+            perror("rawsend: warning: sched_setaffinity (frames may be handled out of order)");
     }
     int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
     if (fd < 0)
