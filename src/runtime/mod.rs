@@ -199,7 +199,13 @@ pub fn start(
             format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
             format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
         );
-        attachment.enable_outbound()?;
+        // Ports first: a port another container publishes is refused
+        // before anything is shared. Publishing enables outbound too.
+        if config.publish.is_empty() {
+            attachment.enable_outbound()?;
+        } else {
+            attachment.publish(&config.publish)?;
+        }
         explain.step(
             "outbound traffic: forwarding on, masquerade for the bridge's subnet",
             format!(
@@ -209,8 +215,7 @@ pub fn start(
                 network::PREFIX
             ),
         );
-        // Refused if another container publishes a port; `-p 80` gets one.
-        attachment.publish(&config.publish)?;
+        // With the host ports `-p PORT` was given.
         let ports = attachment.ports();
         if !ports.is_empty() {
             let shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
