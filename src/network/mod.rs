@@ -583,6 +583,7 @@ fn ensure_bridge(nl: &mut Netlink) -> Result<(), NetworkError> {
     set_up(nl, BRIDGE)
 }
 
+// ANCHOR: reclaim
 /// Deletes the entries `release` picks and every dead one, with their
 /// links and tables (by their names); returns the others.
 fn remove_dead(entries: Vec<Entry>, release: impl Fn(&Entry) -> bool) -> Vec<Entry> {
@@ -615,6 +616,20 @@ fn release(lock: &NetworkLock, which: impl Fn(&Entry) -> bool) -> Result<(), Net
     }
     Ok(())
 }
+
+/// What `rm -f`, `system prune` and a new run with the same name call for
+/// the network part of a dead run: removes the address entry of the run
+/// named `name`, its veth pair and its table of published ports, if no
+/// process of it is alive (PID and start time of the process that attached
+/// it and of the container's first process); and the bridge, the shared
+/// table and the sysctls when no container is left. Every other dead run's
+/// entry goes too (nobody can use it). A live container's things are never
+/// touched. Idempotent: a second call finds nothing to do.
+pub fn reclaim(dirs: &LabDirs, name: &str) -> Result<(), NetworkError> {
+    let lock = NetworkLock::take(dirs)?;
+    release(&lock, |e| e.name == name && !e.is_alive())
+}
+// ANCHOR_END: reclaim
 
 /// One `-p` of `docker run`: `[HOST_IP:][HOST_PORT:]PORT[/tcp|udp]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -843,21 +858,6 @@ impl Drop for Attachment {
         }
     }
 }
-
-/// What `rm -f`, `system prune` and a new run with the same name call for
-/// the network part of a dead run: removes the address entry of the run
-/// named `name`, its veth pair and its table of published ports, if no
-/// process of it is alive (PID and start time of the process that attached
-/// it and of the container's first process); and the bridge, the shared
-/// table and the sysctls when no container is left. Every other dead run's
-/// entry goes too (nobody can use it). A live container's things are never
-/// touched. Idempotent: a second call finds nothing to do.
-// ANCHOR: reclaim
-pub fn reclaim(dirs: &LabDirs, name: &str) -> Result<(), NetworkError> {
-    let lock = NetworkLock::take(dirs)?;
-    release(&lock, |e| e.name == name && !e.is_alive())
-}
-// ANCHOR_END: reclaim
 
 /// Removes what a container whose supervisor was killed left behind; kept
 /// for its callers, now `reclaim` (the address no longer needs to be given:
