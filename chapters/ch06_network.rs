@@ -4,7 +4,8 @@
 //! interface that is down. This chapter connects two containers to a bridge
 //! on the host with veth pairs, gives them addresses and a default route,
 //! lets them serve HTTP on the same port, and publishes one of them on a
-//! host port with nftables NAT.
+//! host port with nftables NAT, on 127.0.0.1 too, without opening the
+//! host's loopback to the containers.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -18,7 +19,7 @@ use lab::chapters;
 use lab::cli::{self, ChapterArgs, ContainerArgs};
 use lab::namespaces::Namespace;
 use lab::narrate::{yes_no, Narrator};
-use lab::network::{self, netlink::Netlink, BRIDGE, GATEWAY};
+use lab::network::{self, netlink::Netlink, PortMapping, BRIDGE, GATEWAY};
 use lab::state::LabDirs;
 use lab::steps::{show, BusyboxContainer};
 use lab::{privilege, rootfs, signals};
@@ -90,7 +91,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ))
         .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
         .begin()?;
-    let a_net = network::attach(&dirs, &a.name, &a.container)?;
+    let mut a_net = network::attach(&dirs, &a.name, &a.container)?;
     book.fact(
         "host side",
         format!(
@@ -116,7 +117,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .look("the containers reach each other by address; the host reaches both; no port conflict")
         .begin()?;
     let b = start_container(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
-    let b_net = network::attach(&dirs, &b.name, &b.container)?;
+    let mut b_net = network::attach(&dirs, &b.name, &b.container)?;
     book.fact(
         "addresses",
         format!("{} has {}, {} has {}", a.name, a_net.ip, b.name, b_net.ip),
@@ -149,13 +150,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     // ANCHOR: nat
     book.step(format!("NAT: masquerade outgoing traffic, publish port {} to {}:80", cli.publish, a.name))
-        .primitive("nftables nat chains: masquerade in postrouting, dnat in prerouting and output")
+        .primitive("nftables: masquerade in postrouting, dnat in prerouting and output, a conntrack guard for route_localnet")
         .shell(format!("nft -f rules.nft; sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{BRIDGE}.route_localnet=1"))
-        .look("the published port answers on the host's own 127.0.0.1 and on the bridge address from the other container")
+        .look("the published port answers on the host's own 127.0.0.1 and on the bridge address from the other container; a second claim on it is refused")
         .begin()?;
-    network::publish(&dirs, cli.publish, a_net.ip, 80)?;
+    let port = PortMapping {
+        host_ip: None,
+        host_port: cli.publish,
+        container_port: 80,
+        protocol: "tcp".into(),
+    };
+    a_net.publish(std::slice::from_ref(&port))?;
     book.on_host(&format!("nft list table ip {}", network::NFT_TABLE));
     book.output(&network::nft_list().unwrap_or_default());
+    let table = format!("{}_{}", network::NFT_TABLE, a_net.ip.octets()[3]);
+    book.on_host(&format!("nft list table ip {table}"));
+    book.output(&network::nft_list_table(&table).unwrap_or_default());
+    let localnet = format!("net.ipv4.conf.{BRIDGE}.route_localnet");
+    book.fact(&localnet, network::get_sysctl(&localnet)?);
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
     book.fact(
         &format!("host GET http://{local}/"),
@@ -172,14 +184,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             &format!("http://{GATEWAY}:{}/", cli.publish),
         ],
     )?;
+    // A host port leads to one container: the lab refuses a second claim.
+    let refused = b_net.publish(std::slice::from_ref(&port));
+    book.fact(
+        &format!("publish {} to {} too", cli.publish, b.name),
+        match refused {
+            Ok(()) => "accepted".to_string(),
+            Err(err) => format!("refused: {err}"),
+        },
+    );
+    // ANCHOR_END: nat
     // ANCHOR_END: nat
 
     book.user_command_step(&a.container, &cli.container.command)?;
 
     // ANCHOR: cleanup
     book.step("stop both containers and take the network down")
-        .primitive("RTM_DELLINK for each host end (its peer goes with it), then the bridge and the nft table with the last container")
-        .shell(format!("ip link del vh-NAME; ip link del {BRIDGE}; nft delete table ip {}", network::NFT_TABLE))
+        .primitive("RTM_DELLINK for each host end (its peer goes with it), a container's table with it, then the bridge and the shared table with the last container")
+        .shell(format!("ip link del vh-NAME; nft delete table ip {0}_2; ip link del {BRIDGE}; nft delete table ip {0}", network::NFT_TABLE))
         .look("the host is back to its loopback interface and no lab rules")
         .begin()?;
     drop((a_net, b_net));

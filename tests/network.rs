@@ -108,6 +108,11 @@ fn traffic_flows_only_after_the_veth_step_and_everything_is_removed() {
         rules.contains("dnat to 172.29.0.2:80") && rules.contains("masquerade"),
         "{rules}"
     );
+    // route_localnet is on for the published 127.0.0.1, and so is its guard.
+    assert!(
+        rules.contains("chain localnet_guard") && rules.contains("ip daddr 127.0.0.0/8"),
+        "{rules}"
+    );
     let addresses = fs::read_to_string(state.join("run/network/addresses")).unwrap();
     assert_eq!(addresses.lines().count(), 2, "{addresses}");
 

@@ -3,15 +3,18 @@
 //! rules for outbound NAT and published ports.
 //!
 //! Links, addresses and routes are made over rtnetlink, in-process (see
-//! `netlink.rs`); the firewall rules are one nftables table of the lab's
-//! own, so removing them is one `delete table`.
+//! `netlink.rs`); the firewall rules are nftables tables of the lab's own
+//! (one shared, one per container with published ports), so removing them
+//! is one `delete table` each. Who holds which address, links and ports is
+//! written down in `registry.rs`, under the one network lock.
 
 pub mod netlink;
+mod registry;
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -22,9 +25,9 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use nix::fcntl::{Flock, FlockArg};
 
 use self::netlink::{Create, Netlink};
+use self::registry::{Entry, NetworkLock, Process};
 use crate::state::LabDirs;
 
 /// The lab's bridge and subnet: pinned, so every run and every snapshot
@@ -182,40 +185,90 @@ fn index(nl: &mut Netlink, name: &str) -> Result<u32, NetworkError> {
         .ok_or_else(|| NetworkError::NoSuchLink(name.to_string()))
 }
 
-/// Writes a sysctl of the current network namespace (`sysctl -w`).
-pub fn set_sysctl(key: &str, value: &str) -> Result<String, NetworkError> {
-    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-    let old = fs::read_to_string(&path).map_err(|e| NetworkError::Io {
-        what: "read",
-        path: path.clone(),
-        source: e,
-    })?;
-    fs::write(&path, value).map_err(|e| NetworkError::Io {
-        what: "write",
-        path: path.clone(),
-        source: e,
-    })?;
-    Ok(old.trim().to_string())
+/// The names of the links enslaved to the bridge.
+fn bridge_ports(nl: &mut Netlink) -> Result<Vec<String>, NetworkError> {
+    let Some(bridge) = nl.index_of(BRIDGE).map_err(op("look up", BRIDGE))? else {
+        return Ok(Vec::new());
+    };
+    let links = nl.links().map_err(op("list links in", "this namespace"))?;
+    Ok(links
+        .iter()
+        .filter(|l| {
+            l.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Controller(index) if *index == bridge))
+        })
+        .filter_map(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        })
+        .collect())
 }
 
-/// The rules: masquerade what leaves the lab's subnet, and DNAT each
-/// published port, for packets arriving from outside (prerouting) and for
-/// the host's own connections (output), which never pass prerouting.
+/// Reads a sysctl of the current network namespace (`sysctl -n`).
+pub fn get_sysctl(key: &str) -> Result<String, NetworkError> {
+    let path = sysctl_path(key);
+    fs::read_to_string(&path)
+        .map(|value| value.trim().to_string())
+        .map_err(|e| NetworkError::Io {
+            what: "read",
+            path,
+            source: e,
+        })
+}
+
+/// Writes a sysctl of the current network namespace (`sysctl -w`).
+pub fn set_sysctl(key: &str, value: &str) -> Result<(), NetworkError> {
+    let path = sysctl_path(key);
+    fs::write(&path, value).map_err(|e| NetworkError::Io {
+        what: "write",
+        path,
+        source: e,
+    })
+}
+
+fn sysctl_path(key: &str) -> PathBuf {
+    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// The lab's shared table: masquerade for what leaves the subnet and for
+/// DNATed connections into it, and the guard that `route_localnet` needs.
+///
+/// Publishing on the host's own 127.0.0.1 means DNATing a connection whose
+/// source and destination are both 127.0.0.1 to a container. The kernel
+/// calls loopback addresses on any other interface "martian" and drops
+/// them: it refuses to route the DNATed packet out of the bridge with
+/// source 127.0.0.1 (the masquerade that fixes the source comes later, in
+/// postrouting), and it refuses the container's replies, whose destination
+/// becomes 127.0.0.1 again when conntrack undoes the masquerade in
+/// prerouting, before the routing decision. `route_localnet=1` on the
+/// bridge lifts both checks, and with them the one that kept every
+/// container away from services bound only to the host's 127.0.0.1: a
+/// container that writes a frame to 127.0.0.1 at the gateway's MAC reaches
+/// them (CVE-2020-8558, the same hole in kube-proxy).
+///
+/// The guard closes it again, as kube-proxy's fix does: after conntrack
+/// and NAT (priority -90, after dstnat's -100), whatever arrives from the
+/// bridge for 127.0.0.0/8 and is not part of a connection we DNATed is
+/// dropped. What stays allowed is exactly the replies of published ports.
+/// (Docker's other answer, a userland proxy per port, would need a
+/// process of ours for each port for the container's whole life, and hides
+/// the client's address from the container; the rule costs nothing and
+/// keeps the whole path in the kernel, where the chapter shows it.)
 // ANCHOR: nft_rules
-pub fn nft_ruleset(published: &[(u16, Ipv4Addr, u16)]) -> String {
-    let mut dnat = String::new();
-    for (host_port, ip, port) in published {
-        dnat.push_str(&format!(
-            "    chain prerouting {{ type nat hook prerouting priority -100; fib daddr type local tcp dport {host_port} dnat to {ip}:{port}; }}\n\
-             \x20   chain output {{ type nat hook output priority -100; fib daddr type local tcp dport {host_port} dnat to {ip}:{port}; }}\n"
-        ));
-    }
+pub fn nft_ruleset() -> String {
     format!(
         "table ip {NFT_TABLE} {{\n\
          \x20   chain postrouting {{ type nat hook postrouting priority 100;\n\
          \x20       ip saddr {SUBNET}/{PREFIX} ip daddr != {SUBNET}/{PREFIX} masquerade;\n\
          \x20       oifname \"{BRIDGE}\" ct status dnat masquerade;\n\
-         \x20   }}\n{dnat}}}\n"
+         \x20   }}\n\
+         \x20   chain localnet_guard {{ type filter hook prerouting priority -90;\n\
+         \x20       iifname \"{BRIDGE}\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop;\n\
+         \x20   }}\n\
+         }}\n"
     )
 }
 // ANCHOR_END: nft_rules
@@ -255,10 +308,24 @@ pub fn nft_apply(ruleset: &str) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// Table `table`, written whole in one transaction: whatever a table of
+/// that name held before (a killed run's, an older version's) is replaced,
+/// never added to.
+fn nft_replace(table: &str, ruleset: &str) -> Result<(), NetworkError> {
+    nft_apply(&format!(
+        "table ip {table} {{}}\ndelete table ip {table}\n{ruleset}"
+    ))
+}
+
 /// `nft list table ip container_lab`, or None when it does not exist.
 pub fn nft_list() -> Option<String> {
+    nft_list_table(NFT_TABLE)
+}
+
+/// `nft list table ip TABLE`, or None when it does not exist.
+pub fn nft_list_table(table: &str) -> Option<String> {
     let output = Command::new("nft")
-        .args(["list", "table", "ip", NFT_TABLE])
+        .args(["list", "table", "ip", table])
         .output()
         .ok()?;
     output
@@ -267,100 +334,32 @@ pub fn nft_list() -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The addresses in use, one line per container: "IP NAME PID", kept in a
-/// file under the run directory and changed only under an exclusive lock,
-/// so containers started at the same moment never get the same address.
-#[derive(Debug)]
-pub struct Allocation {
-    pub ip: Ipv4Addr,
-    pub name: String,
-    file: PathBuf,
-}
-
-impl Allocation {
-    // ANCHOR: allocate
-    pub fn allocate(dirs: &LabDirs, name: &str) -> Result<Allocation, NetworkError> {
-        let file = dirs.run.join("network").join("addresses");
-        with_lock(&file, |entries| {
-            // Entries of processes that died without cleaning up are stale.
-            // (their veths went with their network namespaces; their
-            // published ports did not).
-            entries.retain(|e| {
-                let alive = Path::new(&format!("/proc/{}", e.2)).exists();
-                if !alive {
-                    nft_delete_table(&container_table(e.0));
-                }
-                alive
-            });
-            if entries.iter().any(|e| e.1 == name) {
-                return Err(NetworkError::NameInUse(name.to_string()));
-            }
-            let taken: Vec<Ipv4Addr> = entries.iter().map(|e| e.0).collect();
-            let ip = (2..=254u8)
-                .map(|host| Ipv4Addr::new(172, 29, 0, host))
-                .find(|ip| !taken.contains(ip))
-                .ok_or(NetworkError::SubnetFull)?;
-            entries.push((ip, name.to_string(), std::process::id()));
-            Ok(Allocation {
-                ip,
-                name: name.to_string(),
-                file: file.clone(),
-            })
-        })
-    }
-    // ANCHOR_END: allocate
-
-    /// Releases the address; returns how many allocations remain.
-    pub fn release(&self) -> Result<usize, NetworkError> {
-        with_lock(&self.file, |entries| {
-            entries.retain(|e| e.1 != self.name);
-            Ok(entries.len())
-        })
-    }
-}
-
-type Entry = (Ipv4Addr, String, u32);
-
-fn with_lock<T>(
-    file: &Path,
-    change: impl FnOnce(&mut Vec<Entry>) -> Result<T, NetworkError>,
-) -> Result<T, NetworkError> {
-    let io = |what, source| NetworkError::Io {
-        what,
-        path: file.to_path_buf(),
-        source,
+/// The lab's tables in this namespace: the shared one and every
+/// container's (`container_lab_NN`).
+fn nft_lab_tables() -> Vec<String> {
+    let Ok(output) = Command::new("nft").args(["list", "tables", "ip"]).output() else {
+        return Vec::new();
     };
-    fs::create_dir_all(file.parent().unwrap_or(Path::new("/")))
-        .map_err(|e| io("create the directory of", e))?;
-    let lock_file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file.with_extension("lock"))
-        .map_err(|e| io("open", e))?;
-    // Held until this function returns: the whole read-change-write is atomic.
-    let _lock =
-        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", e.into()))?;
-    let text = fs::read_to_string(file).unwrap_or_default();
-    let mut entries: Vec<Entry> = text
+    String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|line| {
-            let mut parts = line.split_whitespace();
-            Some((
-                parts.next()?.parse().ok()?,
-                parts.next()?.to_string(),
-                parts.next()?.parse().ok()?,
-            ))
+        .filter_map(|line| line.strip_prefix("table ip "))
+        .map(str::trim)
+        .filter(|name| {
+            *name == NFT_TABLE
+                || name
+                    .strip_prefix(NFT_TABLE)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         })
-        .collect();
-    let result = change(&mut entries)?;
-    let text: String = entries
-        .iter()
-        .map(|(ip, name, pid)| format!("{ip} {name} {pid}\n"))
-        .collect();
-    let temporary = file.with_extension("new");
-    fs::write(&temporary, text).map_err(|e| io("write", e))?;
-    fs::rename(&temporary, file).map_err(|e| io("replace", e))?;
-    Ok(result)
+        .map(str::to_string)
+        .collect()
+}
+
+fn nft_delete_table(table: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn op<D: std::fmt::Display>(what: &'static str, name: D) -> impl FnOnce(io::Error) -> NetworkError {
@@ -383,8 +382,25 @@ pub enum NetworkError {
     NoSuchLink(String),
     #[error("a container named {0} already has an address; pick another --name")]
     NameInUse(String),
+    #[error("the network interface {0} belongs to a running container; pick another --name")]
+    LinkInUse(String),
     #[error("the lab's subnet 172.29.0.0/24 is full; stop some containers")]
     SubnetFull,
+    /// Docker's words, then ours.
+    #[error("Bind for {ip}:{port} failed: port is already allocated; {why}")]
+    PortAllocated {
+        ip: Ipv4Addr,
+        port: u16,
+        why: String,
+    },
+    #[error("no free host port left to publish {0}; name one with -p HOST_PORT:PORT")]
+    NoFreePort(String),
+    #[error("the address of {0} is no longer allocated; stop the container and start it again")]
+    NotAllocated(String),
+    #[error(
+        "this process already holds the lab's network lock (a bug: taking it again would wait for ever)"
+    )]
+    LockHeld,
     #[error(
         "nft refused the lab's rules: {0}; is the nftables package installed and nf_tables loaded?"
     )]
@@ -404,13 +420,11 @@ pub enum NetworkError {
 #[derive(Debug)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
+    pub name: String,
     pub host_end: String,
     /// The veth end that goes into the container (renamed eth0 there).
     pub peer: String,
-    /// `container_lab_NN`: this container's own table of published ports.
-    published: Option<String>,
     ports: Vec<PortMapping>,
-    allocation: Allocation,
     dirs: LabDirs,
 }
 
@@ -457,34 +471,27 @@ pub fn attach_process(
     pid: i32,
     link_names: impl FnOnce(Ipv4Addr) -> (String, String),
 ) -> Result<Attachment, NetworkError> {
-    // Creating the bridge and removing it with the last container happen
-    // under one lock, so a container never joins a bridge being deleted.
-    let _lock = lock_bridge(dirs)?;
-    let allocation = Allocation::allocate(dirs, name)?;
-    let (host_end, peer) = link_names(allocation.ip);
-    let (host_end, peer) = (host_end.as_str(), peer.as_str());
-    let attachment = Attachment {
-        ip: allocation.ip,
-        host_end: host_end.to_string(),
-        peer: peer.to_string(),
-        published: None,
-        ports: Vec::new(),
-        allocation,
-        dirs: dirs.clone(),
-    };
-    let mut nl = Netlink::open().map_err(op("open a netlink socket in", "this namespace"))?;
-    if nl
-        .index_of(BRIDGE)
-        .map_err(op("look up", BRIDGE))?
-        .is_none()
-    {
-        create_bridge(&mut nl)?;
+    // Taken once, here, for everything below, and released before the
+    // Attachment exists: its Drop takes the lock itself, so it must never
+    // run while we hold it (flock would wait for us for ever).
+    let lock = NetworkLock::take(dirs)?;
+    let entry = allocate(&lock, name, pid, link_names)?;
+    if let Err(err) = connect(&entry, pid) {
+        // Undone with the lock we hold.
+        if let Err(cleanup) = release(&lock, |e| e.ip == entry.ip) {
+            eprintln!("warning: {cleanup}");
+        }
+        return Err(err);
     }
-    create_veth(&mut nl, host_end, peer)?;
-    attach_to_bridge(&mut nl, host_end)?;
-    set_up(&mut nl, host_end)?;
-    move_to_namespace(&mut nl, peer, pid as u32)?;
-    Ok(attachment)
+    drop(lock);
+    Ok(Attachment {
+        ip: entry.ip,
+        name: entry.name,
+        host_end: entry.host_end,
+        peer: entry.peer,
+        ports: Vec::new(),
+        dirs: dirs.clone(),
+    })
 }
 
 /// Runs inside the container: `ip link set PEER name eth0`, the address,
@@ -499,21 +506,130 @@ pub fn configure_inside(peer: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
 }
 // ANCHOR_END: attach
 
-/// Publishes `host_port` on the host to `ip:port` in a container, and turns
-/// on what NAT needs: forwarding, and (for connections to 127.0.0.1)
-/// routing of loopback-sourced packets out of the bridge.
-// ANCHOR: publish
-pub fn publish(
-    dirs: &LabDirs,
-    host_port: u16,
-    ip: Ipv4Addr,
-    port: u16,
-) -> Result<(), NetworkError> {
-    remember_sysctl(dirs, "net.ipv4.ip_forward", "1")?;
-    remember_sysctl(dirs, &format!("net.ipv4.conf.{BRIDGE}.route_localnet"), "1")?;
-    nft_apply(&nft_ruleset(&[(host_port, ip, port)]))
+/// An address for container `name`, written down (with the names its
+/// links will have) before any link exists. Entries of dead runs are
+/// removed first, their links and tables with them: a run killed at any
+/// point leaves nothing that blocks this one.
+// ANCHOR: allocate
+fn allocate(
+    lock: &NetworkLock,
+    name: &str,
+    pid: i32,
+    link_names: impl FnOnce(Ipv4Addr) -> (String, String),
+) -> Result<Entry, NetworkError> {
+    let mut entries = remove_dead(lock.entries()?, |_| false);
+    if entries.iter().any(|e| e.name == name) {
+        return Err(NetworkError::NameInUse(name.to_string()));
+    }
+    let taken: Vec<Ipv4Addr> = entries.iter().map(|e| e.ip).collect();
+    let ip = (2..=254u8)
+        .map(|host| Ipv4Addr::new(172, 29, 0, host))
+        .find(|ip| !taken.contains(ip))
+        .ok_or(NetworkError::SubnetFull)?;
+    let (host_end, peer) = link_names(ip);
+    for link in [&host_end, &peer] {
+        if entries
+            .iter()
+            .any(|e| &e.host_end == link || &e.peer == link)
+        {
+            return Err(NetworkError::LinkInUse(link.clone()));
+        }
+    }
+    let entry = Entry {
+        ip,
+        name: name.to_string(),
+        owner: Process::current(),
+        container: Process::of(pid),
+        host_end,
+        peer,
+        ports: Vec::new(),
+    };
+    entries.push(entry.clone());
+    lock.save(&entries)?;
+    Ok(entry)
 }
-// ANCHOR_END: publish
+// ANCHOR_END: allocate
+
+/// The links of `entry`: the bridge if it is missing, the veth pair on it,
+/// the peer moved into process `pid`'s network namespace.
+fn connect(entry: &Entry, pid: i32) -> Result<(), NetworkError> {
+    let mut nl = Netlink::open().map_err(op("open a netlink socket in", "this namespace"))?;
+    ensure_bridge(&mut nl)?;
+    // Links with these names can only be a dead run's: the address, and
+    // with it the names, are ours now.
+    delete_link(&mut nl, &entry.host_end)?;
+    delete_link(&mut nl, &entry.peer)?;
+    create_veth(&mut nl, &entry.host_end, &entry.peer)?;
+    attach_to_bridge(&mut nl, &entry.host_end)?;
+    set_up(&mut nl, &entry.host_end)?;
+    move_to_namespace(&mut nl, &entry.peer, pid as u32)
+}
+
+/// The bridge, complete: a run killed while making it may have left it
+/// without its address or down.
+fn ensure_bridge(nl: &mut Netlink) -> Result<(), NetworkError> {
+    if nl
+        .index_of(BRIDGE)
+        .map_err(op("look up", BRIDGE))?
+        .is_none()
+    {
+        return create_bridge(nl);
+    }
+    match add_address(nl, BRIDGE, GATEWAY, PREFIX) {
+        Err(NetworkError::Netlink { source, .. })
+            if source.raw_os_error() == Some(libc::EEXIST) => {}
+        other => other?,
+    }
+    set_up(nl, BRIDGE)
+}
+
+// ANCHOR: reclaim
+/// Deletes the entries `release` picks and every dead one, with their
+/// links and tables (by their names); returns the others.
+fn remove_dead(entries: Vec<Entry>, release: impl Fn(&Entry) -> bool) -> Vec<Entry> {
+    let (gone, kept): (Vec<Entry>, Vec<Entry>) = entries
+        .into_iter()
+        .partition(|e| release(e) || !e.is_alive());
+    if !gone.is_empty() {
+        let mut nl = Netlink::open().ok();
+        for entry in &gone {
+            nft_delete_table(&container_table(entry.ip));
+            if let Some(nl) = nl.as_mut() {
+                for link in [&entry.host_end, &entry.peer] {
+                    if let Err(err) = delete_link(nl, link) {
+                        eprintln!("warning: {err}");
+                    }
+                }
+            }
+        }
+    }
+    kept
+}
+
+/// Under the lock: `remove_dead`, the file rewritten, and the shared
+/// things removed when no container is left.
+fn release(lock: &NetworkLock, which: impl Fn(&Entry) -> bool) -> Result<(), NetworkError> {
+    let kept = remove_dead(lock.entries()?, which);
+    lock.save(&kept)?;
+    if kept.is_empty() {
+        teardown_shared(lock);
+    }
+    Ok(())
+}
+
+/// What `rm -f`, `system prune` and a new run with the same name call for
+/// the network part of a dead run: removes the address entry of the run
+/// named `name`, its veth pair and its table of published ports, if no
+/// process of it is alive (PID and start time of the process that attached
+/// it and of the container's first process); and the bridge, the shared
+/// table and the sysctls when no container is left. Every other dead run's
+/// entry goes too (nobody can use it). A live container's things are never
+/// touched. Idempotent: a second call finds nothing to do.
+pub fn reclaim(dirs: &LabDirs, name: &str) -> Result<(), NetworkError> {
+    let lock = NetworkLock::take(dirs)?;
+    release(&lock, |e| e.name == name && !e.is_alive())
+}
+// ANCHOR_END: reclaim
 
 /// One `-p` of `docker run`: `[HOST_IP:][HOST_PORT:]PORT[/tcp|udp]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -536,9 +652,21 @@ impl std::fmt::Display for PortMapping {
     }
 }
 
+impl PortMapping {
+    /// Whether both would receive the same packets: one protocol, one
+    /// port, and one address or either on all of them (0.0.0.0).
+    fn overlaps(&self, other: &PortMapping) -> bool {
+        let any = |ip: Option<Ipv4Addr>| ip.map_or(true, |ip| ip.is_unspecified());
+        self.protocol == other.protocol
+            && self.host_port == other.host_port
+            && (any(self.host_ip) || any(other.host_ip) || self.host_ip == other.host_ip)
+    }
+}
+
 /// The rules for one container's published ports, in a table of its own,
 /// so that removing them is one `nft delete table` and never touches the
-/// rules of another container.
+/// rules of another container. Prerouting DNATs what arrives from outside;
+/// output DNATs the host's own connections, which never pass prerouting.
 // ANCHOR: container_rules
 pub fn nft_container_ruleset(table: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> String {
     let mut rules = String::new();
@@ -562,49 +690,126 @@ pub fn nft_container_ruleset(table: &str, ip: Ipv4Addr, ports: &[PortMapping]) -
 // ANCHOR_END: container_rules
 
 impl Attachment {
-    /// `docker run -p`: DNATs each port to this container, in the table
-    /// `container_lab_NN` (NN: the last number of its address).
+    /// `docker run -p`: refuses a host port another container (or this
+    /// one, twice) already publishes, picks a free one for `-p PORT`, then
+    /// DNATs each port to this container in its table `container_lab_NN`
+    /// (NN: the last number of its address).
+    // ANCHOR: publish
     pub fn publish(&mut self, ports: &[PortMapping]) -> Result<(), NetworkError> {
         if ports.is_empty() {
             return Ok(());
         }
-        self.enable_outbound()?;
-        remember_sysctl(
-            &self.dirs,
-            &format!("net.ipv4.conf.{BRIDGE}.route_localnet"),
-            "1",
-        )?;
+        let lock = NetworkLock::take(&self.dirs)?;
+        let mut entries = remove_dead(lock.entries()?, |_| false);
+        let chosen = choose_ports(&entries, self.ip, ports)?;
+        // Written down before the table exists: a run killed after this is
+        // found, table and all, by its entry.
+        let ours = entries
+            .iter_mut()
+            .find(|e| e.ip == self.ip && e.name == self.name)
+            .ok_or_else(|| NetworkError::NotAllocated(self.name.clone()))?;
+        ours.ports = chosen.clone();
+        lock.save(&entries)?;
+        self.ports = chosen;
+        // The guard first, then the sysctl it guards (the sysctl belongs to
+        // the bridge, and goes with it).
+        enable_outbound(&lock)?;
+        set_sysctl(&format!("net.ipv4.conf.{BRIDGE}.route_localnet"), "1")?;
         let table = container_table(self.ip);
-        nft_apply(&nft_container_ruleset(&table, self.ip, ports))?;
-        self.published = Some(table);
-        self.ports = ports.to_vec();
-        Ok(())
+        nft_replace(&table, &nft_container_ruleset(&table, self.ip, &self.ports))
     }
+    // ANCHOR_END: publish
 
     /// What Docker's bridge network does for every container: forwarding
-    /// on, and the shared table's masquerade rules, so that containers
-    /// reach beyond the host and replies (and hairpin traffic) find their
-    /// way back. Done once, by the first container; undone by the last.
+    /// on, and the shared table (masquerade, the loopback guard), so that
+    /// containers reach beyond the host and replies (and hairpin traffic)
+    /// find their way back. Undone by the last container to go.
     pub fn enable_outbound(&self) -> Result<(), NetworkError> {
-        let _lock = lock_bridge(&self.dirs)?;
-        let marker = self.dirs.run.join("network").join("outbound");
-        if marker.exists() {
-            return Ok(());
-        }
-        remember_sysctl(&self.dirs, "net.ipv4.ip_forward", "1")?;
-        if nft_list().is_none() {
-            nft_apply(&nft_ruleset(&[]))?;
-        }
-        fs::write(&marker, b"").map_err(|e| NetworkError::Io {
-            what: "write",
-            path: marker.clone(),
-            source: e,
-        })
+        let lock = NetworkLock::take(&self.dirs)?;
+        enable_outbound(&lock)
     }
 
     pub fn ports(&self) -> &[PortMapping] {
         &self.ports
     }
+}
+
+/// Forwarding on (its old value kept for the last container to restore),
+/// and the shared table written whole: every start repairs what a killed
+/// run may have left half-done, with no "already done" marker to trust.
+fn enable_outbound(lock: &NetworkLock) -> Result<(), NetworkError> {
+    remember_sysctl(lock, "net.ipv4.ip_forward", "1")?;
+    nft_replace(NFT_TABLE, &nft_ruleset())
+}
+
+/// The ports as published: each checked against what the live containers
+/// (and the earlier `-p` of this run) publish, `-p PORT` given a free port.
+fn choose_ports(
+    entries: &[Entry],
+    own_ip: Ipv4Addr,
+    wanted: &[PortMapping],
+) -> Result<Vec<PortMapping>, NetworkError> {
+    let others: Vec<(&str, &PortMapping)> = entries
+        .iter()
+        .filter(|e| e.ip != own_ip)
+        .flat_map(|e| e.ports.iter().map(move |p| (e.name.as_str(), p)))
+        .collect();
+    let mut chosen: Vec<PortMapping> = Vec::new();
+    for port in wanted {
+        let mut port = port.clone();
+        if port.host_port == 0 {
+            port.host_port = free_port(&port, |p| {
+                others.iter().any(|(_, o)| o.overlaps(p)) || chosen.iter().any(|c| c.overlaps(p))
+            })?;
+        }
+        let refused = |why: String| NetworkError::PortAllocated {
+            ip: port.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port: port.host_port,
+            why,
+        };
+        if let Some((name, _)) = others.iter().find(|(_, o)| o.overlaps(&port)) {
+            return Err(refused(format!(
+                "container {name} publishes it: pick another host port or stop {name}"
+            )));
+        }
+        if let Some(earlier) = chosen.iter().find(|c| c.overlaps(&port)) {
+            return Err(refused(format!(
+                "this run publishes it twice ({earlier} and {port}): give each -p its own host port"
+            )));
+        }
+        chosen.push(port);
+    }
+    Ok(chosen)
+}
+
+/// A port the host has free (the kernel picks it when we bind port 0)
+/// that no container publishes either.
+fn free_port(
+    port: &PortMapping,
+    published: impl Fn(&PortMapping) -> bool,
+) -> Result<u16, NetworkError> {
+    let ip = port.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    for _ in 0..64 {
+        let picked = if port.protocol == "udp" {
+            std::net::UdpSocket::bind((ip, 0)).and_then(|s| s.local_addr())
+        } else {
+            std::net::TcpListener::bind((ip, 0)).and_then(|s| s.local_addr())
+        }
+        .map_err(|e| NetworkError::Io {
+            what: "pick a free port on",
+            path: PathBuf::from(ip.to_string()),
+            source: e,
+        })?
+        .port();
+        let candidate = PortMapping {
+            host_port: picked,
+            ..port.clone()
+        };
+        if !published(&candidate) {
+            return Ok(picked);
+        }
+    }
+    Err(NetworkError::NoFreePort(port.to_string()))
 }
 
 /// mini-docker's names for a container's veth pair: the last number of its
@@ -618,115 +823,73 @@ fn container_table(ip: Ipv4Addr) -> String {
     format!("{NFT_TABLE}_{}", ip.octets()[3])
 }
 
-fn nft_delete_table(table: &str) {
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", table])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Sets a sysctl, keeping its first original value to restore later.
-fn remember_sysctl(dirs: &LabDirs, key: &str, value: &str) -> Result<(), NetworkError> {
-    let file = dirs.run.join("network").join("sysctl.orig");
-    let old = set_sysctl(key, value)?;
+/// Sets a sysctl, its original value written down first (once), so that
+/// a run killed in between never loses the value to restore.
+fn remember_sysctl(lock: &NetworkLock, key: &str, value: &str) -> Result<(), NetworkError> {
+    let file = lock.dirs().run.join("network").join("sysctl.orig");
     let known = fs::read_to_string(&file).unwrap_or_default();
     if !known
         .lines()
         .any(|l| l.split_whitespace().next() == Some(key))
     {
+        let old = get_sysctl(key)?;
+        let io = |what, source| NetworkError::Io {
+            what,
+            path: file.clone(),
+            source,
+        };
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&file)
-            .map_err(|e| NetworkError::Io {
-                what: "open",
-                path: file.clone(),
-                source: e,
-            })?;
-        writeln!(f, "{key} {old}").map_err(|e| NetworkError::Io {
-            what: "write",
-            path: file.clone(),
-            source: e,
-        })?;
+            .map_err(|e| io("open", e))?;
+        writeln!(f, "{key} {old}").map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("write", e))?;
     }
-    Ok(())
-}
-
-/// Serialises bridge creation and removal between containers.
-fn lock_bridge(dirs: &LabDirs) -> Result<Flock<fs::File>, NetworkError> {
-    let path = dirs.run.join("network").join("bridge.lock");
-    let io = |what, source| NetworkError::Io {
-        what,
-        path: path.clone(),
-        source,
-    };
-    fs::create_dir_all(dirs.run.join("network")).map_err(|e| io("create the directory of", e))?;
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io("open", e))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock", e.into()))
+    set_sysctl(key, value)
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        let _lock = lock_bridge(&self.dirs);
-        if let Some(table) = &self.published {
-            nft_delete_table(table);
-        }
-        let Ok(mut nl) = Netlink::open() else { return };
-        if let Err(err) = delete_link(&mut nl, &self.host_end) {
+        let result = NetworkLock::take(&self.dirs)
+            .and_then(|lock| release(&lock, |e| e.ip == self.ip && e.name == self.name));
+        if let Err(err) = result {
             eprintln!("warning: {err}");
         }
-        match self.allocation.release() {
-            Ok(0) => teardown_shared(&mut nl, &self.dirs),
-            Ok(_) => {}
-            Err(err) => eprintln!("warning: {err}"),
-        }
     }
 }
 
-/// Removes what a container whose supervisor was killed left behind: its
-/// published ports, its veth and its address, if the address is still
-/// its own (a stale address may have gone to a new container since).
-pub fn remove_leftover(dirs: &LabDirs, name: &str, ip: Ipv4Addr) {
-    let _lock = lock_bridge(dirs);
-    let file = dirs.run.join("network").join("addresses");
-    let remaining = with_lock(&file, |entries| {
-        if entries.iter().any(|e| e.0 == ip && e.1 != name) {
-            return Ok(None);
-        }
-        entries.retain(|e| e.0 != ip);
-        Ok(Some(entries.len()))
-    });
-    let Ok(Some(remaining)) = remaining else {
-        return;
-    };
-    nft_delete_table(&container_table(ip));
-    let Ok(mut nl) = Netlink::open() else { return };
-    let _ = delete_link(&mut nl, &runtime_link_names(ip).0);
-    if remaining == 0 {
-        teardown_shared(&mut nl, dirs);
-    }
-}
-
-/// The last container is gone: the bridge, the rules and the sysctls go too.
-fn teardown_shared(nl: &mut Netlink, dirs: &LabDirs) {
-    if let Err(err) = delete_link(nl, BRIDGE) {
+/// Removes what a container whose supervisor was killed left behind; kept
+/// for its callers, now `reclaim` (the address no longer needs to be given:
+/// the entry names it).
+pub fn remove_leftover(dirs: &LabDirs, name: &str, _ip: Ipv4Addr) {
+    if let Err(err) = reclaim(dirs, name) {
         eprintln!("warning: {err}");
     }
-    if nft_list().is_some() {
-        nft_delete_table(NFT_TABLE);
+}
+
+/// No container is left: the bridge (and any port a killed run left on
+/// it), every lab table and the sysctls go too.
+fn teardown_shared(lock: &NetworkLock) {
+    if let Ok(mut nl) = Netlink::open() {
+        // Deleting a bridge does not delete the links enslaved to it.
+        for port in bridge_ports(&mut nl).unwrap_or_default() {
+            let _ = delete_link(&mut nl, &port);
+        }
+        if let Err(err) = delete_link(&mut nl, BRIDGE) {
+            eprintln!("warning: {err}");
+        }
     }
-    let file = dirs.run.join("network").join("sysctl.orig");
+    for table in nft_lab_tables() {
+        nft_delete_table(&table);
+    }
+    let file = lock.dirs().run.join("network").join("sysctl.orig");
     for line in fs::read_to_string(&file).unwrap_or_default().lines() {
         if let Some((key, value)) = line.split_once(' ') {
             let _ = set_sysctl(key, value);
         }
     }
     let _ = fs::remove_file(&file);
-    let _ = fs::remove_file(dirs.run.join("network").join("outbound"));
 }
 
 /// Interface names are at most 15 bytes: keep the prefix plus 12.

@@ -199,7 +199,13 @@ pub fn start(
             format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
             format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
         );
-        attachment.enable_outbound()?;
+        // Ports first: a port another container publishes is refused
+        // before anything is shared. Publishing enables outbound too.
+        if config.publish.is_empty() {
+            attachment.enable_outbound()?;
+        } else {
+            attachment.publish(&config.publish)?;
+        }
         explain.step(
             "outbound traffic: forwarding on, masquerade for the bridge's subnet",
             format!(
@@ -209,8 +215,8 @@ pub fn start(
                 network::PREFIX
             ),
         );
-        let ports = choose_host_ports(&config.publish)?;
-        attachment.publish(&ports)?;
+        // With the host ports `-p PORT` was given.
+        let ports = attachment.ports();
         if !ports.is_empty() {
             let shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
             explain.step(
@@ -554,27 +560,6 @@ impl Drop for Started {
 /// The image's layers, bottom first.
 fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
     Ok(crate::images::resolve(dirs, reference)?.layers)
-}
-
-/// `-p 80` asks for any free port on the host: bind port 0 and see.
-fn choose_host_ports(
-    ports: &[network::PortMapping],
-) -> Result<Vec<network::PortMapping>, RuntimeError> {
-    ports
-        .iter()
-        .map(|p| {
-            let mut p = p.clone();
-            if p.host_port == 0 {
-                let listener = std::net::TcpListener::bind(("0.0.0.0", 0))
-                    .map_err(|e| RuntimeError::Setup(format!("pick a free port: {e}")))?;
-                p.host_port = listener
-                    .local_addr()
-                    .map_err(|e| RuntimeError::Setup(format!("pick a free port: {e}")))?
-                    .port();
-            }
-            Ok(p)
-        })
-        .collect()
 }
 
 fn shell_writes(cgroup: &Cgroup, written: &[(PathBuf, String)]) -> String {
