@@ -26,6 +26,9 @@ pub enum ImageError {
         source: io::Error,
     },
 
+    #[error("{what}: the registry sent nothing for {seconds} s; the transfer was abandoned (a stalled server or network)")]
+    Stalled { what: String, seconds: u64 },
+
     #[error("{what} is not valid: {message}")]
     Invalid { what: String, message: String },
 

@@ -136,7 +136,17 @@ impl<R: Read> Read for SourceErrors<'_, R> {
         self.inner.read(buf).inspect_err(|e| {
             let mut seen = self.seen.borrow_mut();
             if seen.is_none() {
-                *seen = Some((e.kind(), e.to_string()));
+                // ureq's timeouts arrive wrapped as "other" errors.
+                let timeout = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                    .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
+                let kind = if timeout {
+                    io::ErrorKind::TimedOut
+                } else {
+                    e.kind()
+                };
+                *seen = Some((kind, e.to_string()));
             }
         })
     }
@@ -576,12 +586,14 @@ impl Unpacker<'_> {
             .into_owned();
         let target_shown = lossy(&target);
         let parts = components(&target).map_err(|reason| {
+            let why = if reason.contains("absolute") {
+                "an absolute path"
+            } else {
+                "a path that climbs out with '..'"
+            };
             self.unsafe_entry(
                 shown,
-                format!(
-                    "is a hardlink to {target_shown:?}, which {}",
-                    reason.trim_start_matches("has an ")
-                ),
+                format!("is a hardlink to {target_shown:?}, outside the layer ({why})"),
             )
         })?;
         let Some((target_name, target_parents)) = parts.split_last() else {

@@ -95,7 +95,11 @@ fn fetch_manifest(
     };
     let content_type = header("content-type");
     let served_digest = header("docker-content-digest");
-    let what = format!("manifest {tag_or_digest} of {}", reference.familiar());
+    let what = if tag_or_digest.starts_with("sha256:") {
+        format!("manifest {tag_or_digest} of {}", reference.familiar())
+    } else {
+        format!("the manifest of {}", reference.familiar())
+    };
     let bytes = read_limited(response, MAX_MANIFEST, &what)?;
     let digest = sha256_digest(&bytes);
     // By digest the bytes must match it; by tag, what the registry says.
@@ -402,7 +406,7 @@ fn pull_layer(
             actual: hashing.count(),
         });
     }
-    let (unpacked_dir, report) = unpacked?;
+    let (unpacked_dir, report) = unpacked.map_err(|error| stalled(error, &what, options))?;
     layer(progress, &digest, LayerState::Verifying, total, total);
     let actual = hashing.digest();
     if actual != digest {
@@ -433,6 +437,19 @@ fn pull_layer(
     warn(&report.skipped);
     layer(progress, &digest, LayerState::PullComplete, total, total);
     Ok(())
+}
+
+/// A read that timed out is a stalled transfer: say so.
+fn stalled(error: ImageError, what: &str, options: &PullOptions) -> ImageError {
+    match error {
+        ImageError::Read { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+            ImageError::Stalled {
+                what: what.to_string(),
+                seconds: options.registry.stall_timeout.as_secs(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Ends a transfer early when another layer failed.
