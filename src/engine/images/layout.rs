@@ -124,14 +124,6 @@ impl Layout {
         for sub in ["blobs/sha256", "layers/sha256", "tmp"] {
             mkdir(&root.join(sub))?;
         }
-        let layout_file = root.join(LAYOUT_FILE);
-        if !layout_file.exists() {
-            write_atomic(root, &layout_file, LAYOUT_CONTENT.as_bytes())?;
-        }
-        let index = root.join("index.json");
-        if !index.exists() {
-            write_atomic(root, &index, EMPTY_INDEX.as_bytes())?;
-        }
         let lock_path = root.join("lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -146,10 +138,23 @@ impl Layout {
             clean_tmp(&root.join("tmp"));
         }
         flock(&lock, libc::LOCK_SH).map_err(ImageError::io("lock", &lock_path))?;
-        Ok(Layout {
+        let layout = Layout {
             root: root.to_path_buf(),
             _lock: lock,
-        })
+        };
+        // Created under a lock, so that no cleanup takes the temporaries.
+        let layout_file = root.join(LAYOUT_FILE);
+        if !layout_file.exists() {
+            write_atomic(root, &layout_file, LAYOUT_CONTENT.as_bytes())?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            let _guard = layout.index_lock()?;
+            if !index.exists() {
+                write_atomic(root, &index, EMPTY_INDEX.as_bytes())?;
+            }
+        }
+        Ok(layout)
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
@@ -280,6 +285,16 @@ impl Layout {
     /// Read-modify-write of index.json under an exclusive lock, replaced
     /// by rename so a reader sees the old file or the new one.
     pub fn update_index<T>(&self, change: impl FnOnce(&mut ImageIndex) -> Result<T>) -> Result<T> {
+        let _guard = self.index_lock()?;
+        let mut index = self.read_index()?;
+        let out = change(&mut index)?;
+        let bytes = serde_json::to_vec(&index).map_err(|e| ImageError::invalid("index.json", e))?;
+        write_atomic(&self.root, &self.root.join("index.json"), &bytes)?;
+        Ok(out)
+    }
+
+    /// An exclusive flock on index.json.lock, held until dropped.
+    fn index_lock(&self) -> Result<File> {
         let lock_path = self.root.join("index.json.lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -289,11 +304,7 @@ impl Layout {
             .open(&lock_path)
             .map_err(ImageError::io("open", &lock_path))?;
         flock(&lock, libc::LOCK_EX).map_err(ImageError::io("lock", &lock_path))?;
-        let mut index = self.read_index()?;
-        let out = change(&mut index)?;
-        let bytes = serde_json::to_vec(&index).map_err(|e| ImageError::invalid("index.json", e))?;
-        write_atomic(&self.root, &self.root.join("index.json"), &bytes)?;
-        Ok(out)
+        Ok(lock)
     }
 
     /// Moves a blob or layer out of sight first, then deletes it: an
