@@ -437,7 +437,7 @@ fn zstd_layers_are_pulled_and_unpacked() {
     let work = Work::new();
     let layout = work.path("layout");
     let tar = layer_tar(&[("etc/", None), ("etc/zstd", Some(b"squeezed\n"))]);
-    umoci_image(&layout, "z", &[tar.clone()], host_arch());
+    umoci_image(&layout, "z", std::slice::from_ref(&tar), host_arch());
     registry.skopeo_push(
         &format!("oci:{}:z", layout.display()),
         "lab/zstd:1",

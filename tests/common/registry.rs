@@ -109,6 +109,9 @@ fn spawn_kept(command: Command) -> Child {
     answer.recv().unwrap().expect("spawn")
 }
 
+/// The token endpoint's requests: (path and query, Authorization).
+pub type TokenLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     None,
@@ -124,7 +127,7 @@ pub struct Registry {
     pub auth: Auth,
     pub dir: PathBuf,
     /// The token endpoint's requests (query, Authorization), for Bearer.
-    pub token_requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    pub token_requests: TokenLog,
 }
 
 /// One registry of each kind per test binary, started on first use.
@@ -240,7 +243,7 @@ impl Registry {
 
 /// A token endpoint for `silly` auth: any token will do; it records what
 /// it was asked.
-fn token_endpoint(requests: Arc<Mutex<Vec<(String, Option<String>)>>>) -> String {
+fn token_endpoint(requests: TokenLog) -> String {
     let server = Server::start(move |request| {
         requests.lock().unwrap().push((
             request.path.clone(),
@@ -664,7 +667,10 @@ impl ServedImage {
 
 /// A tar of raw entries (name, type, link target, body), for the names
 /// and links the tar crate's builder refuses to write.
-pub fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+/// (name, type, link target, body).
+pub type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+pub fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, kind, link, body) in entries {
         let mut header = tar::Header::new_ustar();

@@ -575,12 +575,7 @@ fn load_oci(
             let layer_digest = layer.digest().to_string();
             let path = archive.resolve(&format!("blobs/sha256/{}", digest_hex(&layer_digest)?))?;
             store_file_blob(store, &path, Some((&layer_digest, layer.size())))?;
-            store.unpack_blob(
-                &layer_digest,
-                &layer.media_type().to_string(),
-                diff_id,
-                limits,
-            )?;
+            store.unpack_blob(&layer_digest, layer.media_type().as_ref(), diff_id, limits)?;
         }
         store.commit(&reference, &bytes, &media_type, None)?;
         loaded.push(reference);

@@ -397,7 +397,7 @@ impl ImageStore {
             // The image the tag named before loses its last name: delete
             // what nothing else uses, as `docker image prune` would.
             for old in previous {
-                self.collect_garbage(index, &old.digest().to_string())?;
+                self.collect_garbage(index, old.digest().as_ref())?;
             }
             Ok(true)
         })

@@ -240,7 +240,7 @@ pub fn pull(
             }
         })?;
         // Both become file names: checked before anything is written.
-        store.layout().blob_path(&descriptor.digest().to_string())?;
+        store.layout().blob_path(descriptor.digest().as_ref())?;
         store.layout().layer_path(diff_id)?;
         jobs.push(Job {
             descriptor,
@@ -252,7 +252,7 @@ pub fn pull(
     for job in &jobs {
         layer(
             progress,
-            &job.descriptor.digest().to_string(),
+            job.descriptor.digest().as_ref(),
             LayerState::Waiting,
             0,
             job.descriptor.size(),
