@@ -62,6 +62,10 @@ fn file_header(size: u64) -> tar::Header {
     header.set_size(size);
     header.set_mode(0o644);
     header.set_mtime(0);
+    // Owned by whoever saves, as tar does: a reader that untars as a user
+    // (skopeo's oci-archive) cannot chown to root.
+    header.set_uid(u64::from(nix::unistd::geteuid().as_raw()));
+    header.set_gid(u64::from(nix::unistd::getegid().as_raw()));
     header
 }
 
@@ -206,6 +210,15 @@ fn save_oci<W: Write>(
     builder: &mut tar::Builder<W>,
 ) -> Result<()> {
     append_bytes(builder, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    // Explicit, so that an untarring reader does not make them root's.
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut header = file_header(0);
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        builder
+            .append_data(&mut header, dir, io::empty())
+            .map_err(write_error)?;
+    }
     let mut written = BTreeSet::new();
     let mut manifests = Vec::new();
     for (image, tags) in images {
