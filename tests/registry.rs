@@ -881,6 +881,23 @@ fn a_stalling_server_times_out() {
 }
 
 #[test]
+fn a_dropped_connection_stores_nothing() {
+    let image = ServedImage::new(&[layer_tar(&[("f", Some(&[9u8; 4096]))])]);
+    let layer = image.layers[0].clone();
+    let blob = image.blobs[&layer].clone();
+    hostile_pull(
+        &image,
+        move |r| {
+            r.path.ends_with(&layer).then(|| Reply::Cut {
+                length: blob.len() as u64,
+                prefix: blob[..blob.len() / 2].to_vec(),
+            })
+        },
+        "the connection closed after",
+    );
+}
+
+#[test]
 fn a_redirect_to_another_host_gets_no_authorization() {
     let image = Arc::new(ServedImage::new(&[layer_tar(&[(
         "f",

@@ -410,6 +410,9 @@ pub enum Reply {
         prefix: Vec<u8>,
         started: Option<mpsc::Sender<()>>,
     },
+    /// Sends the headers and `prefix`, then closes the connection: a
+    /// download cut off.
+    Cut { length: u64, prefix: Vec<u8> },
     /// A 200 that never ends (capped at 1 GiB so a broken client cannot
     /// keep it going forever).
     Endless,
@@ -571,6 +574,13 @@ fn serve(stream: TcpStream, handler: &Handler, stop: &AtomicBool, requests: &Mut
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                return;
+            }
+            Reply::Cut { length, prefix } => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&prefix);
+                let _ = out.shutdown(std::net::Shutdown::Both);
                 return;
             }
             Reply::Endless => {

@@ -29,6 +29,15 @@ pub enum ImageError {
     #[error("{what}: the registry sent nothing for {seconds} s; the transfer was abandoned (a stalled server or network)")]
     Stalled { what: String, seconds: u64 },
 
+    #[error(
+        "{what}: the connection closed after {received} of {expected} bytes; nothing was stored"
+    )]
+    Disconnected {
+        what: String,
+        received: u64,
+        expected: u64,
+    },
+
     #[error("{what} is not valid: {message}")]
     Invalid { what: String, message: String },
 

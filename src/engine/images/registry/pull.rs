@@ -406,7 +406,9 @@ fn pull_layer(
             actual: hashing.count(),
         });
     }
-    let (unpacked_dir, report) = unpacked.map_err(|error| stalled(error, &what, options))?;
+    let received = hashing.count();
+    let (unpacked_dir, report) =
+        unpacked.map_err(|error| explain(error, &what, received, total, options))?;
     layer(progress, &digest, LayerState::Verifying, total, total);
     let actual = hashing.digest();
     if actual != digest {
@@ -439,13 +441,29 @@ fn pull_layer(
     Ok(())
 }
 
-/// A read that timed out is a stalled transfer: say so.
-fn stalled(error: ImageError, what: &str, options: &PullOptions) -> ImageError {
+/// A read that timed out is a stalled transfer, one that ended early a
+/// dropped connection: say so rather than "bad tar".
+fn explain(
+    error: ImageError,
+    what: &str,
+    received: u64,
+    expected: u64,
+    options: &PullOptions,
+) -> ImageError {
     match error {
         ImageError::Read { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
             ImageError::Stalled {
                 what: what.to_string(),
                 seconds: options.registry.stall_timeout.as_secs(),
+            }
+        }
+        ImageError::Read { source, .. }
+            if source.kind() == std::io::ErrorKind::UnexpectedEof && received < expected =>
+        {
+            ImageError::Disconnected {
+                what: what.to_string(),
+                received,
+                expected,
             }
         }
         other => other,
