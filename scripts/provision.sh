@@ -153,6 +153,14 @@ apt_install() {
 # What every chapter uses; gcc and friends link Rust crates (build-essential).
 apt_install "packages" busybox-static procps iproute2 nftables iptables uidmap \
   util-linux hostname kmod psmisc ca-certificates build-essential pkg-config curl
+# The image tests' real peers: a registry, skopeo and umoci, htpasswd.
+apt_install "registry peers" docker-registry skopeo umoci apache2-utils
+# The tests start their own registries on 127.0.0.1; Debian's unit would
+# serve one on :5000 to the network.
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  say "registry peers: disabled the docker-registry service (the tests run their own)"
+fi
 
 if [ "$with_guest" = yes ]; then
   if [ "$arch" != amd64 ]; then

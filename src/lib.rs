@@ -34,3 +34,6 @@ pub mod volumes;
 pub mod logs;
 pub mod store;
 pub mod supervisor;
+
+// The container engine (images so far; see src/engine/).
+pub mod engine;

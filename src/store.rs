@@ -1134,7 +1134,7 @@ fn tabulate<const N: usize>(rows: &[[String; N]]) -> String {
             out.push_str(cell);
             if i + 1 < N {
                 let pad = widths[i] - cell.chars().count();
-                out.extend(std::iter::repeat(' ').take(pad));
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push('\n');

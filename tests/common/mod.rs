@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod registry;
+
 /// Path of a chapter's binary, built by cargo for the tests.
 pub fn binary(name: &str) -> PathBuf {
     let var = format!("CARGO_BIN_EXE_{name}");
