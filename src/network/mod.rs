@@ -656,7 +656,7 @@ impl PortMapping {
     /// Whether both would receive the same packets: one protocol, one
     /// port, and one address or either on all of them (0.0.0.0).
     fn overlaps(&self, other: &PortMapping) -> bool {
-        let any = |ip: Option<Ipv4Addr>| ip.map_or(true, |ip| ip.is_unspecified());
+        let any = |ip: Option<Ipv4Addr>| ip.is_none_or(|ip| ip.is_unspecified());
         self.protocol == other.protocol
             && self.host_port == other.host_port
             && (any(self.host_ip) || any(other.host_ip) || self.host_ip == other.host_ip)
