@@ -126,6 +126,123 @@ pub fn remount_read_only(target: &Path) -> Result<(), MountError> {
         .map_err(|errno| MountError::new("remount read-only", target, errno))
 }
 
+/// `mount --rbind -o ro SOURCE TARGET`, read-only at every level: the bind
+/// and every mount beneath it (a bind of `/` carries /proc, /sys, the
+/// cgroup hierarchies, /dev/shm …). A plain `remount,bind,ro` changes only
+/// the top mount and leaves all of those writable.
+// ANCHOR: bind_read_only
+pub fn bind_read_only(source: &Path, target: &Path) -> Result<(), MountError> {
+    bind(source, target, true)?;
+    make_read_only_recursive(target)
+}
+// ANCHOR_END: bind_read_only
+
+/// Set by the tests only: use the fallback of [`make_read_only_recursive`]
+/// (one remount per mount) even where the kernel has mount_setattr(2).
+pub const FORCE_REMOUNT_FALLBACK_ENV: &std::ffi::CStr = c"CONTAINER_LAB_FORCE_REMOUNT_FALLBACK";
+
+/// Makes the mount at `target` and every mount beneath it read-only, in
+/// this mount namespace only: mount_setattr(2) with AT_RECURSIVE (Linux
+/// 5.12, as Docker 25 does), or on older kernels one bind remount per
+/// mount, as runc does.
+// ANCHOR: read_only_recursive
+pub fn make_read_only_recursive(target: &Path) -> Result<(), MountError> {
+    if !crate::init::test_switch(FORCE_REMOUNT_FALLBACK_ENV) {
+        match mount_setattr_read_only(target) {
+            Err(nix::errno::Errno::ENOSYS) => {}
+            other => {
+                return other.map_err(|errno| MountError::new("make read-only", target, errno))
+            }
+        }
+    }
+    remount_each_read_only(target)
+}
+// ANCHOR_END: read_only_recursive
+
+/// `struct mount_attr` of <linux/mount.h>.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+fn mount_setattr_read_only(target: &Path) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // Safety: a NUL-terminated path and a mount_attr of the size we pass.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(ret).map(drop)
+}
+
+/// The fallback: every mount at or beneath `target`, parents first (the
+/// order of mountinfo), remounted `bind,ro` with its own nosuid, nodev,
+/// noexec and atime flags kept (a bind remount that omits them would try
+/// to clear them). MS_BIND makes each one a per-mount change: the
+/// filesystems themselves, and the host's view of them, stay writable.
+pub fn remount_each_read_only(target: &Path) -> Result<(), MountError> {
+    let table = mount_table().map_err(|e| {
+        MountError::new(
+            "read the mount table to remount",
+            target,
+            e.raw_os_error()
+                .map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw),
+        )
+    })?;
+    for entry in table.iter().filter(|m| m.mount_point.starts_with(target)) {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(entry);
+        mount(
+            None::<&str>,
+            &entry.mount_point,
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|errno| MountError::new("remount read-only", &entry.mount_point, errno))?;
+    }
+    Ok(())
+}
+
+/// The per-mount flags a bind remount must repeat to keep them.
+fn kept_flags(entry: &MountEntry) -> MsFlags {
+    let mut flags = MsFlags::empty();
+    for option in entry.options.split(',') {
+        flags |= match option {
+            "nosuid" => MsFlags::MS_NOSUID,
+            "nodev" => MsFlags::MS_NODEV,
+            "noexec" => MsFlags::MS_NOEXEC,
+            "noatime" => MsFlags::MS_NOATIME,
+            "nodiratime" => MsFlags::MS_NODIRATIME,
+            "relatime" => MsFlags::MS_RELATIME,
+            _ => MsFlags::empty(),
+        };
+    }
+    // mountinfo names no atime option for a strictatime mount.
+    if !flags.intersects(MsFlags::MS_NOATIME | MsFlags::MS_RELATIME) {
+        flags |= MsFlags::MS_STRICTATIME;
+    }
+    flags
+}
+
 /// Mounts a pseudo filesystem (`proc`, `sysfs`, `tmpfs`, `devpts` …).
 pub fn mount_fs(
     fs_type: &str,
