@@ -176,23 +176,23 @@ fn close_range(first: u32, last: u32, flags: libc::c_uint) -> nix::Result<()> {
     nix::errno::Errno::result(ret).map(drop)
 }
 
-/// Whether a test switch is set. getenv(3) directly: this runs in forked
-/// children, where std's environment lock may be held by a thread that
-/// did not come along.
+/// Whether a test switch is set (to anything but the empty string).
+/// getenv(3) directly: this runs in forked children, where std's
+/// environment lock may be held by a thread that did not come along.
 pub(crate) fn test_switch(name: &std::ffi::CStr) -> bool {
-    // Safety: a NUL-terminated name; the result is only compared to NULL.
-    !unsafe { libc::getenv(name.as_ptr()) }.is_null()
+    // Safety: a NUL-terminated name; getenv returns NULL or a C string.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    !value.is_null() && unsafe { *value } != 0
 }
 
 /// Set by the tests only: go through /proc/self/fd as on kernels without
 /// close_range(2).
 pub const FORCE_FD_FALLBACK_ENV: &std::ffi::CStr = c"CONTAINER_LAB_FORCE_FD_FALLBACK";
 
-/// Calls `act` for each open descriptor from `first` on: the numbers are
+/// Calls `act` for each open descriptor from `first` on. The numbers are
 /// read from /proc/self/fd first (acting while reading the directory would
-/// change it), without the directory's own descriptor.
-/// Without /proc (a root that has none mounted yet), every number below
-/// the descriptor limit.
+/// change it); without /proc (a root that has none mounted yet), every
+/// number below the descriptor limit.
 fn for_each_fd_from(first: RawFd, mut act: impl FnMut(RawFd)) -> std::io::Result<()> {
     let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
         Ok(dir) => dir

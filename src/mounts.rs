@@ -212,6 +212,8 @@ pub fn bind_each_read_only(
     source: &Path,
     target: &Path,
 ) -> Result<(), MountError> {
+    // The table names real paths; bind(2) follows symlinks in `source`.
+    let source = &fs::canonicalize(source).map_err(|e| table_error(source, e))?;
     bind(source, target, false)?;
     remount_bind_read_only(target, table_flags(table, source))?;
     for entry in visible_beneath(table, source) {
@@ -247,7 +249,7 @@ fn visible_beneath<'a>(table: &'a [MountEntry], dir: &Path) -> Vec<&'a MountEntr
     let covered = |m: &MountEntry| {
         table
             .iter()
-            .any(|top| top.parent_id == m.id && top.mount_point == m.mount_point)
+            .any(|top| top.parent_id == m.id && top.id != m.id && top.mount_point == m.mount_point)
     };
     let by_id: std::collections::HashMap<u32, &MountEntry> =
         table.iter().map(|m| (m.id, m)).collect();
@@ -280,7 +282,7 @@ fn visible_beneath<'a>(table: &'a [MountEntry], dir: &Path) -> Vec<&'a MountEntr
 
 fn table_error(target: &Path, err: io::Error) -> MountError {
     MountError::new(
-        "read the mount table for",
+        "look up the mounts beneath",
         target,
         err.raw_os_error()
             .map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw),
@@ -355,6 +357,40 @@ mod tests {
         assert_eq!(entries[0].fs_type, "ext3");
         assert_eq!(entries[0].propagation, "master:1");
         assert!(!entries[0].read_only());
+    }
+
+    #[test]
+    fn stacked_mounts_and_what_sits_on_them_are_not_visible() {
+        // Two tmpfs stacked on /dev/shm (the lower one hidden, with a
+        // child of its own that is hidden too), and a tmpfs in the top one.
+        let text = "\
+1 1 0:1 / / rw,relatime - ext4 /dev/root rw
+24 1 0:6 / /dev rw,nosuid - devtmpfs devtmpfs rw
+25 24 0:23 / /dev/shm rw,nosuid,nodev - tmpfs tmpfs rw
+26 25 0:24 / /dev/shm/old rw - tmpfs tmpfs rw
+30 25 0:27 / /dev/shm rw,nosuid,nodev,noexec - tmpfs tmpfs rw
+31 30 0:28 / /dev/shm/new rw - tmpfs tmpfs rw
+40 1 0:30 / /srv rw - tmpfs tmpfs rw
+";
+        let table = parse_mountinfo(text).unwrap();
+        let ids = |dir: &str| -> Vec<u32> {
+            visible_beneath(&table, Path::new(dir))
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids("/"), [24, 40, 30, 31]);
+        assert_eq!(ids("/dev"), [30, 31]);
+        assert!(ids("/srv").is_empty());
+        let top = table.iter().find(|m| m.id == 30).unwrap();
+        assert_eq!(
+            kept_flags(top),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME
+        );
+        assert_eq!(
+            table_flags(&table, Path::new("/dev/shm/x")),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME
+        );
     }
 
     #[test]
