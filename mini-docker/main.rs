@@ -159,6 +159,14 @@ fn main() -> ExitCode {
     // Docker's client exits 125 when `run` or `create` fail, and 1 when
     // the daemon refuses something (no such container, wrong state).
     let creates = matches!(cli.command, Command::Run(_) | Command::Create(_));
+    // Every other command reads the lab's state, which is root's alone
+    // (`run` checks its flags first). The supervisor is started by root.
+    if !creates && !matches!(cli.command, Command::Supervise { .. }) {
+        if let Err(err) = state_as_root() {
+            eprintln!("mini-docker: error: {}", cli::one_line(&err));
+            return ExitCode::from(FAILED);
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => run(&args, true),
         Command::Create(args) => run(&args, false),
@@ -193,6 +201,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Root, or sudo (as the chapters), then the lab's directories with their
+/// modes (an older install's are tightened).
+fn state_as_root() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    privilege::ensure_root(
+        &format!("mini-docker {command}"),
+        "the lab's containers, images and volumes are root's alone",
+    )?;
+    LabDirs::from_env().prepare()?;
+    Ok(())
+}
+
 /// `run` (and `create`, which stops before starting): the record first,
 /// then a supervisor, in the foreground or detached.
 // ANCHOR: run
@@ -204,6 +224,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         "containers need namespaces, mounts and cgroups",
     )?;
     let dirs = LabDirs::from_env();
+    dirs.prepare()?;
     // An unknown image fails here, before anything exists. (The built-in
     // one is made on first use by the run itself.)
     if !images::is_builtin(&config.image) {
@@ -281,7 +302,6 @@ fn supervise(id: &str, ready_fd: i32) -> anyhow::Result<i32> {
 
 /// `docker import FILE NAME`: prints the new image's ID.
 fn import(file: &std::path::Path, reference: &str) -> anyhow::Result<i32> {
-    privilege::ensure_root("mini-docker import", "the image keeps the files' owners")?;
     let imported = images::import_tarball(&LabDirs::from_env(), file, reference)?;
     if imported.skipped_special > 0 {
         eprintln!(
@@ -300,7 +320,6 @@ fn images() -> anyhow::Result<i32> {
 }
 
 fn rmi(reference: &str) -> anyhow::Result<i32> {
-    privilege::ensure_root("mini-docker rmi", "images belong to root")?;
     images::remove(&LabDirs::from_env(), reference)?;
     println!("Untagged: {reference}");
     Ok(0)
@@ -310,7 +329,6 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
     let dirs = LabDirs::from_env();
     match command {
         VolumeCommand::Create { name } => {
-            privilege::ensure_root("mini-docker volume", "volumes belong to root")?;
             volumes::create(&dirs, &name)?;
             println!("{name}");
         }
@@ -321,7 +339,6 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
             }
         }
         VolumeCommand::Rm { name } => {
-            privilege::ensure_root("mini-docker volume", "volumes belong to root")?;
             // As Docker: not while a container (running or not) names it.
             let users: Vec<String> = Store::new(&dirs)
                 .list()?

@@ -214,7 +214,8 @@ pub fn import_tarball(
     let store = imported_dir(dirs);
     // The same lock as image builds: one writer of the image directory.
     let _lock = rootfs::lock_images(dirs)?;
-    fs::create_dir_all(&store).map_err(io_err("create", &store))?;
+    // imported/ is root's alone: images carry setuid files.
+    dirs.create_dir(&store)?;
     // Holding the lock, any temporary directory left here belongs to an
     // import or removal that was killed: nothing may trust it.
     remove_leftovers(&store)?;
@@ -806,6 +807,8 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> ImageEr
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("invalid reference format {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
     #[error("unable to find image '{reference}' locally: import a root filesystem tarball with `mini-docker import FILE {reference}`, or use busybox")]

@@ -12,7 +12,7 @@
 //! kernel then kills whatever else is left in the namespace.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -43,6 +43,13 @@ extern "C" fn forward(signal: libc::c_int) {
 // ANCHOR: init
 pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
     set_process_name(INIT_NAME);
+    // Init lives as long as the container and never calls execve: what the
+    // caller left open must be closed here, or it stays reachable through
+    // /proc/1/fd. Only `ready` is still needed.
+    if let Err(err) = close_fds_except(&[ready.as_raw_fd()]) {
+        eprintln!("error: init could not close inherited descriptors: {err}");
+        exit_now(125)
+    }
     let action = SigAction::new(
         SigHandler::Handler(forward),
         SaFlags::SA_RESTART,
@@ -102,9 +109,122 @@ pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
 }
 // ANCHOR_END: init
 
+/// Marks every descriptor but 0, 1 and 2 close-on-exec, so that nothing the
+/// caller left open (a shell's `exec 7</`, a leaked directory of the host)
+/// passes through the next execve into the container. Descriptors the lab
+/// itself still uses until then keep working. One close_range(2) call
+/// (Linux 5.11); older kernels go through /proc/self/fd.
+// ANCHOR: close_inherited
+pub fn close_inherited_fds() -> std::io::Result<()> {
+    match close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => for_each_fd_from(3, |fd| {
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+        }),
+        other => other.map_err(std::io::Error::from),
+    }
+}
+// ANCHOR_END: close_inherited
+
+/// Closes every descriptor but 0, 1, 2 and `keep` now, for a process that
+/// stays inside the container without execve (the container's own init,
+/// the process `exec` waits in), or that must not hold the caller's
+/// descriptors even while it prepares the container (a `-w` of
+/// `/proc/self/fd/N` would otherwise enter a host directory, as in runc's
+/// CVE-2024-21626).
+pub fn close_fds_except(keep: &[RawFd]) -> std::io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    // The gaps between the kept ones, one call each.
+    let mut gaps = Vec::new();
+    let mut low = 3u32;
+    for &fd in &keep {
+        if fd > low {
+            gaps.push((low, fd - 1));
+        }
+        low = fd + 1;
+    }
+    gaps.push((low, u32::MAX));
+    for (low, high) in gaps {
+        match close_range(low, high, 0) {
+            Err(nix::errno::Errno::ENOSYS) => {
+                return for_each_fd_from(3, |fd| {
+                    if !keep.contains(&(fd as u32)) {
+                        let _ = nix::unistd::close(fd);
+                    }
+                })
+            }
+            other => other.map_err(std::io::Error::from)?,
+        }
+    }
+    Ok(())
+}
+
+fn close_range(first: u32, last: u32, flags: libc::c_uint) -> nix::Result<()> {
+    if test_switch(FORCE_FD_FALLBACK_ENV) {
+        return Err(nix::errno::Errno::ENOSYS);
+    }
+    // Safety: close_range takes plain integers.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
+    nix::errno::Errno::result(ret).map(drop)
+}
+
+/// Whether a test switch is set (to anything but the empty string).
+/// getenv(3) directly: this runs in forked children, where std's
+/// environment lock may be held by a thread that did not come along.
+pub(crate) fn test_switch(name: &std::ffi::CStr) -> bool {
+    // Safety: a NUL-terminated name; getenv returns NULL or a C string.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    !value.is_null() && unsafe { *value } != 0
+}
+
+/// Set by the tests only: go through /proc/self/fd as on kernels without
+/// close_range(2).
+pub const FORCE_FD_FALLBACK_ENV: &std::ffi::CStr = c"CONTAINER_LAB_FORCE_FD_FALLBACK";
+
+/// Calls `act` for each open descriptor from `first` on. The numbers are
+/// read from /proc/self/fd first (acting while reading the directory would
+/// change it); without /proc (a root that has none mounted yet), every
+/// number below the descriptor limit.
+fn for_each_fd_from(first: RawFd, mut act: impl FnMut(RawFd)) -> std::io::Result<()> {
+    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // Safety: getrlimit fills the struct we pass.
+            if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            (first..RawFd::try_from(limit.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)).collect()
+        }
+    };
+    for fd in open.into_iter().filter(|&fd| fd >= first) {
+        // The directory's own descriptor is closed by now: EBADF, harmless.
+        act(fd);
+    }
+    Ok(())
+}
+
 /// Replaces the current process with `argv`, or exits 127/126 the way a
 /// shell (and Docker) does when the command is missing or not executable.
+/// Nothing but 0, 1 and 2 survives the execve ([`close_inherited_fds`]).
 pub fn exec_or_exit(argv: &[CString], env: &[CString]) -> ! {
+    if let Err(err) = close_inherited_fds() {
+        eprintln!("error: cannot close inherited descriptors: {err}");
+        exit_now(125)
+    }
     if let Some(program) = argv.first() {
         let err = if env.is_empty() {
             nix::unistd::execvp(program, argv).unwrap_err()

@@ -47,6 +47,8 @@ const APP_FILES: &[(&str, &str)] = &[
 pub fn image_layers(dirs: &LabDirs) -> Result<Vec<Layer>, OverlayError> {
     let (base, _) = rootfs::busybox_image(dirs)?;
     let layers_dir = dirs.data.join("images").join("layers");
+    // Root's alone, as every lab directory but the built-in image's path.
+    dirs.create_dir(&layers_dir).map_err(RootfsError::from)?;
     Ok(vec![
         Layer {
             name: "base".into(),

@@ -29,12 +29,15 @@ pub fn ensure_root(chapter: &str, why: &str) -> Result<(), PrivilegeError> {
         return Ok(());
     }
     if std::env::var_os(RERUN_MARK).is_some() {
-        return Err(PrivilegeError::SudoWithoutRoot);
+        return Err(PrivilegeError::SudoWithoutRoot {
+            chapter: chapter.to_string(),
+        });
     }
     let Some(sudo) = find_in_path("sudo") else {
         return Err(PrivilegeError::NoSudo {
             chapter: chapter.to_string(),
             why: why.to_string(),
+            how: as_root_hint(chapter),
         });
     };
     let exe = std::env::current_exe().map_err(PrivilegeError::OwnPath)?;
@@ -56,6 +59,16 @@ pub fn ensure_root(chapter: &str, why: &str) -> Result<(), PrivilegeError> {
     Err(PrivilegeError::Exec(err))
 }
 
+/// How to run this again as root: a chapter through cargo, mini-docker as
+/// it was typed.
+fn as_root_hint(chapter: &str) -> String {
+    if !chapter.contains(' ') && chapter.starts_with("ch") {
+        return format!("su -c 'cargo run --bin {chapter}'");
+    }
+    let words: Vec<String> = std::env::args().collect();
+    format!("su -c \"{}\"", crate::narrate::shell_words(&words))
+}
+
 fn find_in_path(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -71,10 +84,14 @@ fn is_executable(path: &Path) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
-    #[error("{chapter} needs root ({why}) and sudo is not installed; run it as root, e.g. su -c 'cargo run --bin {chapter}'")]
-    NoSudo { chapter: String, why: String },
-    #[error("sudo ran the chapter but not as root; check your sudoers entry or run it as root")]
-    SudoWithoutRoot,
+    #[error("{chapter} needs root ({why}) and sudo is not installed; run it as root, e.g. {how}")]
+    NoSudo {
+        chapter: String,
+        why: String,
+        how: String,
+    },
+    #[error("sudo ran {chapter} but not as root; check your sudoers entry or run it as root")]
+    SudoWithoutRoot { chapter: String },
     #[error("cannot find the chapter's own executable: {0}")]
     OwnPath(std::io::Error),
     #[error("failed to run sudo: {0}")]

@@ -75,7 +75,9 @@ pub fn busybox_image(dirs: &LabDirs) -> Result<(PathBuf, bool), RootfsError> {
 /// An exclusive lock on the lab's image directory, held while an image or
 /// a layer is built, so that runs started together never race.
 pub fn lock_images(dirs: &LabDirs) -> Result<nix::fcntl::Flock<fs::File>, RootfsError> {
-    lock_images_in(&dirs.data.join("images"))
+    let images = dirs.data.join("images");
+    dirs.create_dir(&images)?;
+    lock_images_in(&images)
 }
 
 /// The same lock, given the image directory itself.
@@ -315,6 +317,9 @@ pub fn pivot_into(new_root: &Path) -> Result<(), RootfsError> {
 // ANCHOR: kernel_fs
 pub fn mount_kernel_filesystems() -> Result<(), RootfsError> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    for dir in ["/proc", "/sys", "/dev"] {
+        mount_point(Path::new(dir))?;
+    }
     mounts::mount_fs("proc", Path::new("/proc"), hardened, None)?;
     mounts::mount_fs(
         "sysfs",
@@ -383,6 +388,32 @@ pub fn mount_kernel_filesystems() -> Result<(), RootfsError> {
 }
 // ANCHOR_END: kernel_fs
 
+/// Makes `path` a directory to mount on, as runc does: an image may lack
+/// /proc, /sys or /dev (a tarball of one program), or have a file there.
+/// A symlink is refused: it would point a kernel filesystem somewhere
+/// else (and before a pivot_root, anywhere on the host).
+// ANCHOR: mount_point
+pub fn mount_point(path: &Path) -> Result<(), RootfsError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(path).unwrap_or_default();
+            return Err(RootfsError::SymlinkMountPoint {
+                path: path.to_path_buf(),
+                target,
+            });
+        }
+        Ok(_) => fs::remove_file(path).map_err(io_err("replace", path))?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_err("stat", path)(err)),
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(path)
+        .map_err(io_err("create the mount point", path))
+}
+// ANCHOR_END: mount_point
+
 fn sys(op: &'static str, path: &'static str) -> impl Fn(nix::errno::Errno) -> RootfsError {
     move |errno| RootfsError::Sys {
         op,
@@ -418,8 +449,12 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
+    #[error("the image's {} is a symlink to {}; it must be a directory to mount on (a symlink could point the kernel's filesystems elsewhere): fix the image", path.display(), target.display())]
+    SymlinkMountPoint { path: PathBuf, target: PathBuf },
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 #[cfg(test)]

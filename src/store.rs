@@ -326,6 +326,9 @@ impl Store {
         if let Some(name) = &new.name {
             validate_name(name)?;
         }
+        if let Err(crate::state::StateError::Io { op, path, source }) = self.dirs.prepare() {
+            return Err(StoreError::Io { op, path, source });
+        }
         create_dir(&self.data)?;
         let _names = lock_file(&self.data.join("names.lock"), true)?;
 
@@ -621,12 +624,18 @@ pub fn generate_name(taken: impl Fn(&str) -> bool) -> Result<String, StoreError>
     Err(StoreError::NamesExhausted)
 }
 
+/// Record directories are root's alone (0700), as their parents.
 fn create_dir(path: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(path).map_err(|source| StoreError::Io {
-        op: "create directory",
-        path: path.to_path_buf(),
-        source,
-    })
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StoreError::Io {
+            op: "create directory",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn create_file(path: &Path) -> Result<(), StoreError> {
@@ -744,7 +753,8 @@ fn write_then_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Sto
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            // Records hold -e values: root's only, as Docker's config.v2.json.
+            .mode(0o600)
             .open(&temp)
             .map_err(io_err("create", &temp))?;
         file.write_all(bytes).map_err(io_err("write", &temp))?;

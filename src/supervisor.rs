@@ -64,11 +64,18 @@ pub fn spawn(id: &str) -> Result<(), SupervisorError> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     // A session of its own: no terminal, and Ctrl-C in ours is not its.
+    // And none of our caller's descriptors: the supervisor starts every
+    // container after this one (restarts, `start`), long after we exit.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            init::close_inherited_fds()?;
+            nix::fcntl::fcntl(
+                ready_fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map(drop)
+            .map_err(std::io::Error::from)
         });
     }
     let child = command

@@ -152,11 +152,9 @@ pub fn volume_dir(dirs: &LabDirs, name: &str) -> PathBuf {
 pub fn create(dirs: &LabDirs, name: &str) -> Result<PathBuf, VolumeError> {
     check_volume_name(name).map_err(VolumeError::BadName)?;
     let dir = volume_dir(dirs, name);
-    fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
-        op: "create",
-        path: dir.clone(),
-        source,
-    })?;
+    // volumes/ is root's alone (a container may leave setuid files here);
+    // _data keeps the default mode: it is the volume's root inside.
+    dirs.create_dir(&dir)?;
     Ok(dir)
 }
 
@@ -212,7 +210,7 @@ pub fn host_path(
 
 /// Inside the container's mount namespace, before `pivot_root`: binds
 /// `source` onto `root/TARGET` (created in the container's upper layer
-/// when missing), read-only when asked.
+/// when missing), read-only at every level when asked.
 // ANCHOR: mount_volume
 pub fn mount_volume(root: &Path, source: &Path, spec: &VolumeSpec) -> Result<(), VolumeError> {
     let target = inside(root, &spec.target)?;
@@ -224,9 +222,12 @@ pub fn mount_volume(root: &Path, source: &Path, spec: &VolumeSpec) -> Result<(),
         }
         fs::write(&target, b"").map_err(io_err("create", &target))?;
     }
-    mounts::bind(source, &target, true)?;
     if spec.read_only {
-        mounts::remount_read_only(&target)?;
+        // Every mount beneath the source too: `-v /:/host:ro` must not
+        // leave /host/proc/sys or the host's cgroups writable.
+        mounts::bind_read_only(source, &target)?;
+    } else {
+        mounts::bind(source, &target, true)?;
     }
     Ok(())
 }
@@ -273,6 +274,8 @@ pub enum VolumeError {
     SymlinkTarget(String),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("failed to {op} {}: {source}", path.display())]
     Io {
         op: &'static str,

@@ -60,6 +60,14 @@ pub fn exec(
                 eprintln!("mini-docker: error: {what}");
                 init::exit_now(125)
             };
+            // This process waits inside the container's cgroup and
+            // namespaces: it keeps nothing of the caller's but 0, 1, 2
+            // (and the terminal's socket). Before setns: the fallback
+            // reads our /proc/self/fd.
+            let console: Vec<i32> = request.console.iter().map(|fd| fd.as_raw_fd()).collect();
+            if let Err(err) = init::close_fds_except(&console) {
+                fail(format!("close inherited descriptors: {err}"))
+            }
             if let Err(err) = crate::cgroups::join(&procs) {
                 fail(err.to_string())
             }

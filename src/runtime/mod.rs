@@ -41,6 +41,24 @@ pub struct Stdio {
     pub console: Option<OwnedFd>,
 }
 
+impl Stdio {
+    /// The descriptors these streams hold, with `also`: what the
+    /// container's set-up must keep open.
+    fn lab_fds(&self, also: &[std::os::fd::RawFd]) -> Vec<std::os::fd::RawFd> {
+        let mut fds = also.to_vec();
+        if let StdinMode::Fd(fd) = &self.stdin {
+            fds.push(fd.as_raw_fd());
+        }
+        for fd in [&self.stdout, &self.stderr, &self.console]
+            .into_iter()
+            .flatten()
+        {
+            fds.push(fd.as_raw_fd());
+        }
+        fds
+    }
+}
+
 #[derive(Debug, Default)]
 pub enum StdinMode {
     /// Docker without `-i`: the container reads /dev/null.
@@ -265,6 +283,11 @@ impl ChildSetup<'_> {
         executed: OwnedFd,
     ) -> Result<std::convert::Infallible, RuntimeError> {
         let (config, explain) = (self.config, self.explain);
+        // Nothing of the caller's but 0, 1 and 2, from the first step on:
+        // a descriptor kept until execve would already be reachable by a
+        // `-w /proc/self/fd/N` (runc's CVE-2024-21626).
+        init::close_fds_except(&io.lab_fds(&[go.as_raw_fd(), executed.as_raw_fd()]))
+            .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
         // Into the cgroup first, so everything after is accounted and limited.
         crate::cgroups::join(&self.cgroup_procs)?;
         // The host sends "go" and the address it allocated (0.0.0.0: none);
@@ -305,7 +328,10 @@ impl ChildSetup<'_> {
                     source.display(),
                     spec.target,
                     if spec.read_only {
-                        "; mount -o remount,bind,ro MERGED".to_string() + &spec.target
+                        format!(
+                            "; for m in $(findmnt -Rno TARGET MERGED{0}); do mount -o remount,bind,ro $m; done",
+                            spec.target
+                        )
                     } else {
                         String::new()
                     }
