@@ -110,9 +110,10 @@ fn block(rule: &DeviceRule) -> Vec<Insn> {
         DeviceKind::Char => tests.push(vec![insn(JNE_K, R2, 0, 0, BPF_DEVCG_DEV_CHAR)]),
         DeviceKind::Block => tests.push(vec![insn(JNE_K, R2, 0, 0, BPF_DEVCG_DEV_BLOCK)]),
     }
-    let access = i32::from(rule.access.read) * BPF_DEVCG_ACC_READ
-        | i32::from(rule.access.write) * BPF_DEVCG_ACC_WRITE
-        | i32::from(rule.access.mknod) * BPF_DEVCG_ACC_MKNOD;
+    let flag = |on: bool, bit: i32| if on { bit } else { 0 };
+    let access = flag(rule.access.read, BPF_DEVCG_ACC_READ)
+        | flag(rule.access.write, BPF_DEVCG_ACC_WRITE)
+        | flag(rule.access.mknod, BPF_DEVCG_ACC_MKNOD);
     let all = BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE | BPF_DEVCG_ACC_MKNOD;
     if access != all {
         // An allow rule must cover all that is asked; a deny rule any of it.

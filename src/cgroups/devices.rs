@@ -71,15 +71,16 @@ impl FromStr for Access {
             mknod: false,
         };
         for c in text.chars() {
-            let flag =
-                match c {
-                    'r' => &mut access.read,
-                    'w' => &mut access.write,
-                    'm' => &mut access.mknod,
-                    _ => return Err(format!(
+            let flag = match c {
+                'r' => &mut access.read,
+                'w' => &mut access.write,
+                'm' => &mut access.mknod,
+                _ => {
+                    return Err(format!(
                         "invalid device permissions {text:?}: use r, w and m (such as rwm or r)"
-                    )),
-                };
+                    ))
+                }
+            };
             if *flag {
                 return Err(format!(
                     "invalid device permissions {text:?}: {c} is given twice"
