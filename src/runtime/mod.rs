@@ -128,7 +128,9 @@ pub fn start(
     } else {
         devices::DOCKER_DEFAULT.iter().copied().collect()
     };
-    let rules = rules.into_iter().chain(device_nodes.iter().map(DeviceNode::rule));
+    let rules = rules
+        .into_iter()
+        .chain(device_nodes.iter().map(DeviceNode::rule));
     let device_steps = cgroup.allow_devices(&rules.collect::<Vec<_>>())?;
     explain.step(
         format!("a cgroup: {}", cgroup.paths()[0].display()),
