@@ -123,15 +123,13 @@ pub fn start(
     let cgroup = Cgroup::create_freezable(&config.name)?;
     let written = cgroup.set_limits(&config.limits)?;
     // Docker's device list plus --device; everything with --privileged.
-    let rules: Vec<_> = if config.privileged {
+    let mut rules = if config.privileged {
         vec![devices::DeviceRule::ALLOW_ALL]
     } else {
-        devices::DOCKER_DEFAULT.iter().copied().collect()
+        devices::DOCKER_DEFAULT.to_vec()
     };
-    let rules = rules
-        .into_iter()
-        .chain(device_nodes.iter().map(DeviceNode::rule));
-    let device_steps = cgroup.allow_devices(&rules.collect::<Vec<_>>())?;
+    rules.extend(device_nodes.iter().map(DeviceNode::rule));
+    let device_steps = cgroup.allow_devices(&rules)?;
     explain.step(
         format!("a cgroup: {}", cgroup.paths()[0].display()),
         [shell_writes(&cgroup, &written)]
