@@ -301,8 +301,11 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
 const OPEN_KMSG: &str =
     "rm -f /tmp/kmsg; mknod /tmp/kmsg c 1 11 && exec 3>/tmp/kmsg && echo opened the host log";
 
+/// A system call to try: its name, and the call.
+type Probe = (&'static str, fn() -> libc::c_long);
+
 /// System calls to try, with arguments that do no harm when they run.
-const PROBES: [(&str, fn() -> libc::c_long); 7] = [
+const PROBES: [Probe; 7] = [
     // KEYCTL_GET_KEYRING_ID of the session keyring.
     ("keyctl", || unsafe {
         libc::syscall(libc::SYS_keyctl, 0, -3, 0)
@@ -329,7 +332,7 @@ const PROBES: [(&str, fn() -> libc::c_long); 7] = [
 
 /// Makes each call and prints the kernel's answer: "allowed", or the
 /// error it returned.
-fn try_syscalls(probes: &[(&str, fn() -> libc::c_long)]) -> i32 {
+fn try_syscalls(probes: &[Probe]) -> i32 {
     for (name, call) in probes {
         let answer = match call() {
             ret if ret >= 0 => "allowed".to_string(),
