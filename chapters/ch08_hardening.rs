@@ -152,11 +152,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     // ANCHOR: seccomp
     book.step("no_new_privs and a seccomp allow-list")
-        .primitive(
-            "prctl(PR_SET_NO_NEW_PRIVS), then seccomp(SECCOMP_SET_MODE_FILTER): Docker's list",
-        )
-        .shell("docker run … (its default seccomp profile)")
-        .look("keyctl and unshare(CLONE_NEWUSER) now fail with EPERM, clone3 with ENOSYS")
+        .primitive("prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)")
+        .shell("docker run …   (Docker's default seccomp profile)")
+        .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
         .begin()?;
     show(
         &book,
@@ -172,9 +170,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     // ANCHOR: devices
     book.step("a device allow-list")
-        .primitive("v1: the devices cgroup's lists; v2: a BPF_PROG_TYPE_CGROUP_DEVICE program")
+        .primitive("the devices cgroup (v1) or a cgroup BPF program (v2)")
         .shell("echo a > devices.deny; echo 'c 1:3 rwm' > devices.allow …")
-        .look("mknod still works, but the node it made can no longer be opened: EPERM")
+        .look("mknod still works, but its node can no longer be opened: EPERM")
         .begin()?;
     show(&book, &container, &["sh", "-c", OPEN_KMSG])?;
     for line in cgroup.allow_devices(devices::DOCKER_DEFAULT)? {
@@ -298,8 +296,10 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
 
 /// Makes a node for the host's kernel log (char 1:11) and opens it for
 /// writing, as a process would that meant to forge the host's dmesg.
-const OPEN_KMSG: &str =
-    "rm -f /tmp/kmsg; mknod /tmp/kmsg c 1 11 && exec 3>/tmp/kmsg && echo opened the host log";
+const OPEN_KMSG: &str = concat!(
+    "rm -f /tmp/kmsg; mknod /tmp/kmsg c 1 11 && ",
+    "exec 3>/tmp/kmsg && echo opened the host log"
+);
 
 /// A system call to try: its name, and the call.
 type Probe = (&'static str, fn() -> libc::c_long);

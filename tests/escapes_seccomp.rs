@@ -96,7 +96,12 @@ fn probe_in_container(test: &str, extra: &[&str]) -> BTreeMap<String, String> {
         .stdin(Stdio::null())
         .args(&args);
     let out = common::run(command);
-    assert_eq!(out.status.code(), Some(0), "mini-docker {args:?} failed");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "mini-docker {args:?} failed: {:?}",
+        out.status
+    );
     for dir in common::cgroup_dirs(test) {
         assert!(!dir.exists(), "{} was left", dir.display());
     }
@@ -238,7 +243,7 @@ fn the_busybox_shell_still_works_under_the_filter() {
         .args(["run", "--rm", "--network", "none", "busybox", "sh", "-c"])
         .arg("echo $((6 * 7)) | cat; ls /bin/sh >/dev/null && sleep 0 & wait; grep Seccomp_filters /proc/self/status");
     let out = common::run(command);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "42\nSeccomp_filters:\t2\n"

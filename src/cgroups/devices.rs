@@ -148,6 +148,17 @@ impl DeviceRule {
         ..DeviceRule::DENY_ALL
     };
 
+    /// `c *:* m` or `b *:* m`: mknod of any node of that kind.
+    pub const fn mknod_any(kind: DeviceKind) -> Self {
+        DeviceRule {
+            allow: true,
+            kind,
+            major: None,
+            minor: None,
+            access: Access::MKNOD,
+        }
+    }
+
     pub const fn allow(kind: DeviceKind, major: u32, minor: Option<u32>, access: Access) -> Self {
         DeviceRule {
             allow: true,
@@ -210,15 +221,9 @@ pub const DOCKER_DEFAULT: &[DeviceRule] = {
     const RWM: Access = Access::RWM;
     &[
         DeviceRule::DENY_ALL,
-        // mknod of any node: making one is harmless, opening it is not.
-        DeviceRule {
-            major: None,
-            ..DeviceRule::allow(Char, 0, None, Access::MKNOD)
-        },
-        DeviceRule {
-            major: None,
-            ..DeviceRule::allow(Block, 0, None, Access::MKNOD)
-        },
+        // Making a node is harmless; opening it is what the list decides.
+        DeviceRule::mknod_any(Char),
+        DeviceRule::mknod_any(Block),
         DeviceRule::allow(Char, 1, Some(3), RWM), // /dev/null
         DeviceRule::allow(Char, 1, Some(5), RWM), // /dev/zero
         DeviceRule::allow(Char, 1, Some(7), RWM), // /dev/full
