@@ -2,15 +2,17 @@
 //!
 //! Chapter 3's container is still root with every capability. This chapter
 //! takes away what Docker takes away: all but fourteen capabilities, new
-//! privileges through execve, a list of system calls, write access to the
-//! root filesystem, and the parts of /proc that describe or steer the whole
-//! machine. Each is shown before and after.
+//! privileges through execve, every system call not on Docker's list, the
+//! device nodes not on Docker's list, write access to the root filesystem,
+//! and the parts of /proc that describe or steer the whole machine. Each is
+//! shown before and after.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use lab::cgroups::{self, devices, Cgroup, CgroupError};
 use lab::chapters;
 use lab::cli::{self, ChapterArgs, ContainerArgs};
 use lab::container::Container;
@@ -21,7 +23,7 @@ use lab::state::LabDirs;
 use lab::steps::{inside, show, BusyboxContainer};
 use lab::{privilege, rootfs, signals};
 
-/// Hardening: capabilities, no_new_privs, seccomp, read-only and masked paths.
+/// Hardening: capabilities, no_new_privs, seccomp, devices, read-only and masked paths.
 #[derive(Debug, Parser)]
 #[command(name = "ch08", version)]
 struct Cli {
@@ -62,6 +64,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let chapter = chapters::chapter("ch08").context("ch08 is missing from the manifest")?;
     privilege::ensure_root("ch08", "namespaces and mounts need CAP_SYS_ADMIN")?;
     rootfs::find_static_busybox()?;
+    // The cgroup of step 5, made before the container so that it goes after.
+    let cgroup = match Cgroup::create_freezable(&cli.name) {
+        Err(CgroupError::NotDelegated(_)) => match cgroups::reexec_in_delegated_scope()? {},
+        other => other?,
+    };
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
 
@@ -144,29 +151,41 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // ANCHOR_END: cap_add
 
     // ANCHOR: seccomp
-    book.step("no_new_privs and a seccomp filter")
-        .primitive("prctl(PR_SET_NO_NEW_PRIVS), then seccomp(SECCOMP_SET_MODE_FILTER) with a BPF program")
-        .shell("docker run --security-opt no-new-privileges … (the seccomp profile is on by default)")
-        .look("the kernel reports both for the process; keyctl, bpf, perf_event_open and friends now fail with EPERM")
+    book.step("no_new_privs and a seccomp allow-list")
+        .primitive("prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)")
+        .shell("docker run …   (Docker's default seccomp profile)")
+        .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
         .begin()?;
     show(
         &book,
         &container,
-        &["grep", "-E", "NoNewPrivs|Seccomp:", "/proc/self/status"],
+        &["grep", "-E", "NoNewPrivs|Seccomp", "/proc/self/status"],
     )?;
     book.say("without the filter (the lab's own helper):");
-    container.run_inside(|| i32::from(try_syscalls(&[("keyctl", libc::SYS_keyctl)])))?;
+    container.run_inside(|| try_syscalls(&PROBES[..3]))?;
     book.say("with the container's profile:");
-    container.run_hardened(|| {
-        let probes = [
-            ("keyctl", libc::SYS_keyctl),
-            ("bpf", libc::SYS_bpf),
-            ("perf_event_open", libc::SYS_perf_event_open),
-            ("add_key", libc::SYS_add_key),
-        ];
-        i32::from(try_syscalls(&probes))
-    })?;
+    container.run_hardened(|| try_syscalls(&PROBES))?;
+    show(&book, &container, &["unshare", "-U", "true"])?;
     // ANCHOR_END: seccomp
+
+    // ANCHOR: devices
+    book.step("a device allow-list")
+        .primitive("the devices cgroup (v1) or a cgroup BPF program (v2)")
+        .shell("echo a > devices.deny; echo 'c 1:3 rwm' > devices.allow …")
+        .look("mknod still works, but its node can no longer be opened: EPERM")
+        .begin()?;
+    show(&book, &container, &["sh", "-c", OPEN_KMSG])?;
+    for line in cgroup.allow_devices(devices::DOCKER_DEFAULT)? {
+        book.say(line);
+    }
+    container.join_cgroups(cgroup.procs_files());
+    show(&book, &container, &["sh", "-c", OPEN_KMSG])?;
+    show(
+        &book,
+        &container,
+        &["sh", "-c", "echo hi > /dev/null && echo null works"],
+    )?;
+    // ANCHOR_END: devices
 
     // ANCHOR: read_only
     book.step("a read-only root filesystem")
@@ -227,11 +246,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.user_command_step(&container, &cli.container.command)?;
 
     book.step("stop the container and clean up")
-        .primitive("kill(init, SIGTERM)")
-        .shell("kill PID; rm -rf RUN_DIR")
-        .look("nothing of the container is left")
+        .primitive("kill(init, SIGTERM), then rmdir(2) of its cgroup")
+        .shell("kill PID; rmdir CGROUP; rm -rf RUN_DIR")
+        .look("nothing of the container is left; a v2 device program goes with its cgroup")
         .begin()?;
     container.stop(Duration::from_secs(10))?;
+    let cgroup_dirs = cgroup.paths();
+    drop(cgroup);
+    book.fact(
+        "cgroup removed",
+        lab::narrate::yes_no(cgroup_dirs.iter().all(|d| !d.exists())),
+    );
     let path = run_dir.path().to_path_buf();
     drop(run_dir);
     book.fact(
@@ -239,7 +264,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         lab::narrate::yes_no(!path.exists()),
     );
 
-    book.done("the same container, with fourteen capabilities, a seccomp filter, no new privileges, a read-only root and a masked /proc. next: mini-docker puts every chapter together.");
+    book.done("the same container, with fourteen capabilities, a seccomp allow-list, no new privileges, a device allow-list, a read-only root and a masked /proc. next: mini-docker puts every chapter together.");
     Ok(())
 }
 
@@ -269,28 +294,51 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
     Ok(())
 }
 
-/// Calls each system call with harmless arguments and reports how the
-/// kernel answered; returns true when any was refused with EPERM.
-fn try_syscalls(probes: &[(&str, libc::c_long)]) -> bool {
-    let mut refused = false;
-    for (name, number) in probes {
-        // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) and
-        // zeroed arguments for the others: valid or EINVAL, never harmful.
-        let ret = unsafe {
-            if *number == libc::SYS_keyctl {
-                libc::syscall(*number, 0, -3, 0)
-            } else {
-                libc::syscall(*number, 0, 0, 0, 0, 0)
-            }
+/// Makes a node for the host's kernel log (char 1:11) and opens it for
+/// writing, as a process would that meant to forge the host's dmesg.
+const OPEN_KMSG: &str = concat!(
+    "rm -f /tmp/kmsg; mknod /tmp/kmsg c 1 11 && ",
+    "exec 3>/tmp/kmsg && echo opened the host log"
+);
+
+/// A system call to try: its name, and the call.
+type Probe = (&'static str, fn() -> libc::c_long);
+
+/// System calls to try, with arguments that do no harm when they run.
+const PROBES: [Probe; 7] = [
+    // KEYCTL_GET_KEYRING_ID of the session keyring.
+    ("keyctl", || unsafe {
+        libc::syscall(libc::SYS_keyctl, 0, -3, 0)
+    }),
+    // Only this short-lived helper moves into the new namespace.
+    ("unshare(CLONE_NEWUSER)", || unsafe {
+        libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)
+    }),
+    // Arguments of size 0: invalid, once the kernel gets to read them.
+    ("clone3", || unsafe {
+        libc::syscall(libc::SYS_clone3, 0, 0)
+    }),
+    ("bpf", || unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }),
+    ("perf_event_open", || unsafe {
+        libc::syscall(libc::SYS_perf_event_open, 0, 0, 0, 0, 0)
+    }),
+    ("add_key", || unsafe {
+        libc::syscall(libc::SYS_add_key, 0, 0, 0, 0, 0)
+    }),
+    ("io_uring_setup", || unsafe {
+        libc::syscall(libc::SYS_io_uring_setup, 0, 0)
+    }),
+];
+
+/// Makes each call and prints the kernel's answer: "allowed", or the
+/// error it returned.
+fn try_syscalls(probes: &[Probe]) -> i32 {
+    for (name, call) in probes {
+        let answer = match call() {
+            ret if ret >= 0 => "allowed".to_string(),
+            _ => nix::errno::Errno::last().to_string(),
         };
-        let errno = nix::errno::Errno::last();
-        let answer = if ret >= 0 || errno != nix::errno::Errno::EPERM {
-            "not refused by the filter".to_string()
-        } else {
-            "refused (operation not permitted)".to_string()
-        };
-        refused |= ret < 0 && errno == nix::errno::Errno::EPERM;
         println!("   {:<28} {answer}", format!("{name}:"));
     }
-    refused
+    0
 }

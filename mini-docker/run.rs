@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use lab::cgroups::devices::{self, DeviceSpec};
 use lab::cgroups::{self, Limits};
 use lab::cli;
 use lab::hardening::{self, Profile};
@@ -82,6 +83,9 @@ pub struct RunArgs {
     /// Drop Linux capabilities
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = parse_cap)]
     cap_drop: Vec<String>,
+    /// Add a host device to the container (HOST_PATH[:CONTAINER_PATH][:PERMISSIONS], permissions of rwm)
+    #[arg(long = "device", value_name = "DEVICE", value_parser = devices::parse_device)]
+    devices: Vec<DeviceSpec>,
     /// Give extended privileges to this container
     #[arg(long)]
     privileged: bool,
@@ -154,6 +158,9 @@ impl RunArgs {
         if command.is_empty() {
             command.push("sh".to_string());
         }
+        for device in &self.devices {
+            device.resolve().map_err(anyhow::Error::msg)?;
+        }
         let profile = if self.privileged {
             Profile::privileged()
         } else {
@@ -180,6 +187,7 @@ impl RunArgs {
             publish: self.publish.clone(),
             volumes: self.volumes.clone(),
             tmpfs: self.tmpfs.clone(),
+            devices: self.devices.clone(),
             init: self.init,
             remove: self.rm,
             interactive: self.interactive,

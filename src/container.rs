@@ -219,6 +219,12 @@ impl Container {
         self.profile = profile;
     }
 
+    /// From now on, every process run inside joins these cgroups first
+    /// (their `cgroup.procs` files), as `docker exec` joins the container's.
+    pub fn join_cgroups(&mut self, procs_files: Vec<PathBuf>) {
+        self.cgroup_procs = procs_files;
+    }
+
     /// `run_inside`, with the container's profile applied first.
     pub fn run_hardened<F>(&self, work: F) -> Result<i32, ContainerError>
     where

@@ -103,5 +103,12 @@ fn ch07_snapshot() {
     ignore = "needs root: run the test suite as root (sudo -E cargo test)"
 )]
 fn ch08_snapshot() {
-    assert_chapter_snapshot!("ch08", chapter_output("ch08", &["--hostname", "lab-ch08"]));
+    // The device allow-list is v1's devices files or a v2 BPF program.
+    let suffix = match lab::cgroups::detect_layout().unwrap() {
+        lab::cgroups::Layout::Unified => "v2",
+        _ => "v1",
+    };
+    insta::with_settings!({ snapshot_suffix => suffix }, {
+        assert_chapter_snapshot!("ch08", chapter_output("ch08", &["--hostname", "lab-ch08"]));
+    });
 }

@@ -12,6 +12,8 @@
 //! guessing from the distribution, and always creates its cgroups beneath
 //! the cgroup it runs in.
 
+pub mod device_filter;
+pub mod devices;
 mod v1;
 mod v2;
 
@@ -112,13 +114,15 @@ impl Cgroup {
     }
 
     /// `create`, plus (on v1) the freezer hierarchy that `docker pause`
-    /// needs; v2 has `cgroup.freeze` in every cgroup.
+    /// needs and the devices hierarchy of the device allow-list; v2 has
+    /// `cgroup.freeze` in every cgroup, and BPF programs for devices.
     pub fn create_freezable(name: &str) -> Result<Cgroup, CgroupError> {
         match detect_layout()? {
             Layout::Unified => Ok(Cgroup::V2(V2Cgroup::create(name)?)),
-            Layout::Hybrid | Layout::Legacy => {
-                Ok(Cgroup::V1(V1Cgroup::create_with(name, &["freezer"])?))
-            }
+            Layout::Hybrid | Layout::Legacy => Ok(Cgroup::V1(V1Cgroup::create_with(
+                name,
+                &["freezer", "devices"],
+            )?)),
         }
     }
 
@@ -158,6 +162,16 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.set_limits(limits),
             Cgroup::V2(c) => c.set_limits(limits),
+        }
+    }
+
+    /// Applies a device allow-list (see `devices`): v1 writes it to
+    /// `devices.deny` and `devices.allow`, v2 attaches a BPF program.
+    /// Returns what was done, as shell lines or system calls.
+    pub fn allow_devices(&self, rules: &[devices::DeviceRule]) -> Result<Vec<String>, CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.allow_devices(rules),
+            Cgroup::V2(c) => device_filter::attach(c.path(), rules),
         }
     }
 
@@ -418,6 +432,14 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to {op}: {errno}{log}")]
+    Bpf {
+        op: String,
+        errno: nix::errno::Errno,
+        log: String,
+    },
+    #[error("this host mounts no cgroup v1 devices hierarchy, so containers could open any device node; mount it (mount -t cgroup -o devices devices /sys/fs/cgroup/devices) or boot with cgroup v2")]
+    NoDevicesController,
     #[error("this process is in no {0} cgroup hierarchy (/proc/self/cgroup); is /sys/fs/cgroup mounted?")]
     NotInHierarchy(String),
     #[error("cgroup v2: the lab's cgroup {} also holds other processes, so no controller can be enabled beneath it (the no-internal-process rule); run the chapter in a delegated cgroup of its own, e.g. sudo systemd-run --scope -p Delegate=yes cargo run --bin ch05", .0.display())]

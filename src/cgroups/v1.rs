@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::devices::DeviceRule;
 use super::{
     own_path, read_key, read_u64, remove_dir_retrying, write, CgroupError, Counters, Limits,
 };
@@ -71,6 +72,24 @@ impl V1Cgroup {
     fn file(&self, controller: &str, name: &str) -> Option<PathBuf> {
         self.dirs.get(controller).map(|dir| dir.join(name))
     }
+
+    /// Writes the rules in order: `a` to devices.deny first (all
+    /// refused), then each exception. Returns the shell lines.
+    // ANCHOR: devices
+    pub fn allow_devices(&self, rules: &[DeviceRule]) -> Result<Vec<String>, CgroupError> {
+        let dir = self
+            .dirs
+            .get("devices")
+            .ok_or(CgroupError::NoDevicesController)?;
+        let mut shell = Vec::new();
+        for (file, line) in rules.iter().flat_map(DeviceRule::v1_lines) {
+            let path = dir.join(file);
+            write(&path, &line)?;
+            shell.push(format!("echo '{line}' > {}", path.display()));
+        }
+        Ok(shell)
+    }
+    // ANCHOR_END: devices
 
     // ANCHOR: limits
     pub fn set_limits(&self, limits: &Limits) -> Result<Vec<(PathBuf, String)>, CgroupError> {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::devices::DeviceSpec;
 use crate::cgroups::Limits;
 use crate::hardening::Profile;
 use crate::network::PortMapping;
@@ -43,6 +44,9 @@ pub struct RunConfig {
     pub publish: Vec<PortMapping>,
     pub volumes: Vec<VolumeSpec>,
     pub tmpfs: Vec<TmpfsSpec>,
+    /// `--device`: host nodes made in the container and allowed in its cgroup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
     pub init: bool,
     /// `--rm`: remove the container (and its anonymous volumes) at exit.
     pub remove: bool,

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 
 pub use self::config::{NetworkMode, RunConfig};
 pub use self::explain::Explain;
+use crate::cgroups::devices::{self, DeviceNode};
 use crate::cgroups::Cgroup;
 use crate::container::status_code;
 use crate::namespaces::{self, Cloned, Namespace};
@@ -99,6 +100,11 @@ pub fn start(
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
     let layers = image_layers(dirs, &config.image)?;
+    let device_nodes = config
+        .devices
+        .iter()
+        .map(|d| d.resolve().map_err(RuntimeError::Setup))
+        .collect::<Result<Vec<DeviceNode>, _>>()?;
     explain.step(
         format!(
             "image {}: read-only layer {}",
@@ -134,9 +140,21 @@ pub fn start(
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
     let written = cgroup.set_limits(&config.limits)?;
+    // Docker's device list plus --device; everything with --privileged.
+    let mut rules = if config.privileged {
+        vec![devices::DeviceRule::ALLOW_ALL]
+    } else {
+        devices::DOCKER_DEFAULT.to_vec()
+    };
+    rules.extend(device_nodes.iter().map(DeviceNode::rule));
+    let device_steps = cgroup.allow_devices(&rules)?;
     explain.step(
         format!("a cgroup: {}", cgroup.paths()[0].display()),
-        shell_writes(&cgroup, &written),
+        [shell_writes(&cgroup, &written)]
+            .into_iter()
+            .chain(device_steps)
+            .collect::<Vec<_>>()
+            .join("; "),
     );
 
     let mut spaces = vec![
@@ -175,6 +193,7 @@ pub fn start(
         overlay: &overlay_dirs,
         cgroup_procs: cgroup.procs_files(),
         volume_sources: &volume_sources,
+        devices: &device_nodes,
         explain,
     };
     crate::container::flush_stdio();
@@ -269,6 +288,7 @@ struct ChildSetup<'a> {
     overlay: &'a OverlayDirs,
     cgroup_procs: Vec<PathBuf>,
     volume_sources: &'a [PathBuf],
+    devices: &'a [DeviceNode],
     explain: Explain,
 }
 
@@ -354,6 +374,14 @@ impl ChildSetup<'_> {
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
             "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
         );
+        for node in self.devices {
+            node.create().map_err(RuntimeError::Setup)?;
+            let (path, kind) = (node.path.display(), node.kind.letter());
+            explain.step(
+                format!("inside: device node {path}, allowed {}", node.access),
+                format!("mknod {path} {kind} {} {}", node.major, node.minor),
+            );
+        }
         nix::unistd::sethostname(&config.hostname)
             .map_err(|e| RuntimeError::Setup(format!("sethostname: {e}")))?;
         explain.step(

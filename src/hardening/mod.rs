@@ -6,19 +6,21 @@
 //!   ever have; Docker keeps fourteen and drops the rest.
 //! - **no_new_privs.** After `prctl(PR_SET_NO_NEW_PRIVS)`, no execve can
 //!   grant more privileges (setuid binaries, file capabilities).
-//! - **seccomp.** A BPF filter the kernel runs on every system call: the
-//!   ones a container has no business making fail with EPERM.
+//! - **seccomp.** A BPF filter the kernel runs on every system call:
+//!   Docker's allow-list (`seccomp.rs`); every other call fails with EPERM.
 //! - **Read-only and masked paths.** Parts of /proc that describe or
 //!   control the whole machine are covered or made read-only.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod seccomp;
+
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability};
 use nix::mount::MsFlags;
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::BpfProgram;
 
 use crate::mounts::{self, MountError};
 
@@ -41,41 +43,6 @@ pub const DOCKER_DEFAULT_CAPS: [Capability; 14] = [
     Capability::CAP_AUDIT_WRITE,
 ];
 // ANCHOR_END: default_caps
-
-/// System calls refused with EPERM, as Docker's default seccomp profile
-/// refuses them: kernel modules, kexec, the kernel keyring, BPF, perf,
-/// reboot, swap, accounting, the clock, and handle-based file access.
-// ANCHOR: denied
-pub const DENIED_SYSCALLS: &[(&str, libc::c_long)] = &[
-    ("init_module", libc::SYS_init_module),
-    ("finit_module", libc::SYS_finit_module),
-    ("delete_module", libc::SYS_delete_module),
-    ("kexec_load", libc::SYS_kexec_load),
-    ("kexec_file_load", libc::SYS_kexec_file_load),
-    ("add_key", libc::SYS_add_key),
-    ("request_key", libc::SYS_request_key),
-    ("keyctl", libc::SYS_keyctl),
-    ("bpf", libc::SYS_bpf),
-    ("perf_event_open", libc::SYS_perf_event_open),
-    ("reboot", libc::SYS_reboot),
-    ("swapon", libc::SYS_swapon),
-    ("swapoff", libc::SYS_swapoff),
-    ("acct", libc::SYS_acct),
-    ("settimeofday", libc::SYS_settimeofday),
-    ("clock_settime", libc::SYS_clock_settime),
-    ("clock_adjtime", libc::SYS_clock_adjtime),
-    ("open_by_handle_at", libc::SYS_open_by_handle_at),
-    ("userfaultfd", libc::SYS_userfaultfd),
-];
-/// Refused too unless CAP_SYS_ADMIN was added, as Docker does.
-pub const ADMIN_SYSCALLS: &[(&str, libc::c_long)] = &[
-    ("mount", libc::SYS_mount),
-    ("umount2", libc::SYS_umount2),
-    ("pivot_root", libc::SYS_pivot_root),
-    ("unshare", libc::SYS_unshare),
-    ("setns", libc::SYS_setns),
-];
-// ANCHOR_END: denied
 
 /// /proc files and directories hidden from the container, and the ones
 /// left visible but read-only (Docker's lists).
@@ -174,41 +141,18 @@ impl Profile {
         caps::clear(None, CapSet::Ambient).map_err(|e| HardeningError::Caps(e.to_string()))?;
         if self.seccomp {
             nix::sys::prctl::set_no_new_privs().map_err(HardeningError::NoNewPrivs)?;
-            let program = self.seccomp_program()?;
-            seccompiler::apply_filter(&program)
-                .map_err(|e| HardeningError::Seccomp(e.to_string()))?;
+            for program in self.seccomp_filters()? {
+                seccompiler::apply_filter(&program)
+                    .map_err(|e| HardeningError::Seccomp(e.to_string()))?;
+            }
         }
         Ok(())
     }
     // ANCHOR_END: apply
 
-    /// The BPF program: the listed system calls return EPERM, all others run.
-    pub fn seccomp_program(&self) -> Result<BpfProgram, HardeningError> {
-        // libc's syscall numbers are c_long, which is i64 on every 64-bit Linux.
-        let mut denied: Vec<i64> = DENIED_SYSCALLS.iter().map(|(_, nr)| *nr).collect();
-        if !self.keep.contains("CAP_SYS_ADMIN") {
-            denied.extend(ADMIN_SYSCALLS.iter().map(|(_, nr)| *nr));
-        }
-        let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-            denied.into_iter().map(|nr| (nr, Vec::new())).collect();
-        let filter = SeccompFilter::new(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
-            target_arch(),
-        )
-        .map_err(|e| HardeningError::Seccomp(e.to_string()))?;
-        filter
-            .try_into()
-            .map_err(|e: seccompiler::BackendError| HardeningError::Seccomp(e.to_string()))
-    }
-}
-
-fn target_arch() -> TargetArch {
-    if cfg!(target_arch = "aarch64") {
-        TargetArch::aarch64
-    } else {
-        TargetArch::x86_64
+    /// The BPF programs for this profile's capabilities (see `seccomp`).
+    pub fn seccomp_filters(&self) -> Result<Vec<BpfProgram>, HardeningError> {
+        seccomp::filters(seccomp::Arch::NATIVE, &self.keep).map_err(HardeningError::Seccomp)
     }
 }
 
@@ -305,11 +249,13 @@ mod tests {
     }
 
     #[test]
-    fn the_seccomp_program_builds_for_this_architecture() {
-        let program = Profile::docker_default(&[], &[])
+    fn the_seccomp_filters_build_for_this_architecture() {
+        let filters = Profile::docker_default(&[], &[])
             .unwrap()
-            .seccomp_program()
+            .seccomp_filters()
             .unwrap();
-        assert!(program.len() > DENIED_SYSCALLS.len());
+        // The allow-list, and the one that answers clone3 with ENOSYS.
+        assert_eq!(filters.len(), 2);
+        assert!(filters[0].len() > 300);
     }
 }
