@@ -113,7 +113,10 @@ pub fn own_cgroup_filters() -> Vec<(String, &'static str)> {
         r"/sys/fs/cgroup/container-lab".to_string(),
         "/sys/fs/cgroup/[OWN CGROUP]/container-lab",
     ));
-    filters.push((r":/container-lab".to_string(), ":/[OWN CGROUP]/container-lab"));
+    filters.push((
+        r":/container-lab".to_string(),
+        ":/[OWN CGROUP]/container-lab",
+    ));
     filters
 }
 
