@@ -135,3 +135,29 @@ fn an_unknown_capability_is_refused() {
     command.args(["--cap-add", "FLY"]);
     assert_clean_error(&common::run(command), 2, "unknown capability \"FLY\"");
 }
+
+#[test]
+fn an_env_file_with_a_nul_names_the_file_and_line() {
+    let state = common::state_root("errors-env-nul");
+    let file = state.join("env");
+    std::fs::write(&file, "# settings\nGOOD=1\nBAD=x\0y\n").unwrap();
+    let mut command = std::process::Command::new(common::binary("mini-docker"));
+    command
+        .env(lab::state::ROOT_ENV, &state)
+        .args(["run", "--rm", "--env-file"])
+        .arg(&file)
+        .args(["busybox", "true"]);
+    let output = common::run(command);
+    assert_clean_error(
+        &output,
+        125,
+        &format!(
+            "mini-docker: error: {}:3: the line contains a NUL byte",
+            file.display()
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    // Refused while reading the flags: nothing was created.
+    assert!(!state.join("lib").exists() && !state.join("run").exists());
+}

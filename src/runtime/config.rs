@@ -163,6 +163,14 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        // execve takes C strings: a NUL would end the variable early.
+        if line.contains('\0') {
+            return Err(format!(
+                "{}:{}: the line contains a NUL byte, which an environment variable cannot hold; remove it",
+                path.display(),
+                number + 1
+            ));
+        }
         match line.split_once('=') {
             Some((key, _)) if key.is_empty() || key.contains(char::is_whitespace) => {
                 return Err(format!(
@@ -261,6 +269,10 @@ mod tests {
         );
         std::fs::write(&file, "=oops\n").unwrap();
         assert!(read_env_file(&file).unwrap_err().contains(":1:"));
+        std::fs::write(&file, "A=1\nB=x\0y\n").unwrap();
+        let err = read_env_file(&file).unwrap_err();
+        assert!(err.starts_with(&format!("{}:2: ", file.display())), "{err}");
+        assert!(err.contains("NUL byte"), "{err}");
         assert!(read_env_file(&dir.join("missing")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
