@@ -191,6 +191,8 @@ pub fn supervise_explained(
             r.state.pid_start_time = 0;
             // docker ps shows ports only while a container runs.
             r.state.ports.clear();
+            // Removed with the container; a record names only what is left.
+            r.state.cgroup_paths.retain(|p| p.exists());
         })?;
         if !restart {
             break code;
@@ -296,6 +298,9 @@ fn record_failure(store: &Store, id: &str, err: &RuntimeError) -> Result<(), Sup
         r.state.error = message;
         r.state.finished_at = Some(SystemTime::now());
         r.state.pid = 0;
+        // What the failed start made went with it; what is there now under
+        // these names is not its own (a cgroup in use by another container).
+        r.state.cgroup_paths.clear();
     })?;
     Ok(())
 }

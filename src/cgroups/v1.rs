@@ -43,7 +43,11 @@ impl V1Cgroup {
             let parent = mount.join(own).join("container-lab");
             let dir = parent.join(name);
             if !cgroup.created.contains(&dir) {
-                create_in_shared_parent(&parent, &dir)?;
+                if let Err(err) = create_in_shared_parent(&parent, &dir) {
+                    // Not half a cgroup: what was made goes again.
+                    let _ = cgroup.remove();
+                    return Err(err);
+                }
                 cgroup.created.push(dir.clone());
             }
             cgroup.dirs.insert(controller, dir);
