@@ -931,3 +931,76 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
         lab.assert_nothing_left(name, id);
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn rmi_refuses_an_image_a_container_uses_as_docker_does() {
+    let lab = Lab::new("lifecycle-rmi");
+    // An image of our own: the busybox image's tree, imported.
+    lab.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    let tarball = lab.state.join("tools.tar");
+    let tar = Command::new("tar")
+        .args(["-C"])
+        .arg(lab.state.join("lib/images/busybox"))
+        .args(["-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let image_id = lab.ok(&["import", tarball.to_str().unwrap(), "tools:1"]);
+    let image_id = image_id.trim().strip_prefix("sha256:").unwrap().to_string();
+    let layer = lab.state.join("lib/images/imported").join(&image_id);
+    assert!(layer.is_dir());
+    let id = lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "user",
+        "--network",
+        "none",
+        "tools:1",
+        "sleep",
+        "300",
+    ]);
+    let short = &id.trim()[..12];
+
+    // Running: refused, also with -f; the layer and the container stay.
+    for args in [&["rmi", "tools:1"][..], &["rmi", "-f", "tools:1"]] {
+        let out = lab.md(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            format!(
+                "mini-docker: error: conflict: unable to delete {} (cannot be forced) - image is being used by running container {short}",
+                &image_id[..12]
+            )
+        );
+    }
+    assert!(
+        layer.is_dir(),
+        "the layer under the live overlay was deleted"
+    );
+    lab.ok(&["exec", "user", "cat", "/etc/os-release"]);
+    assert!(lab.ok(&["images"]).contains("tools"));
+
+    // Stopped: refused without -f, removed with it.
+    lab.ok(&["stop", "-t", "0", "user"]);
+    let out = lab.md(&["rmi", "tools:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "mini-docker: error: conflict: unable to remove repository reference \"tools:1\" (must force) - container {short} is using its referenced image {}",
+            &image_id[..12]
+        )
+    );
+    assert!(layer.is_dir());
+    assert_eq!(lab.ok(&["rmi", "-f", "tools:1"]), "Untagged: tools:1\n");
+    assert!(!layer.exists());
+    assert!(!lab.ok(&["images"]).contains("tools"));
+    lab.ok(&["rm", "user"]);
+}

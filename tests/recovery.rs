@@ -34,10 +34,19 @@ struct Lab {
 impl Lab {
     fn new(test: &str) -> Lab {
         common::assert_root();
+        Lab::at(common::state_root(test))
+    }
+
+    fn at(state: PathBuf) -> Lab {
         Lab {
-            state: common::state_root(test),
+            state,
             host: common::HostNetns::new(),
         }
+    }
+
+    fn id(&self, name: &str) -> String {
+        let all: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        all[0]["Id"].as_str().unwrap().to_string()
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -185,14 +194,18 @@ fn kill(child: &mut Child) {
 /// Processes whose command line has `--name NAME`: the run, and the log
 /// copier it forked (which keeps its command line).
 fn processes_named(name: &str) -> Vec<i32> {
-    let marker = format!("--name\0{name}\0");
+    processes_with(&format!("--name\0{name}\0"))
+}
+
+/// Processes whose command line holds `marker` (arguments joined by NUL).
+fn processes_with(marker: &str) -> Vec<i32> {
     fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
         })
         .filter(|pid| {
             // A zombie has exited.
@@ -454,4 +467,226 @@ fn an_empty_cgroup_left_by_a_dead_run_is_reclaimed() {
     // Empty now: the next prune takes it.
     lab.ok(&["system", "prune", "-f"]);
     assert_recovered(&lab, &before, "busy", "after the busy cgroup");
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_corrupt_record_is_skipped_with_a_warning_and_rm_f_removes_it() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new("recovery-corrupt");
+    let before = warm_up(&lab);
+    lab.ok(&["run", "-d", "--name", "alive", "busybox", "sleep", "300"]);
+    lab.ok(&["create", "--name", "stopped", "busybox", "true"]);
+    lab.ok(&["create", "--name", "truncated", "busybox", "true"]);
+    lab.ok(&["run", "-d", "--name", "garbage", "busybox", "sleep", "300"]);
+    let truncated = lab.id("truncated");
+    let garbage = lab.id("garbage");
+    let all: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "garbage"])).unwrap();
+    let garbage_pid = all[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    // A config cut short (a crash while writing it by hand, a full disk
+    // elsewhere) and a state file of garbage.
+    let config = lab
+        .state
+        .join("lib/lifecycle")
+        .join(&truncated)
+        .join("config.json");
+    let text = fs::read(&config).unwrap();
+    fs::write(&config, &text[..text.len() / 2]).unwrap();
+    let state = lab
+        .state
+        .join("run/lifecycle")
+        .join(&garbage)
+        .join("state.json");
+    fs::write(&state, b"\x00\x7fnot json {").unwrap();
+
+    // ps -a shows the others, with one warning line per bad file.
+    let out = lab.md(&["ps", "-a"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("alive") && stdout.contains("stopped"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("truncated") && !stdout.contains("garbage"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    for (id, file) in [(&truncated, &config), (&garbage, &state)] {
+        let line = warnings
+            .iter()
+            .find(|l| l.contains(file.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("no warning names {}: {stderr}", file.display()));
+        assert!(
+            line.starts_with(&format!("warning: skipping container {}: ", &id[..12])),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(&format!("`rm -f {}` removes it", &id[..12])),
+            "{line}"
+        );
+    }
+    // Commands on the other containers work.
+    lab.ok(&["inspect", "alive", "stopped"]);
+    lab.ok(&["exec", "alive", "true"]);
+    lab.ok(&["stop", "-t", "0", "alive"]);
+    // The bad ones are named, and removed only with -f.
+    let out = lab.md(&["inspect", &truncated[..12]]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(config.to_str().unwrap()), "{stderr}");
+    let out = lab.md(&["rm", "garbage"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rm -f"));
+    // Prune removes the stopped ones and leaves the unreadable ones.
+    let out = lab.ok(&["system", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed containers: 2"), "{out}");
+    assert!(common::still_running(&[(garbage_pid, start_time(garbage_pid))]).len() == 1);
+    // rm -f by ID prefix and by name (the config of "garbage" survived):
+    // the container that still ran in it is killed, its cgroups, veth and
+    // address go.
+    lab.ok(&["rm", "-f", &truncated[..12]]);
+    lab.ok(&["rm", "-f", "garbage"]);
+    let out = lab.md(&["ps", "-a", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no warnings left");
+    assert_eq!(files_in(&lab.state.join("lib/lifecycle")), ["names.lock"]);
+    assert!(files_in(&lab.state.join("run/lifecycle")).is_empty());
+    let supervisor = format!("__supervise\0{garbage}");
+    let gone = common::wait_for(Duration::from_secs(10), || {
+        processes_with(&supervisor).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "the supervisor of garbage is left");
+    assert_recovered(&lab, &before, "garbage", "rm -f of the corrupt records");
+}
+
+fn start_time(pid: i32) -> u64 {
+    lab::store::process_start_time(pid).unwrap_or(0)
+}
+
+/// A tmpfs mounted over a test's state root, unmounted when dropped
+/// (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, options: &str) -> Tmpfs {
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(options),
+        )
+        .unwrap();
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if nix::mount::umount(&self.0).is_err() {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Fills the filesystem of `dir`: with one file's bytes, or with files.
+fn fill(dir: &std::path::Path, inodes: bool) {
+    use std::io::Write;
+    if inodes {
+        for i in 0.. {
+            if let Err(err) = fs::write(dir.join(format!("inode-{i}")), b"") {
+                assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+                return;
+            }
+        }
+    }
+    let mut file = fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    loop {
+        if let Err(err) = file.write_all(&chunk).and_then(|()| file.sync_data()) {
+            assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+            break;
+        }
+    }
+    // A partial chunk may still fit: fill to the last byte.
+    for _ in 0..64 * 1024 {
+        if file.write_all(b"x").is_err() {
+            break;
+        }
+    }
+}
+
+fn unfill(dir: &std::path::Path) {
+    for name in files_in(dir) {
+        if name == "filler" || name.starts_with("inode-") {
+            fs::remove_file(dir.join(name)).unwrap();
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_full_state_directory_fails_cleanly_and_leaves_nothing_half_made() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::assert_root();
+    let state = common::state_root("recovery-full");
+    // Dropped last: the containers go before the filesystem does.
+    let _tmpfs = Tmpfs::mount(&state, "size=24m,nr_inodes=4096,mode=0755");
+    let lab = Lab::at(state.clone());
+    let before = warm_up(&lab);
+    for (what, inodes) in [("bytes", false), ("inodes", true)] {
+        fill(&state, inodes);
+        for command in ["run", "create"] {
+            let out = lab.md(&[command, "--rm", "--name", "full", "busybox", "true"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{what} {command}: {stderr}");
+            assert_eq!(
+                stderr.trim(),
+                format!(
+                    "mini-docker: error: no space left on device for a new container record in {}; free some space there and try again",
+                    state.join("lib/lifecycle").display()
+                ),
+                "{what} {command}"
+            );
+            // Nothing half-made: no record, no temporary, no state, no run
+            // directory, no cgroup; and ps says so.
+            assert_eq!(
+                files_in(&state.join("lib/lifecycle")),
+                ["names.lock"],
+                "{what}"
+            );
+            assert!(files_in(&state.join("run/lifecycle")).is_empty(), "{what}");
+            assert!(files_in(&state.join("run/containers")).is_empty(), "{what}");
+            assert!(lab_cgroups().is_empty(), "{what}: {:?}", lab_cgroups());
+            assert_eq!(lab.ok(&["ps", "-a", "-q"]), "", "{what}");
+        }
+        // With space again, it works.
+        unfill(&state);
+        lab.ok(&["run", "--rm", "--name", "full", "busybox", "true"]);
+        lab.ok(&["create", "--name", "later", "busybox", "true"]);
+        lab.ok(&["rm", "later"]);
+        assert_recovered(&lab, &before, "full", what);
+    }
 }
