@@ -291,7 +291,7 @@ pub fn import_tarball_with(
     } = match result {
         Ok(done) => done,
         Err(err) => {
-            let _ = crate::state::remove_tree(&temp);
+            let _ = remove_layer_tree(&temp);
             return Err(err);
         }
     };
@@ -300,7 +300,7 @@ pub fn import_tarball_with(
     let reused_layer = layer_dir.join(LAYER_META).is_file();
     let now = SystemTime::now();
     let stored = if reused_layer {
-        let _ = crate::state::remove_tree(&temp);
+        let _ = remove_layer_tree(&temp);
         Ok(())
     } else {
         let meta = LayerMeta {
@@ -311,11 +311,11 @@ pub fn import_tarball_with(
         write_json(&temp.join(LAYER_META), &meta)
             .and_then(|()| {
                 // A layer directory without metadata is a leftover: replace it.
-                let _ = crate::state::remove_tree(&layer_dir);
+                let _ = remove_layer_tree(&layer_dir);
                 fs::rename(&temp, &layer_dir).map_err(io_err("rename", &layer_dir))
             })
             .inspect_err(|_| {
-                let _ = crate::state::remove_tree(&temp);
+                let _ = remove_layer_tree(&temp);
             })
     };
     stored?;
@@ -669,7 +669,19 @@ fn remove_unused_layer(
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         other => other.map_err(io_err("rename", &layer))?,
     }
-    crate::state::remove_tree(&doomed).map_err(io_err("remove", &doomed))
+    remove_layer_tree(&doomed).map_err(io_err("remove", &doomed))
+}
+
+/// A layer, or an unpacked temporary, goes: never through a mount, and
+/// with few descriptors however deep the tree is.
+fn remove_layer_tree(path: &Path) -> io::Result<()> {
+    if crate::mounts::has_mounts_under(path)? {
+        return Err(io::Error::other(format!(
+            "{} still has mounts beneath it; unmount them first",
+            path.display()
+        )));
+    }
+    unpack::remove_tree(path)
 }
 
 fn remove_leftovers(store: &Path) -> Result<(), ImageError> {
@@ -678,7 +690,7 @@ fn remove_leftovers(store: &Path) -> Result<(), ImageError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(".import-") || name.starts_with(".remove-") {
-            crate::state::remove_tree(&entry.path()).map_err(io_err("remove", &entry.path()))?;
+            remove_layer_tree(&entry.path()).map_err(io_err("remove", &entry.path()))?;
         }
     }
     Ok(())

@@ -404,3 +404,83 @@ fn set_metadata(fd: RawFd, meta: &Meta) -> io::Result<()> {
     stat::futimens(fd, &time, &time)?;
     Ok(())
 }
+
+/// At most this many directories are open at once while removing a tree.
+const MAX_OPEN: usize = 64;
+
+/// Removes the tree at `path`, never following a symlink, in linear time
+/// and with at most [`MAX_OPEN`] directories open however deep it is: a
+/// parent further up is closed, and opened again through `..` once its
+/// child is gone (its listing then starts over, with only what is left).
+pub(super) fn remove_tree(path: &Path) -> io::Result<()> {
+    use nix::dir::{Dir, OwningIter, Type};
+    let top = match fcntl::open(path, dir_flags() | OFlag::O_NOFOLLOW, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOTDIR | Errno::ELOOP) => return std::fs::remove_file(path),
+        Err(errno) => return Err(errno.into()),
+    };
+    // (from_fd closes the descriptor when it fails.)
+    let open = |fd: RawFd| -> io::Result<OwningIter> { Ok(Dir::from_fd(fd)?.into_iter()) };
+    // Each level: its listing (None while closed) and its name in the parent.
+    let mut levels: Vec<(Option<OwningIter>, OsString)> = vec![(Some(open(top)?), OsString::new())];
+    while let Some((listing, _)) = levels.last_mut() {
+        let listing = listing.as_mut().expect("the deepest level is open");
+        let fd = listing.as_raw_fd();
+        match listing.next() {
+            Some(entry) => {
+                let entry = entry?;
+                let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+                if name == "." || name == ".." {
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    Some(kind) => kind == Type::Directory,
+                    None => stat::fstatat(Some(fd), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| {
+                            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+                        }),
+                };
+                if !is_dir {
+                    match unistd::unlinkat(Some(fd), name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                        Ok(()) | Err(Errno::ENOENT) => {}
+                        Err(errno) => return Err(errno.into()),
+                    }
+                    continue;
+                }
+                let child = fcntl::openat(
+                    Some(fd),
+                    name.as_os_str(),
+                    dir_flags() | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )?;
+                levels.push((Some(open(child)?), name));
+                if levels.len() > MAX_OPEN {
+                    let far = levels.len() - MAX_OPEN - 1;
+                    levels[far].0 = None;
+                }
+            }
+            None => {
+                let (listing, name) = levels.pop().expect("a level");
+                let listing = listing.expect("the deepest level is open");
+                let Some((parent, _)) = levels.last_mut() else {
+                    drop(listing);
+                    return std::fs::remove_dir(path);
+                };
+                if parent.is_none() {
+                    let fd = fcntl::openat(
+                        Some(listing.as_raw_fd()),
+                        "..",
+                        dir_flags() | OFlag::O_NOFOLLOW,
+                        Mode::empty(),
+                    )?;
+                    *parent = Some(open(fd)?);
+                }
+                drop(listing);
+                let parent_fd = parent.as_ref().expect("just opened").as_raw_fd();
+                unistd::unlinkat(Some(parent_fd), name.as_os_str(), UnlinkatFlags::RemoveDir)?;
+            }
+        }
+    }
+    Ok(())
+}
