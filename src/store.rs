@@ -363,6 +363,8 @@ impl Store {
         }
         create_dir(&self.data)?;
         let _names = lock_file(&self.data.join("names.lock"), true)?;
+        // What a create killed half-way left goes first (its maker is dead).
+        self.remove_stale_temporaries()?;
 
         let (existing, broken) = self.list_all()?;
         let taken = |candidate: &str| {

@@ -191,8 +191,11 @@ pub fn supervise_explained(
             r.state.pid_start_time = 0;
             // docker ps shows ports only while a container runs.
             r.state.ports.clear();
-            // Removed with the container; a record names only what is left.
-            r.state.cgroup_paths.retain(|p| p.exists());
+            // Removed with the container: a record names only what is left,
+            // and what the next start will make (the same directories).
+            if !restart {
+                r.state.cgroup_paths.retain(|p| p.exists());
+            }
         })?;
         if !restart {
             break code;
