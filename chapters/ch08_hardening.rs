@@ -21,7 +21,7 @@ use lab::namespaces::Namespace;
 use lab::narrate::Narrator;
 use lab::state::LabDirs;
 use lab::steps::{inside, show, BusyboxContainer};
-use lab::{privilege, rootfs, signals};
+use lab::{mounts, privilege, rootfs, signals};
 
 /// Hardening: capabilities, no_new_privs, seccomp, devices, read-only and masked paths.
 #[derive(Debug, Parser)]
@@ -187,6 +187,35 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     )?;
     // ANCHOR_END: devices
 
+    // ANCHOR: leaked_fd
+    book.step("a descriptor the caller left open")
+        .primitive("close_range(3, ~0, CLOSE_RANGE_CLOEXEC) just before every execve")
+        .shell("exec 77< DIR; docker run …   (DIR: a directory of the host)")
+        .look("the lab's helper, which never execs, reads the host's file; the program cannot")
+        .begin()?;
+    let secret = run_dir.path().join("host-only");
+    std::fs::create_dir_all(&secret)?;
+    std::fs::write(secret.join("secret"), "a file of the host's\n")?;
+    let leaked = leak_directory(&secret, LEAKED_FD)?;
+    book.fact("left open on the host", format!("descriptor {LEAKED_FD}"));
+    inside(&container, || read_through_leak(LEAKED_FD))?;
+    let through = format!("cat /proc/self/fd/{LEAKED_FD}/secret");
+    show(&book, &container, &["sh", "-c", "ls /proc/self/fd"])?;
+    book.say("(3 is ls's own handle on the directory it lists)");
+    show(&book, &container, &["sh", "-c", &through])?;
+    drop(leaked);
+    // ANCHOR_END: leaked_fd
+
+    // ANCHOR: recursive_ro
+    book.step("read-only all the way down")
+        .primitive("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on a recursive bind")
+        .shell("mount --rbind TREE RO && mount -o remount,bind,ro RO   (the old way)")
+        .look("the old way leaves the submount writable; the recursive one does not")
+        .begin()?;
+    inside(&container, bind_tree_two_ways)?;
+    show(&book, &container, &["sh", "-c", TOUCH_BOTH])?;
+    // ANCHOR_END: recursive_ro
+
     // ANCHOR: read_only
     book.step("a read-only root filesystem")
         .primitive("mount(MS_REMOUNT | MS_BIND | MS_RDONLY) on /")
@@ -293,6 +322,53 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// The chapter's stand-in for `exec 77< DIR` in a shell: descriptor 77.
+const LEAKED_FD: i32 = 77;
+
+/// Opens `dir` without close-on-exec at descriptor `at`, as a careless
+/// caller (or runc before 1.1.12) would leave one open.
+fn leak_directory(dir: &std::path::Path, at: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    anyhow::ensure!(
+        nix::fcntl::fcntl(at, nix::fcntl::FcntlArg::F_GETFD).is_err(),
+        "descriptor {at} is already in use"
+    );
+    let opened = std::fs::File::open(dir)?;
+    // dup2 clears close-on-exec on the copy: exactly the leak to show.
+    nix::unistd::dup2(opened.as_raw_fd(), at)?;
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(at) })
+}
+
+/// Runs inside: reads the host's file through the leaked descriptor.
+fn read_through_leak(fd: i32) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(format!("/proc/self/fd/{fd}/secret"))?;
+    println!(
+        "   lab helper read /proc/self/fd/{fd}/secret: {}",
+        text.trim()
+    );
+    Ok(())
+}
+
+/// Inside the container: a tree with a tmpfs in it, bound read-only the
+/// old way (the top mount only) and the recursive way.
+fn bind_tree_two_ways() -> anyhow::Result<()> {
+    use std::path::Path;
+    for dir in ["/srv/tree/sub", "/srv/top-only", "/srv/all"] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let none = nix::mount::MsFlags::empty();
+    mounts::mount_fs("tmpfs", Path::new("/srv/tree/sub"), none, None)?;
+    mounts::bind(Path::new("/srv/tree"), Path::new("/srv/top-only"), true)?;
+    mounts::remount_read_only(Path::new("/srv/top-only"))?;
+    mounts::bind_read_only(Path::new("/srv/tree"), Path::new("/srv/all"))?;
+    Ok(())
+}
+
+const TOUCH_BOTH: &str = concat!(
+    "touch /srv/top-only/sub/x && echo top-only: the submount is writable; ",
+    "touch /srv/all/sub/x || echo all: read-only at every level"
+);
 
 /// Makes a node for the host's kernel log (char 1:11) and opens it for
 /// writing, as a process would that meant to forge the host's dmesg.

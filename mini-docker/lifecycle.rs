@@ -325,11 +325,22 @@ pub fn restart(containers: &[String], timeout: Option<u32>) -> anyhow::Result<i3
     Ok(0)
 }
 
-/// `rm [-f]`: a running container only with -f (killed first).
+/// `rm [-f]`: a running container only with -f (killed first). What a
+/// run that died left (cgroups, network, run directory) goes with it; a
+/// record that cannot be read only with -f, and with what can be found.
 pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
     let store = store();
     for key in containers {
-        let record = find(&store, key)?;
+        let record = match store.get(key) {
+            Ok(record) => record,
+            Err(store::StoreError::Broken { id, .. }) if force => {
+                remove_broken(&store, &id)?;
+                println!("{key}");
+                continue;
+            }
+            Err(err) => return Err(refused(err.to_string())),
+        };
+        let record = settle(&store, record)?;
         let state = record.effective_state();
         if state.status.is_running() {
             if !force {
@@ -354,6 +365,47 @@ pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
         println!("{key}");
     }
     Ok(0)
+}
+
+/// A record whose owner is alive but not running the container is being
+/// started (or is finishing): waits until it runs or its owner is gone,
+/// so that rm never races a start for the kernel objects.
+fn settle(store: &Store, record: Record) -> anyhow::Result<Record> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut record = record;
+    while !record.effective_status().is_running() && record.owner_alive() {
+        if Instant::now() > deadline {
+            bail!(
+                "the container {} is still being started by process {}; wait for it or kill that process",
+                record.name,
+                record.state.supervisor_pid
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        record = find(store, &record.id)?;
+    }
+    Ok(record)
+}
+
+/// `rm -f` of a record that cannot be read: what its name (when the
+/// configuration survived) still finds, then its files.
+fn remove_broken(store: &Store, id: &str) -> anyhow::Result<()> {
+    let (_, broken) = store.list_all()?;
+    let name = broken
+        .iter()
+        .find(|b| b.id == id)
+        .and_then(|b| b.name.clone());
+    if let Some(name) = name {
+        // The state is lost: its cgroups are where this name would have
+        // them (a container still in them is killed: that is what -f is for).
+        let state = store::State {
+            cgroup_paths: cgroups::Cgroup::planned_freezable(&name).unwrap_or_default(),
+            ..store::State::default()
+        };
+        supervisor::reclaim(store, &name, &state)?;
+    }
+    store.remove(id)?;
+    Ok(())
 }
 
 /// `inspect`: Docker's shape, plus where the kernel objects are.
@@ -428,6 +480,9 @@ pub struct ExecArgs {
 }
 
 pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
+    if let Some(dir) = &args.workdir {
+        config::check_workdir(dir).map_err(refused)?;
+    }
     let store = store();
     let record = find(&store, &args.container)?;
     let state = record.effective_state();
@@ -493,14 +548,31 @@ pub fn prune(force: bool) -> anyhow::Result<i32> {
     }
     let store = store();
     let mut removed = Vec::new();
+    // Running, or being started or finished by a live owner: not stopped.
+    let live = |record: &Record| record.effective_status().is_running() || record.owner_alive();
     for record in store.list()? {
-        if record.effective_status().is_running() {
+        if live(&record) {
             continue;
         }
         supervisor::remove(&store, &record)
             .map_err(|e| anyhow::anyhow!("removing {} failed: {e}", record.name))?;
         removed.push(record.id);
     }
+    // What killed runs and creates left that no record names any more.
+    store.remove_stale_temporaries()?;
+    // Listed again: a start claims its cgroups in its record before it
+    // makes them, so one that began meanwhile is seen here.
+    let (records, broken) = store.list_all()?;
+    let mut keep: Vec<std::path::PathBuf> = records
+        .iter()
+        .filter(|r| live(r))
+        .flat_map(|r| r.state.cgroup_paths.iter().cloned())
+        .collect();
+    for name in broken.iter().filter_map(|b| b.name.as_deref()) {
+        // A record that cannot be read may still run: keep its cgroups.
+        keep.extend(cgroups::Cgroup::planned_freezable(name).unwrap_or_default());
+    }
+    cgroups::remove_orphans(&keep);
     let mut out = std::io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Containers:")?;

@@ -43,6 +43,9 @@ enum Command {
     Images,
     /// Remove an imported image
     Rmi {
+        /// Remove it even if a stopped container uses it
+        #[arg(short = 'f', long)]
+        force: bool,
         /// The image's name, NAME[:TAG]
         reference: String,
     },
@@ -185,7 +188,7 @@ fn main() -> ExitCode {
         Command::Supervise { id, ready_fd } => supervise(&id, ready_fd),
         Command::Import { file, reference } => import(&file, &reference),
         Command::Images => images(),
-        Command::Rmi { reference } => rmi(&reference),
+        Command::Rmi { force, reference } => rmi(&reference, force),
         Command::Volume(command) => volume(command),
     };
     match result {
@@ -231,12 +234,20 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         images::resolve(&dirs, &config.image)?;
     }
     let store = Store::new(&dirs);
+    // A `--rm` container whose run was killed is nobody's: its name is
+    // free again, once what it left is reclaimed.
+    if let Some(old) = args.name.as_deref().and_then(|name| store.get(name).ok()) {
+        if old.is_abandoned() {
+            let _ = supervisor::remove(&store, &old);
+        }
+    }
     let record = store.create(NewContainer {
         name: args.name.clone(),
         image: config.image.clone(),
         command: config.command.clone(),
         config: serde_json::Value::Null,
         ephemeral: args.rm,
+        owned: start,
     })?;
     // Docker's defaults: the hostname is the short ID.
     config.name = record.name.clone();
@@ -244,7 +255,12 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         config.hostname = record.short_id().to_string();
     }
     let value = serde_json::to_value(&config)?;
-    store.update(&record.id, |r| r.config = value)?;
+    if let Err(err) = store.update(&record.id, |r| r.config = value) {
+        // A record without its configuration is of no use to anyone.
+        let _ = store.remove(&record.id);
+        return Err(err.into());
+    }
+    lab::runtime::hold_at("record");
     if !start {
         println!("{}", record.id);
         return Ok(0);
@@ -319,8 +335,39 @@ fn images() -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn rmi(reference: &str) -> anyhow::Result<i32> {
-    images::remove(&LabDirs::from_env(), reference)?;
+/// `docker rmi [-f]`: never the image of a running container (its overlay
+/// stands on the layer), of a stopped one only with -f, as Docker.
+fn rmi(reference: &str, force: bool) -> anyhow::Result<i32> {
+    let dirs = LabDirs::from_env();
+    let key = images::parse_reference(reference)?.to_string();
+    let image = images::list(&dirs)?
+        .into_iter()
+        .find(|image| image.reference == key);
+    if let Some(image) = image {
+        let short_image = &image.id[..12];
+        let users: Vec<lab::store::Record> = Store::new(&dirs)
+            .list()?
+            .into_iter()
+            .filter(|record| {
+                images::parse_reference(&record.image).is_ok_and(|r| r.to_string() == key)
+            })
+            .collect();
+        if let Some(running) = users.iter().find(|r| r.effective_status().is_running()) {
+            return Err(lifecycle::Refused(format!(
+                "conflict: unable to delete {short_image} (cannot be forced) - image is being used by running container {}",
+                running.short_id()
+            ))
+            .into());
+        }
+        if let (Some(stopped), false) = (users.first(), force) {
+            return Err(lifecycle::Refused(format!(
+                "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {short_image}",
+                stopped.short_id()
+            ))
+            .into());
+        }
+    }
+    images::remove(&dirs, reference)?;
     println!("Untagged: {reference}");
     Ok(0)
 }

@@ -132,14 +132,8 @@ impl RunArgs {
         if self.rm && self.restart != RestartPolicy::No {
             anyhow::bail!("conflicting options: --restart and --rm (a container removed at exit cannot be restarted)");
         }
-        if let Some(dir) = self
-            .workdir
-            .as_deref()
-            .filter(|d| !d.is_empty() && !d.starts_with('/'))
-        {
-            anyhow::bail!(
-                "the working directory '{dir}' is invalid, it needs to be an absolute path"
-            );
+        if let Some(dir) = &self.workdir {
+            config::check_workdir(dir).map_err(anyhow::Error::msg)?;
         }
         if !self.publish.is_empty() && self.network != NetworkMode::Bridge {
             anyhow::bail!("-p needs the bridge network: published ports are DNAT rules to the container's own address");

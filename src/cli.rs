@@ -49,8 +49,14 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if let Some(interrupted) = find_interrupted(&err) {
-                eprintln!("\n{interrupted}");
+            // Ctrl-C reaches the container too (the terminal signals the
+            // whole process group); when it arrived first, whatever failed
+            // next failed because of it: report the interruption.
+            let interrupted = find_interrupted(&err)
+                .map(|i| i.0)
+                .or_else(crate::signals::interrupted);
+            if let Some(signal) = interrupted {
+                eprintln!("\n{}", Interrupted(signal));
                 return ExitCode::from(130);
             }
             eprintln!("error: {}", one_line(&err));

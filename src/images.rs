@@ -14,11 +14,13 @@
 //! The id is the sha256 of the uncompressed tar stream, so the same content
 //! imported twice (gzipped or not, under any name) shares one layer.
 
-use std::collections::{BTreeMap, HashSet};
+mod unpack;
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -197,12 +199,71 @@ pub fn import(dirs: &LabDirs, tarball: &Path, reference: &str) -> Result<Image, 
     import_tarball(dirs, tarball, reference).map(|imported| imported.image)
 }
 
-/// [`import`], also saying what was skipped and whether the layer was reused.
-// ANCHOR: import
+/// How big an image may be: the uncompressed archive's bytes and its
+/// entries. A tarball is input from anywhere; without a bound, a small
+/// gzip file fills the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    pub max_bytes: u64,
+    pub max_entries: u64,
+}
+
+/// Raise (or lower) [`ImportLimits::max_bytes`], in bytes.
+pub const MAX_BYTES_ENV: &str = "CONTAINER_LAB_IMAGE_MAX_BYTES";
+/// Raise (or lower) [`ImportLimits::max_entries`].
+pub const MAX_ENTRIES_ENV: &str = "CONTAINER_LAB_IMAGE_MAX_ENTRIES";
+
+impl Default for ImportLimits {
+    /// 8 GiB and a million entries: far above any root filesystem the lab
+    /// runs, far below what would fill a disk or its inodes by surprise.
+    fn default() -> ImportLimits {
+        ImportLimits {
+            max_bytes: 8 << 30,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+impl ImportLimits {
+    /// The defaults, or what `CONTAINER_LAB_IMAGE_MAX_BYTES` and
+    /// `CONTAINER_LAB_IMAGE_MAX_ENTRIES` say.
+    pub fn from_env() -> Result<ImportLimits, ImageError> {
+        let mut limits = ImportLimits::default();
+        for (var, field) in [
+            (MAX_BYTES_ENV, &mut limits.max_bytes),
+            (MAX_ENTRIES_ENV, &mut limits.max_entries),
+        ] {
+            if let Some(value) = std::env::var_os(var) {
+                let text = value.to_string_lossy().into_owned();
+                *field = text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &u64| n > 0)
+                    .ok_or(ImageError::InvalidLimit { var, value: text })?;
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// [`import`], also saying what was skipped and whether the layer was
+/// reused; the limits come from the environment ([`ImportLimits::from_env`]).
 pub fn import_tarball(
     dirs: &LabDirs,
     tarball: &Path,
     reference: &str,
+) -> Result<Imported, ImageError> {
+    import_tarball_with(dirs, tarball, reference, &ImportLimits::from_env()?)
+}
+
+/// [`import_tarball`] with explicit limits.
+// ANCHOR: import
+pub fn import_tarball_with(
+    dirs: &LabDirs,
+    tarball: &Path,
+    reference: &str,
+    limits: &ImportLimits,
 ) -> Result<Imported, ImageError> {
     let parsed = parse_reference(reference)?;
     if parsed.name == BUILTIN {
@@ -223,11 +284,15 @@ pub fn import_tarball(
     // Unpack beside the final place; rename only once everything is there,
     // so a failed or interrupted import leaves no layer behind.
     let temp = store.join(format!(".import-{}", std::process::id()));
-    let result = unpack_into(tarball, &temp);
-    let (id, skipped_special) = match result {
+    let result = unpack_into(tarball, &temp, limits);
+    let Unpacked {
+        id,
+        skipped_special,
+        size_bytes,
+    } = match result {
         Ok(done) => done,
         Err(err) => {
-            let _ = crate::state::remove_tree(&temp);
+            let _ = remove_layer_tree(&temp);
             return Err(err);
         }
     };
@@ -236,22 +301,22 @@ pub fn import_tarball(
     let reused_layer = layer_dir.join(LAYER_META).is_file();
     let now = SystemTime::now();
     let stored = if reused_layer {
-        let _ = crate::state::remove_tree(&temp);
+        let _ = remove_layer_tree(&temp);
         Ok(())
     } else {
         let meta = LayerMeta {
             id: id.clone(),
             created: now,
-            size_bytes: tree_size(&temp.join("rootfs")),
+            size_bytes,
         };
         write_json(&temp.join(LAYER_META), &meta)
             .and_then(|()| {
                 // A layer directory without metadata is a leftover: replace it.
-                let _ = crate::state::remove_tree(&layer_dir);
+                let _ = remove_layer_tree(&layer_dir);
                 fs::rename(&temp, &layer_dir).map_err(io_err("rename", &layer_dir))
             })
             .inspect_err(|_| {
-                let _ = crate::state::remove_tree(&temp);
+                let _ = remove_layer_tree(&temp);
             })
     };
     stored?;
@@ -605,7 +670,19 @@ fn remove_unused_layer(
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         other => other.map_err(io_err("rename", &layer))?,
     }
-    crate::state::remove_tree(&doomed).map_err(io_err("remove", &doomed))
+    remove_layer_tree(&doomed).map_err(io_err("remove", &doomed))
+}
+
+/// A layer, or an unpacked temporary, goes: never through a mount, and
+/// with few descriptors however deep the tree is.
+fn remove_layer_tree(path: &Path) -> io::Result<()> {
+    if crate::mounts::has_mounts_under(path)? {
+        return Err(io::Error::other(format!(
+            "{} still has mounts beneath it; unmount them first",
+            path.display()
+        )));
+    }
+    unpack::remove_tree(path)
 }
 
 fn remove_leftovers(store: &Path) -> Result<(), ImageError> {
@@ -614,7 +691,7 @@ fn remove_leftovers(store: &Path) -> Result<(), ImageError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(".import-") || name.starts_with(".remove-") {
-            crate::state::remove_tree(&entry.path()).map_err(io_err("remove", &entry.path()))?;
+            remove_layer_tree(&entry.path()).map_err(io_err("remove", &entry.path()))?;
         }
     }
     Ok(())
@@ -622,37 +699,75 @@ fn remove_leftovers(store: &Path) -> Result<(), ImageError> {
 
 // --- unpacking ---------------------------------------------------------------
 
-/// Passes bytes through while hashing them: the id is the digest of the
-/// uncompressed tar stream.
+/// Passes bytes through while hashing them (the id is the digest of the
+/// uncompressed tar stream), and stops a stream that grows past `limit`:
+/// a small gzip file can expand to far more than the disk holds.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    total: u64,
+    limit: u64,
+    exceeded: bool,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.total += n as u64;
+        if self.total > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("the archive is larger than the limit"));
+        }
         Ok(n)
     }
 }
 
-/// Unpacks the tarball into `temp/rootfs`; returns the id and how many
-/// special files were skipped.
-fn unpack_into(tarball: &Path, temp: &Path) -> Result<(String, u64), ImageError> {
+/// What an unpacked tarball gave: its id, the special files skipped, the
+/// bytes of its regular files.
+struct Unpacked {
+    id: String,
+    skipped_special: u64,
+    size_bytes: u64,
+}
+
+/// Unpacks the tarball into `temp/rootfs`.
+fn unpack_into(tarball: &Path, temp: &Path, limits: &ImportLimits) -> Result<Unpacked, ImageError> {
+    let not_tar = |reason: &str| ImageError::NotTar {
+        tarball: tarball.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let read_error = |source: io::Error| ImageError::Read {
+        tarball: tarball.to_path_buf(),
+        reason: read_reason(&source),
+    };
     let mut file = fs::File::open(tarball).map_err(io_err("open", tarball))?;
     // gzip is recognised by its magic bytes, not by the file name.
-    let mut magic = [0u8; 2];
+    let mut magic = [0u8; 6];
     let n = read_up_to(&mut file, &mut magic).map_err(io_err("read", tarball))?;
+    if n == 0 {
+        return Err(not_tar("it is empty"));
+    }
     file.rewind().map_err(io_err("read", tarball))?;
-    let stream: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+    let gzipped = n >= 2 && magic[..2] == [0x1f, 0x8b];
+    let mut stream: Box<dyn Read> = if gzipped {
         Box::new(flate2::read::GzDecoder::new(io::BufReader::new(file)))
     } else {
         Box::new(io::BufReader::new(file))
     };
+    // The first block must be a tar header. Checked here, so that what is
+    // not a tar archive says so, instead of tar quoting its bytes back.
+    let mut first = [0u8; 512];
+    let got = read_up_to(&mut stream, &mut first).map_err(read_error)?;
+    if let Some(reason) = not_a_tar_header(&first[..got], gzipped, &magic[..n]) {
+        return Err(not_tar(&reason));
+    }
     let mut reader = HashingReader {
-        inner: stream,
+        inner: io::Cursor::new(first[..got].to_vec()).chain(stream),
         hasher: Sha256::new(),
+        total: 0,
+        limit: limits.max_bytes,
+        exceeded: false,
     };
 
     fs::DirBuilder::new()
@@ -667,126 +782,130 @@ fn unpack_into(tarball: &Path, temp: &Path) -> Result<(String, u64), ImageError>
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
         .map_err(io_err("chmod", &root))?;
 
-    let read_error = |source: io::Error| ImageError::Read {
-        tarball: tarball.to_path_buf(),
-        source,
-    };
     let mut archive = tar::Archive::new(&mut reader);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    archive.set_overwrite(true);
-    let mut skipped = 0;
-    let mut directories = Vec::new();
-    for entry in archive.entries().map_err(read_error)? {
-        let mut entry = entry.map_err(read_error)?;
-        let path = entry.path().map_err(read_error)?.into_owned();
-        // unpack_in would skip these silently; an archive that tries to
-        // write outside its root is refused as a whole.
-        if path.components().any(|c| c == Component::ParentDir) {
+    let result = unpack::unpack(&mut archive, &root, limits).and_then(|done| {
+        // The rest of the stream (end-of-archive blocks, gzip trailer)
+        // belongs to the content too, and reading it checks the gzip
+        // checksum.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(unpack::Failure::Read)?;
+        Ok(done)
+    });
+    let too_large = || ImageError::TooLarge {
+        tarball: tarball.to_path_buf(),
+        limit: limits.max_bytes,
+    };
+    let done = match result {
+        Ok(done) => done,
+        Err(_) if reader.exceeded => return Err(too_large()),
+        Err(unpack::Failure::TooLarge) => return Err(too_large()),
+        Err(unpack::Failure::TooManyEntries) => {
+            return Err(ImageError::TooManyEntries {
+                tarball: tarball.to_path_buf(),
+                limit: limits.max_entries,
+            })
+        }
+        Err(unpack::Failure::Read(source)) => return Err(read_error(source)),
+        Err(unpack::Failure::Unsafe(entry)) => {
             return Err(ImageError::UnsafeEntry {
                 tarball: tarball.to_path_buf(),
-                entry: path,
-            });
+                entry,
+            })
         }
-        let kind = entry.header().entry_type();
-        if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            skipped += 1;
-            continue;
+        Err(unpack::Failure::Entry { entry, source }) => {
+            return Err(ImageError::Extract {
+                tarball: tarball.to_path_buf(),
+                entry,
+                reason: source.to_string().to_lowercase(),
+            })
         }
-        // Directories last, deepest first, as tar's own unpack does: a
-        // read-only directory must not stop its contents from being written.
-        if kind.is_dir() {
-            directories.push(entry);
-            continue;
-        }
-        // unpack_in strips a leading '/', and refuses (with an error) any
-        // entry or hard link whose real location, symlinks resolved, is
-        // outside the root.
-        entry
-            .unpack_in(&root)
-            .map_err(|err| extract_error(tarball, &path, &err))?;
-    }
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut dir in directories {
-        let path = dir.path().map_err(read_error)?.into_owned();
-        // unpack_in skips "./" itself; its owner and mode are the root's.
-        if path
-            .components()
-            .all(|c| matches!(c, Component::CurDir | Component::RootDir))
-        {
-            apply_root_entry(dir.header(), &root)
-                .map_err(|err| extract_error(tarball, &path, &err))?;
-            continue;
-        }
-        dir.unpack_in(&root)
-            .map_err(|err| extract_error(tarball, &path, &err))?;
-    }
-    // The rest of the stream (end-of-archive blocks, gzip trailer) belongs
-    // to the content too, and reading it checks the gzip checksum.
-    io::copy(archive.into_inner(), &mut io::sink()).map_err(read_error)?;
-    let id = hex(&reader.hasher.finalize());
-    Ok((id, skipped))
+    };
+    Ok(Unpacked {
+        id: hex(&reader.hasher.finalize()),
+        skipped_special: done.skipped_special,
+        size_bytes: done.size_bytes,
+    })
 }
 
-fn apply_root_entry(header: &tar::Header, root: &Path) -> io::Result<()> {
-    let uid = u32::try_from(header.uid()?).map_err(io::Error::other)?;
-    let gid = u32::try_from(header.gid()?).map_err(io::Error::other)?;
-    std::os::unix::fs::chown(root, Some(uid), Some(gid))?;
-    fs::set_permissions(root, fs::Permissions::from_mode(header.mode()? & 0o7777))
+/// Why `block` (the first 512 bytes of the uncompressed stream) does not
+/// start a tar archive, or `None` when it does. `magic`: the file's first
+/// bytes, to name a compression import does not read.
+fn not_a_tar_header(block: &[u8], gzipped: bool, magic: &[u8]) -> Option<String> {
+    if block.is_empty() {
+        return Some("it holds no data once decompressed".to_string());
+    }
+    // All zeros: the end-of-archive marker of an archive with no entries.
+    if block.len() == 512 && block.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let checksum_ok = block.len() == 512 && {
+        let field = &block[148..156];
+        let digits: Vec<u8> = field
+            .iter()
+            .copied()
+            .skip_while(|&b| b == b' ')
+            .take_while(|b| (b'0'..=b'7').contains(b))
+            .collect();
+        let stored = std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|d| u32::from_str_radix(d, 8).ok());
+        // The checksum counts its own field as eight spaces.
+        let sum: u32 = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .map(|&b| u32::from(b))
+            .sum::<u32>()
+            + 8 * u32::from(b' ');
+        stored == Some(sum)
+    };
+    if checksum_ok {
+        return None;
+    }
+    let compressed = match magic {
+        _ if gzipped => None,
+        [b'B', b'Z', b'h', ..] => Some("bzip2"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some("xz"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some("zstd"),
+        [b'P', b'K', 3, 4, ..] => Some("zip (not tar)"),
+        _ => None,
+    };
+    Some(match compressed {
+        Some(kind) => format!("it is compressed with {kind}, which import does not read; decompress it to a .tar first"),
+        None if block.len() < 512 => "it is shorter than one tar header (512 bytes)".to_string(),
+        None if gzipped => "its gzip content does not start with a tar header".to_string(),
+        None => "it does not start with a tar header".to_string(),
+    })
 }
 
-/// tar's errors nest "failed to unpack `<temporary path>`" around the
-/// reason; keep the reasons, which say what was wrong with the entry.
-fn extract_error(tarball: &Path, entry: &Path, err: &io::Error) -> ImageError {
-    let mut reasons = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(err);
-    while let Some(error) = next {
-        let text = error.to_string();
-        if !text.starts_with("failed to unpack `") && !reasons.contains(&text) {
-            reasons.push(text);
+/// tar's reason for a corrupt stream, without the bytes it may quote
+/// ("numeric field was not a number: <what was there> when getting ...").
+fn read_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.split_once(": ") {
+        Some((reason, _)) if reason.starts_with("numeric field") => {
+            format!("a tar header is corrupt ({reason})")
         }
-        next = error.source();
-    }
-    ImageError::Extract {
-        tarball: tarball.to_path_buf(),
-        entry: entry.to_path_buf(),
-        reason: reasons.join(": ").to_lowercase(),
-    }
+        _ => text,
+    };
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    clean.make_ascii_lowercase();
+    clean
 }
 
-fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_up_to(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(filled)
-}
-
-/// The bytes of regular files under `root`, each inode once: what a layer
-/// adds to the disk.
-fn tree_size(root: &Path) -> u64 {
-    fn walk(dir: &Path, seen: &mut HashSet<(u64, u64)>, total: &mut u64) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else {
-                continue;
-            };
-            if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-                *total += meta.len();
-            } else if meta.is_dir() {
-                walk(&entry.path(), seen, total);
-            }
-        }
-    }
-    let mut total = 0;
-    walk(root, &mut HashSet::new(), &mut total);
-    total
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -819,12 +938,16 @@ pub enum ImageError {
     BuiltIn { reference: String },
     #[error("busybox:latest is the built-in image and cannot be removed")]
     RemoveBuiltIn,
-    #[error("failed to read {} as a tar archive: {source}; check that it is a complete .tar or .tar.gz file", tarball.display())]
-    Read {
-        tarball: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("failed to read {} as a tar archive: {reason}; check that it is a complete .tar or .tar.gz file", tarball.display())]
+    Read { tarball: PathBuf, reason: String },
+    #[error("{} is not a tar archive: {reason}; import takes a .tar or .tar.gz of a root filesystem", tarball.display())]
+    NotTar { tarball: PathBuf, reason: String },
+    #[error("refusing to import {}: it is larger than {limit} bytes uncompressed, the limit for one image; if it really is that big, raise the limit with {MAX_BYTES_ENV}=BYTES", tarball.display())]
+    TooLarge { tarball: PathBuf, limit: u64 },
+    #[error("refusing to import {}: it has more than {limit} entries, the limit for one image; if it really has that many, raise the limit with {MAX_ENTRIES_ENV}=COUNT", tarball.display())]
+    TooManyEntries { tarball: PathBuf, limit: u64 },
+    #[error("invalid {var}={value:?}: use a whole number greater than 0")]
+    InvalidLimit { var: &'static str, value: String },
     #[error("failed to extract {} from {}: {reason}; check that the tarball is complete and holds only paths inside its root", entry.display(), tarball.display())]
     Extract {
         tarball: PathBuf,

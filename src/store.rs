@@ -131,6 +131,23 @@ pub struct NewContainer {
     pub config: serde_json::Value,
     /// See [`Record::ephemeral`].
     pub ephemeral: bool,
+    /// The creating process starts the container at once (`run`, not
+    /// `create`): the record names it as the owner from the first moment,
+    /// so that whoever finds the record with its owner dead knows that
+    /// what the start made is left over (see [`Record::owner_alive`]).
+    pub owned: bool,
+}
+
+/// A record that cannot be read: skipped by `list`, named by `get` (as an
+/// error) so that `rm -f` can remove it.
+#[derive(Debug, Clone)]
+pub struct Broken {
+    pub id: String,
+    /// Known when only the state file is bad.
+    pub name: Option<String>,
+    /// The file that could not be read.
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// The persistent half of a record, as it is written to config.json.
@@ -184,6 +201,24 @@ impl Record {
             state.exit_code = UNKNOWN_EXIT_CODE;
         }
         state
+    }
+
+    /// Whether the process that owns the record's kernel objects (its
+    /// supervisor, or the `run` that is about to start one) is alive. A
+    /// record whose owner is dead may have left cgroups, a network and a
+    /// run directory behind; they are reclaimed when it is removed.
+    pub fn owner_alive(&self) -> bool {
+        self.state.supervisor_pid > 0
+            && is_alive(self.state.supervisor_pid, self.state.supervisor_start_time)
+    }
+
+    /// A `--rm` container whose owner died without removing it: nothing
+    /// will ever use or remove it, so a new container may take its name.
+    pub fn is_abandoned(&self) -> bool {
+        self.ephemeral
+            && self.state.supervisor_pid > 0
+            && !self.effective_status().is_running()
+            && !self.owner_alive()
     }
 
     fn config_file_json(&self) -> Result<Vec<u8>, StoreError> {
@@ -331,21 +366,41 @@ impl Store {
         }
         create_dir(&self.data)?;
         let _names = lock_file(&self.data.join("names.lock"), true)?;
+        // What a create killed half-way left goes first (its maker is dead).
+        self.remove_stale_temporaries()?;
 
-        let existing = self.list()?;
+        let (existing, broken) = self.list_all()?;
+        let taken = |candidate: &str| {
+            existing.iter().any(|r| r.name == candidate)
+                || broken.iter().any(|b| b.name.as_deref() == Some(candidate))
+        };
         let name = match new.name {
             Some(name) => {
                 let name = name.strip_prefix('/').unwrap_or(&name).to_string();
-                if let Some(other) = existing.iter().find(|r| r.name == name) {
-                    return Err(StoreError::Conflict {
-                        name,
-                        id: other.id.clone(),
-                    });
+                if taken(&name) {
+                    let other = existing
+                        .iter()
+                        .find(|r| r.name == name)
+                        .map(|r| r.id.clone())
+                        .or_else(|| {
+                            broken
+                                .iter()
+                                .find(|b| b.name.as_deref() == Some(name.as_str()))
+                                .map(|b| b.id.clone())
+                        })
+                        .unwrap_or_default();
+                    return Err(StoreError::Conflict { name, id: other });
                 }
                 name
             }
-            None => generate_name(|candidate| existing.iter().any(|r| r.name == candidate))?,
+            None => generate_name(taken)?,
         };
+        let mut state = State::default();
+        if new.owned {
+            let me = std::process::id() as i32;
+            state.supervisor_pid = me;
+            state.supervisor_start_time = process_start_time(me).unwrap_or(0);
+        }
         let record = Record {
             id,
             name,
@@ -354,33 +409,85 @@ impl Store {
             created,
             config: new.config,
             ephemeral: new.ephemeral,
-            state: State::default(),
+            state,
         };
         let id = &record.id;
-        create_dir(&self.data_dir(id))?;
-        create_file(&self.lock_path(id))?;
-        create_dir(&self.run_dir(id))?;
-        write_json(&self.state_path(id), &record.state, false)?;
-        // Last: a directory without config.json is not a container yet, so
-        // a crash part-way leaves nothing that `ps` would show.
-        write_json(
-            &self.config_path(id),
-            &record.config_file(),
-            !record.ephemeral,
-        )?;
+        // Made aside and renamed into place: a record appears whole or not
+        // at all, also when the disk fills or the process is killed. The
+        // temporary's name says who makes it, so that a stale one can be
+        // told from one being made (see `remove_stale_temporaries`).
+        let temp = self.data.join(format!("{CREATING}{}.{id}", owner_tag()));
+        let made = (|| {
+            create_dir_new(&temp)?;
+            create_file(&temp.join("lock"))?;
+            write_json(
+                &temp.join("config.json"),
+                &record.config_file(),
+                !record.ephemeral,
+            )?;
+            // The runtime half first: it means nothing without the record.
+            create_dir(&self.run_dir(id))?;
+            write_json(&self.state_path(id), &record.state, false)?;
+            let target = self.data_dir(id);
+            if target.join("config.json").exists() {
+                return Err(io_error(
+                    "create",
+                    &target,
+                    io::Error::from(io::ErrorKind::AlreadyExists),
+                ));
+            }
+            if target.exists() {
+                // Only a removal killed half-way leaves one (its config.json
+                // goes first, so no command sees it): finish it.
+                remove_tree_store(&target)?;
+            }
+            fs::rename(&temp, &target).map_err(|source| io_error("create", &target, source))?;
+            if !record.ephemeral {
+                sync_dir(&self.data)?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = made {
+            let _ = crate::state::remove_tree(&temp);
+            let _ = crate::state::remove_tree(&self.run_dir(id));
+            return Err(match err {
+                StoreError::Io { source, path, .. }
+                    if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+                {
+                    StoreError::NoSpace {
+                        dir: if path.starts_with(&self.run) {
+                            self.run.clone()
+                        } else {
+                            self.data.clone()
+                        },
+                    }
+                }
+                other => other,
+            });
+        }
         Ok(record)
     }
 
     /// Finds a container the way Docker does: exact name (with or without
-    /// the leading `/`), then exact ID, then a unique ID prefix.
+    /// the leading `/`), then exact ID, then a unique ID prefix. A record
+    /// that cannot be read is an error naming its file
+    /// ([`StoreError::Broken`]); the others are found as usual.
     pub fn get(&self, key: &str) -> Result<Record, StoreError> {
         let name = key.strip_prefix('/').unwrap_or(key);
         if name.is_empty() {
             return Err(StoreError::NoSuchContainer(key.to_string()));
         }
-        let mut records = self.list()?;
+        let (mut records, broken) = self.list_all()?;
+        let broken_error = |b: &Broken| StoreError::Broken {
+            id: b.id.clone(),
+            path: b.path.clone(),
+            reason: b.reason.clone(),
+        };
         if let Some(at) = records.iter().position(|r| r.name == name) {
             return Ok(records.swap_remove(at));
+        }
+        if let Some(b) = broken.iter().find(|b| b.name.as_deref() == Some(name)) {
+            return Err(broken_error(b));
         }
         if let Some(at) = records.iter().position(|r| r.id == key) {
             return Ok(records.swap_remove(at));
@@ -393,33 +500,43 @@ impl Store {
             .into_iter()
             .filter(|r| r.id.starts_with(&key_lower))
             .collect();
-        match matches.len() {
-            0 => Err(StoreError::NoSuchContainer(key.to_string())),
-            1 => Ok(matches.remove(0)),
+        let broken_matches: Vec<&Broken> = broken
+            .iter()
+            .filter(|b| b.id.starts_with(&key_lower))
+            .collect();
+        match (matches.len(), broken_matches.as_slice()) {
+            (0, []) => Err(StoreError::NoSuchContainer(key.to_string())),
+            (1, []) => Ok(matches.remove(0)),
+            (0, [b]) => Err(broken_error(b)),
             _ => Err(StoreError::Ambiguous(key.to_string())),
         }
     }
 
-    /// Every container, newest first, as stored.
+    /// Every container, newest first, as stored. A record that cannot be
+    /// read is skipped with a one-line warning on stderr (once per file and
+    /// process), so that one bad file does not stop commands on the others.
     pub fn list(&self) -> Result<Vec<Record>, StoreError> {
+        let (records, broken) = self.list_all()?;
+        for b in &broken {
+            warn_once(b);
+        }
+        Ok(records)
+    }
+
+    /// Every record that can be read, newest first, and those that cannot.
+    pub fn list_all(&self) -> Result<(Vec<Record>, Vec<Broken>), StoreError> {
         let entries = match fs::read_dir(&self.data) {
             Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    op: "list",
-                    path: self.data.clone(),
-                    source,
-                })
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()))
             }
+            Err(source) => return Err(io_error("list", &self.data, source)),
         };
         let mut records = Vec::new();
+        let mut broken = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| StoreError::Io {
-                op: "list",
-                path: self.data.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| io_error("list", &self.data, source))?;
+            // Temporaries (".creating...") and lock files are not records.
             let Some(id) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
@@ -428,13 +545,73 @@ impl Store {
             }
             match self.read_record(&id) {
                 Ok(record) => records.push(record),
-                // Being created or removed right now: not a container.
+                // Being removed right now: not a container.
                 Err(StoreError::NoSuchContainer(_)) => continue,
-                Err(err) => return Err(err),
+                Err(err) => broken.push(self.broken(&id, err)),
             }
         }
         records.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
-        Ok(records)
+        broken.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((records, broken))
+    }
+
+    /// What is known of a record that failed to read with `err`.
+    fn broken(&self, id: &str, err: StoreError) -> Broken {
+        let (path, reason) = match err {
+            StoreError::Corrupt { path, source } => (path, source.to_string()),
+            StoreError::Io { path, source, .. } => (path, source.to_string()),
+            other => (self.config_path(id), other.to_string()),
+        };
+        // The name survives when only the state file is bad.
+        let name = read_json::<ConfigFile>(&self.config_path(id))
+            .ok()
+            .flatten()
+            .map(|c| c.name);
+        Broken {
+            id: id.to_string(),
+            name,
+            path,
+            reason,
+        }
+    }
+
+    /// Removes what killed `create`s left: temporaries whose maker is
+    /// dead, and runtime halves whose record is gone. Returns how many.
+    pub fn remove_stale_temporaries(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        if let Ok(entries) = fs::read_dir(&self.data) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(tag) = name.strip_prefix(CREATING) else {
+                    continue;
+                };
+                if maker_alive(tag) {
+                    continue;
+                }
+                remove_tree_store(&entry.path())?;
+                removed += 1;
+            }
+        }
+        if let Ok(entries) = fs::read_dir(&self.run) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if !is_id(&id) || self.data_dir(&id).exists() {
+                    continue;
+                }
+                // A `create` in progress writes this half first; its owner
+                // is named in it.
+                let state: Option<State> = read_json(&self.state_path(&id)).ok().flatten();
+                let owner_alive = state.is_some_and(|s| {
+                    s.supervisor_pid > 0 && is_alive(s.supervisor_pid, s.supervisor_start_time)
+                });
+                if owner_alive {
+                    continue;
+                }
+                remove_tree_store(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Locks the container against every other command and supervisor
@@ -472,13 +649,24 @@ impl Store {
     /// undoing its mounts is the caller's job first: this refuses to delete
     /// through a mount.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        let _guard = self.lock(id)?;
+        check_id(id)?;
+        // A record whose lock file is gone (half-made by an older version)
+        // has nobody to wait for: remove it all the same.
+        let _guard = match self.lock(id) {
+            Ok(guard) => Some(guard),
+            Err(StoreError::NoSuchContainer(_)) if self.data_dir(id).exists() => None,
+            Err(err) => return Err(err),
+        };
+        // config.json first: from then on no command sees the record, so a
+        // removal killed half-way leaves nothing that looks like one.
+        match fs::remove_file(self.config_path(id)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error("remove", &self.config_path(id), err))
+            }
+            _ => {}
+        }
         for dir in [self.run_dir(id), self.data_dir(id)] {
-            crate::state::remove_tree(&dir).map_err(|source| StoreError::Io {
-                op: "remove",
-                path: dir,
-                source,
-            })?;
+            remove_tree_store(&dir)?;
         }
         Ok(())
     }
@@ -622,6 +810,74 @@ pub fn generate_name(taken: impl Fn(&str) -> bool) -> Result<String, StoreError>
         }
     }
     Err(StoreError::NamesExhausted)
+}
+
+/// The prefix of a record being created: `.creating.PID.START.ID`.
+const CREATING: &str = ".creating.";
+
+/// `PID.START` of this process, for the names of its temporaries.
+fn owner_tag() -> String {
+    let me = std::process::id() as i32;
+    format!("{me}.{}", process_start_time(me).unwrap_or(0))
+}
+
+/// Whether the process named by a temporary's `PID.START.ID` tag lives.
+fn maker_alive(tag: &str) -> bool {
+    let mut parts = tag.splitn(3, '.');
+    let pid = parts.next().and_then(|p| p.parse().ok());
+    let start = parts.next().and_then(|s| s.parse().ok());
+    match (pid, start) {
+        (Some(pid), Some(start)) => is_alive(pid, start),
+        // Not ours to judge: leave it.
+        _ => true,
+    }
+}
+
+fn io_error(op: &'static str, path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `mkdir`, failing when it exists: a temporary is never shared.
+fn create_dir_new(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| io_error("create directory", path, source))
+}
+
+fn remove_tree_store(path: &Path) -> Result<(), StoreError> {
+    crate::state::remove_tree(path).map_err(|source| io_error("remove", path, source))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| io_error("fsync", dir, source))
+}
+
+/// A broken record is reported once per process, however often it is listed.
+fn warn_once(broken: &Broken) {
+    use std::sync::Mutex;
+    static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    if warned.contains(&broken.path) {
+        return;
+    }
+    warned.push(broken.path.clone());
+    eprintln!(
+        "warning: skipping container {}: {} cannot be read ({}); `rm -f {}` removes it",
+        short_id(&broken.id),
+        broken.path.display(),
+        broken.reason,
+        short_id(&broken.id)
+    );
 }
 
 /// Record directories are root's alone (0700), as their parents.
@@ -1216,6 +1472,14 @@ fn inspect_ports(ports: &[String]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// What to do about a full disk, after its error.
+fn space_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => "; free some space on that filesystem and try again",
+        _ => "",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such container: {0}")]
@@ -1232,12 +1496,20 @@ pub enum StoreError {
     Immutable { field: &'static str },
     #[error("could not find a free container name; pick one with --name")]
     NamesExhausted,
-    #[error("failed to {op} {}: {source}", path.display())]
+    #[error("failed to {op} {}: {source}{}", path.display(), space_hint(source))]
     Io {
         op: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("no space left on device for a new container record in {}; free some space there and try again", dir.display())]
+    NoSpace { dir: PathBuf },
+    #[error("the record of container {} cannot be read: {}: {reason}; `mini-docker rm -f {}` removes it", short_id(id), path.display(), short_id(id))]
+    Broken {
+        id: String,
+        path: PathBuf,
+        reason: String,
     },
     #[error("failed to parse {}: {source}; fix the file or remove its container directory", path.display())]
     Corrupt {
@@ -1291,6 +1563,7 @@ mod tests {
             command: vec!["sh".to_string()],
             config: serde_json::json!({"tty": false}),
             ephemeral: false,
+            owned: false,
         }
     }
 
@@ -1660,15 +1933,112 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_is_reported_with_its_path() {
+    fn a_corrupt_record_is_skipped_and_named_by_get() {
         let t = TempStore::new("corrupt");
+        let web = t.store.create(named("web")).unwrap();
+        let db = t.store.create(named("db")).unwrap();
+        let cache = t.store.create(named("cache")).unwrap();
+        // A truncated config, and a garbage state file.
+        let config = fs::read(t.store.config_path(&web.id)).unwrap();
+        fs::write(t.store.config_path(&web.id), &config[..config.len() / 2]).unwrap();
+        fs::write(t.store.state_path(&db.id), b"\x00\x01garbage").unwrap();
+
+        let names: Vec<String> = t
+            .store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["cache"]);
+        let (_, broken) = t.store.list_all().unwrap();
+        assert_eq!(broken.len(), 2);
+        let of = |id: &str| broken.iter().find(|b| b.id == id).unwrap().clone();
+        assert_eq!(of(&web.id).path, t.store.config_path(&web.id));
+        assert_eq!(of(&web.id).name, None);
+        assert_eq!(of(&db.id).path, t.store.state_path(&db.id));
+        assert_eq!(of(&db.id).name.as_deref(), Some("db"));
+
+        // The others work; the broken ones are errors that name the file.
+        assert_eq!(t.store.get("cache").unwrap().id, cache.id);
+        t.store
+            .update(&cache.id, |r| r.state.restart_count = 1)
+            .unwrap();
+        for (key, path) in [
+            (web.id.as_str(), t.store.config_path(&web.id)),
+            (&web.id[..12], t.store.config_path(&web.id)),
+            ("db", t.store.state_path(&db.id)),
+        ] {
+            let err = t.store.get(key).unwrap_err();
+            assert!(matches!(err, StoreError::Broken { .. }), "{key}: {err}");
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.contains("rm -f"), "{text}");
+        }
+        // The name of a record whose config survived stays taken.
+        assert!(matches!(
+            t.store.create(named("db")).unwrap_err(),
+            StoreError::Conflict { .. }
+        ));
+        // And they can be removed.
+        t.store.remove(&web.id).unwrap();
+        t.store.remove(&db.id).unwrap();
+        assert!(t.store.list_all().unwrap().1.is_empty());
+        assert!(!t.store.data_dir(&web.id).exists() && !t.store.run_dir(&db.id).exists());
+    }
+
+    #[test]
+    fn a_record_appears_whole_and_stale_temporaries_are_removed() {
+        let t = TempStore::new("temporaries");
         let record = t.store.create(named("web")).unwrap();
-        fs::write(t.store.config_path(&record.id), "{").unwrap();
-        let err = t.store.list().unwrap_err().to_string();
-        assert!(
-            err.contains(&t.store.config_path(&record.id).display().to_string()),
-            "{err}"
+        // Nothing but the records themselves in the data directory.
+        assert_eq!(files_in(&t.store.data), [record.id.as_str(), "names.lock"]);
+        // A create killed half-way (its maker is dead), one in progress
+        // (this process), and a runtime half without its record.
+        let (dead, dead_start) = dead_process();
+        let stale = t
+            .store
+            .data
+            .join(format!("{CREATING}{dead}.{dead_start}.{}", id_with("5")));
+        let live = t
+            .store
+            .data
+            .join(format!("{CREATING}{}.{}", owner_tag(), id_with("6")));
+        fs::create_dir_all(stale.join("x")).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        let orphan = t.store.run_dir(&id_with("7"));
+        fs::create_dir_all(&orphan).unwrap();
+        fs::write(orphan.join("state.json"), b"{}").unwrap();
+        assert_eq!(
+            t.store.list().unwrap().len(),
+            1,
+            "temporaries are not records"
         );
+        assert_eq!(t.store.remove_stale_temporaries().unwrap(), 2);
+        assert!(!stale.exists() && !orphan.exists());
+        assert!(live.exists(), "a create in progress is left alone");
+        assert!(t.store.run_dir(&record.id).exists());
+    }
+
+    #[test]
+    fn an_owned_record_names_its_owner_from_the_start() {
+        let t = TempStore::new("owned");
+        let mut new = named("web");
+        new.owned = true;
+        new.ephemeral = true;
+        let record = t.store.create(new).unwrap();
+        assert_eq!(record.state.supervisor_pid, std::process::id() as i32);
+        assert!(record.owner_alive());
+        assert!(!record.is_abandoned());
+        let mut dead = t.store.get("web").unwrap();
+        let (pid, start) = dead_process();
+        dead.state.supervisor_pid = pid;
+        dead.state.supervisor_start_time = start;
+        assert!(!dead.owner_alive());
+        assert!(dead.is_abandoned());
+        dead.ephemeral = false;
+        assert!(!dead.is_abandoned(), "only --rm containers are abandoned");
+        assert_eq!(t.store.create(named("db")).unwrap().state.supervisor_pid, 0);
     }
 
     fn running(pid: i32, start: u64) -> Record {

@@ -127,6 +127,8 @@ pub fn supervise_explained(
     let record = store.get(id)?;
     let config: RunConfig = serde_json::from_value(record.config.clone())
         .map_err(|e| SupervisorError::Config(e.to_string()))?;
+    claim(&store, &record, &config)?;
+    runtime::hold_at("claimed");
     let _ = std::fs::remove_file(stop_marker(&store, id));
     let mut ready = ready;
     let mut attach = Some(attach);
@@ -196,6 +198,11 @@ pub fn supervise_explained(
             r.state.pid_start_time = 0;
             // docker ps shows ports only while a container runs.
             r.state.ports.clear();
+            // Removed with the container: a record names only what is left,
+            // and what the next start will make (the same directories).
+            if !restart {
+                r.state.cgroup_paths.retain(|p| p.exists());
+            }
         })?;
         if !restart {
             break code;
@@ -301,6 +308,9 @@ fn record_failure(store: &Store, id: &str, err: &RuntimeError) -> Result<(), Sup
         r.state.error = message;
         r.state.finished_at = Some(SystemTime::now());
         r.state.pid = 0;
+        // What the failed start made went with it; what is there now under
+        // these names is not its own (a cgroup in use by another container).
+        r.state.cgroup_paths.clear();
     })?;
     Ok(())
 }
@@ -323,27 +333,56 @@ fn sleep_unless_stopped(store: &Store, id: &str, delay: Duration) -> bool {
     true
 }
 
+/// Makes this process the record's owner before anything of the
+/// container exists on the host, and names the cgroups it is about to
+/// make: whoever finds the owner dead can then reclaim them. What an
+/// earlier owner that died left behind is reclaimed first.
+fn claim(store: &Store, record: &Record, config: &RunConfig) -> Result<(), SupervisorError> {
+    let me = std::process::id() as i32;
+    if record.state.supervisor_pid != me && !record.owner_alive() {
+        reclaim(store, &record.name, &record.state)?;
+    }
+    let planned = runtime::planned_cgroups(config)?;
+    store.update(&record.id, |r| {
+        r.state.supervisor_pid = me;
+        r.state.supervisor_start_time = store::process_start_time(me).unwrap_or(0);
+        r.state.cgroup_paths = planned;
+    })?;
+    Ok(())
+}
+
 /// Removes a stopped container's record, layer and log, and whatever a
 /// killed supervisor could not clean up: its processes, cgroups, veth,
 /// published ports and run directory.
 // ANCHOR: remove
 pub fn remove(store: &Store, record: &Record) -> Result<(), SupervisorError> {
-    let state = &record.state;
-    let config: Option<RunConfig> = serde_json::from_value(record.config.clone()).ok();
-    crate::cgroups::remove_leftover(&state.cgroup_paths)
-        .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
-    if let Some(ip) = state.ip.as_deref().and_then(|ip| ip.parse().ok()) {
-        crate::network::remove_leftover(store.dirs(), &record.name, ip);
-    }
-    if let Some(config) = &config {
-        // Named volumes outlive their containers, as in Docker.
-        let run_dir = store.dirs().container_dir(&config.name);
-        crate::state::remove_tree(&run_dir).map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
-    }
+    reclaim(store, &record.name, &record.state)?;
     store.remove(&record.id)?;
     Ok(())
 }
 // ANCHOR_END: remove
+
+/// What a dead run of container `name` may have left on the host, found
+/// from its recorded state and its name: the processes in its cgroups and
+/// the cgroups, its address, veth and published ports, its run directory.
+// ANCHOR: reclaim
+pub fn reclaim(store: &Store, name: &str, state: &store::State) -> Result<(), SupervisorError> {
+    crate::cgroups::remove_leftover(&state.cgroup_paths)
+        .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+    crate::network::reclaim(store.dirs(), name)
+        .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+    // Unless another live run (a chapter of the same name) owns it.
+    let run_dir = store.dirs().container_dir(name);
+    let owner = std::fs::read_to_string(run_dir.join("owner.pid")).unwrap_or_default();
+    let owner: i32 = owner.trim().parse().unwrap_or(0);
+    let someone_else = owner > 0 && owner != std::process::id() as i32 && store::is_alive(owner, 0);
+    if !someone_else {
+        // Named volumes outlive their containers, as in Docker.
+        crate::state::remove_tree(&run_dir).map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: reclaim
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {

@@ -135,3 +135,118 @@ fn an_unknown_capability_is_refused() {
     command.args(["--cap-add", "FLY"]);
     assert_clean_error(&common::run(command), 2, "unknown capability \"FLY\"");
 }
+
+#[test]
+fn an_env_file_with_a_nul_names_the_file_and_line() {
+    let state = common::state_root("errors-env-nul");
+    let file = state.join("env");
+    std::fs::write(&file, "# settings\nGOOD=1\nBAD=x\0y\n").unwrap();
+    let mut command = std::process::Command::new(common::binary("mini-docker"));
+    command
+        .env(lab::state::ROOT_ENV, &state)
+        .args(["run", "--rm", "--env-file"])
+        .arg(&file)
+        .args(["busybox", "true"]);
+    let output = common::run(command);
+    assert_clean_error(
+        &output,
+        125,
+        &format!(
+            "mini-docker: error: {}:3: the line contains a NUL byte",
+            file.display()
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    // Refused while reading the flags: nothing was created.
+    assert!(!state.join("lib").exists() && !state.join("run").exists());
+}
+
+/// Ctrl-C, as a terminal sends it: SIGINT to the whole process group, so
+/// the container's processes get it too, at moments spread over the start
+/// of the container. Whatever then fails, the chapter reports the
+/// interruption (130), never an error of its own (1).
+fn interrupt_while_starting(chapter: &str, step: &str) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt as _;
+    common::assert_root();
+    let state = common::state_root(&format!("errors-ctrl-c-{chapter}"));
+    let mut interrupted = 0;
+    for attempt in 0..30u64 {
+        let mut command = common::chapter(chapter, &state);
+        command
+            .arg("--yes")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        let mut child = command.spawn().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if line.starts_with(step) {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(attempt * 700));
+        // The group is the chapter's own (process_group(0)): its PID.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        seen.push_str(&rest);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let code = output.status.code();
+        println!("attempt {attempt}: exit {code:?}, stderr: {stderr}");
+        match code {
+            Some(130) => {
+                interrupted += 1;
+                // The chapter's last word is the interruption (a helper
+                // process may have said before it that the container went).
+                let last = stderr.lines().rev().find(|l| !l.is_empty());
+                assert_eq!(
+                    last,
+                    Some("interrupted by SIGINT; everything the chapter set up has been removed"),
+                    "{stderr}"
+                );
+                assert!(!stderr.contains("could not start"), "{stderr}");
+            }
+            // Finished before the signal came.
+            Some(0) => assert!(seen.contains("done:"), "{seen}"),
+            other => panic!("exit {other:?} after Ctrl-C:\n{seen}\n{stderr}"),
+        }
+        assert!(
+            !common::host_mountinfo().contains(state.to_str().unwrap()),
+            "mounts were left"
+        );
+        for dir in common::cgroup_dirs(chapter) {
+            assert!(!dir.exists(), "{} was left", dir.display());
+        }
+    }
+    assert!(interrupted > 0, "no attempt was interrupted");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ctrl_c_while_chapter_4_starts_its_container_exits_130() {
+    interrupt_while_starting("ch04", "step 2:");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ctrl_c_while_chapter_5_starts_its_container_exits_130() {
+    interrupt_while_starting("ch05", "step 3:");
+}

@@ -11,7 +11,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use lab::cgroups::device_filter;
 
@@ -285,7 +284,7 @@ fn the_kernel_holds_dockers_list_while_the_container_runs_and_frees_it_after() {
         }
     }
     let running = Stop(command.spawn().unwrap());
-    let started = common::wait_for(Duration::from_secs(20), || {
+    let started = common::wait_for(common::PATIENCE, || {
         let dirs = existing("devlist");
         let procs = dirs
             .first()
@@ -336,7 +335,7 @@ fn the_kernel_holds_dockers_list_while_the_container_runs_and_frees_it_after() {
         assert!(!dir.exists(), "{} was left", dir.display());
     }
     if let Some(id) = program {
-        let freed = common::wait_for(Duration::from_secs(10), || {
+        let freed = common::wait_for(common::PATIENCE, || {
             device_filter::program_name(id).is_none().then_some(())
         });
         assert!(freed.is_some(), "device program {id} outlived its cgroup");
@@ -422,7 +421,7 @@ fn the_bpf_program_refuses_the_disk_on_any_v2_hierarchy() {
         .unwrap();
     assert_eq!(out.stdout, PATTERN);
     drop(dir);
-    let freed = common::wait_for(Duration::from_secs(10), || {
+    let freed = common::wait_for(common::PATIENCE, || {
         device_filter::program_name(ids[0]).is_none().then_some(())
     });
     assert!(freed.is_some(), "the program outlived its cgroup");

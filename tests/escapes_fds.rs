@@ -13,7 +13,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 /// The descriptor number a careless caller leaves open.
 const LEAKED: i32 = 7;
@@ -133,9 +132,7 @@ impl Drop for Foreground {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let ended = common::wait_for(Duration::from_secs(15), || {
-            self.child.try_wait().ok().flatten()
-        });
+        let ended = common::wait_for(common::PATIENCE, || self.child.try_wait().ok().flatten());
         if ended.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -229,7 +226,7 @@ fn check_foreground(lab: &Lab, name: &str, extra: &[&str], fallback: bool) {
     }
     let mut run = Foreground::start(command);
     assert_probe(&mut run);
-    let asleep = common::wait_for(Duration::from_secs(20), || {
+    let asleep = common::wait_for(common::PATIENCE, || {
         cgroup_pids(name)
             .iter()
             .any(|pid| {
@@ -285,7 +282,7 @@ fn a_detached_container_and_its_supervisor_hold_no_inherited_descriptor() {
         PROBE,
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let logged = common::wait_for(Duration::from_secs(20), || {
+    let logged = common::wait_for(common::PATIENCE, || {
         let logs = lab.md(&["logs", "fds-detached"]);
         let text = String::from_utf8_lossy(&logs.stdout).into_owned();
         text.contains("shadow:").then_some(text)
@@ -337,7 +334,7 @@ fn exec_passes_no_inherited_descriptor() {
     assert_eq!(out.status.code(), Some(0));
     let mut exec = Foreground::start(lab.leaky(&["exec", "fds-exec", "sh", "-c", PROBE]));
     assert_probe(&mut exec);
-    let both = common::wait_for(Duration::from_secs(20), || {
+    let both = common::wait_for(common::PATIENCE, || {
         let sleeps = cgroup_pids("fds-exec")
             .iter()
             .filter(|pid| {

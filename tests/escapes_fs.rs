@@ -644,6 +644,13 @@ fn a_relative_working_directory_is_refused_as_docker_does() {
         !lab.state.join("lib/lifecycle").exists(),
         "a record was made"
     );
+    // exec's -w follows the same rule (Docker's daemon refuses it: exit 1).
+    let out = lab.md(&["exec", "-w", "rel", "no-such-container", "pwd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "mini-docker: error: the working directory 'rel' is invalid, it needs to be an absolute path\n"
+    );
     // An absolute one still works, and an empty one is Docker's default.
     assert_eq!(
         lab.ok(&[

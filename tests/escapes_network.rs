@@ -263,7 +263,7 @@ fn a_container_cannot_reach_the_hosts_loopback_while_published_ports_answer_ther
     for address in ["127.0.0.1:8080", &format!("{HOST_ADDRESS}:8080")] {
         let address: SocketAddr = address.parse().unwrap();
         let page = common::in_netns(&lab.host.file, move || {
-            common::wait_for(Duration::from_secs(10), || http_get(address, "/www").ok())
+            common::wait_for(common::PATIENCE, || http_get(address, "/www").ok())
         });
         assert_eq!(
             page.as_deref(),

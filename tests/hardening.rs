@@ -25,7 +25,7 @@ fn the_kernel_sees_the_profile_and_the_read_only_mounts() {
     let state = common::state_root("hardening-outside");
     // Held before the last step (stop): httpd from the one before runs
     // with the least profile.
-    let held = common::Held::start(common::chapter("ch08", &state), 9);
+    let held = common::Held::start(common::chapter("ch08", &state), 11);
     let init = common::container_init(held.pid());
     let pid_ns = common::ns_inode(&init.to_string(), "pid");
     let in_container = common::processes_in_pid_namespace(pid_ns);

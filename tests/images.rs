@@ -328,6 +328,18 @@ fn raw_entry(
     out.append(&header, data).unwrap();
 }
 
+/// A header with every numeric field set (tar refuses empty ones).
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
+    header.set_size(size);
+    header
+}
+
 fn write_tarball(path: &Path, entries: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
     let mut builder = tar::Builder::new(Vec::new());
     entries(&mut builder);
@@ -517,4 +529,348 @@ fn truncated_and_corrupt_tarballs_leave_nothing() {
     images::import(&root.dirs, &gzipped, "again").unwrap();
     assert!(!leftover.exists());
     assert_eq!(root.store_entries(), before, "same content, same layer");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn what_is_not_a_tarball_is_refused_without_quoting_it() {
+    common::assert_root();
+    let root = TestRoot::new("images-not-tar");
+    let empty = root.path.join("empty.tar");
+    fs::write(&empty, b"").unwrap();
+    let err = images::import(&root.dirs, &empty, "empty").unwrap_err();
+    println!("empty: {err}");
+    assert!(matches!(err, ImageError::NotTar { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a tar archive: it is empty; import takes a .tar or .tar.gz of a root filesystem",
+            empty.display()
+        )
+    );
+    // An empty gzip stream is no better.
+    let empty_gz = root.path.join("empty.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"").unwrap();
+    fs::write(&empty_gz, gz.finish().unwrap()).unwrap();
+    let err = images::import(&root.dirs, &empty_gz, "empty").unwrap_err();
+    assert!(matches!(err, ImageError::NotTar { .. }), "{err:?}");
+
+    // Text, a short file and an xz file: said what they are not, and
+    // nothing of their content is echoed back.
+    let text = root.path.join("notes.txt");
+    let secret_text = "SECRET-LOOKING TEXT that must not be echoed back to the terminal. ";
+    fs::write(&text, secret_text.repeat(20)).unwrap();
+    let short = root.path.join("short.tar");
+    fs::write(&short, "SECRET-LOOKING TEXT").unwrap();
+    let xz = root.path.join("rootfs.tar.xz");
+    let mut xz_bytes = vec![0xfd, b'7', b'z', b'X', b'Z', 0];
+    xz_bytes.extend_from_slice(&[b'S'; 600]);
+    fs::write(&xz, xz_bytes).unwrap();
+    for (file, wanted) in [
+        (&text, "it does not start with a tar header"),
+        (&short, "it is shorter than one tar header (512 bytes)"),
+        (&xz, "it is compressed with xz, which import does not read"),
+    ] {
+        let err = images::import(&root.dirs, file, "nottar").unwrap_err();
+        let message = err.to_string();
+        println!("{}: {message}", file.display());
+        assert!(matches!(err, ImageError::NotTar { .. }), "{err:?}");
+        assert!(message.contains(wanted), "{message}");
+        assert!(!message.contains("SECRET"), "content echoed: {message}");
+        assert!(!message.contains("SSSS"), "content echoed: {message}");
+    }
+    // A good first header, then garbage: corrupt, still not echoed.
+    let corrupt = root.path.join("corrupt.tar");
+    let mut bytes = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut bytes);
+        let mut header = header(tar::EntryType::Regular, 0o644, 5);
+        builder
+            .append_data(&mut header, "ok.txt", &b"fine\n"[..])
+            .unwrap();
+        builder.finish().unwrap();
+    }
+    bytes.truncate(1024);
+    let mut garbage_header = secret_text.repeat(8).into_bytes();
+    garbage_header.truncate(512);
+    bytes.extend_from_slice(&garbage_header);
+    bytes.extend_from_slice(&[0u8; 1024]);
+    fs::write(&corrupt, bytes).unwrap();
+    let err = images::import(&root.dirs, &corrupt, "corrupt").unwrap_err();
+    println!("corrupt: {err}");
+    assert!(!err.to_string().contains("SECRET"), "content echoed: {err}");
+    assert!(err.to_string().contains(corrupt.to_str().unwrap()), "{err}");
+    assert!(
+        root.store_entries().is_empty(),
+        "{:?}",
+        root.store_entries()
+    );
+}
+
+/// A tarball of a directory chain `depth` levels deep (single-letter
+/// names, so the deepest path is about twice `depth` bytes long, beyond
+/// PATH_MAX), with a file at the bottom.
+fn deep_tarball(path: &Path, depth: usize) {
+    write_tarball(path, |t| {
+        let mut dir = String::new();
+        for _ in 0..depth {
+            dir.push_str("d/");
+            let mut header = header(tar::EntryType::Directory, 0o750, 0);
+            t.append_data(&mut header, &dir, std::io::empty()).unwrap();
+        }
+        let mut header = header(tar::EntryType::Regular, 0o640, 11);
+        t.append_data(
+            &mut header,
+            format!("{dir}bottom.txt"),
+            &b"the bottom\n"[..],
+        )
+        .unwrap();
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_tree_two_thousand_directories_deep_imports_whole() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    common::assert_root();
+    let root = TestRoot::new("images-deep");
+    let tarball = root.path.join("deep.tar");
+    let depth = 2000;
+    deep_tarball(&tarball, depth);
+    // Imported and removed by mini-docker with 256 descriptors at most,
+    // fewer than the tree has levels (the usual soft limit is 1024).
+    let mini = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(common::binary("mini-docker"));
+        command.env(lab::state::ROOT_ENV, &root.path).args(args);
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 256,
+                    rlim_max: 256,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = common::run(command);
+        assert_eq!(out.status.code(), Some(0), "mini-docker {args:?}");
+    };
+    mini(&["import", tarball.to_str().unwrap(), "deep"]);
+    let image = images::resolve(&root.dirs, "deep").unwrap();
+
+    // Walked one directory at a time from outside: a path from the root
+    // would be longer than the kernel accepts.
+    let open = |parent: Option<i32>, name: &str| -> OwnedFd {
+        let fd = nix::fcntl::openat(
+            parent,
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap_or_else(|e| panic!("open {name}: {e}"));
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut dir = open(None, image.layers[0].path.to_str().unwrap());
+    for level in 1..=depth {
+        let listing: Vec<String> = nix::dir::Dir::openat(
+            Some(dir.as_raw_fd()),
+            ".",
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap()
+        .iter()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+        assert_eq!(listing, ["d"], "level {level}");
+        dir = open(Some(dir.as_raw_fd()), "d");
+        let meta = nix::sys::stat::fstat(dir.as_raw_fd()).unwrap();
+        assert_eq!(meta.st_mode & 0o7777, 0o750, "level {level}");
+    }
+    let bottom = open(Some(dir.as_raw_fd()), "bottom.txt");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut fs::File::from(bottom), &mut text).unwrap();
+    assert_eq!(text, "the bottom\n");
+    assert_eq!(image.size_bytes, 11);
+    drop(dir);
+    mini(&["rmi", "deep"]);
+    assert!(root.store_entries().is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn symlinked_directories_resolve_inside_the_image() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    common::assert_root();
+    let root = TestRoot::new("images-symlinked");
+    let tarball = root.path.join("usrmerge.tar");
+    write_tarball(&tarball, |t| {
+        raw_entry(t, Directory, "usr/lib/", "", b"");
+        // As a usr-merged distribution has them.
+        raw_entry(t, Symlink, "lib", "usr/lib", b"");
+        raw_entry(t, Symlink, "abs", "/usr", b"");
+        raw_entry(t, Symlink, "up", "../../../../usr/lib", b"");
+        raw_entry(t, Regular, "lib/one.txt", "", b"one\n");
+        raw_entry(t, Regular, "abs/two.txt", "", b"two\n");
+        raw_entry(t, Regular, "up/three.txt", "", b"three\n");
+    });
+    let image = images::import(&root.dirs, &tarball, "usrmerge").unwrap();
+    let layer = &image.layers[0].path;
+    assert_eq!(
+        fs::read_to_string(layer.join("usr/lib/one.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        fs::read_to_string(layer.join("usr/two.txt")).unwrap(),
+        "two\n"
+    );
+    assert_eq!(
+        fs::read_to_string(layer.join("usr/lib/three.txt")).unwrap(),
+        "three\n"
+    );
+    assert_eq!(
+        fs::read_link(layer.join("abs")).unwrap(),
+        Path::new("/usr"),
+        "links are stored as they are"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn images_over_the_size_or_entry_limit_are_refused() {
+    common::assert_root();
+    let root = TestRoot::new("images-limits");
+    let tarball = root.path.join("ten.tar");
+    write_tarball(&tarball, |t| {
+        for i in 0..10 {
+            let mut header = header(tar::EntryType::Regular, 0o644, 1000);
+            t.append_data(&mut header, format!("file{i}"), &[b'x'; 1000][..])
+                .unwrap();
+        }
+    });
+    let fits = images::ImportLimits {
+        max_bytes: 64 * 1024,
+        max_entries: 10,
+    };
+    images::import_tarball_with(&root.dirs, &tarball, "fits", &fits).unwrap();
+    images::remove(&root.dirs, "fits").unwrap();
+
+    let small = images::ImportLimits {
+        max_bytes: 5000,
+        ..fits
+    };
+    let err = images::import_tarball_with(&root.dirs, &tarball, "big", &small).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(err, ImageError::TooLarge { limit: 5000, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refusing to import {}: it is larger than 5000 bytes uncompressed, the limit for one image; if it really is that big, raise the limit with CONTAINER_LAB_IMAGE_MAX_BYTES=BYTES",
+            tarball.display()
+        )
+    );
+    assert!(
+        root.store_entries().is_empty(),
+        "{:?}",
+        root.store_entries()
+    );
+
+    // A gzip bomb in miniature: 4 MB of zeros in one file, a few KB packed.
+    let bomb = root.path.join("bomb.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    {
+        let mut builder = tar::Builder::new(&mut gz);
+        let mut header = header(tar::EntryType::Regular, 0o644, 4 << 20);
+        builder
+            .append_data(
+                &mut header,
+                "zeros",
+                std::io::Read::take(std::io::repeat(0), 4 << 20),
+            )
+            .unwrap();
+        builder.finish().unwrap();
+    }
+    fs::write(&bomb, gz.finish().unwrap()).unwrap();
+    assert!(fs::metadata(&bomb).unwrap().len() < 64 * 1024);
+    let err = images::import_tarball_with(&root.dirs, &bomb, "bomb", &fits).unwrap_err();
+    assert!(matches!(err, ImageError::TooLarge { .. }), "{err:?}");
+    assert!(
+        root.store_entries().is_empty(),
+        "{:?}",
+        root.store_entries()
+    );
+
+    let few = images::ImportLimits {
+        max_entries: 9,
+        ..fits
+    };
+    let err = images::import_tarball_with(&root.dirs, &tarball, "many", &few).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(err, ImageError::TooManyEntries { limit: 9, .. }),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .contains("raise the limit with CONTAINER_LAB_IMAGE_MAX_ENTRIES=COUNT"));
+    assert!(
+        root.store_entries().is_empty(),
+        "{:?}",
+        root.store_entries()
+    );
+
+    // The defaults, and the variables that change them.
+    assert_eq!(
+        images::ImportLimits::default(),
+        images::ImportLimits {
+            max_bytes: 8 << 30,
+            max_entries: 1_000_000
+        }
+    );
+    let import = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(common::binary("mini-docker"));
+        command.env(lab::state::ROOT_ENV, &root.path).args([
+            "import",
+            tarball.to_str().unwrap(),
+            "limited",
+        ]);
+        for (key, value) in vars {
+            command.env(key, value);
+        }
+        common::run(command)
+    };
+    let out = import(&[(images::MAX_BYTES_ENV, "5000")]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("larger than 5000 bytes"), "{stderr}");
+    let out = import(&[(images::MAX_ENTRIES_ENV, "lots")]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid CONTAINER_LAB_IMAGE_MAX_ENTRIES=\"lots\": use a whole number"),
+        "{stderr}"
+    );
+    let out = import(&[(images::MAX_BYTES_ENV, "20000")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(root.store_entries().len() == 1);
 }

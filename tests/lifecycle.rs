@@ -70,7 +70,7 @@ impl Lab {
     }
 
     fn wait_for_status(&self, name: &str, wanted: &str) {
-        let found = common::wait_for(Duration::from_secs(20), || {
+        let found = common::wait_for(common::PATIENCE, || {
             (self.status(name) == wanted).then_some(())
         });
         assert!(found.is_some(), "{name} never became {wanted}");
@@ -197,7 +197,7 @@ fn run_detached_logs_exec_and_rm() {
     );
     assert_eq!(lab.ok(&["ps", "-q"]).trim(), &id[..12]);
     // logs: exactly what the container wrote, on the same streams.
-    let logs = common::wait_for(Duration::from_secs(10), || {
+    let logs = common::wait_for(common::PATIENCE, || {
         let out = lab.md(&["logs", "detached"]);
         (!out.stderr.is_empty()).then_some(out)
     })
@@ -261,7 +261,7 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
     ]);
     let pid = lab.pid("polite");
     // Wait until the shell's trap is in place: SIGTERM caught (bit 15).
-    let trapped = common::wait_for(Duration::from_secs(10), || {
+    let trapped = common::wait_for(common::PATIENCE, || {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let caught = status
             .lines()
@@ -313,14 +313,14 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         "echo $(($(cat /count 2>/dev/null || echo 0) + 1)) > /count; cat /count; exec sleep 300",
     ]);
     // Stopped only once it has written its count (it is killed at once).
-    let counted = common::wait_for(Duration::from_secs(10), || {
+    let counted = common::wait_for(common::PATIENCE, || {
         (lab.ok(&["logs", "keeper"]) == "1\n").then_some(())
     });
     assert!(counted.is_some(), "the first run never counted");
     lab.ok(&["stop", "-t", "0", "keeper"]);
     lab.ok(&["start", "keeper"]);
     lab.wait_for_status("keeper", "running");
-    let logs = common::wait_for(Duration::from_secs(10), || {
+    let logs = common::wait_for(common::PATIENCE, || {
         let text = lab.ok(&["logs", "keeper"]);
         (text.lines().count() == 2).then_some(text)
     });
@@ -399,7 +399,7 @@ fn pause_freezes_the_cgroup_and_unpause_thaws_it() {
     lab.ok(&["unpause", "busy"]);
     assert_eq!(lab::cgroups::is_frozen(&paths), Some(false));
     assert_eq!(lab.status("busy"), "running");
-    let found = common::wait_for(Duration::from_secs(10), || (ticks() > before).then_some(()));
+    let found = common::wait_for(common::PATIENCE, || (ticks() > before).then_some(()));
     assert!(found.is_some(), "the thawed process does not run");
     // stop works on a paused container too.
     lab.ok(&["pause", "busy"]);
@@ -452,7 +452,7 @@ fn create_start_restart_and_restart_policies() {
         "-c",
         "echo attempt; exit 1",
     ]);
-    let done = common::wait_for(Duration::from_secs(20), || {
+    let done = common::wait_for(common::PATIENCE, || {
         let state = lab.inspect("flaky")["State"].clone();
         (state["Status"] == "exited"
             && state["Pid"] == 0
@@ -483,7 +483,7 @@ fn create_start_restart_and_restart_policies() {
         "-c",
         "sleep 0.2; exit 0",
     ]);
-    let restarted = common::wait_for(Duration::from_secs(20), || {
+    let restarted = common::wait_for(common::PATIENCE, || {
         (lab.inspect("phoenix")["RestartCount"].as_i64() >= Some(2)).then_some(())
     });
     assert!(restarted.is_some(), "always did not restart");
@@ -534,12 +534,10 @@ fn killed_supervisor_or_init_ps_tells_the_truth_and_rm_cleans_up() {
     for supervisor in supervisors_of(&id) {
         kill(supervisor, nix::sys::signal::Signal::SIGKILL);
     }
-    assert!(
-        common::wait_for(Duration::from_secs(10), || supervisors_of(&id)
-            .is_empty()
-            .then_some(()))
-        .is_some()
-    );
+    assert!(common::wait_for(common::PATIENCE, || supervisors_of(&id)
+        .is_empty()
+        .then_some(()))
+    .is_some());
     assert!(alive(pid));
     assert!(
         lab.ok(&["ps"]).contains("orphan"),
@@ -547,7 +545,7 @@ fn killed_supervisor_or_init_ps_tells_the_truth_and_rm_cleans_up() {
     );
     // Then its first process too: nothing runs, and ps must not say "Up".
     kill(pid, nix::sys::signal::Signal::SIGKILL);
-    assert!(common::wait_for(Duration::from_secs(10), || (!alive(pid)).then_some(())).is_some());
+    assert!(common::wait_for(common::PATIENCE, || (!alive(pid)).then_some(())).is_some());
     let ps = lab.ok(&["ps", "-a"]);
     let line = ps.lines().find(|l| l.ends_with("orphan")).unwrap();
     assert!(line.contains("Exited"), "{ps}");
@@ -797,7 +795,7 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
         "{cpu:?}"
     );
     // logs --tail, and kill -s delivering a signal the program handles.
-    let tail = common::wait_for(Duration::from_secs(10), || {
+    let tail = common::wait_for(common::PATIENCE, || {
         let text = lab.ok(&["logs", "--tail", "2", "limited"]);
         (text == "two\nthree\n").then_some(text)
     });
@@ -806,7 +804,7 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
         "logs --tail 2 did not show the last two lines"
     );
     let pid = lab.pid("limited");
-    let trapped = common::wait_for(Duration::from_secs(10), || {
+    let trapped = common::wait_for(common::PATIENCE, || {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let caught = status
             .lines()
@@ -817,7 +815,7 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
     });
     assert!(trapped.is_some());
     lab.ok(&["kill", "-s", "USR1", "limited"]);
-    let got = common::wait_for(Duration::from_secs(10), || {
+    let got = common::wait_for(common::PATIENCE, || {
         lab.ok(&["logs", "limited"])
             .contains("got-usr1")
             .then_some(())
@@ -930,4 +928,77 @@ fn limits_logs_signals_volumes_and_oom_from_outside() {
     for (name, id) in ["limited", "talker", "hog"].iter().zip(&ids) {
         lab.assert_nothing_left(name, id);
     }
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn rmi_refuses_an_image_a_container_uses_as_docker_does() {
+    let lab = Lab::new("lifecycle-rmi");
+    // An image of our own: the busybox image's tree, imported.
+    lab.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    let tarball = lab.state.join("tools.tar");
+    let tar = Command::new("tar")
+        .args(["-C"])
+        .arg(lab.state.join("lib/images/busybox"))
+        .args(["-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let image_id = lab.ok(&["import", tarball.to_str().unwrap(), "tools:1"]);
+    let image_id = image_id.trim().strip_prefix("sha256:").unwrap().to_string();
+    let layer = lab.state.join("lib/images/imported").join(&image_id);
+    assert!(layer.is_dir());
+    let id = lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "user",
+        "--network",
+        "none",
+        "tools:1",
+        "sleep",
+        "300",
+    ]);
+    let short = &id.trim()[..12];
+
+    // Running: refused, also with -f; the layer and the container stay.
+    for args in [&["rmi", "tools:1"][..], &["rmi", "-f", "tools:1"]] {
+        let out = lab.md(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            format!(
+                "mini-docker: error: conflict: unable to delete {} (cannot be forced) - image is being used by running container {short}",
+                &image_id[..12]
+            )
+        );
+    }
+    assert!(
+        layer.is_dir(),
+        "the layer under the live overlay was deleted"
+    );
+    lab.ok(&["exec", "user", "cat", "/etc/os-release"]);
+    assert!(lab.ok(&["images"]).contains("tools"));
+
+    // Stopped: refused without -f, removed with it.
+    lab.ok(&["stop", "-t", "0", "user"]);
+    let out = lab.md(&["rmi", "tools:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "mini-docker: error: conflict: unable to remove repository reference \"tools:1\" (must force) - container {short} is using its referenced image {}",
+            &image_id[..12]
+        )
+    );
+    assert!(layer.is_dir());
+    assert_eq!(lab.ok(&["rmi", "-f", "tools:1"]), "Untagged: tools:1\n");
+    assert!(!layer.exists());
+    assert!(!lab.ok(&["images"]).contains("tools"));
+    lab.ok(&["rm", "user"]);
 }

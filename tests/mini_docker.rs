@@ -49,7 +49,7 @@ impl Background {
             mini_docker: Some(mini_docker),
             name: name.to_string(),
         };
-        let found = common::wait_for(Duration::from_secs(20), || {
+        let found = common::wait_for(common::PATIENCE, || {
             let pid = *background.pids().last()?;
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
             (comm.trim() == program).then_some(())
@@ -350,9 +350,7 @@ fn a_published_port_answers_and_everything_goes_at_exit() {
     // The published port, through the host's loopback and the host's
     // own address on the bridge.
     let page = common::in_netns(&host.file, || {
-        common::wait_for(Duration::from_secs(10), || {
-            http_get("127.0.0.1:8080", "/www").ok()
-        })
+        common::wait_for(common::PATIENCE, || http_get("127.0.0.1:8080", "/www").ok())
     });
     assert_eq!(page.as_deref(), Some("served-by-web\n"));
     // The container's own namespace: eth0 with the first address.

@@ -1062,7 +1062,7 @@ fn interrupted_pulls_leave_no_half_image() {
         rx.recv_timeout(Duration::from_secs(60))
             .expect("the child never reached the big layer");
         // Mid-layer: half the blob is in a temporary file in the store.
-        let partial = common::wait_for(Duration::from_secs(30), || {
+        let partial = common::wait_for(common::PATIENCE, || {
             fs::read_dir(path.join("tmp")).ok()?.flatten().find(|e| {
                 e.file_name().to_string_lossy().starts_with("blob")
                     && e.metadata().is_ok_and(|m| m.len() > 0)

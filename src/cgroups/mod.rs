@@ -96,6 +96,9 @@ pub struct Counters {
 /// The controllers the lab uses.
 pub const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
+/// The v1 hierarchies `create_freezable` adds to the usual ones.
+const FREEZABLE_V1: [&str; 2] = ["freezer", "devices"];
+
 /// A container's cgroup, in whichever version the host offers.
 #[derive(Debug)]
 pub enum Cgroup {
@@ -119,10 +122,19 @@ impl Cgroup {
     pub fn create_freezable(name: &str) -> Result<Cgroup, CgroupError> {
         match detect_layout()? {
             Layout::Unified => Ok(Cgroup::V2(V2Cgroup::create(name)?)),
-            Layout::Hybrid | Layout::Legacy => Ok(Cgroup::V1(V1Cgroup::create_with(
-                name,
-                &["freezer", "devices"],
-            )?)),
+            Layout::Hybrid | Layout::Legacy => {
+                Ok(Cgroup::V1(V1Cgroup::create_with(name, &FREEZABLE_V1)?))
+            }
+        }
+    }
+
+    /// The directories `create_freezable(name)` makes, before it makes
+    /// them: a record names them first, so that they can be found again
+    /// if the process making them is killed half-way.
+    pub fn planned_freezable(name: &str) -> Result<Vec<PathBuf>, CgroupError> {
+        match detect_layout()? {
+            Layout::Unified => Ok(vec![V2Cgroup::planned(name)?]),
+            Layout::Hybrid | Layout::Legacy => V1Cgroup::planned(name, &FREEZABLE_V1),
         }
     }
 
@@ -272,6 +284,52 @@ pub fn remove_leftover(paths: &[PathBuf]) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// A container's cgroup directory that is already there when it is to be
+/// made: left by a run that died before removing it. Empty, it is taken
+/// back (removed, so that the new run starts without the old limits);
+/// with processes in it, it belongs to a container that still runs.
+pub(crate) fn reclaim_existing(dir: &Path) -> Result<(), CgroupError> {
+    let procs = fs::read_to_string(dir.join("cgroup.procs"))
+        .map_err(|e| CgroupError::io("read", dir.join("cgroup.procs"), e))?;
+    let pids: Vec<&str> = procs.split_whitespace().collect();
+    if !pids.is_empty() {
+        return Err(CgroupError::InUse {
+            path: dir.to_path_buf(),
+            pids: pids.join(" "),
+        });
+    }
+    remove_dir_retrying(dir)
+}
+
+/// `system prune`: removes the empty directories beneath the lab's parent
+/// cgroups (`container-lab/` beneath our own cgroup, in each hierarchy it
+/// uses) that are not in `keep`, the cgroups of live containers. A
+/// directory with processes in it is left alone: rmdir refuses it.
+/// Returns what was removed.
+pub fn remove_orphans(keep: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(planned) = Cgroup::planned_freezable("any") else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for parent in planned.iter().filter_map(|p| p.parent()) {
+        let Ok(entries) = fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() || keep.contains(&dir) {
+                continue;
+            }
+            if fs::remove_dir(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        // The shared parent goes with its last child, as in `remove`.
+        let _ = fs::remove_dir(parent);
+    }
+    removed
 }
 
 impl Drop for Cgroup {
@@ -440,6 +498,8 @@ pub enum CgroupError {
     },
     #[error("this host mounts no cgroup v1 devices hierarchy, so containers could open any device node; mount it (mount -t cgroup -o devices devices /sys/fs/cgroup/devices) or boot with cgroup v2")]
     NoDevicesController,
+    #[error("the cgroup {} is already there with processes in it ({pids}): a container of that name still runs; stop it or pick another name", path.display())]
+    InUse { path: PathBuf, pids: String },
     #[error("this process is in no {0} cgroup hierarchy (/proc/self/cgroup); is /sys/fs/cgroup mounted?")]
     NotInHierarchy(String),
     #[error("cgroup v2: the lab's cgroup {} also holds other processes, so no controller can be enabled beneath it (the no-internal-process rule); run the chapter in a delegated cgroup of its own, e.g. sudo systemd-run --scope -p Delegate=yes cargo run --bin ch05", .0.display())]

@@ -44,7 +44,11 @@ impl V1Cgroup {
             let parent = mount.join(own).join("container-lab");
             let dir = parent.join(name);
             if !cgroup.created.contains(&dir) {
-                create_in_shared_parent(&parent, &dir)?;
+                if let Err(err) = create_in_shared_parent(&parent, &dir) {
+                    // Not half a cgroup: what was made goes again.
+                    let _ = cgroup.remove();
+                    return Err(err);
+                }
                 cgroup.created.push(dir.clone());
             }
             cgroup.dirs.insert(controller, dir);
@@ -52,6 +56,22 @@ impl V1Cgroup {
         Ok(cgroup)
     }
     // ANCHOR_END: create
+
+    /// The directories `create_with(name, extra)` makes, without making
+    /// them (the same loop).
+    pub fn planned(name: &str, extra: &[&'static str]) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut paths = Vec::new();
+        for controller in V1_CONTROLLERS.iter().chain(extra).copied() {
+            let Some(mount) = hierarchy_mount(controller) else {
+                continue;
+            };
+            let own = own_path(Some(controller))?;
+            paths.push(mount.join(own).join("container-lab").join(name));
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
 
     pub fn paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.dirs.values().cloned().collect();
@@ -161,6 +181,11 @@ fn create_in_shared_parent(parent: &Path, dir: &Path) -> Result<(), CgroupError>
         match fs::create_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Left by a run that died: take it back, then make it anew.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                super::reclaim_existing(dir)?;
+                continue;
+            }
             Err(e) => return Err(CgroupError::io("create", dir, e)),
         }
     }

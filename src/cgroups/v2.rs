@@ -52,7 +52,15 @@ impl V2Cgroup {
                 Err(e) => return Err(CgroupError::io("create", &parent, e)),
             }
             let created = enable_controllers(&parent).and_then(|()| {
-                fs::create_dir(&path).map_err(|e| CgroupError::io("create", &path, e))
+                match fs::create_dir(&path) {
+                    // Left by a run that died: take it back, make it anew.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        super::reclaim_existing(&path)?;
+                        fs::create_dir(&path)
+                    }
+                    other => other,
+                }
+                .map_err(|e| CgroupError::io("create", &path, e))
             });
             attempts += 1;
             match created {
@@ -72,6 +80,12 @@ impl V2Cgroup {
         })
     }
     // ANCHOR_END: create
+
+    /// The directory `create(name)` makes, without making it.
+    pub fn planned(name: &str) -> Result<PathBuf, CgroupError> {
+        let own = Path::new(CGROUP_ROOT).join(own_path(None)?);
+        Ok(own.join("container-lab").join(name))
+    }
 
     pub fn path(&self) -> &Path {
         &self.path

@@ -859,15 +859,6 @@ impl Drop for Attachment {
     }
 }
 
-/// Removes what a container whose supervisor was killed left behind; kept
-/// for its callers, now `reclaim` (the address no longer needs to be given:
-/// the entry names it).
-pub fn remove_leftover(dirs: &LabDirs, name: &str, _ip: Ipv4Addr) {
-    if let Err(err) = reclaim(dirs, name) {
-        eprintln!("warning: {err}");
-    }
-}
-
 /// No container is left: the bridge (and any port a killed run left on
 /// it), every lab table and the sysctls go too.
 fn teardown_shared(lock: &NetworkLock) {

@@ -167,6 +167,14 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        // execve takes C strings: a NUL would end the variable early.
+        if line.contains('\0') {
+            return Err(format!(
+                "{}:{}: the line contains a NUL byte, which an environment variable cannot hold; remove it",
+                path.display(),
+                number + 1
+            ));
+        }
         match line.split_once('=') {
             Some((key, _)) if key.is_empty() || key.contains(char::is_whitespace) => {
                 return Err(format!(
@@ -184,6 +192,17 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         }
     }
     Ok(env)
+}
+
+/// Docker's `-w DIR` (run and exec): absolute, or empty for the default.
+pub fn check_workdir(dir: &str) -> Result<(), String> {
+    if dir.is_empty() || dir.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "the working directory '{dir}' is invalid, it needs to be an absolute path"
+        ))
+    }
 }
 
 /// Docker's `-e KEY=VALUE`; a bare `KEY` is taken from our environment.
@@ -265,6 +284,10 @@ mod tests {
         );
         std::fs::write(&file, "=oops\n").unwrap();
         assert!(read_env_file(&file).unwrap_err().contains(":1:"));
+        std::fs::write(&file, "A=1\nB=x\0y\n").unwrap();
+        let err = read_env_file(&file).unwrap_err();
+        assert!(err.starts_with(&format!("{}:2: ", file.display())), "{err}");
+        assert!(err.contains("NUL byte"), "{err}");
         assert!(read_env_file(&dir.join("missing")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

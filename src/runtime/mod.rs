@@ -71,6 +71,47 @@ pub enum StdinMode {
     Fd(OwnedFd),
 }
 
+/// Test hook: `CONTAINER_LAB_HOLD_AT=POINT` stops the run at that point of
+/// its start (see [`HOLD_POINTS`]) until a signal arrives, so that a test
+/// can kill it there and check what a dead run leaves behind.
+pub const HOLD_AT_ENV: &str = "CONTAINER_LAB_HOLD_AT";
+
+/// The points of the start path, in order: the record exists, the
+/// supervisor has claimed it, its run directory and writable layer, its
+/// cgroup, the cloned child, the veth pair, outbound NAT, published
+/// ports, the released child, and the started container.
+pub const HOLD_POINTS: [&str; 10] = [
+    "record",
+    "claimed",
+    "run-dir",
+    "cgroup",
+    "cloned",
+    "network",
+    "outbound",
+    "published",
+    "released",
+    "started",
+];
+
+/// Holds here when [`HOLD_AT_ENV`] names `point`: says so on stderr, then
+/// waits for a signal (at most two minutes).
+pub fn hold_at(point: &str) {
+    if std::env::var_os(HOLD_AT_ENV).is_none_or(|wanted| wanted != point) {
+        return;
+    }
+    eprintln!("holding at {point} until a signal arrives");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while signals::interrupted().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The cgroup directories `start` makes for this configuration, named
+/// before they exist, so that the record can name them first.
+pub fn planned_cgroups(config: &RunConfig) -> Result<Vec<PathBuf>, RuntimeError> {
+    Ok(Cgroup::planned_freezable(&config.name)?)
+}
+
 /// A started container and everything it holds on the host. Dropping it
 /// kills the container if it still runs, then removes its network, cgroup,
 /// upper layer and run directory, in that order.
@@ -115,6 +156,7 @@ pub fn start(
     );
     let run_dir = RunDir::create(dirs, &config.name)?;
     let overlay_dirs = OverlayDirs::create(layer_dir.unwrap_or(run_dir.path()))?;
+    hold_at("run-dir");
     explain.step(
         "a writable layer of its own",
         format!(
@@ -148,6 +190,7 @@ pub fn start(
     };
     rules.extend(device_nodes.iter().map(DeviceNode::rule));
     let device_steps = cgroup.allow_devices(&rules)?;
+    hold_at("cgroup");
     explain.step(
         format!("a cgroup: {}", cgroup.paths()[0].display()),
         [shell_writes(&cgroup, &written)]
@@ -214,6 +257,7 @@ pub fn start(
     };
     drop(go_read);
     drop(exec_write);
+    hold_at("cloned");
     let mut started = Started {
         pid: child,
         status: None,
@@ -236,6 +280,7 @@ pub fn start(
             format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
             format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
         );
+        hold_at("network");
         // Ports first: a port another container publishes is refused
         // before anything is shared. Publishing enables outbound too.
         if config.publish.is_empty() {
@@ -243,6 +288,7 @@ pub fn start(
         } else {
             attachment.publish(&config.publish)?;
         }
+        hold_at("outbound");
         explain.step(
             "outbound traffic: forwarding on, masquerade for the bridge's subnet",
             format!(
@@ -254,6 +300,7 @@ pub fn start(
         );
         // With the host ports `-p PORT` was given.
         let ports = attachment.ports();
+        hold_at("published");
         if !ports.is_empty() {
             let shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
             explain.step(
@@ -274,9 +321,11 @@ pub fn start(
         .octets();
     nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
         .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
+    hold_at("released");
     // EOF: the program runs (or the set-up failed and the child is gone).
     let mut byte = [0u8; 1];
     while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(exec_read.as_raw_fd(), &mut byte) {}
+    hold_at("started");
     Ok(started)
 }
 // ANCHOR_END: start

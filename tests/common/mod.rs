@@ -221,7 +221,25 @@ impl Held {
         self.stderr.read_to_string(&mut rest).unwrap();
         self.stderr_text.push_str(&rest);
         println!("--- stdout:\n{stdout}\n--- stderr:\n{}", self.stderr_text);
-        (status.code(), stdout, self.stderr_text)
+        (status.code(), stdout, std::mem::take(&mut self.stderr_text))
+    }
+}
+
+/// A test that fails while the chapter holds must not leave it running:
+/// it is interrupted (so it cleans up as on Ctrl-C), then killed.
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -401,6 +419,11 @@ impl Drop for HostNetns {
         let _ = self.holder.wait();
     }
 }
+
+/// How long a test waits for a background process before it gives up: a
+/// ceiling for a machine under load (the TCG guest, parallel tests), never
+/// a measure of speed.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Polls `check` every 20 ms until it returns Some, for at most `limit`;
 /// for waiting on a background process, never for judging speed.
