@@ -9,11 +9,11 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs};
-use lab::namespaces;
-use lab::narrate::Narrator;
-use lab::signals;
+use container_lab::kernel::namespaces;
+use container_lab::kernel::signals;
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs};
+use container_lab::lab::narrate::Narrator;
 use nix::unistd::Pid;
 
 /// A container is just a process: start one and look at it from the host.

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
-use lab::ipc::MessageQueue;
-use lab::namespaces::{self, Namespace};
-use lab::narrate::{yes_no, Narrator};
-use lab::steps::show;
-use lab::{ipc, mounts, privilege, signals};
+use container_lab::kernel::ipc::MessageQueue;
+use container_lab::kernel::namespaces::{self, Namespace};
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::{Container, ContainerSpec};
+use container_lab::lab::narrate::{yes_no, Narrator};
+use container_lab::lab::steps::show;
+use container_lab::{kernel::ipc, kernel::mounts, kernel::signals, lab::privilege};
 use nix::unistd::Pid;
 
 /// Namespaces: give a process its own hostname, PIDs, IPC objects and mounts.

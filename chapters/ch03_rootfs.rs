@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
-use lab::namespaces::{self, Namespace};
-use lab::narrate::{yes_no, Narrator};
-use lab::rootfs::{self, Escape};
-use lab::state::{LabDirs, RunDir};
-use lab::steps::{inside, set_hostname, show};
-use lab::{mounts, privilege, signals};
+use container_lab::engine::dirs::{LabDirs, RunDir};
+use container_lab::engine::images::busybox;
+use container_lab::kernel::namespaces::{self, Namespace};
+use container_lab::kernel::rootfs::{self, Escape};
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::{Container, ContainerSpec};
+use container_lab::lab::narrate::{yes_no, Narrator};
+use container_lab::lab::steps::{inside, set_hostname, show};
+use container_lab::{kernel::mounts, kernel::signals, lab::privilege};
 use nix::unistd::{fork, ForkResult};
 
 /// A root filesystem of its own: chroot, its escape, and pivot_root.
@@ -53,7 +54,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         "ch03",
         "chroot, mount and pivot_root need CAP_SYS_CHROOT and CAP_SYS_ADMIN",
     )?;
-    rootfs::find_static_busybox()?;
+    busybox::find_static()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
     let host_mounts = mounts::mountinfo_text()?;
@@ -66,7 +67,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         )
         .look("a directory tree is all an \"image\" is; this run gets its own copy")
         .begin()?;
-    let (image, built) = rootfs::busybox_image(&dirs)?;
+    let (image, built) = busybox::image(&dirs)?;
     book.fact(
         if built {
             "built the image at"
@@ -138,7 +139,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             root.join("bin/sleep").display().to_string(),
             "infinity".into(),
         ],
-        env: rootfs::busybox_env(),
+        env: busybox::env(),
         ..Default::default()
     })?;
     book.fact("pid on the host", container.pid());
@@ -247,7 +248,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// Forks a child that chroots into `root` and runs `work` there.
 // ANCHOR: in_chroot
 fn in_chroot(root: &Path, work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
-    lab::container::flush_stdio();
+    container_lab::lab::container::flush_stdio();
     match unsafe { fork() }? {
         ForkResult::Child => {
             let code = match rootfs::enter_chroot(root) {
@@ -257,11 +258,11 @@ fn in_chroot(root: &Path, work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
                     1
                 }
             };
-            lab::init::exit_now(code)
+            container_lab::kernel::init::exit_now(code)
         }
-        ForkResult::Parent { child } => Ok(lab::container::status_code(nix::sys::wait::waitpid(
-            child, None,
-        )?)),
+        ForkResult::Parent { child } => Ok(container_lab::lab::container::status_code(
+            nix::sys::wait::waitpid(child, None)?,
+        )),
     }
 }
 // ANCHOR_END: in_chroot

@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
-use lab::namespaces::Namespace;
-use lab::narrate::{yes_no, Narrator};
-use lab::overlay::{self, Layer, OverlayDirs, UpperEntry};
-use lab::state::{LabDirs, RunDir};
-use lab::steps::{inside, set_hostname, show};
-use lab::{mounts, privilege, rootfs, signals};
+use container_lab::engine::dirs::{LabDirs, RunDir};
+use container_lab::engine::images::busybox;
+use container_lab::kernel::namespaces::Namespace;
+use container_lab::kernel::overlay::{self, Layer, OverlayDirs, UpperEntry};
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::{Container, ContainerSpec};
+use container_lab::lab::narrate::{yes_no, Narrator};
+use container_lab::lab::steps::{inside, set_hostname, show};
+use container_lab::{kernel::mounts, kernel::rootfs, kernel::signals, lab::privilege};
 
 /// Overlay layers: an image shared by containers, a writable layer each.
 #[derive(Debug, Parser)]
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let chapter = chapters::chapter("ch04").context("ch04 is missing from the manifest")?;
     privilege::ensure_root("ch04", "overlay mounts and namespaces need CAP_SYS_ADMIN")?;
-    rootfs::find_static_busybox()?;
+    busybox::find_static()?;
     overlay::ensure_supported()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
@@ -65,7 +66,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("ls base/ runtime/ app/")
         .look("each layer holds only what it adds; app and runtime both have an /etc/motd")
         .begin()?;
-    let layers = overlay::image_layers(&dirs)?;
+    let layers = container_lab::lab::layers::image_layers(&dirs)?;
     for layer in &layers {
         book.fact(&format!("layer {}", layer.name), layer.path.display());
         book.say(format!(
@@ -269,7 +270,7 @@ fn start_container(layers: &[Layer]) -> anyhow::Result<Container> {
             layers[0].path.join("bin/sleep").display().to_string(),
             "infinity".into(),
         ],
-        env: rootfs::busybox_env(),
+        env: busybox::env(),
         ..Default::default()
     })?)
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use lab::cgroups::{self, Cgroup, CgroupError, Limits};
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
-use lab::namespaces::Namespace;
-use lab::narrate::{yes_no, Narrator};
-use lab::{privilege, signals};
+use container_lab::kernel::cgroups::{self, Cgroup, CgroupError, Limits};
+use container_lab::kernel::namespaces::Namespace;
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::{Container, ContainerSpec};
+use container_lab::lab::narrate::{yes_no, Narrator};
+use container_lab::{kernel::signals, lab::privilege};
 
 /// cgroups: limit a container's memory, CPU time and number of processes.
 #[derive(Debug, Parser)]

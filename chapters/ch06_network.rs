@@ -15,14 +15,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::namespaces::Namespace;
-use lab::narrate::{yes_no, Narrator};
-use lab::network::{self, netlink::Netlink, PortMapping, BRIDGE, GATEWAY};
-use lab::state::LabDirs;
-use lab::steps::{show, BusyboxContainer};
-use lab::{privilege, rootfs, signals};
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::images::busybox;
+use container_lab::engine::network::{self, PortMapping, BRIDGE, GATEWAY};
+use container_lab::kernel::namespaces::Namespace;
+use container_lab::kernel::net::netlink::Netlink;
+use container_lab::kernel::net::{links, nft, sysctl};
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::narrate::{yes_no, Narrator};
+use container_lab::lab::steps::{self, show, BusyboxContainer};
+use container_lab::{kernel::signals, lab::privilege};
 
 /// Networking: veth pairs, a bridge, NAT and a published port.
 #[derive(Debug, Parser)]
@@ -60,11 +63,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         "ch06",
         "network namespaces, links and firewall rules need CAP_NET_ADMIN",
     )?;
-    rootfs::find_static_busybox()?;
+    busybox::find_static()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
     // The host's loopback must be up for the published port on 127.0.0.1.
-    network::set_up(&mut Netlink::open()?, "lo")?;
+    links::set_up(&mut Netlink::open()?, "lo")?;
 
     // ANCHOR: empty
     book.step("a container in a new network namespace")
@@ -91,7 +94,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ))
         .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
         .begin()?;
-    let mut a_net = network::attach(&dirs, &a.name, &a.container)?;
+    let mut a_net = steps::connect_to_network(&dirs, &a.name, &a.container)?;
     book.fact(
         "host side",
         format!(
@@ -117,7 +120,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .look("the containers reach each other by address; the host reaches both; no port conflict")
         .begin()?;
     let b = start_container(&dirs, &format!("{}-b", cli.name), &cli.container.hostname)?;
-    let mut b_net = network::attach(&dirs, &b.name, &b.container)?;
+    let mut b_net = steps::connect_to_network(&dirs, &b.name, &b.container)?;
     book.fact(
         "addresses",
         format!("{} has {}, {} has {}", a.name, a_net.ip, b.name, b_net.ip),
@@ -165,9 +168,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.output(&network::nft_list().unwrap_or_default());
     let table = format!("{}_{}", network::NFT_TABLE, a_net.ip.octets()[3]);
     book.on_host(&format!("nft list table ip {table}"));
-    book.output(&network::nft_list_table(&table).unwrap_or_default());
+    book.output(&nft::list_table(&table).unwrap_or_default());
     let localnet = format!("net.ipv4.conf.{BRIDGE}.route_localnet");
-    book.fact(&localnet, network::get_sysctl(&localnet)?);
+    book.fact(&localnet, sysctl::get(&localnet)?);
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
     book.fact(
         &format!("host GET http://{local}/"),
@@ -207,7 +210,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop((a_net, b_net));
     a.container.stop(Duration::from_secs(10))?;
     b.container.stop(Duration::from_secs(10))?;
-    let links = network::link_names(&mut Netlink::open()?)?;
+    let links = links::link_names(&mut Netlink::open()?)?;
     book.fact("interfaces left on the host side", links.join(" "));
     book.fact(
         "lab nftables table left",

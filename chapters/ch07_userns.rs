@@ -15,15 +15,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::{Container, ContainerSpec};
-use lab::namespaces::{self, Namespace};
-use lab::narrate::Narrator;
-use lab::state::{LabDirs, RunDir};
-use lab::steps::{inside, show};
-use lab::userns::{self, IdMap, UserMap};
-use lab::{mounts, privilege, rootfs, signals};
+use container_lab::engine::dirs::{LabDirs, RunDir};
+use container_lab::engine::images::busybox;
+use container_lab::kernel::namespaces::{self, Namespace};
+use container_lab::kernel::userns::{self, IdMap, UserMap};
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::{Container, ContainerSpec};
+use container_lab::lab::narrate::Narrator;
+use container_lab::lab::steps::{inside, show};
+use container_lab::{kernel::mounts, kernel::rootfs, kernel::signals, lab::privilege};
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 
 /// User namespaces: root inside, an unprivileged range outside.
@@ -61,7 +62,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         "ch07",
         "mapping a range of host IDs needs CAP_SETUID and CAP_SETGID",
     )?;
-    rootfs::find_static_busybox()?;
+    busybox::find_static()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
 
@@ -80,7 +81,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .begin()?;
     let run_dir = RunDir::create(&dirs, &cli.name)?;
     let root = run_dir.path().join("rootfs");
-    let (image, _) = rootfs::busybox_image(&dirs)?;
+    let (image, _) = busybox::image(&dirs)?;
     rootfs::copy_tree(&image, &root)?;
     // The container's root owns its files: on the host, that is uid 100000.
     userns::chown_tree(&root, map.uid.outside, map.gid.outside)?;
@@ -94,7 +95,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             root.join("bin/sleep").display().to_string(),
             "infinity".into(),
         ],
-        env: rootfs::busybox_env(),
+        env: busybox::env(),
         user_map: Some(map),
         ..Default::default()
     })?;
@@ -244,7 +245,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop(run_dir);
     book.fact(
         "run directory removed",
-        lab::narrate::yes_no(!path.exists()),
+        container_lab::lab::narrate::yes_no(!path.exists()),
     );
     // ANCHOR_END: cleanup
 
@@ -267,7 +268,7 @@ fn bind_host_devices(root: &Path) -> anyhow::Result<()> {
 /// Runs `work` in a child that joined only the container's user namespace
 /// (not its UTS namespace) and became its root.
 fn in_user_namespace_only(container: &Container, work: impl FnOnce() -> String) -> String {
-    lab::container::flush_stdio();
+    container_lab::lab::container::flush_stdio();
     let (read, write) = nix::unistd::pipe().expect("pipe");
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -280,7 +281,7 @@ fn in_user_namespace_only(container: &Container, work: impl FnOnce() -> String) 
                 Err(err) => format!("could not join: {err}"),
             };
             let _ = nix::unistd::write(&write, text.as_bytes());
-            lab::init::exit_now(0)
+            container_lab::kernel::init::exit_now(0)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(write);
@@ -378,7 +379,7 @@ fn rootless_container(image: &Path) -> i32 {
             result.map_or_else(|e| format!("refused ({e})"), |()| "ok".to_string())
         );
     };
-    let errno = |e: lab::mounts::MountError| e.errno.desc().to_lowercase();
+    let errno = |e: container_lab::kernel::mounts::MountError| e.errno.desc().to_lowercase();
     say(
         "sethostname(\"rootless\")",
         nix::unistd::sethostname("rootless").map_err(|e| e.desc().to_lowercase()),
@@ -430,20 +431,20 @@ fn rootless_container(image: &Path) -> i32 {
         .iter()
         .map(|a| std::ffi::CString::new(*a).unwrap_or_default())
         .collect();
-    let env: Vec<std::ffi::CString> = rootfs::busybox_env()
+    let env: Vec<std::ffi::CString> = busybox::env()
         .iter()
         .map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).unwrap_or_default())
         .collect();
-    lab::init::exec_or_exit(&argv, &env)
+    container_lab::kernel::init::exec_or_exit(&argv, &env)
 }
 
 fn in_child(work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
-    lab::container::flush_stdio();
+    container_lab::lab::container::flush_stdio();
     match unsafe { fork() }? {
-        ForkResult::Child => lab::init::exit_now(work()),
-        ForkResult::Parent { child } => Ok(lab::container::status_code(nix::sys::wait::waitpid(
-            child, None,
-        )?)),
+        ForkResult::Child => container_lab::kernel::init::exit_now(work()),
+        ForkResult::Parent { child } => Ok(container_lab::lab::container::status_code(
+            nix::sys::wait::waitpid(child, None)?,
+        )),
     }
 }
 

@@ -12,16 +12,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use lab::cgroups::{self, devices, Cgroup, CgroupError};
-use lab::chapters;
-use lab::cli::{self, ChapterArgs, ContainerArgs};
-use lab::container::Container;
-use lab::hardening::{self, Profile};
-use lab::namespaces::Namespace;
-use lab::narrate::Narrator;
-use lab::state::LabDirs;
-use lab::steps::{inside, show, BusyboxContainer};
-use lab::{mounts, privilege, rootfs, signals};
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::images::busybox;
+use container_lab::kernel::cgroups::{self, devices, Cgroup, CgroupError};
+use container_lab::kernel::hardening::{self, Profile};
+use container_lab::kernel::namespaces::Namespace;
+use container_lab::lab::chapters;
+use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
+use container_lab::lab::container::Container;
+use container_lab::lab::narrate::Narrator;
+use container_lab::lab::steps::{inside, show, BusyboxContainer};
+use container_lab::{kernel::mounts, kernel::signals, lab::privilege};
 
 /// Hardening: capabilities, no_new_privs, seccomp, devices, read-only and masked paths.
 #[derive(Debug, Parser)]
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let chapter = chapters::chapter("ch08").context("ch08 is missing from the manifest")?;
     privilege::ensure_root("ch08", "namespaces and mounts need CAP_SYS_ADMIN")?;
-    rootfs::find_static_busybox()?;
+    busybox::find_static()?;
     // The cgroup of step 5, made before the container so that it goes after.
     let cgroup = match Cgroup::create_freezable(&cli.name) {
         Err(CgroupError::NotDelegated(_)) => match cgroups::reexec_in_delegated_scope()? {},
@@ -99,7 +100,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .to_string();
     book.fact(
         "CapEff the same as host root's",
-        lab::narrate::yes_no(theirs == ours),
+        container_lab::lab::narrate::yes_no(theirs == ours),
     );
     show(
         &book,
@@ -284,13 +285,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop(cgroup);
     book.fact(
         "cgroup removed",
-        lab::narrate::yes_no(cgroup_dirs.iter().all(|d| !d.exists())),
+        container_lab::lab::narrate::yes_no(cgroup_dirs.iter().all(|d| !d.exists())),
     );
     let path = run_dir.path().to_path_buf();
     drop(run_dir);
     book.fact(
         "run directory removed",
-        lab::narrate::yes_no(!path.exists()),
+        container_lab::lab::narrate::yes_no(!path.exists()),
     );
 
     book.done("the same container, with fourteen capabilities, a seccomp allow-list, no new privileges, a device allow-list, a read-only root and a masked /proc. next: mini-docker puts every chapter together.");

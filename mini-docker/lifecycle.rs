@@ -8,11 +8,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use lab::runtime::config::{self, RunConfig};
-use lab::runtime::exec::ExecRequest;
-use lab::state::LabDirs;
-use lab::store::{self, Record, Status, Store};
-use lab::{cgroups, logs, supervisor};
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::runtime::config::{self, RunConfig};
+use container_lab::engine::runtime::exec::ExecRequest;
+use container_lab::engine::store::{self, Record, Status, Store};
+use container_lab::engine::{logs, supervisor};
+use container_lab::kernel::{cgroups, process};
+
+use crate::present;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -79,7 +82,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<i32> {
         .collect();
     print!(
         "{}",
-        store::ps_table(&records, SystemTime::now(), args.quiet)
+        present::ps_table(&records, SystemTime::now(), args.quiet)
     );
     Ok(0)
 }
@@ -187,7 +190,7 @@ fn stop_one(store: &Store, record: &Record, timeout: Option<u32>) -> anyhow::Res
         if !state.status.is_running() {
             break;
         }
-        let alive = state.pid > 0 && store::is_alive(state.pid, state.pid_start_time);
+        let alive = state.pid > 0 && process::is_alive(state.pid, state.pid_start_time);
         match signalled {
             _ if !alive => {}
             Some((pid, at)) if pid == state.pid => {
@@ -228,7 +231,7 @@ fn wait_for_supervisor(store: &Store, id: &str) -> anyhow::Result<()> {
         let record = store.get(id)?;
         let state = &record.state;
         let supervisor_alive = state.supervisor_pid > 0
-            && store::is_alive(state.supervisor_pid, state.supervisor_start_time);
+            && process::is_alive(state.supervisor_pid, state.supervisor_start_time);
         if !record.effective_status().is_running() && !supervisor_alive {
             return Ok(());
         }
@@ -351,7 +354,7 @@ pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
             }
             mark_stopped(&store, &record.id)?;
             let _ = cgroups::set_frozen(&state.cgroup_paths, false);
-            if state.pid > 0 && store::is_alive(state.pid, state.pid_start_time) {
+            if state.pid > 0 && process::is_alive(state.pid, state.pid_start_time) {
                 let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
             }
             wait_for_supervisor(&store, &record.id)?;
@@ -414,7 +417,7 @@ pub fn inspect(containers: &[String]) -> anyhow::Result<i32> {
     let mut all = Vec::new();
     for key in containers {
         let record = find(&store, key)?;
-        let mut value = store::inspect_json(&record);
+        let mut value = present::inspect_json(&record);
         let state = record.effective_state();
         let config = run_config(&record)?;
         let namespaces: serde_json::Map<String, serde_json::Value> = if state.pid > 0 {
@@ -519,7 +522,7 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
             args.interactive,
         );
     }
-    Ok(lab::runtime::exec::exec(
+    Ok(container_lab::engine::runtime::exec::exec(
         state.pid,
         &config,
         &state.cgroup_paths,

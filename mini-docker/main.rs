@@ -6,6 +6,7 @@
 //! are spelled as Docker's, so what works here works there.
 
 mod lifecycle;
+mod present;
 mod run;
 mod terminal;
 
@@ -14,11 +15,14 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
-use lab::runtime::{Explain, StdinMode, Stdio};
-use lab::state::LabDirs;
-use lab::store::{NewContainer, Store};
-use lab::supervisor::{self, Attach};
-use lab::{cli, images, privilege, signals, volumes};
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::images::imported as images;
+use container_lab::engine::runtime::{Explain, StdinMode, Stdio};
+use container_lab::engine::store::{NewContainer, Store};
+use container_lab::engine::supervisor::{self, Attach};
+use container_lab::engine::volumes;
+use container_lab::kernel::signals;
+use container_lab::lab::{cli, privilege};
 
 /// A small container runtime built from the lab's chapters.
 #[derive(Debug, Parser)]
@@ -260,7 +264,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         let _ = store.remove(&record.id);
         return Err(err.into());
     }
-    lab::runtime::hold_at("record");
+    container_lab::engine::runtime::hold_at("record");
     if !start {
         println!("{}", record.id);
         return Ok(0);
@@ -331,7 +335,7 @@ fn import(file: &std::path::Path, reference: &str) -> anyhow::Result<i32> {
 
 fn images() -> anyhow::Result<i32> {
     let list = images::list(&LabDirs::from_env())?;
-    print!("{}", images::table(&list, SystemTime::now()));
+    print!("{}", present::images_table(&list, SystemTime::now()));
     Ok(0)
 }
 
@@ -345,7 +349,7 @@ fn rmi(reference: &str, force: bool) -> anyhow::Result<i32> {
         .find(|image| image.reference == key);
     if let Some(image) = image {
         let short_image = &image.id[..12];
-        let users: Vec<lab::store::Record> = Store::new(&dirs)
+        let users: Vec<container_lab::engine::store::Record> = Store::new(&dirs)
             .list()?
             .into_iter()
             .filter(|record| {
@@ -391,13 +395,15 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
                 .list()?
                 .into_iter()
                 .filter(|record| {
-                    serde_json::from_value::<lab::runtime::RunConfig>(record.config.clone())
-                        .is_ok_and(|config| {
-                            config
-                                .volumes
-                                .iter()
-                                .any(|v| v.source == volumes::Source::Named(name.clone()))
-                        })
+                    serde_json::from_value::<container_lab::engine::runtime::RunConfig>(
+                        record.config.clone(),
+                    )
+                    .is_ok_and(|config| {
+                        config
+                            .volumes
+                            .iter()
+                            .any(|v| v.source == volumes::Source::Named(name.clone()))
+                    })
                 })
                 .map(|record| record.name)
                 .collect();

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::cgroups::devices::{self, DeviceSpec};
-use lab::cgroups::{self, Limits};
-use lab::cli;
-use lab::hardening::{self, Profile};
-use lab::network::PortMapping;
-use lab::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
-use lab::volumes::{self, TmpfsSpec, VolumeSpec};
+use container_lab::engine::network::PortMapping;
+use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
+use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
+use container_lab::kernel::cgroups::devices::{self, DeviceSpec};
+use container_lab::kernel::cgroups::{self, Limits};
+use container_lab::kernel::hardening::{self, Profile};
+use container_lab::lab::cli;
 
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]

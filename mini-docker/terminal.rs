@@ -7,12 +7,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use lab::pty;
-use lab::runtime::config::RunConfig;
-use lab::runtime::exec::ExecRequest;
-use lab::runtime::{Explain, StdinMode, Stdio};
-use lab::state::LabDirs;
-use lab::supervisor::{self, Attach};
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::runtime::config::RunConfig;
+use container_lab::engine::runtime::exec::ExecRequest;
+use container_lab::engine::runtime::{Explain, StdinMode, Stdio};
+use container_lab::engine::supervisor::{self, Attach};
+use container_lab::kernel::pty;
 
 /// `run -t`: the container's foreground run, with a terminal.
 pub fn run_with_terminal(
@@ -46,7 +46,7 @@ pub fn exec_with_terminal(
     let (ours, theirs) = pty::console_socket()?;
     let relay = spawn_relay(ours, interactive);
     request.console = Some(theirs);
-    let result = lab::runtime::exec::exec(pid, config, cgroup_paths, request);
+    let result = container_lab::engine::runtime::exec::exec(pid, config, cgroup_paths, request);
     let _ = relay.join();
     Ok(result?)
 }

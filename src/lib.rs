@@ -1,39 +1,18 @@
-//! The container lab's library: one module per Linux primitive, reused by
-//! every chapter binary in `chapters/` and, at the end, by `mini-docker`.
+//! The container lab's library, in three floors and a basement. Each floor
+//! imports only the ones below it (ARCHITECTURE.md; `tests/architecture.rs`
+//! checks it):
 //!
-//! Chapters read top to bottom like their book page; the careful versions of
-//! each primitive (error handling, cleanup, cgroup v1/v2) live here.
+//! - [`lab`]: the teaching harness the chapter binaries stand on: the
+//!   chapter manifest, the narrator, the chapters' container.
+//! - [`engine`]: a container engine any front end can drive (mini-docker,
+//!   the OCI runtime): configuration, runtime, supervisor, lifecycle,
+//!   store, logs, volumes, networks, images. It never prints.
+//! - [`kernel`]: the Linux primitives a learner reads, one module each. It
+//!   knows nothing of the floors above.
+//! - [`support`]: small helpers every floor shares (errors, atomic files,
+//!   time, ids).
 
-// Infrastructure every chapter shares.
-pub mod chapters;
-pub mod cli;
-pub mod narrate;
-pub mod privilege;
-pub mod signals;
-pub mod state;
-pub mod steps;
-
-// The kernel primitives, in the order the book teaches them.
-pub mod cgroups;
-pub mod container;
-pub mod hardening;
-pub mod images;
-pub mod init;
-pub mod ipc;
-pub mod mounts;
-pub mod namespaces;
-pub mod network;
-pub mod overlay;
-pub mod pty;
-pub mod rootfs;
-pub mod runtime;
-pub mod userns;
-pub mod volumes;
-
-// mini-docker's lifecycle: container records and their logs.
-pub mod logs;
-pub mod store;
-pub mod supervisor;
-
-// The container engine (images so far; see src/engine/).
 pub mod engine;
+pub mod kernel;
+pub mod lab;
+pub mod support;

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lab::cgroups::{detect_layout, Layout};
+use container_lab::kernel::cgroups::{detect_layout, Layout};
 
 /// Where the chapter must put a cgroup named `name`, per hierarchy,
 /// computed independently from this process's /proc/self/cgroup.

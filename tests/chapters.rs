@@ -70,8 +70,8 @@ fn ch04_snapshot() {
 )]
 fn ch05_snapshot() {
     // The files differ between cgroup v1 and v2, so each layout has its own.
-    let suffix = match lab::cgroups::detect_layout().unwrap() {
-        lab::cgroups::Layout::Unified => "v2",
+    let suffix = match container_lab::kernel::cgroups::detect_layout().unwrap() {
+        container_lab::kernel::cgroups::Layout::Unified => "v2",
         _ => "v1",
     };
     insta::with_settings!({ snapshot_suffix => suffix }, {
@@ -104,8 +104,8 @@ fn ch07_snapshot() {
 )]
 fn ch08_snapshot() {
     // The device allow-list is v1's devices files or a v2 BPF program.
-    let suffix = match lab::cgroups::detect_layout().unwrap() {
-        lab::cgroups::Layout::Unified => "v2",
+    let suffix = match container_lab::kernel::cgroups::detect_layout().unwrap() {
+        container_lab::kernel::cgroups::Layout::Unified => "v2",
         _ => "v1",
     };
     insta::with_settings!({ snapshot_suffix => suffix }, {

@@ -47,7 +47,10 @@ fn missing_busybox_names_the_package_to_install() {
     common::assert_root();
     let state = common::state_root("errors-busybox");
     let mut command = common::chapter("ch03", &state);
-    command.env(lab::rootfs::BUSYBOX_ENV, "/nonexistent/busybox");
+    command.env(
+        container_lab::engine::images::busybox::BUSYBOX_ENV,
+        "/nonexistent/busybox",
+    );
     let output = common::run(command);
     assert_clean_error(
         &output,
@@ -70,7 +73,10 @@ fn a_dynamic_busybox_is_refused_with_the_reason() {
     common::assert_root();
     let state = common::state_root("errors-dynamic");
     let mut command = common::chapter("ch03", &state);
-    command.env(lab::rootfs::BUSYBOX_ENV, "/bin/ls");
+    command.env(
+        container_lab::engine::images::busybox::BUSYBOX_ENV,
+        "/bin/ls",
+    );
     assert_clean_error(&common::run(command), 1, "is dynamically linked");
 }
 
@@ -143,7 +149,7 @@ fn an_env_file_with_a_nul_names_the_file_and_line() {
     std::fs::write(&file, "# settings\nGOOD=1\nBAD=x\0y\n").unwrap();
     let mut command = std::process::Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, &state)
+        .env(container_lab::engine::dirs::ROOT_ENV, &state)
         .args(["run", "--rm", "--env-file"])
         .arg(&file)
         .args(["busybox", "true"]);

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use lab::cgroups::device_filter;
+use container_lab::kernel::cgroups::device_filter;
 
 const PATTERN: &[u8] = b"container-lab loop pattern\n";
 
@@ -69,7 +69,7 @@ fn disk(test: &str) -> (PathBuf, PathBuf, LoopDevice) {
 fn mini_docker(state: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, state)
+        .env(container_lab::engine::dirs::ROOT_ENV, state)
         .stdin(Stdio::null())
         .arg("run")
         .args(args);
@@ -261,7 +261,7 @@ fn the_kernel_holds_dockers_list_while_the_container_runs_and_frees_it_after() {
     let state = common::state_root("devices-kernel");
     let mut command = Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, &state)
+        .env(container_lab::engine::dirs::ROOT_ENV, &state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .args([
@@ -377,7 +377,11 @@ fn the_bpf_program_refuses_the_disk_on_any_v2_hierarchy() {
     }
     let dir = Dir(own.join(format!("lab-devices-bpf-{}", std::process::id())));
     fs::create_dir(&dir.0).unwrap();
-    let told = device_filter::attach(&dir.0, lab::cgroups::devices::DOCKER_DEFAULT).unwrap();
+    let told = device_filter::attach(
+        &dir.0,
+        container_lab::kernel::cgroups::devices::DOCKER_DEFAULT,
+    )
+    .unwrap();
     assert!(told[0].contains("13 rules"), "{told:?}");
     let ids = device_filter::attached(&dir.0).unwrap();
     assert_eq!(ids.len(), 1);

@@ -41,8 +41,8 @@ impl Lab {
     fn leaky(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
         command
-            .env(lab::state::ROOT_ENV, &self.state)
-            .env(lab::store::PIN_IDS_ENV, "1")
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
+            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
             .stdin(Stdio::null())
             .args(args);
         common::in_new_netns(&mut command);
@@ -222,7 +222,12 @@ fn check_foreground(lab: &Lab, name: &str, extra: &[&str], fallback: bool) {
     args.extend_from_slice(&["busybox", "sh", "-c", PROBE]);
     let mut command = lab.leaky(&args);
     if fallback {
-        command.env(lab::init::FORCE_FD_FALLBACK_ENV.to_str().unwrap(), "1");
+        command.env(
+            container_lab::kernel::init::FORCE_FD_FALLBACK_ENV
+                .to_str()
+                .unwrap(),
+            "1",
+        );
     }
     let mut run = Foreground::start(command);
     assert_probe(&mut run);

@@ -34,8 +34,8 @@ impl Lab {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
         command
-            .env(lab::state::ROOT_ENV, &self.state)
-            .env(lab::store::PIN_IDS_ENV, "1")
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
+            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
             .stdin(Stdio::null())
             .args(args);
         common::in_new_netns(&mut command);
@@ -47,7 +47,7 @@ impl Lab {
     fn plain_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
         command
-            .env(lab::state::ROOT_ENV, &self.state)
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
             .stdin(Stdio::null())
             .args(args);
         command
@@ -157,13 +157,15 @@ fn check_tree(lab: &Lab, name: &str, fallback: bool) {
         .env("TREE", &tree)
         .env("SOURCE", &source)
         .env("MINI_DOCKER", common::binary("mini-docker"))
-        .env(lab::state::ROOT_ENV, &lab.state)
+        .env(container_lab::engine::dirs::ROOT_ENV, &lab.state)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if fallback {
         command.env(
-            lab::mounts::FORCE_REMOUNT_FALLBACK_ENV.to_str().unwrap(),
+            container_lab::kernel::mounts::FORCE_REMOUNT_FALLBACK_ENV
+                .to_str()
+                .unwrap(),
             "1",
         );
     }
@@ -211,7 +213,7 @@ fn check_tree(lab: &Lab, name: &str, fallback: bool) {
     // Read-only is the bind's, not the filesystem's: outside, it writes.
     fs::write(outside(&tree.join("tmp/deeper/from-outside")), "ok\n").unwrap();
     let table = fs::read_to_string(format!("/proc/{}/mountinfo", child.id())).unwrap();
-    let host_view = lab::mounts::parse_mountinfo(&table).unwrap();
+    let host_view = container_lab::kernel::mounts::parse_mountinfo(&table).unwrap();
     let deeper = host_view
         .iter()
         .find(|m| m.mount_point == tree.join("tmp/deeper"))
@@ -289,7 +291,9 @@ fn check_host_root(lab: &Lab, name: &str, fallback: bool) {
     ]);
     if fallback {
         command.env(
-            lab::mounts::FORCE_REMOUNT_FALLBACK_ENV.to_str().unwrap(),
+            container_lab::kernel::mounts::FORCE_REMOUNT_FALLBACK_ENV
+                .to_str()
+                .unwrap(),
             "1",
         );
     }
@@ -430,22 +434,46 @@ fn setuid_files_records_and_secrets_are_out_of_a_host_users_reach() {
     // The modes, as the lab's own documentation states them.
     let container_run = state.join("run/lifecycle").join(&id);
     for (path, wanted) in [
-        (state.join("lib"), lab::state::TRAVERSE_ONLY),
-        (state.join("lib/images"), lab::state::TRAVERSE_ONLY),
-        (state.join("lib/lifecycle"), lab::state::PRIVATE),
+        (
+            state.join("lib"),
+            container_lab::engine::dirs::TRAVERSE_ONLY,
+        ),
+        (
+            state.join("lib/images"),
+            container_lab::engine::dirs::TRAVERSE_ONLY,
+        ),
+        (
+            state.join("lib/lifecycle"),
+            container_lab::engine::dirs::PRIVATE,
+        ),
         (record.clone(), 0o700),
         (config.clone(), 0o600),
-        (state.join("lib/volumes"), lab::state::PRIVATE),
-        (state.join("run"), lab::state::TRAVERSE_ONLY),
-        (state.join("run/containers"), lab::state::TRAVERSE_ONLY),
-        (state.join("run/lifecycle"), lab::state::PRIVATE),
+        (
+            state.join("lib/volumes"),
+            container_lab::engine::dirs::PRIVATE,
+        ),
+        (
+            state.join("run"),
+            container_lab::engine::dirs::TRAVERSE_ONLY,
+        ),
+        (
+            state.join("run/containers"),
+            container_lab::engine::dirs::TRAVERSE_ONLY,
+        ),
+        (
+            state.join("run/lifecycle"),
+            container_lab::engine::dirs::PRIVATE,
+        ),
         (container_run.clone(), 0o700),
         (container_run.join("state.json"), 0o600),
     ] {
         assert_eq!(mode(&path), wanted, "{}: {:o}", path.display(), mode(&path));
     }
     assert_eq!(
-        (lab::state::TRAVERSE_ONLY, lab::state::PRIVATE),
+        (
+            container_lab::engine::dirs::TRAVERSE_ONLY,
+            container_lab::engine::dirs::PRIVATE
+        ),
         (0o711, 0o700)
     );
 
@@ -511,10 +539,12 @@ fn setuid_files_records_and_secrets_are_out_of_a_host_users_reach() {
         "1000",
     ]);
     let held = state.join("run/containers/held");
-    assert_eq!(mode(&held), lab::state::RUN_DIR_MODE);
+    assert_eq!(mode(&held), container_lab::engine::dirs::RUN_DIR_MODE);
     assert_eq!(
         fs::metadata(&held).unwrap().gid(),
-        lab::userns::container_root_map().gid.outside
+        container_lab::kernel::userns::container_root_map()
+            .gid
+            .outside
     );
     lab.ok(&["rm", "-f", "held"]);
     lab.ok(&["rm", "suid"]);
@@ -525,7 +555,7 @@ fn setuid_files_records_and_secrets_are_out_of_a_host_users_reach() {
 
 /// A tarball of one static busybox, plus `extra` entries at the root.
 fn tarball(path: &Path, extra: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
-    let busybox = lab::rootfs::find_static_busybox().unwrap();
+    let busybox = container_lab::engine::images::busybox::find_static().unwrap();
     let mut builder = tar::Builder::new(Vec::new());
     builder
         .append_path_with_name(&busybox, "bin/busybox")
@@ -577,7 +607,7 @@ fn an_image_without_mount_points_starts_and_a_symlinked_one_is_refused() {
     }
     assert_eq!(
         mode(&lab.state.join("lib/images/imported")),
-        lab::state::PRIVATE
+        container_lab::engine::dirs::PRIVATE
     );
 
     let look = "for d in /proc /sys /dev; do busybox stat -c '%n %F' $d; done; busybox test -e /proc/self/stat && echo proc mounted";

@@ -110,7 +110,7 @@ fn probe_in_container(test: &str, extra: &[&str], names: &[&str]) -> BTreeMap<St
     args.extend_from_slice(names);
     let mut command = Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, &state)
+        .env(container_lab::engine::dirs::ROOT_ENV, &state)
         .stdin(Stdio::null())
         .args(&args);
     let out = common::run(command);
@@ -271,7 +271,7 @@ fn the_busybox_shell_still_works_under_the_filter() {
     let state = common::state_root("seccomp-shell");
     let mut command = Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, &state)
+        .env(container_lab::engine::dirs::ROOT_ENV, &state)
         .stdin(Stdio::null())
         .args(["run", "--rm", "--network", "none", "busybox", "sh", "-c"])
         .arg("echo $((6 * 7)) | cat; ls /bin/sh >/dev/null && sleep 0 & wait; grep Seccomp_filters /proc/self/status");

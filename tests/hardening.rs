@@ -92,16 +92,16 @@ fn the_kernel_sees_the_profile_and_the_read_only_mounts() {
             .iter()
             .find(|d| d.join("cgroup.controllers").exists())
             .unwrap();
-        let ids = lab::cgroups::device_filter::attached(v2).unwrap();
+        let ids = container_lab::kernel::cgroups::device_filter::attached(v2).unwrap();
         assert_eq!(ids.len(), 1, "device programs on {}: {ids:?}", v2.display());
         assert_eq!(
-            lab::cgroups::device_filter::program_name(ids[0]).as_deref(),
-            Some(lab::cgroups::device_filter::PROGRAM_NAME)
+            container_lab::kernel::cgroups::device_filter::program_name(ids[0]).as_deref(),
+            Some(container_lab::kernel::cgroups::device_filter::PROGRAM_NAME)
         );
         program = Some(ids[0]);
     }
 
-    let table = lab::mounts::parse_mountinfo(
+    let table = container_lab::kernel::mounts::parse_mountinfo(
         &fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap(),
     )
     .unwrap();
@@ -129,7 +129,7 @@ fn the_kernel_sees_the_profile_and_the_read_only_mounts() {
     // The kernel frees the program with its cgroup (a moment later).
     if let Some(id) = program {
         let freed = common::wait_for(std::time::Duration::from_secs(10), || {
-            lab::cgroups::device_filter::program_name(id)
+            container_lab::kernel::cgroups::device_filter::program_name(id)
                 .is_none()
                 .then_some(())
         });

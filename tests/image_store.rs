@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::registry::{self as reg, host_arch, layer_tar, raw_tar, umoci_image};
-use lab::engine::images::{
+use container_lab::engine::images::{
     build_from_rootfs, load, save, ArchiveFormat, ImageError, ImageStore, Reference, RootfsImage,
     UnpackLimits,
 };

@@ -11,8 +11,8 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lab::images::{self, ImageError};
-use lab::state::LabDirs;
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::images::imported::{self as images, ImageError};
 
 /// The test's state root, removed when the test ends, also on failure.
 struct TestRoot {
@@ -68,9 +68,9 @@ fn tar(args: &[&str]) {
 /// setuid, a read-only directory, a hardlink, a relative symlink, a FIFO
 /// and a device node.
 fn make_source_tree(root: &TestRoot) -> PathBuf {
-    let (busybox, _) = lab::rootfs::busybox_image(&root.dirs).unwrap();
+    let (busybox, _) = container_lab::engine::images::busybox::image(&root.dirs).unwrap();
     let source = root.path.join("source");
-    lab::rootfs::copy_tree(&busybox, &source).unwrap();
+    container_lab::kernel::rootfs::copy_tree(&busybox, &source).unwrap();
     fs::remove_file(source.join(".lab-image")).unwrap();
 
     let share = source.join("usr/share");
@@ -234,10 +234,13 @@ fn import_list_and_remove() {
         .map(|i| i.reference)
         .collect();
     assert_eq!(listed, ["busybox:latest", "lab/tools:v1", "tools:latest"]);
-    let table = images::table(
-        &images::list(&root.dirs).unwrap(),
-        std::time::SystemTime::now(),
-    );
+    // `mini-docker images` shows them as Docker's table does.
+    let out = Command::new(common::binary("mini-docker"))
+        .env(container_lab::engine::dirs::ROOT_ENV, &root.path)
+        .arg("images")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{table}");
     assert!(table.starts_with("REPOSITORY   TAG       IMAGE ID       CREATED"));
     assert!(table.contains(&format!("lab/tools    v1        {}", &image.id[..12])));
@@ -471,7 +474,7 @@ fn malicious_tarballs_cannot_write_outside_the_root() {
 fn truncated_and_corrupt_tarballs_leave_nothing() {
     common::assert_root();
     let root = TestRoot::new("images-truncated");
-    let (busybox, _) = lab::rootfs::busybox_image(&root.dirs).unwrap();
+    let (busybox, _) = container_lab::engine::images::busybox::image(&root.dirs).unwrap();
     let plain = root.path.join("rootfs.tar");
     let gzipped = root.path.join("rootfs.tar.gz");
     let src = busybox.to_str().unwrap();
@@ -649,7 +652,9 @@ fn a_tree_two_thousand_directories_deep_imports_whole() {
     let mini = |args: &[&str]| {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(common::binary("mini-docker"));
-        command.env(lab::state::ROOT_ENV, &root.path).args(args);
+        command
+            .env(container_lab::engine::dirs::ROOT_ENV, &root.path)
+            .args(args);
         unsafe {
             command.pre_exec(|| {
                 let limit = libc::rlimit {
@@ -849,11 +854,9 @@ fn images_over_the_size_or_entry_limit_are_refused() {
     );
     let import = |vars: &[(&str, &str)]| {
         let mut command = Command::new(common::binary("mini-docker"));
-        command.env(lab::state::ROOT_ENV, &root.path).args([
-            "import",
-            tarball.to_str().unwrap(),
-            "limited",
-        ]);
+        command
+            .env(container_lab::engine::dirs::ROOT_ENV, &root.path)
+            .args(["import", tarball.to_str().unwrap(), "limited"]);
         for (key, value) in vars {
             command.env(key, value);
         }

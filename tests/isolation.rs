@@ -104,7 +104,7 @@ fn ch03_pivot_root_leaves_only_the_new_tree_and_ctrl_c_cleans_up() {
     assert!(run_dir.join("rootfs/bin/busybox").is_file());
 
     // The container's mount table, read by the kernel for its init.
-    let table = lab::mounts::parse_mountinfo(
+    let table = container_lab::kernel::mounts::parse_mountinfo(
         &std::fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap(),
     )
     .unwrap();
@@ -130,7 +130,7 @@ fn ch03_pivot_root_leaves_only_the_new_tree_and_ctrl_c_cleans_up() {
     assert!(Path::new(&format!("/proc/{init}/root/bin/busybox")).is_file());
     assert!(!Path::new(&format!("/proc/{init}/root/.old-root")).exists());
     // Nothing of it shows on the host.
-    assert!(!lab::mounts::has_mounts_under(&state).unwrap());
+    assert!(!container_lab::kernel::mounts::has_mounts_under(&state).unwrap());
     assert_eq!(
         common::mount_points(&common::host_mountinfo()),
         mounts_before

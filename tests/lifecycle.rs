@@ -31,8 +31,8 @@ impl Lab {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
         command
-            .env(lab::state::ROOT_ENV, &self.state)
-            .env(lab::store::PIN_IDS_ENV, "1")
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
+            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .args(args);
@@ -379,7 +379,10 @@ fn pause_freezes_the_cgroup_and_unpause_thaws_it() {
     // no CPU time while it is.
     let paths: Vec<PathBuf> =
         serde_json::from_value(lab.inspect("busy")["HostConfig"]["CgroupPaths"].clone()).unwrap();
-    assert_eq!(lab::cgroups::is_frozen(&paths), Some(true));
+    assert_eq!(
+        container_lab::kernel::cgroups::is_frozen(&paths),
+        Some(true)
+    );
     let ticks = || {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let fields: Vec<&str> = stat
@@ -397,7 +400,10 @@ fn pause_freezes_the_cgroup_and_unpause_thaws_it() {
     assert_eq!(exec.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&exec.stderr).contains("paused"));
     lab.ok(&["unpause", "busy"]);
-    assert_eq!(lab::cgroups::is_frozen(&paths), Some(false));
+    assert_eq!(
+        container_lab::kernel::cgroups::is_frozen(&paths),
+        Some(false)
+    );
     assert_eq!(lab.status("busy"), "running");
     let found = common::wait_for(common::PATIENCE, || (ticks() > before).then_some(()));
     assert!(found.is_some(), "the thawed process does not run");

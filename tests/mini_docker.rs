@@ -24,8 +24,8 @@ fn isolated(state: &Path, args: &[&str]) -> Command {
 fn run_command(state: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(common::binary("mini-docker"));
     command
-        .env(lab::state::ROOT_ENV, state)
-        .env(lab::store::PIN_IDS_ENV, "1")
+        .env(container_lab::engine::dirs::ROOT_ENV, state)
+        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
         .stdin(Stdio::null())
         .arg("run")
         .args(args);
@@ -745,8 +745,8 @@ fn explain_prints_every_step() {
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     // The cgroup files differ between v1 and v2: one snapshot for each.
-    let suffix = match lab::cgroups::detect_layout().unwrap() {
-        lab::cgroups::Layout::Unified => "v2",
+    let suffix = match container_lab::kernel::cgroups::detect_layout().unwrap() {
+        container_lab::kernel::cgroups::Layout::Unified => "v2",
         _ => "v1",
     };
     settings.set_snapshot_suffix(suffix);
@@ -765,7 +765,7 @@ fn an_imported_tarball_runs_as_an_image() {
     let state = common::state_root("mini-docker-import");
     // A root filesystem of our own: the busybox tree plus a marker file.
     let tree = state.join("tree");
-    let busybox = lab::rootfs::find_static_busybox().unwrap();
+    let busybox = container_lab::engine::images::busybox::find_static().unwrap();
     for dir in ["bin", "etc", "proc", "sys", "dev", "tmp"] {
         fs::create_dir_all(tree.join(dir)).unwrap();
     }
@@ -792,7 +792,9 @@ fn an_imported_tarball_runs_as_an_image() {
     assert!(tar.success());
     let mini = |args: &[&str]| {
         let mut command = Command::new(common::binary("mini-docker"));
-        command.env(lab::state::ROOT_ENV, &state).args(args);
+        command
+            .env(container_lab::engine::dirs::ROOT_ENV, &state)
+            .args(args);
         common::run(command)
     };
     let imported = mini(&["import", tarball.to_str().unwrap(), "mybox:1"]);
@@ -869,12 +871,12 @@ fn on_a_terminal(
 fn with_a_terminal(mut command: Command, prompt: &str, keys: &[u8]) -> (Option<i32>, String, bool) {
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
-    let terminal = lab::pty::open(None).unwrap();
-    let size = lab::pty::WindowSize {
+    let terminal = container_lab::kernel::pty::open(None).unwrap();
+    let size = container_lab::kernel::pty::WindowSize {
         rows: 33,
         cols: 101,
     };
-    lab::pty::set_window_size(terminal.slave.as_fd(), size).unwrap();
+    container_lab::kernel::pty::set_window_size(terminal.slave.as_fd(), size).unwrap();
     let before = nix::sys::termios::tcgetattr(terminal.master.as_fd()).unwrap();
     let slave = || Stdio::from(terminal.slave.try_clone().unwrap());
     command.stdin(slave()).stdout(slave()).stderr(slave());
@@ -992,8 +994,8 @@ fn dash_it_gives_a_terminal_of_its_own_and_ctrl_c_reaches_it() {
     );
     assert_eq!(started.status.code(), Some(0));
     let mut exec = Command::new(common::binary("mini-docker"));
-    exec.env(lab::state::ROOT_ENV, &state)
-        .env(lab::store::PIN_IDS_ENV, "1")
+    exec.env(container_lab::engine::dirs::ROOT_ENV, &state)
+        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
         .args([
             "exec",
             "-it",
@@ -1004,7 +1006,7 @@ fn dash_it_gives_a_terminal_of_its_own_and_ctrl_c_reaches_it() {
         ]);
     let (code, text, restored) = with_a_terminal(exec, "ready", b"typed\r");
     let mut rm = Command::new(common::binary("mini-docker"));
-    rm.env(lab::state::ROOT_ENV, &state)
+    rm.env(container_lab::engine::dirs::ROOT_ENV, &state)
         .args(["rm", "-f", "ttybox"]);
     assert_eq!(common::run(rm).status.code(), Some(0));
     assert_eq!(code, Some(4));

@@ -29,8 +29,8 @@ fn get(address: &str) -> Result<String, String> {
 }
 
 fn links_and_rules() -> (Vec<String>, String) {
-    let mut nl = lab::network::netlink::Netlink::open().unwrap();
-    let links = lab::network::link_names(&mut nl).unwrap();
+    let mut nl = container_lab::kernel::net::netlink::Netlink::open().unwrap();
+    let links = container_lab::kernel::net::links::link_names(&mut nl).unwrap();
     let rules = Command::new("nft")
         .args(["list", "ruleset"])
         .output()

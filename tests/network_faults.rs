@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lab::state::LabDirs;
+use container_lab::engine::dirs::LabDirs;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -46,7 +46,9 @@ impl Lab {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
-        command.env(lab::state::ROOT_ENV, &self.state).args(args);
+        command
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
+            .args(args);
         let mut command = self.host.command(command);
         command.stdin(Stdio::null());
         command
@@ -170,7 +172,7 @@ impl Lab {
         let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
         let dead = common::wait_for(DEADLINE, || {
             gone.iter()
-                .all(|pid| !lab::store::is_alive(*pid, 0))
+                .all(|pid| !container_lab::kernel::process::is_alive(*pid, 0))
                 .then_some(())
         });
         assert!(dead.is_some(), "{name}'s processes did not die");
@@ -272,7 +274,7 @@ fn supervisor_of(id: &str) -> i32 {
 fn dead_process() -> String {
     let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
     let pid = child.id() as i32;
-    let start = lab::store::process_start_time(pid).unwrap();
+    let start = container_lab::kernel::process::start_time(pid).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     format!("{pid}:{start}")
@@ -335,9 +337,14 @@ fn a_start_that_fails_after_its_veth_exists_undoes_it_without_waiting_on_its_own
     // (above the kernel's PID limit) fails after the bridge and the veth
     // pair were made: the error path that once waited for ever.
     let result = in_host_with_deadline(&lab, "attach_process's error path", move || {
-        lab::network::attach_process(&dirs, "doomed", 4_194_305, lab::network::runtime_link_names)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        container_lab::engine::network::attach_process(
+            &dirs,
+            "doomed",
+            4_194_305,
+            container_lab::engine::network::runtime_link_names,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
     });
     let err = result.expect_err("attaching to a process that cannot exist succeeded");
     assert!(err.contains("vc-lab2"), "{err}");
@@ -486,7 +493,7 @@ fn reclaim_removes_a_dead_runs_network_and_never_a_live_ones() {
     let reclaim = |name: &'static str| {
         let dirs = lab.dirs();
         in_host_with_deadline(&lab, "reclaim", move || {
-            lab::network::reclaim(&dirs, name).map_err(|e| e.to_string())
+            container_lab::engine::network::reclaim(&dirs, name).map_err(|e| e.to_string())
         })
         .unwrap();
     };

@@ -1,4 +1,4 @@
-//! `lab::pty` checked from outside: a busybox shell runs on a pty from
+//! `container_lab::kernel::pty` checked from outside: a busybox shell runs on a pty from
 //! `pty::open`, and the user's terminal is played by a second pty, so raw
 //! mode, window sizes and Ctrl-C go through the real kernel line discipline.
 //! The test reads that second pty's master the way a terminal emulator does.
@@ -13,7 +13,7 @@ use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use lab::pty::{self, Pty, PtyError, RawMode, WindowSize};
+use container_lab::kernel::pty::{self, Pty, PtyError, RawMode, WindowSize};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

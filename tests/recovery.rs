@@ -22,7 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lab::runtime::{HOLD_AT_ENV, HOLD_POINTS};
+use container_lab::engine::runtime::{HOLD_AT_ENV, HOLD_POINTS};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -52,8 +52,8 @@ impl Lab {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("mini-docker"));
         command
-            .env(lab::state::ROOT_ENV, &self.state)
-            .env(lab::store::PIN_IDS_ENV, "1")
+            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
+            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
             .env("NO_COLOR", "1")
             .env_remove(HOLD_AT_ENV)
             .stdin(Stdio::null())
@@ -419,7 +419,8 @@ fn an_empty_cgroup_left_by_a_dead_run_is_reclaimed() {
     let before = warm_up(&lab);
     // What a run killed by an older version left: the cgroup directories,
     // no record. (Made where the lab makes them, beneath our own cgroup.)
-    let dirs = |name: &str| lab::cgroups::Cgroup::planned_freezable(name).unwrap();
+    let dirs =
+        |name: &str| container_lab::kernel::cgroups::Cgroup::planned_freezable(name).unwrap();
     let leftover = dirs("reused");
     for dir in &leftover {
         fs::create_dir_all(dir).unwrap();
@@ -583,7 +584,7 @@ fn a_corrupt_record_is_skipped_with_a_warning_and_rm_f_removes_it() {
 }
 
 fn start_time(pid: i32) -> u64 {
-    lab::store::process_start_time(pid).unwrap_or(0)
+    container_lab::kernel::process::start_time(pid).unwrap_or(0)
 }
 
 /// A tmpfs mounted over a test's state root, unmounted when dropped
@@ -708,7 +709,8 @@ fn start_after_a_killed_run_reclaims_what_it_left_first() {
     // Killed once its container was released: the container runs on,
     // orphaned, in its cgroup, with its address and veth.
     lab.held(&run_args(&[], name), "released").kill();
-    let cgroup = lab::cgroups::Cgroup::planned_freezable(name).unwrap()[0].clone();
+    let cgroup =
+        container_lab::kernel::cgroups::Cgroup::planned_freezable(name).unwrap()[0].clone();
     let procs = || -> Vec<i32> {
         fs::read_to_string(cgroup.join("cgroup.procs"))
             .unwrap_or_default()
@@ -724,7 +726,7 @@ fn start_after_a_killed_run_reclaims_what_it_left_first() {
     let gone = common::wait_for(common::PATIENCE, || {
         orphans
             .iter()
-            .all(|&(pid, start)| !lab::store::is_alive(pid, start))
+            .all(|&(pid, start)| !container_lab::kernel::process::is_alive(pid, start))
             .then_some(())
     });
     assert!(

@@ -23,10 +23,10 @@ use common::registry::{
     self as reg, host_arch, index_over, layer_tar, raw_tar, registry, umoci_image, Auth, Reply,
     ServedImage, Server,
 };
-use lab::engine::images::registry::{
+use container_lab::engine::images::registry::{
     login, logout, pull, push, CredentialStore, PullOptions, PushOptions,
 };
-use lab::engine::images::{
+use container_lab::engine::images::{
     build_from_rootfs, Event, ImageError, ImageStore, LayerState, Platform, Reference, RootfsImage,
 };
 use tar::EntryType;

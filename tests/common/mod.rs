@@ -30,7 +30,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub fn state_root(test: &str) -> PathBuf {
     let root = PathBuf::from("/run/container-lab-tests").join(test);
     assert!(
-        !lab::mounts::has_mounts_under(&root).unwrap(),
+        !container_lab::kernel::mounts::has_mounts_under(&root).unwrap(),
         "{} has mounts beneath it; a previous run leaked them",
         root.display()
     );
@@ -44,8 +44,8 @@ pub fn chapter(name: &str, state: &Path) -> Command {
     let mut command = Command::new(binary(name));
     command
         .env("NO_COLOR", "1")
-        .env(lab::state::ROOT_ENV, state)
-        .env_remove(lab::narrate::HOLD_ENV)
+        .env(container_lab::engine::dirs::ROOT_ENV, state)
+        .env_remove(container_lab::lab::narrate::HOLD_ENV)
         .stdin(Stdio::null());
     command
 }
@@ -162,7 +162,7 @@ impl Held {
     /// Starts the chapter with the hold hook and waits until it holds.
     pub fn start(mut command: Command, step: usize) -> Held {
         command
-            .env(lab::narrate::HOLD_ENV, step.to_string())
+            .env(container_lab::lab::narrate::HOLD_ENV, step.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("failed to start the chapter binary");
@@ -308,7 +308,7 @@ pub fn host_mountinfo() -> String {
 /// The mount points only, which is what must not change (mount IDs and
 /// other fields may be touched by unrelated activity on a shared machine).
 pub fn mount_points(mountinfo: &str) -> Vec<String> {
-    lab::mounts::parse_mountinfo(mountinfo)
+    container_lab::kernel::mounts::parse_mountinfo(mountinfo)
         .unwrap()
         .into_iter()
         .map(|m| format!("{} {}", m.mount_point.display(), m.fs_type))

@@ -1,0 +1,724 @@
+//! The runtime path of `mini-docker run`: every chapter's primitive applied
+//! the way a real runtime applies them. The host side (image, run
+//! directory, cgroup, network) is prepared around a cloned child; the
+//! child itself does everything that must happen inside (mounts, root,
+//! hostname, hardening) before the user's program starts.
+
+pub mod config;
+pub mod exec;
+pub mod explain;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub use self::config::{NetworkMode, RunConfig};
+pub use self::explain::Explain;
+use crate::engine::dirs::{LabDirs, RunDir};
+use crate::engine::images::busybox;
+use crate::engine::network::{self, Attachment};
+use crate::engine::volumes::{self, Source};
+use crate::kernel::cgroups::devices::{self, DeviceNode};
+use crate::kernel::cgroups::Cgroup;
+use crate::kernel::namespaces::{self, Cloned, Namespace};
+use crate::kernel::overlay::{Layer, OverlayDirs};
+use crate::lab::container::status_code;
+use crate::{
+    kernel::hardening, kernel::init, kernel::mounts, kernel::overlay, kernel::rootfs,
+    kernel::signals,
+};
+
+/// Where the container's standard streams go.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: StdinMode,
+    /// `None`: our own stdout/stderr.
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// `-t`: the container's end of a console socket; the container makes
+    /// a terminal from its own /dev/ptmx and sends us the master.
+    pub console: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// The descriptors these streams hold, with `also`: what the
+    /// container's set-up must keep open.
+    fn lab_fds(&self, also: &[std::os::fd::RawFd]) -> Vec<std::os::fd::RawFd> {
+        let mut fds = also.to_vec();
+        if let StdinMode::Fd(fd) = &self.stdin {
+            fds.push(fd.as_raw_fd());
+        }
+        for fd in [&self.stdout, &self.stderr, &self.console]
+            .into_iter()
+            .flatten()
+        {
+            fds.push(fd.as_raw_fd());
+        }
+        fds
+    }
+}
+
+#[derive(Debug, Default)]
+pub enum StdinMode {
+    /// Docker without `-i`: the container reads /dev/null.
+    #[default]
+    Null,
+    /// `-i`: our own stdin.
+    Inherit,
+    /// A pipe or other descriptor.
+    Fd(OwnedFd),
+}
+
+/// Test hook: `CONTAINER_LAB_HOLD_AT=POINT` stops the run at that point of
+/// its start (see [`HOLD_POINTS`]) until a signal arrives, so that a test
+/// can kill it there and check what a dead run leaves behind.
+pub const HOLD_AT_ENV: &str = "CONTAINER_LAB_HOLD_AT";
+
+/// The points of the start path, in order: the record exists, the
+/// supervisor has claimed it, its run directory and writable layer, its
+/// cgroup, the cloned child, the veth pair, outbound NAT, published
+/// ports, the released child, and the started container.
+pub const HOLD_POINTS: [&str; 10] = [
+    "record",
+    "claimed",
+    "run-dir",
+    "cgroup",
+    "cloned",
+    "network",
+    "outbound",
+    "published",
+    "released",
+    "started",
+];
+
+/// Holds here when [`HOLD_AT_ENV`] names `point`: says so on stderr, then
+/// waits for a signal (at most two minutes).
+pub fn hold_at(point: &str) {
+    if std::env::var_os(HOLD_AT_ENV).is_none_or(|wanted| wanted != point) {
+        return;
+    }
+    eprintln!("holding at {point} until a signal arrives");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while signals::interrupted().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The cgroup directories `start` makes for this configuration, named
+/// before they exist, so that the record can name them first.
+pub fn planned_cgroups(config: &RunConfig) -> Result<Vec<PathBuf>, RuntimeError> {
+    Ok(Cgroup::planned_freezable(&config.name)?)
+}
+
+/// A started container and everything it holds on the host. Dropping it
+/// kills the container if it still runs, then removes its network, cgroup,
+/// upper layer and run directory, in that order.
+#[derive(Debug)]
+pub struct Started {
+    pid: Pid,
+    status: Option<i32>,
+    network: Option<Attachment>,
+    cgroup: Cgroup,
+    anonymous_volumes: Vec<String>,
+    dirs: LabDirs,
+    remove_anonymous: bool,
+    _run_dir: RunDir,
+}
+
+/// Prepares the host side, clones the container's first process into new
+/// namespaces, connects its network, and lets it go. Returns once the
+/// child has been released; its own set-up errors end it with code 125.
+/// `layer_dir` keeps the writable layer there (it survives a restart);
+/// without it, the layer lives and dies with the run directory.
+// ANCHOR: start
+pub fn start(
+    dirs: &LabDirs,
+    config: &RunConfig,
+    explain: Explain,
+    io: Stdio,
+    layer_dir: Option<&Path>,
+) -> Result<Started, RuntimeError> {
+    let layers = image_layers(dirs, &config.image)?;
+    let device_nodes = config
+        .devices
+        .iter()
+        .map(|d| d.resolve().map_err(RuntimeError::Setup))
+        .collect::<Result<Vec<DeviceNode>, _>>()?;
+    explain.step(
+        format!(
+            "image {}: read-only layer {}",
+            config.image,
+            layers[0].path.display()
+        ),
+        "(built once, shared by every container)",
+    );
+    let run_dir = RunDir::create(dirs, &config.name)?;
+    let overlay_dirs = OverlayDirs::create(layer_dir.unwrap_or(run_dir.path()))?;
+    hold_at("run-dir");
+    explain.step(
+        "a writable layer of its own",
+        format!(
+            "mkdir -p {}/{{upper,work,merged}}",
+            layer_dir.unwrap_or(run_dir.path()).display()
+        ),
+    );
+    let mut anonymous_volumes = Vec::new();
+    let mut volume_sources = Vec::new();
+    for spec in &config.volumes {
+        // An anonymous volume gets a random name, as a container's ID.
+        let anonymous = match spec.source {
+            Source::Anonymous => {
+                crate::support::ids::random_id().map_err(|e| RuntimeError::Setup(e.to_string()))?
+            }
+            _ => String::new(),
+        };
+        let source = volumes::host_path(dirs, spec, &anonymous)?;
+        if spec.source == Source::Anonymous {
+            anonymous_volumes.push(anonymous);
+        }
+        volume_sources.push(source);
+    }
+    let cgroup = Cgroup::create_freezable(&config.name)?;
+    let written = cgroup.set_limits(&config.limits)?;
+    // Docker's device list plus --device; everything with --privileged.
+    let mut rules = if config.privileged {
+        vec![devices::DeviceRule::ALLOW_ALL]
+    } else {
+        devices::DOCKER_DEFAULT.to_vec()
+    };
+    rules.extend(device_nodes.iter().map(DeviceNode::rule));
+    let device_steps = cgroup.allow_devices(&rules)?;
+    hold_at("cgroup");
+    explain.step(
+        format!("a cgroup: {}", cgroup.paths()[0].display()),
+        [shell_writes(&cgroup, &written)]
+            .into_iter()
+            .chain(device_steps)
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+
+    let mut spaces = vec![
+        Namespace::Uts,
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Mount,
+    ];
+    if config.network != NetworkMode::Host {
+        spaces.push(Namespace::Net);
+    }
+    explain.step(
+        format!(
+            "clone() the container's first process into new {} namespaces",
+            names(&spaces)
+        ),
+        format!(
+            "unshare {} --fork",
+            spaces
+                .iter()
+                .map(|s| s.unshare_option())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    // The child waits on this pipe until its network is in place.
+    // And this one closes when the container's program has been executed
+    // (close-on-exec), so `start` returns with the container complete.
+    let (exec_read, exec_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    let child_setup = ChildSetup {
+        config,
+        layers: &layers,
+        overlay: &overlay_dirs,
+        cgroup_procs: cgroup.procs_files(),
+        volume_sources: &volume_sources,
+        devices: &device_nodes,
+        explain,
+    };
+    crate::lab::container::flush_stdio();
+    let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
+        Cloned::Child => {
+            drop(go_write);
+            drop(exec_read);
+            let code = match child_setup.run(go_read, io, exec_write) {
+                Ok(never) => match never {},
+                Err(err) => {
+                    eprintln!("mini-docker: error: {err}");
+                    125
+                }
+            };
+            init::exit_now(code)
+        }
+        Cloned::Parent { child } => child,
+    };
+    drop(go_read);
+    drop(exec_write);
+    hold_at("cloned");
+    let mut started = Started {
+        pid: child,
+        status: None,
+        network: None,
+        cgroup,
+        remove_anonymous: config.remove,
+        anonymous_volumes,
+        dirs: dirs.clone(),
+        _run_dir: run_dir,
+    };
+    if config.network == NetworkMode::Bridge {
+        let mut attachment = network::attach_process(
+            dirs,
+            &config.name,
+            child.as_raw(),
+            network::runtime_link_names,
+        )?;
+        let (host_end, peer) = (&attachment.host_end, &attachment.peer);
+        explain.step(
+            format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
+            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
+        );
+        hold_at("network");
+        // Ports first: a port another container publishes is refused
+        // before anything is shared. Publishing enables outbound too.
+        if config.publish.is_empty() {
+            attachment.enable_outbound()?;
+        } else {
+            attachment.publish(&config.publish)?;
+        }
+        hold_at("outbound");
+        explain.step(
+            "outbound traffic: forwarding on, masquerade for the bridge's subnet",
+            format!(
+                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {}/{})",
+                network::NFT_TABLE,
+                network::SUBNET,
+                network::PREFIX
+            ),
+        );
+        // With the host ports `-p PORT` was given.
+        let ports = attachment.ports();
+        hold_at("published");
+        if !ports.is_empty() {
+            let shown: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            explain.step(
+                format!("publish {}", shown.join(", ")),
+                format!(
+                    "nft add table ip {}_{} (dnat in prerouting and output)",
+                    network::NFT_TABLE,
+                    attachment.ip.octets()[3]
+                ),
+            );
+        }
+        started.network = Some(attachment);
+    }
+    // Release the child: "go" and its address; a closed pipe says "give up".
+    let ip = started
+        .ip()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+        .octets();
+    nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
+        .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
+    hold_at("released");
+    // EOF: the program runs (or the set-up failed and the child is gone).
+    let mut byte = [0u8; 1];
+    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(exec_read.as_raw_fd(), &mut byte) {}
+    hold_at("started");
+    Ok(started)
+}
+// ANCHOR_END: start
+
+/// What the cloned child needs to finish the container from inside.
+struct ChildSetup<'a> {
+    config: &'a RunConfig,
+    layers: &'a [Layer],
+    overlay: &'a OverlayDirs,
+    cgroup_procs: Vec<PathBuf>,
+    volume_sources: &'a [PathBuf],
+    devices: &'a [DeviceNode],
+    explain: Explain,
+}
+
+impl ChildSetup<'_> {
+    /// In the cloned child: cgroup, network, mounts, root, hostname,
+    /// hardening, user, and finally the user's program.
+    // ANCHOR: prepare
+    fn run(
+        &self,
+        go: OwnedFd,
+        io: Stdio,
+        executed: OwnedFd,
+    ) -> Result<std::convert::Infallible, RuntimeError> {
+        let (config, explain) = (self.config, self.explain);
+        // Nothing of the caller's but 0, 1 and 2, from the first step on:
+        // a descriptor kept until execve would already be reachable by a
+        // `-w /proc/self/fd/N` (runc's CVE-2024-21626).
+        init::close_fds_except(&io.lab_fds(&[go.as_raw_fd(), executed.as_raw_fd()]))
+            .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
+        // Into the cgroup first, so everything after is accounted and limited.
+        crate::kernel::cgroups::join(&self.cgroup_procs)?;
+        // The host sends "go" and the address it allocated (0.0.0.0: none);
+        // a closed pipe means the host side failed and says why itself.
+        let mut message = [0u8; 5];
+        if !matches!(nix::unistd::read(go.as_raw_fd(), &mut message), Ok(5)) {
+            init::exit_now(125);
+        }
+        let ip = std::net::Ipv4Addr::new(message[1], message[2], message[3], message[4]);
+        if !ip.is_unspecified() {
+            let (_, peer) = network::runtime_link_names(ip);
+            explain.step(
+                format!("inside: {peer} becomes eth0 with {ip}/24, default route via {}", network::GATEWAY),
+                format!("ip link set {peer} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up; ip route add default via {}", network::GATEWAY),
+            );
+            network::configure_inside(&peer, ip)?;
+        }
+        // Open /dev/null while the host's /dev is still reachable.
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| RuntimeError::Setup(format!("open /dev/null: {e}")))?
+            .into();
+        mounts::make_tree_private()?;
+        overlay::mount_overlay(self.layers, self.overlay)?;
+        explain.step(
+            "inside: the image and the writable layer, merged",
+            format!(
+                "mount --make-rprivate /; mount -t overlay overlay -o {} {}",
+                overlay::mount_options(self.layers, self.overlay),
+                self.overlay.merged.display()
+            ),
+        );
+        for (spec, source) in config.volumes.iter().zip(self.volume_sources) {
+            volumes::mount_volume(&self.overlay.merged, source, spec)?;
+            explain.step(
+                format!("inside: volume {} at {}", source.display(), spec.target),
+                format!(
+                    "mount --rbind {} MERGED{}{}",
+                    source.display(),
+                    spec.target,
+                    if spec.read_only {
+                        format!(
+                            "; for m in $(findmnt -Rno TARGET MERGED{0}); do mount -o remount,bind,ro $m; done",
+                            spec.target
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        for spec in &config.tmpfs {
+            volumes::mount_tmpfs(&self.overlay.merged, spec)?;
+            explain.step(
+                format!("inside: tmpfs at {}", spec.target),
+                format!(
+                    "mount -t tmpfs -o {} tmpfs MERGED{}",
+                    spec.data, spec.target
+                ),
+            );
+        }
+        rootfs::pivot_into(&self.overlay.merged)?;
+        rootfs::mount_kernel_filesystems()?;
+        explain.step(
+            "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
+            "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
+        );
+        for node in self.devices {
+            node.create().map_err(RuntimeError::Setup)?;
+            let (path, kind) = (node.path.display(), node.kind.letter());
+            explain.step(
+                format!("inside: device node {path}, allowed {}", node.access),
+                format!("mknod {path} {kind} {} {}", node.major, node.minor),
+            );
+        }
+        nix::unistd::sethostname(&config.hostname)
+            .map_err(|e| RuntimeError::Setup(format!("sethostname: {e}")))?;
+        explain.step(
+            format!("inside: hostname {}", config.hostname),
+            format!("hostname {}", config.hostname),
+        );
+        if !config.privileged {
+            hardening::mask_paths()?;
+            explain.step(
+                "inside: mask /proc/kcore, /proc/keys …; /proc/sys read-only",
+                "mount --bind /dev/null /proc/kcore; …",
+            );
+        }
+        let workdir = config.workdir.clone().unwrap_or_else(|| "/".into());
+        std::fs::create_dir_all(&workdir)
+            .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
+        if config.read_only {
+            hardening::read_only_root()?;
+            explain.step(
+                "inside: the root filesystem read-only",
+                "mount -o remount,bind,ro /",
+            );
+        }
+        std::env::set_current_dir(&workdir)
+            .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
+        let user = match &config.user {
+            // Looked up in the container's own files, as Docker does.
+            Some(spec) => Some(crate::engine::images::imported::lookup_user(
+                Path::new("/"),
+                spec,
+            )?),
+            None => None,
+        };
+        let env = environment(config, &[]);
+        // execvp searches the PATH of our own environment: the image's.
+        if let Some((_, path)) = env.iter().find(|(k, _)| k == "PATH") {
+            std::env::set_var("PATH", path);
+        }
+        let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
+        let argv = cstrings(config.command.iter().cloned())?;
+        explain.keep_stderr();
+        connect_stdio(io, null)?;
+        config.profile.apply()?;
+        explain.step(
+            format!(
+                "inside: keep {} capabilities{}",
+                config.profile.keep.len(),
+                if config.profile.seccomp {
+                    ", no_new_privs, seccomp filter"
+                } else {
+                    " (privileged: no seccomp)"
+                }
+            ),
+            "capsh --caps=… ; prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
+        );
+        if let Some((uid, gid)) = user {
+            become_user(uid, gid)?;
+        }
+        explain.step(
+            format!(
+                "inside: execve {}",
+                crate::lab::narrate::shell_words(&config.command)
+            ),
+            "exec \"$@\"",
+        );
+        if config.init {
+            // --init: our PID 1 forwards signals and reaps, the command is its child.
+            // `executed` then closes when the command (its child) is executed.
+            init::run(&argv, &env, executed)
+        }
+        signals::reset_to_default();
+        init::exec_or_exit(&argv, &env)
+    }
+    // ANCHOR_END: prepare
+}
+
+/// The image's environment, then `-e` (the run's, then `extra`), then
+/// HOSTNAME; TERM only with a terminal.
+pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = busybox::env();
+    env.retain(|(k, _)| k != "TERM");
+    if config.tty {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    for (key, value) in config.env.iter().chain(extra) {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env.push(("HOSTNAME".into(), config.hostname.clone()));
+    env
+}
+
+/// Points fds 0, 1 and 2 where the container's streams go.
+fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
+    let dup = |from: std::os::fd::RawFd, to: std::os::fd::RawFd| {
+        nix::unistd::dup2(from, to)
+            .map(drop)
+            .map_err(|e| RuntimeError::Setup(format!("dup2: {e}")))
+    };
+    if let Some(console) = io.console {
+        use std::os::fd::AsFd;
+        return crate::kernel::pty::attach_console(console.as_fd())
+            .map_err(|e| RuntimeError::Setup(e.to_string()));
+    }
+    match io.stdin {
+        StdinMode::Null => dup(null.as_raw_fd(), 0)?,
+        StdinMode::Inherit => {}
+        StdinMode::Fd(fd) => dup(fd.as_raw_fd(), 0)?,
+    }
+    if let Some(fd) = io.stdout {
+        dup(fd.as_raw_fd(), 1)?;
+    }
+    if let Some(fd) = io.stderr {
+        dup(fd.as_raw_fd(), 2)?;
+    }
+    Ok(())
+}
+
+/// `-u`: groups, gid, then uid (setuid last: after it we could not change
+/// the others). The kernel clears the capabilities of a non-root user at
+/// execve, as Docker's users see too.
+pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
+    let gid = nix::unistd::Gid::from_raw(gid);
+    nix::unistd::setgroups(&[gid]).map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
+    nix::unistd::setgid(gid).map_err(|e| RuntimeError::Setup(format!("setgid: {e}")))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+        .map_err(|e| RuntimeError::Setup(format!("setuid: {e}")))
+}
+
+impl Started {
+    /// The container's first process, as the host sees it.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.network.as_ref().map(|n| n.ip)
+    }
+
+    /// The published ports, with the host ports that were picked.
+    pub fn published(&self) -> &[network::PortMapping] {
+        self.network.as_ref().map_or(&[], |n| n.ports())
+    }
+
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    /// The shell equivalent of dropping this: network, then cgroup.
+    pub fn teardown_shell(&self) -> String {
+        let mut shell = Vec::new();
+        if let Some(network) = &self.network {
+            shell.push(format!("ip link del {}", network.host_end));
+            if !network.ports().is_empty() {
+                shell.push(format!(
+                    "nft delete table ip {}_{}",
+                    network::NFT_TABLE,
+                    network.ip.octets()[3]
+                ));
+            }
+        }
+        for path in self.cgroup.paths() {
+            shell.push(format!("rmdir {}", path.display()));
+        }
+        shell.join("; ")
+    }
+
+    /// Waits for the container, passing Ctrl-C and SIGTERM on to it (as
+    /// `docker run` does). If it is still running `stop_timeout` seconds
+    /// after a signal, or a second signal arrives, it is killed.
+    // ANCHOR: wait
+    pub fn wait_forwarding_signals(&mut self, stop_timeout: u32) -> i32 {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            // Checked before blocking: a signal may also have come while
+            // the container was still being set up.
+            if let Some(signal) = signals::interrupted() {
+                signals::clear();
+                let send = if deadline.is_some() {
+                    Signal::SIGKILL
+                } else {
+                    signal
+                };
+                let _ = kill(self.pid, send);
+                deadline = Some(Instant::now() + Duration::from_secs(stop_timeout.into()));
+            }
+            let flags = deadline.map(|_| WaitPidFlag::WNOHANG);
+            match waitpid(self.pid, flags) {
+                Ok(WaitStatus::StillAlive) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                        deadline = None;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    let code = status_code(status);
+                    self.status = Some(code);
+                    return code;
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return 125,
+            }
+        }
+    }
+    // ANCHOR_END: wait
+
+    /// Whether the kernel's OOM killer ended a process of the container.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.counters().oom_kills.unwrap_or(0) > 0
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+        // Fields drop after this: first the network goes, then the cgroup
+        // (empty now), then the run directory.
+        self.network.take();
+        if self.remove_anonymous {
+            for name in &self.anonymous_volumes {
+                let _ = volumes::remove(&self.dirs, name);
+            }
+        }
+    }
+}
+
+/// The image's layers, bottom first.
+fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
+    Ok(crate::engine::images::imported::resolve(dirs, reference)?.layers)
+}
+
+fn shell_writes(cgroup: &Cgroup, written: &[(PathBuf, String)]) -> String {
+    let mut shell = format!("mkdir {}", cgroup.paths()[0].display());
+    for (file, value) in written {
+        shell.push_str(&format!("; echo {value} > {}", file.display()));
+    }
+    shell
+}
+
+fn names(spaces: &[Namespace]) -> String {
+    spaces
+        .iter()
+        .map(|s| s.proc_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, RuntimeError> {
+    items
+        .map(|s| {
+            CString::new(s.clone())
+                .map_err(|_| RuntimeError::Setup(format!("argument contains a NUL byte: {s:?}")))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Image(#[from] crate::engine::images::imported::ImageError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::kernel::rootfs::RootfsError),
+    #[error(transparent)]
+    State(#[from] crate::engine::dirs::StateError),
+    #[error(transparent)]
+    Overlay(#[from] crate::kernel::overlay::OverlayError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::kernel::cgroups::CgroupError),
+    #[error(transparent)]
+    Namespace(#[from] crate::kernel::namespaces::NamespaceError),
+    #[error(transparent)]
+    Mount(#[from] crate::kernel::mounts::MountError),
+    #[error(transparent)]
+    Hardening(#[from] crate::kernel::hardening::HardeningError),
+    #[error(transparent)]
+    Network(#[from] crate::engine::network::NetworkError),
+    #[error(transparent)]
+    Volume(#[from] crate::engine::volumes::VolumeError),
+    #[error("{0}")]
+    Setup(String),
+}

@@ -1,0 +1,390 @@
+//! A running container, seen from the host: its init's PID, the namespaces
+//! it was given, and the two ways into it (`exec` a command, or run a piece
+//! of the lab's own code inside, the way `nsenter` and `docker exec` do).
+//!
+//! Dropping a `Container` that is still running kills it: a chapter that
+//! fails or is interrupted half-way never leaves a process behind.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
+use crate::kernel::init;
+use crate::kernel::namespaces::{self, Cloned, Namespace, NamespaceError};
+use crate::kernel::signals::{self, Interrupted};
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub namespaces: Vec<Namespace>,
+    /// The main process init starts and waits for.
+    pub main: Vec<String>,
+    /// The environment for everything run inside; empty keeps the caller's.
+    pub env: Vec<(String, String)>,
+    /// `cgroup.procs` files every process of the container joins (chapter 5).
+    pub cgroup_procs: Vec<PathBuf>,
+    /// With `Namespace::User`: how IDs inside map to the host (chapter 7).
+    pub user_map: Option<crate::kernel::userns::UserMap>,
+}
+
+#[derive(Debug)]
+pub struct Container {
+    init: Pid,
+    namespaces: Vec<Namespace>,
+    env: Vec<CString>,
+    cgroup_procs: Vec<PathBuf>,
+    /// Applied to every program run with `exec` (chapter 8).
+    profile: Option<crate::kernel::hardening::Profile>,
+    finished: bool,
+}
+
+impl Container {
+    /// `clone()`s the container's init into the new namespaces and waits
+    /// until its main process has started.
+    // ANCHOR: start
+    pub fn start(spec: &ContainerSpec) -> Result<Container, ContainerError> {
+        let main = to_cstrings(&spec.main)?;
+        let env = env_cstrings(&spec.env)?;
+        // The child reports "started" by closing its end of this pipe.
+        let (ready_read, ready_write) = pipe2(OFlag::O_CLOEXEC).map_err(ContainerError::Pipe)?;
+        // With a user namespace, the child waits until its maps are written.
+        let (maps_read, maps_write) = pipe2(OFlag::O_CLOEXEC).map_err(ContainerError::Pipe)?;
+        flush_stdio();
+
+        match unsafe { namespaces::clone_process(namespaces::clone_flags(&spec.namespaces))? } {
+            Cloned::Child => {
+                drop(ready_read);
+                drop(maps_write);
+                if spec.user_map.is_some() {
+                    // Until the parent writes uid_map, we are nobody here.
+                    let _ = wait_for_eof(maps_read);
+                    if let Err(err) = crate::kernel::userns::become_root() {
+                        eprintln!("error: {err}");
+                        init::exit_now(125);
+                    }
+                } else {
+                    drop(maps_read);
+                }
+                // Into the cgroup first, so that everything init starts is
+                // accounted and limited from its first instruction.
+                if let Err(err) = crate::kernel::cgroups::join(&spec.cgroup_procs) {
+                    eprintln!("error: {err}");
+                    init::exit_now(125);
+                }
+                // Keep no reference to the host's directory tree: a later
+                // pivot_root would leave it reachable through our cwd.
+                let _ = std::env::set_current_dir("/");
+                init::run(&main, &env, ready_write)
+            }
+            Cloned::Parent { child } => {
+                drop(ready_write);
+                drop(maps_read);
+                if let Some(map) = &spec.user_map {
+                    if let Err(err) = crate::kernel::userns::write_maps(child, map, false) {
+                        let _ = kill(child, Signal::SIGKILL);
+                        let _ = waitpid(child, None);
+                        return Err(ContainerError::UserMap(err));
+                    }
+                }
+                drop(maps_write);
+                let container = Container {
+                    init: child,
+                    namespaces: spec.namespaces.clone(),
+                    env,
+                    cgroup_procs: spec.cgroup_procs.clone(),
+                    profile: None,
+                    finished: false,
+                };
+                wait_for_eof(ready_read)?;
+                // The pipe also closes when the main program could not be
+                // run at all (init then exits with 126 or 127 at once).
+                std::thread::sleep(Duration::from_millis(1));
+                if let Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
+                    waitpid(child, Some(WaitPidFlag::WNOHANG))
+                {
+                    let mut container = container;
+                    container.finished = true;
+                    return Err(ContainerError::MainFailed(status_code(status)));
+                }
+                Ok(container)
+            }
+        }
+    }
+    // ANCHOR_END: start
+
+    /// The PID of the container's init, as the host sees it.
+    pub fn pid(&self) -> Pid {
+        self.init
+    }
+
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.namespaces
+    }
+
+    /// Runs `argv` inside the container with its output going to ours, and
+    /// returns its exit code (127 when the command does not exist there).
+    // ANCHOR: exec
+    pub fn exec(&self, argv: &[&str]) -> Result<i32, ContainerError> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let argv = to_cstrings(&argv)?;
+        let env = self.env.clone();
+        self.run_hardened(move || init::exec_or_exit(&argv, &env))
+    }
+    // ANCHOR_END: exec
+
+    /// Runs `argv` inside the container and returns its exit code and what
+    /// it printed (stdout and stderr together), for showing it indented.
+    pub fn exec_output(&self, argv: &[&str]) -> Result<(i32, String), ContainerError> {
+        let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(ContainerError::Pipe)?;
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let argv = to_cstrings(&argv)?;
+        let env = self.env.clone();
+        // The reader must run while the command writes, or a long output
+        // would fill the pipe and block it: read in a thread.
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::fs::File::from(read_end).read_to_string(&mut text);
+            text
+        });
+        let code = self.run_hardened(move || {
+            let _ = nix::unistd::dup2(write_end.as_raw_fd(), 1);
+            let _ = nix::unistd::dup2(write_end.as_raw_fd(), 2);
+            drop(write_end);
+            init::exec_or_exit(&argv, &env)
+        });
+        let text = reader.join().unwrap_or_default();
+        Ok((code?, text))
+    }
+
+    /// Runs `work` in a new process inside the container's namespaces and
+    /// returns its exit code. This is how the chapters apply each step from
+    /// the outside, one at a time, so a learner can pause between them.
+    // ANCHOR: run_inside
+    pub fn run_inside<F>(&self, work: F) -> Result<i32, ContainerError>
+    where
+        F: FnOnce() -> i32,
+    {
+        flush_stdio();
+        match unsafe { fork() }.map_err(ContainerError::Fork)? {
+            ForkResult::Child => {
+                // 0. join the container's cgroup (docker exec does too), while
+                //    the host's /sys/fs/cgroup is still what we see;
+                if let Err(err) = crate::kernel::cgroups::join(&self.cgroup_procs) {
+                    eprintln!("error: {err}");
+                    init::exit_now(125);
+                }
+                // 1. join the namespaces (setns), as nsenter does;
+                if let Err(err) = namespaces::enter(self.init, &self.ordered_namespaces()) {
+                    eprintln!("error: {err}");
+                    init::exit_now(125);
+                }
+                let _ = std::env::set_current_dir("/");
+                // In a user namespace, become its root (the container's
+                // mapped uid 0), as the container's own processes are.
+                if self.namespaces.contains(&Namespace::User) {
+                    if let Err(err) = crate::kernel::userns::become_root() {
+                        eprintln!("error: {err}");
+                        init::exit_now(125);
+                    }
+                }
+                // 2. fork once more: a new PID namespace only holds children
+                //    created after setns, never the caller itself.
+                match unsafe { fork() } {
+                    Ok(ForkResult::Child) => {
+                        signals::reset_to_default();
+                        init::exit_now(work())
+                    }
+                    Ok(ForkResult::Parent { child }) => init::exit_now(wait_code(child)),
+                    Err(_) => init::exit_now(125),
+                }
+            }
+            ForkResult::Parent { child } => self.wait_step(child),
+        }
+    }
+    // ANCHOR_END: run_inside
+
+    /// From now on, every program run with `exec` gets this profile
+    /// (capabilities, no_new_privs, seccomp) just before it starts, as
+    /// every process of a Docker container does. The lab's own set-up steps
+    /// (`run_inside`) are not affected.
+    pub fn harden(&mut self, profile: Option<crate::kernel::hardening::Profile>) {
+        self.profile = profile;
+    }
+
+    /// From now on, every process run inside joins these cgroups first
+    /// (their `cgroup.procs` files), as `docker exec` joins the container's.
+    pub fn join_cgroups(&mut self, procs_files: Vec<PathBuf>) {
+        self.cgroup_procs = procs_files;
+    }
+
+    /// `run_inside`, with the container's profile applied first.
+    pub fn run_hardened<F>(&self, work: F) -> Result<i32, ContainerError>
+    where
+        F: FnOnce() -> i32,
+    {
+        let profile = self.profile.clone();
+        self.run_inside(move || {
+            if let Some(profile) = profile {
+                if let Err(err) = profile.apply() {
+                    eprintln!("error: {err}");
+                    return 126;
+                }
+            }
+            work()
+        })
+    }
+
+    /// Stops the container the way `docker stop` does: SIGTERM to init
+    /// (which forwards it), then SIGKILL if it is still there after `grace`.
+    /// Returns init's exit code.
+    pub fn stop(mut self, grace: Duration) -> Result<i32, ContainerError> {
+        let _ = init::signal_init(self.init, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            match waitpid(self.init, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                Ok(status) => {
+                    self.finished = true;
+                    return Ok(status_code(status));
+                }
+                Err(errno) => return Err(ContainerError::Wait(errno)),
+            }
+            if Instant::now() >= deadline {
+                let _ = kill(self.init, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Namespaces in the order setns must join them: user first, mount
+    /// last, because joining it moves our root into the container and the
+    /// other `/proc/PID/ns/*` links must still be reachable before that.
+    fn ordered_namespaces(&self) -> Vec<Namespace> {
+        // The user namespace first: it owns the others, and joining it is
+        // what gives the capabilities needed to join them.
+        let mut order: Vec<Namespace> = self
+            .namespaces
+            .iter()
+            .copied()
+            .filter(|ns| *ns == Namespace::User)
+            .collect();
+        order.extend(
+            self.namespaces
+                .iter()
+                .copied()
+                .filter(|ns| *ns != Namespace::Mount && *ns != Namespace::User),
+        );
+        if self.namespaces.contains(&Namespace::Mount) {
+            order.push(Namespace::Mount);
+        }
+        order
+    }
+
+    /// Waits for a helper process, giving up (and killing it) on Ctrl-C.
+    fn wait_step(&self, child: Pid) -> Result<i32, ContainerError> {
+        loop {
+            match waitpid(child, None) {
+                Ok(status) => return Ok(status_code(status)),
+                Err(Errno::EINTR) => {
+                    if let Some(signal) = signals::interrupted() {
+                        let _ = kill(child, Signal::SIGKILL);
+                        let _ = waitpid(child, None);
+                        return Err(ContainerError::Interrupted(Interrupted(signal)));
+                    }
+                }
+                Err(errno) => return Err(ContainerError::Wait(errno)),
+            }
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Killing PID 1 of a PID namespace kills every process in it.
+            let _ = kill(self.init, Signal::SIGKILL);
+            let _ = waitpid(self.init, None);
+        }
+    }
+}
+
+fn wait_for_eof(fd: OwnedFd) -> Result<(), ContainerError> {
+    let mut file = std::fs::File::from(fd);
+    let mut buf = [0u8; 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
+                signals::check().map_err(ContainerError::Interrupted)?;
+            }
+            Err(err) => return Err(ContainerError::Ready(err)),
+        }
+    }
+}
+
+fn wait_code(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(status) => return status_code(status),
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+pub fn status_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+        _ => 125,
+    }
+}
+
+/// Buffered output must leave before a fork, or both processes print it.
+pub fn flush_stdio() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+fn to_cstrings(args: &[String]) -> Result<Vec<CString>, ContainerError> {
+    args.iter()
+        .map(|a| CString::new(a.as_str()).map_err(|_| ContainerError::NulByte(a.clone())))
+        .collect()
+}
+
+fn env_cstrings(env: &[(String, String)]) -> Result<Vec<CString>, ContainerError> {
+    let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    to_cstrings(&pairs)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Interrupted(Interrupted),
+    #[error("argument contains a NUL byte: {0:?}")]
+    NulByte(String),
+    #[error("failed to create a pipe: {0}")]
+    Pipe(Errno),
+    #[error("failed to fork: {0}")]
+    Fork(Errno),
+    #[error("failed to wait for the container: {0}")]
+    Wait(Errno),
+    #[error(transparent)]
+    UserMap(crate::kernel::userns::UsernsError),
+    #[error("the container's main process could not start (exit code {0}); see the message above")]
+    MainFailed(i32),
+    #[error("failed to hear from the container's init: {0}")]
+    Ready(std::io::Error),
+}

@@ -1,0 +1,128 @@
+//! Files that are never seen half-written, and locks between processes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::error::{io_err, IoError};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `path` so that readers see the old file or the new one, never
+/// half of either, even across a crash: write a temporary file in the same
+/// directory, fsync it, rename it over, fsync the directory. The file is
+/// its owner's alone (0600): records hold `-e` values.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    write_then_rename(path, bytes, true)
+}
+
+/// `write_atomic` without the fsyncs: readers still never see half a
+/// file, but a power cut may lose the last change. For what does not
+/// outlive a boot or a process.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    write_then_rename(path, bytes, false)
+}
+
+fn write_then_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), IoError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io_err("create", &temp))?;
+        file.write_all(bytes).map_err(io_err("write", &temp))?;
+        if durable {
+            file.sync_all().map_err(io_err("fsync", &temp))?;
+        }
+        fs::rename(&temp, path).map_err(io_err("rename into place", path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+        return written;
+    }
+    if !durable {
+        return Ok(());
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
+/// Takes an exclusive flock on `path` (created 0600 when `create`),
+/// waiting for other holders. Each call opens the file anew, so threads
+/// of one process exclude each other too; the lock goes with the value.
+pub fn lock_file(path: &Path, create: bool) -> Result<Flock<File>, IoError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("open lock", path))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, errno)) => return Err(IoError::new("lock", path, io::Error::from(errno))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file_and_removes_its_temp_file() {
+        let t = TempDir(std::env::temp_dir().join(format!("lab-fs-{}", std::process::id())));
+        let _ = fs::remove_dir_all(&t.0);
+        fs::create_dir_all(&t.0).unwrap();
+        let target = t.0.join("target");
+        // rename() cannot replace a non-empty directory.
+        fs::create_dir_all(target.join("occupied")).unwrap();
+        let err = write_atomic(&target, b"new").unwrap_err();
+        assert!(err.to_string().contains("rename into place"), "{err}");
+        assert_eq!(files_in(&t.0), ["target"]);
+
+        let file = t.0.join("file");
+        write_atomic(&file, b"old").unwrap();
+        write_atomic(&file, b"new").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"new");
+        assert_eq!(files_in(&t.0), ["file", "target"]);
+    }
+}
