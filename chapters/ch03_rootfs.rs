@@ -248,7 +248,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// Forks a child that chroots into `root` and runs `work` there.
 // ANCHOR: in_chroot
 fn in_chroot(root: &Path, work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
-    container_lab::lab::container::flush_stdio();
+    container_lab::kernel::process::flush_stdio();
     match unsafe { fork() }? {
         ForkResult::Child => {
             let code = match rootfs::enter_chroot(root) {
@@ -260,7 +260,7 @@ fn in_chroot(root: &Path, work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
             };
             container_lab::kernel::init::exit_now(code)
         }
-        ForkResult::Parent { child } => Ok(container_lab::lab::container::status_code(
+        ForkResult::Parent { child } => Ok(container_lab::kernel::process::status_code(
             nix::sys::wait::waitpid(child, None)?,
         )),
     }

@@ -268,7 +268,7 @@ fn bind_host_devices(root: &Path) -> anyhow::Result<()> {
 /// Runs `work` in a child that joined only the container's user namespace
 /// (not its UTS namespace) and became its root.
 fn in_user_namespace_only(container: &Container, work: impl FnOnce() -> String) -> String {
-    container_lab::lab::container::flush_stdio();
+    container_lab::kernel::process::flush_stdio();
     let (read, write) = nix::unistd::pipe().expect("pipe");
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -439,10 +439,10 @@ fn rootless_container(image: &Path) -> i32 {
 }
 
 fn in_child(work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
-    container_lab::lab::container::flush_stdio();
+    container_lab::kernel::process::flush_stdio();
     match unsafe { fork() }? {
         ForkResult::Child => container_lab::kernel::init::exit_now(work()),
-        ForkResult::Parent { child } => Ok(container_lab::lab::container::status_code(
+        ForkResult::Parent { child } => Ok(container_lab::kernel::process::status_code(
             nix::sys::wait::waitpid(child, None)?,
         )),
     }

@@ -234,7 +234,7 @@ fn log_pipes(
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let path = store.log_path(id);
-    crate::lab::container::flush_stdio();
+    crate::kernel::process::flush_stdio();
     match unsafe { fork() }.map_err(|e| SupervisorError::Spawn(e.to_string()))? {
         ForkResult::Child => {
             drop(out_write);

@@ -39,6 +39,13 @@ pub fn is_alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// Buffered output must leave before a fork, or both processes print it.
+pub fn flush_stdio() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
 /// An exit status as a shell reports it: the code, or 128 + the signal.
 pub fn status_code(status: WaitStatus) -> i32 {
     match status {

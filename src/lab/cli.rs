@@ -45,7 +45,7 @@ pub fn parse_hostname(value: &str) -> Result<String, String> {
 /// finished, 130 when Ctrl-C interrupted it (like a shell), 1 on an error,
 /// which is printed as one lowercase line, never as a panic.
 pub fn finish(result: anyhow::Result<()>) -> ExitCode {
-    crate::lab::container::flush_stdio();
+    crate::kernel::process::flush_stdio();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

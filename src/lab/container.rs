@@ -6,7 +6,7 @@
 //! fails or is interrupted half-way never leaves a process behind.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 use crate::kernel::init;
 use crate::kernel::namespaces::{self, Cloned, Namespace, NamespaceError};
+use crate::kernel::process::{flush_stdio, status_code};
 use crate::kernel::signals::{self, Interrupted};
 
 /// What to start.
@@ -339,21 +340,6 @@ fn wait_code(child: Pid) -> i32 {
             Err(_) => return 125,
         }
     }
-}
-
-/// An exit status as a shell reports it: the code, or 128 + the signal.
-pub fn status_code(status: WaitStatus) -> i32 {
-    match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
-        _ => 125,
-    }
-}
-
-/// Buffered output must leave before a fork, or both processes print it.
-pub fn flush_stdio() {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
 }
 
 fn to_cstrings(args: &[String]) -> Result<Vec<CString>, ContainerError> {

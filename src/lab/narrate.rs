@@ -15,6 +15,7 @@ use colored::Colorize;
 use crate::kernel::signals::{self, Interrupted};
 use crate::lab::chapters::Chapter;
 use crate::lab::cli::ChapterArgs;
+pub use crate::support::shell::shell_words;
 
 /// Test hook: hold before step N until a signal arrives, so a test can look
 /// at the half-built container from outside and then interrupt it.
@@ -155,7 +156,7 @@ impl Narrator {
             return signals::check();
         }
         if self.interactive && next > 1 {
-            crate::lab::container::flush_stdio();
+            crate::kernel::process::flush_stdio();
             let go_on = dialoguer::Confirm::new()
                 .with_prompt(format!("continue with step {next}?"))
                 .default(true)
@@ -214,45 +215,11 @@ impl Step<'_> {
     }
 }
 
-/// Joins arguments the way a shell would need them typed: words with
-/// spaces or special characters go in single quotes.
-pub fn shell_words(args: &[String]) -> String {
-    let quoted: Vec<String> = args
-        .iter()
-        .map(|arg| {
-            let plain = !arg.is_empty()
-                && arg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-            if plain {
-                arg.clone()
-            } else {
-                format!("'{}'", arg.replace('\'', "'\\''"))
-            }
-        })
-        .collect();
-    quoted.join(" ")
-}
-
 /// "yes" or "no", for facts the tests and the reader check at a glance.
 pub fn yes_no(value: bool) -> &'static str {
     if value {
         "yes"
     } else {
         "no"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_quotes_only_what_needs_it() {
-        let args: Vec<String> = ["sh", "-c", "echo it's $HOME", "/bin/ls"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(shell_words(&args), "sh -c 'echo it'\\''s $HOME' /bin/ls");
     }
 }

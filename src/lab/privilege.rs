@@ -66,7 +66,7 @@ fn as_root_hint(chapter: &str) -> String {
         return format!("su -c 'cargo run --bin {chapter}'");
     }
     let words: Vec<String> = std::env::args().collect();
-    format!("su -c \"{}\"", crate::lab::narrate::shell_words(&words))
+    format!("su -c \"{}\"", crate::support::shell::shell_words(&words))
 }
 
 fn find_in_path(program: &str) -> Option<std::path::PathBuf> {

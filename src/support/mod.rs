@@ -4,4 +4,5 @@
 pub mod error;
 pub mod fs;
 pub mod ids;
+pub mod shell;
 pub mod time;

@@ -13,7 +13,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use super::config::{NetworkMode, RunConfig};
 use super::{become_user, cstrings, environment, RuntimeError};
 use crate::kernel::namespaces::{self, Namespace};
-use crate::lab::container::status_code;
+use crate::kernel::process::status_code;
 use crate::{kernel::init, kernel::signals};
 
 /// What `exec` was asked to run.
@@ -53,7 +53,7 @@ pub fn exec(
         .map(|p| p.join("cgroup.procs"))
         .collect();
     let argv = cstrings(request.argv.iter().cloned())?;
-    crate::lab::container::flush_stdio();
+    crate::kernel::process::flush_stdio();
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork: {e}")))? {
         ForkResult::Child => {
             let fail = |what: String| -> ! {

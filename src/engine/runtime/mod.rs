@@ -28,7 +28,7 @@ use crate::kernel::cgroups::devices::{self, DeviceNode};
 use crate::kernel::cgroups::Cgroup;
 use crate::kernel::namespaces::{self, Cloned, Namespace};
 use crate::kernel::overlay::{Layer, OverlayDirs};
-use crate::lab::container::status_code;
+use crate::kernel::process::status_code;
 use crate::{
     kernel::hardening, kernel::init, kernel::mounts, kernel::overlay, kernel::rootfs,
     kernel::signals,
@@ -243,7 +243,7 @@ pub fn start(
         devices: &device_nodes,
         explain,
     };
-    crate::lab::container::flush_stdio();
+    crate::kernel::process::flush_stdio();
     let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
         Cloned::Child => {
             drop(go_write);
@@ -496,7 +496,7 @@ impl ChildSetup<'_> {
         explain.step(
             format!(
                 "inside: execve {}",
-                crate::lab::narrate::shell_words(&config.command)
+                crate::support::shell::shell_words(&config.command)
             ),
             "exec \"$@\"",
         );
