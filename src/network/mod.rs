@@ -14,6 +14,7 @@ mod registry;
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -405,6 +406,8 @@ pub enum NetworkError {
         "nft refused the lab's rules: {0}; is the nftables package installed and nf_tables loaded?"
     )]
     Nft(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -841,6 +844,7 @@ fn remember_sysctl(lock: &NetworkLock, key: &str, value: &str) -> Result<(), Net
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&file)
             .map_err(|e| io("open", e))?;
         writeln!(f, "{key} {old}").map_err(|e| io("write", e))?;
