@@ -13,6 +13,7 @@ mod registry;
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use self::registry::{Entry, NetworkLock, Process};
@@ -120,6 +121,8 @@ pub enum NetworkError {
         "this process already holds the lab's network lock (a bug: taking it again would wait for ever)"
     )]
     LockHeld,
+    #[error(transparent)]
+    State(#[from] crate::engine::dirs::StateError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -525,6 +528,7 @@ fn remember_sysctl(lock: &NetworkLock, key: &str, value: &str) -> Result<(), Net
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&file)
             .map_err(|e| io("open", e))?;
         writeln!(f, "{key} {old}").map_err(|e| io("write", e))?;

@@ -17,6 +17,7 @@
 use std::cell::Cell;
 use std::fs;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -164,10 +165,12 @@ impl NetworkLock {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(&dir).map_err(|e| io("create the directory of", e))?;
+        // Root's alone, as every state directory of the lab (see state.rs).
+        dirs.create_dir(&dir)?;
         let mut file = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io("open", e))?;
         // Held only for bounded work (netlink, nft), so waiting is safe; a
@@ -230,7 +233,14 @@ impl NetworkLock {
             path: self.file.clone(),
             source,
         };
-        fs::write(&temporary, text).map_err(|e| io("write", e))?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(|e| io("write", e))?;
+        std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| io("write", e))?;
         fs::rename(&temporary, &self.file).map_err(|e| io("replace", e))
     }
 }
