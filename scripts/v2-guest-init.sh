@@ -28,6 +28,14 @@ exec switch_root /newroot /bin/bash -c '
   # /tmp stays the overlay: the caller (CI clones into /tmp) and its files
   # must be visible at the same paths.
   mount -t tmpfs -o mode=755 tmpfs /run
+  # Temporary files on a real filesystem: overlayfs refuses to make the
+  # whiteout devices an image layer holds, and an mmap of a file read
+  # through 9p is not coherent (the bolt cache of skopeo in
+  # /var/lib/containers panics on one).
+  mkdir -p /run/tmp /var/lib/containers
+  chmod 1777 /run/tmp
+  export TMPDIR=/run/tmp
+  mount -t tmpfs -o mode=700 tmpfs /var/lib/containers
   mount -t cgroup2 cgroup2 /sys/fs/cgroup
   # Every controller for the children of the root cgroup, where the command
   # runs: the lab creates its cgroups beneath its own one, here the root.
@@ -35,6 +43,9 @@ exec switch_root /newroot /bin/bash -c '
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
   done
   hostname v2-guest
+  # The kernel starts init with 1024 descriptors; the suite runs with what
+  # this machine gives a login (20000 here): many tests share one process.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null
   ip link set lo up 2>/dev/null
   bash "$0"
   echo "@@lab-guest-exit=$?@@"
