@@ -5,6 +5,8 @@
 
 use crate::engine::images::busybox;
 use crate::engine::network;
+use crate::kernel::hostname;
+use crate::kernel::namespaces::Namespace;
 use crate::lab::container::Container;
 use crate::lab::narrate::Narrator;
 
@@ -14,7 +16,16 @@ pub fn inside(
     container: &Container,
     work: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let code = container.run_inside(|| match work() {
+    inside_only(container, container.namespaces(), work)
+}
+
+/// `inside`, joining only some of the container's namespaces.
+pub fn inside_only(
+    container: &Container,
+    namespaces: &[Namespace],
+    work: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let code = container.run_in(namespaces, || match work() {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -41,9 +52,8 @@ pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Re
 }
 
 /// `hostname NAME` inside the container's UTS namespace.
-pub fn set_hostname(container: &Container, hostname: &str) -> anyhow::Result<()> {
-    let hostname = hostname.to_string();
-    inside(container, move || Ok(nix::unistd::sethostname(&hostname)?))
+pub fn set_hostname(container: &Container, name: &str) -> anyhow::Result<()> {
+    inside(container, || Ok(hostname::set(name)?))
 }
 
 /// A container as chapter 3 builds it, in one call: a private copy of the
