@@ -18,8 +18,7 @@ use container_lab::lab;
 use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
 use container_lab::lab::container::{Container, ContainerSpec};
 use container_lab::lab::narrate::{yes_no, Narrator};
-use container_lab::lab::steps::{inside, set_hostname, show};
-use nix::unistd::{fork, ForkResult};
+use container_lab::lab::steps::{in_child, inside, set_hostname, show};
 
 /// A root filesystem of its own: chroot, its escape, and pivot_root.
 #[derive(Debug, Parser)]
@@ -68,17 +67,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
     book.next(narration::chroot(&root))?;
     // ANCHOR: chroot
-    in_chroot(&root, || {
-        let top = rootfs::list_dir(Path::new("/")).unwrap_or_default();
+    // Only a child of the chapter changes its root: the chapter needs its own.
+    in_child(|| {
+        rootfs::enter_chroot(&root)?;
+        let top = rootfs::list_dir(Path::new("/"))?;
         book.say(format!("/ holds:     {}", top.join(" ")));
-        let proc = rootfs::list_dir(Path::new("/proc")).unwrap_or_default();
+        let proc = rootfs::list_dir(Path::new("/proc"))?;
         book.say(format!("/proc holds: {} entries", proc.len()));
+        Ok(())
     })?;
     // ANCHOR_END: chroot
 
     book.next(narration::chroot_escape(&host_file))?;
     // ANCHOR: chroot_escape
-    in_chroot(&root, || report(&book, rootfs::try_escape(&host_file)))?;
+    in_child(|| {
+        rootfs::enter_chroot(&root)?;
+        report(&book, rootfs::try_escape(&host_file));
+        Ok(())
+    })?;
     // ANCHOR_END: chroot_escape
 
     book.next(narration::namespaces())?;
@@ -160,35 +166,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-/// Forks a child that chroots into `root` and runs `work` there.
-// ANCHOR: in_chroot
-fn in_chroot(root: &Path, work: impl FnOnce()) -> anyhow::Result<()> {
-    use container_lab::kernel::{init, process};
-    process::flush_stdio();
-    match unsafe { fork() }? {
-        ForkResult::Child => {
-            let code = match rootfs::enter_chroot(root) {
-                Ok(()) => {
-                    work();
-                    0
-                }
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    1
-                }
-            };
-            init::exit_now(code)
-        }
-        ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None)?;
-            let code = process::status_code(status);
-            anyhow::ensure!(code == 0, "the chrooted child failed ({code})");
-            Ok(())
-        }
-    }
-}
-// ANCHOR_END: in_chroot
 
 /// What an escape found.
 fn report(book: &Narrator, outcome: Escape) {

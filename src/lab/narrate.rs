@@ -16,12 +16,13 @@ use nix::errno::Errno;
 
 use crate::kernel::hostname::HostnameError;
 use crate::kernel::mounts::MountError;
-use crate::kernel::namespaces::Comparison;
+use crate::kernel::namespaces::{Comparison, NamespaceError};
 use crate::kernel::overlay::OverlayError;
 use crate::kernel::rootfs::RootfsError;
 use crate::kernel::signals::{self, Interrupted};
 use crate::lab::chapters::Chapter;
 use crate::lab::cli::ChapterArgs;
+use crate::lab::container::ContainerError;
 pub use crate::support::shell::shell_words;
 
 /// Test hook: hold before step N until a signal arrives, so a test can look
@@ -154,17 +155,17 @@ impl Narrator {
         }
     }
 
-    /// Whether the kernel allowed something: `allowed`, or `refused`
-    /// with its reason. Returns whether it was allowed.
-    pub fn outcome<E: Refusal>(&self, label: &str, result: Result<(), E>) -> bool {
+    /// Whether the kernel allowed something: `allowed`, or `refused` with
+    /// its reason. Returns what it gave, when it allowed it.
+    pub fn outcome<T, E: Refusal>(&self, label: &str, result: Result<T, E>) -> Option<T> {
         match result {
-            Ok(()) => {
+            Ok(value) => {
                 self.fact(label, "allowed");
-                true
+                Some(value)
             }
             Err(err) => {
                 self.fact(label, format!("refused ({})", err.reason()));
-                false
+                None
             }
         }
     }
@@ -334,7 +335,6 @@ impl Refusal for RootfsError {
     fn reason(&self) -> String {
         match self {
             RootfsError::Sys { errno, .. } => errno.reason(),
-            RootfsError::Io { source, .. } => source.reason(),
             RootfsError::Mount(err) => err.reason(),
             other => other.to_string(),
         }
@@ -344,9 +344,18 @@ impl Refusal for RootfsError {
 impl Refusal for OverlayError {
     fn reason(&self) -> String {
         match self {
-            OverlayError::Io { source, .. } => source.reason(),
             OverlayError::Rootfs(err) => err.reason(),
             OverlayError::Mount(err) => err.reason(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Refusal for ContainerError {
+    fn reason(&self) -> String {
+        match self {
+            ContainerError::Namespace(NamespaceError::NotPermitted) => Errno::EPERM.reason(),
+            ContainerError::Namespace(NamespaceError::Clone(errno)) => errno.reason(),
             other => other.to_string(),
         }
     }

@@ -6,7 +6,9 @@
 use crate::engine::images::busybox;
 use crate::engine::network;
 use crate::kernel::hostname;
+use crate::kernel::init;
 use crate::kernel::namespaces::Namespace;
+use crate::kernel::process::{flush_stdio, status_code};
 use crate::lab::container::Container;
 use crate::lab::narrate::Narrator;
 
@@ -38,6 +40,36 @@ pub fn inside_only(
     );
     Ok(())
 }
+
+/// Runs `work` in a forked child of the chapter, for a step that changes
+/// the process it runs in (its root, say) and must leave the chapter as
+/// it was. Its failure becomes an error here, as with `inside`.
+// ANCHOR: in_child
+pub fn in_child(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, ForkResult};
+    flush_stdio();
+    match unsafe { fork() }? {
+        ForkResult::Child => init::exit_now(match work() {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                1
+            }
+        }),
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                status => {
+                    let code = status_code(status?);
+                    anyhow::ensure!(code == 0, "the step's process failed ({code})");
+                    return Ok(());
+                }
+            }
+        },
+    }
+}
+// ANCHOR_END: in_child
 
 /// Shows `container $ ARGV`, runs it inside, and shows what it printed,
 /// and its exit code when that is not 0.
