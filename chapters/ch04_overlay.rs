@@ -174,12 +174,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 /// What the container runs in steps 4 to 6.
-const WRITE_CONF: &str = "echo threads=8 > /etc/runtime.conf && cat /etc/runtime.conf";
+// ANCHOR: commands
+const WRITE_CONF: &str = "echo threads=8 > /etc/runtime.conf \
+                          && cat /etc/runtime.conf";
 const DELETE_FILE: &str = "rm /etc/os-release; ls /etc/os-release";
-const REPLACE_DIR: &str = concat!(
-    "rm -rf /usr/lib/runtime && mkdir /usr/lib/runtime && ",
-    "echo 'runtime 2.0' > /usr/lib/runtime/VERSION && ls /usr/lib/runtime"
-);
+const REPLACE_DIR: &str = "rm -rf /usr/lib/runtime && mkdir /usr/lib/runtime \
+                           && echo 'runtime 2.0' > /usr/lib/runtime/VERSION \
+                           && ls /usr/lib/runtime";
+// ANCHOR_END: commands
 
 /// A container in new namespaces whose main process is the base layer's
 /// static sleep (it keeps running when pivot_root takes the host away).

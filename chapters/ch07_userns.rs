@@ -26,7 +26,7 @@ use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
 use container_lab::lab::container::{Container, ContainerSpec};
 use container_lab::lab::narrate::yes_no;
 use container_lab::lab::privilege::as_user;
-use container_lab::lab::steps::{inside, inside_only, show};
+use container_lab::lab::steps::{inside, show};
 use nix::mount::MsFlags;
 
 /// User namespaces: root inside, an unprivileged range outside.
@@ -132,10 +132,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     )?;
     show(&book, &container, &["cat", "/secret.txt"])?;
     // Its user namespace only: the UTS namespace joined is the host's.
-    inside_only(&container, &[Namespace::User], || {
+    container.run_in(&[Namespace::User], || {
         let set = hostname::set("changed-by-container");
         book.outcome("sethostname, host's UTS ns", set);
-        Ok(())
+        0
     })?;
     inside(&container, || {
         let set = hostname::set("its-own");
@@ -256,6 +256,7 @@ fn bind_host_devices(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+// ANCHOR: rootless_mounts
 /// `mount -t proc -o nosuid,nodev,noexec proc AT`
 fn mount_proc(at: &Path) -> Result<(), MountError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -276,6 +277,7 @@ fn overlay_of(image: &Path, dir: &Path) -> Result<(), OverlayError> {
     };
     overlay::mount_overlay(&[layer], &OverlayDirs::create(dir)?)
 }
+// ANCHOR_END: rootless_mounts
 
 /// finit_module(2) on any file: the kernel checks CAP_SYS_MODULE in the
 /// initial user namespace before it looks at the file.

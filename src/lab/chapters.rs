@@ -120,6 +120,7 @@ pub const CHAPTERS: &[Chapter] = &[
                 why: "mapping a range of host IDs needs CAP_SETUID and CAP_SETGID",
             },
             Need::Busybox,
+            Need::Overlay,
             Need::UserNamespaces,
         ],
     },

@@ -3,31 +3,24 @@
 //! what it printed, name the container. They sit at the chapters' edge, so
 //! they speak anyhow like the chapters do.
 
+use anyhow::Result;
+
 use crate::engine::images::busybox;
 use crate::engine::network;
 use crate::kernel::hostname;
 use crate::kernel::init;
-use crate::kernel::namespaces::Namespace;
 use crate::kernel::process::{flush_stdio, status_code};
 use crate::lab::container::Container;
 use crate::lab::narrate::Narrator;
 
 /// Runs `work` inside the container (see `Container::run_inside`) and turns
 /// its failure into an error here, with the message it printed inside.
-pub fn inside(
-    container: &Container,
-    work: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    inside_only(container, container.namespaces(), work)
-}
-
-/// `inside`, joining only some of the container's namespaces.
-pub fn inside_only(
-    container: &Container,
-    namespaces: &[Namespace],
-    work: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let code = container.run_in(namespaces, || match work() {
+// ANCHOR: inside
+pub fn inside<F>(container: &Container, work: F) -> Result<()>
+where
+    F: FnOnce() -> Result<()>,
+{
+    let code = container.run_inside(|| match work() {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -40,12 +33,16 @@ pub fn inside_only(
     );
     Ok(())
 }
+// ANCHOR_END: inside
 
 /// Runs `work` in a forked child of the chapter, for a step that changes
 /// the process it runs in (its root, say) and must leave the chapter as
 /// it was. Its failure becomes an error here, as with `inside`.
 // ANCHOR: in_child
-pub fn in_child(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub fn in_child<F>(work: F) -> Result<()>
+where
+    F: FnOnce() -> Result<()>,
+{
     use nix::sys::wait::waitpid;
     use nix::unistd::{fork, ForkResult};
     flush_stdio();
@@ -57,23 +54,24 @@ pub fn in_child(work: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()>
                 1
             }
         }),
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                status => {
-                    let code = status_code(status?);
-                    anyhow::ensure!(code == 0, "the step's process failed ({code})");
-                    return Ok(());
+        ForkResult::Parent { child } => {
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    status => break status?,
                 }
-            }
-        },
+            };
+            let code = status_code(status);
+            anyhow::ensure!(code == 0, "the step's process failed ({code})");
+            Ok(())
+        }
     }
 }
 // ANCHOR_END: in_child
 
 /// Shows `container $ ARGV`, runs it inside, and shows what it printed,
 /// and its exit code when that is not 0.
-pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<i32> {
+pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> Result<i32> {
     book.inside(argv);
     let (code, text) = container.exec_output(argv)?;
     book.output(&text);
@@ -84,7 +82,7 @@ pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Re
 }
 
 /// `hostname NAME` inside the container's UTS namespace.
-pub fn set_hostname(container: &Container, name: &str) -> anyhow::Result<()> {
+pub fn set_hostname(container: &Container, name: &str) -> Result<()> {
     inside(container, || Ok(hostname::set(name)?))
 }
 
@@ -107,7 +105,7 @@ impl BusyboxContainer {
         namespaces: &[crate::kernel::namespaces::Namespace],
         hostname: &str,
         prepare: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
-    ) -> anyhow::Result<BusyboxContainer> {
+    ) -> Result<BusyboxContainer> {
         use crate::kernel::rootfs;
         let (image, _) = busybox::image(dirs)?;
         let run_dir = crate::engine::dirs::RunDir::create(dirs, name)?;
@@ -148,7 +146,7 @@ pub fn connect_to_network(
     dirs: &crate::engine::dirs::LabDirs,
     name: &str,
     container: &Container,
-) -> anyhow::Result<network::Attachment> {
+) -> Result<network::Attachment> {
     let (host_end, peer) = network::veth_names(name);
     let pid = container.pid().as_raw();
     let names = (host_end, peer.clone());
