@@ -160,7 +160,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let started = as_user(NOBODY, NOBODY, || Container::start(&spec))?;
-    let Some(rootless) = book.outcome("clone as uid 65534", started) else {
+    let Some(rootless) = book.outcome(&format!("clone as uid {NOBODY}"), started) else {
         book.say("(this host restricts unprivileged user namespaces)");
         return finish(book, cli, container, run_dir);
     };
@@ -178,7 +178,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         book.outcome(&format!("uid_map {one:?}"), write("uid_map", &one));
         book.outcome("uid_map a second time", write("uid_map", &one));
     })?;
-    // Root of its own namespaces, it builds a container's root on its own.
+    // The lab's helper joins them, and may do there only what the
+    // namespaces' owner may: build a container's root without the host.
     let refused = rootless.run_inside(|| {
         let mnt = Path::new("/mnt");
         let merged = mnt.join("merged");
