@@ -160,7 +160,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let started = as_user(NOBODY, NOBODY, || Container::start(&spec))?;
-    let Some(rootless) = book.outcome(&format!("clone as uid {NOBODY}"), started) else {
+    let clone = format!("clone as uid {NOBODY}");
+    let Some(rootless) = book.outcome(&clone, started) else {
         book.say("(this host restricts unprivileged user namespaces)");
         return finish(book, cli, container, run_dir);
     };
