@@ -11,6 +11,7 @@ use crate::kernel::net::{links, netlink::Netlink, NetError};
 use crate::kernel::overlay::{self, OverlayError};
 use crate::lab::chapters::{Chapter, Need};
 use crate::lab::privilege::{self, PrivilegeError};
+use crate::support::error::{io_err, IoError};
 
 /// Applies one need: returns when it is met, re-runs the chapter where
 /// that meets it (sudo, a delegated cgroup), or says why it cannot.
@@ -29,7 +30,7 @@ pub fn apply(chapter: &Chapter, need: Need) -> Result<(), NeedError> {
 /// On cgroup v2, a cgroup may hand controllers down only when no process
 /// sits in it (the no-internal-process rule): a lab that shares its cgroup
 /// with a login shell runs itself again in a delegated systemd scope.
-fn cgroups_of_its_own() -> Result<(), CgroupError> {
+fn cgroups_of_its_own() -> Result<(), NeedError> {
     if cgroups::detect_layout()? != Layout::Unified {
         return Ok(());
     }
@@ -37,11 +38,8 @@ fn cgroups_of_its_own() -> Result<(), CgroupError> {
     if own == Path::new(cgroups::CGROUP_ROOT) {
         return Ok(());
     }
-    let procs = std::fs::read_to_string(own.join("cgroup.procs")).map_err(|e| CgroupError::Io {
-        op: "read".into(),
-        path: own.join("cgroup.procs"),
-        source: e,
-    })?;
+    let file = own.join("cgroup.procs");
+    let procs = std::fs::read_to_string(&file).map_err(io_err("read", &file))?;
     let me = std::process::id().to_string();
     if procs.split_whitespace().all(|pid| pid == me) {
         return Ok(());
@@ -148,4 +146,6 @@ pub enum NeedError {
     UserNamespaces(String),
     #[error("failed to check what this chapter needs: {0}")]
     Probe(nix::errno::Errno),
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
