@@ -132,13 +132,15 @@ impl Upper {
                 self.mkdir_all(&target, dir_owner)?;
                 let entries = context::walk(from, source).map_err(|e| err(&source.rel, e))?;
                 for entry in entries.iter().filter(|e| !e.rel.is_empty()) {
-                    self.write(
-                        from,
-                        &source.rel,
-                        entry,
-                        &join(&target, &entry.rel),
-                        options,
-                    )?;
+                    let to = join(&target, &entry.rel);
+                    // A directory the ignore file left out still holds
+                    // what an exception took back in.
+                    if let Some((parent, _)) = to.rsplit_once('/') {
+                        if !self.host(parent).is_dir() {
+                            self.mkdir_all(parent, dir_owner)?;
+                        }
+                    }
+                    self.write(from, &source.rel, entry, &to, options)?;
                 }
             } else {
                 if dest_is_dir {

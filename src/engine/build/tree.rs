@@ -81,7 +81,9 @@ pub trait Tree {
 }
 
 pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
+    if name.is_empty() {
+        parent.to_string()
+    } else if parent.is_empty() {
         name.to_string()
     } else {
         format!("{parent}/{name}")
