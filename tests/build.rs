@@ -756,6 +756,10 @@ fn bad_dockerfiles_and_failing_steps_say_so_and_leave_nothing() {
         run("FROM lab/base\nRUN [\"sh\", \"-c\", \"exit 3\"]\n"),
         "the command 'sh -c exit 3' returned a non-zero code: 3"
     );
+    assert_eq!(
+        run("FROM lab/base\nADD https://example.org/x.tar /\n"),
+        "Dockerfile:2: ADD https://example.org/x.tar: remote sources are not supported by this builder; download them in a RUN step"
+    );
     assert_eq!(leftovers(&f), (images.clone(), tmp.clone(), layers));
     assert_eq!(common::mount_points(&common::host_mountinfo()), mounts);
 
@@ -968,4 +972,42 @@ fn diff_commit_and_export_use_the_same_layers() {
     assert_eq!(files["etc/new.conf"], "x=1\n");
     assert!(!files.contains_key("etc/motd") && !files.keys().any(|k| k.contains(".wh.")));
     assert!(files.contains_key("bin/busybox"));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_cancelled_build_stops_at_the_next_step_and_keeps_what_completed() {
+    let f = Fixture::new();
+    f.file("a.txt", "a");
+    let (images, tmp, layers) = leftovers(&f);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    // Cancelled (as a Ctrl-C handler would) while step 3 is announced.
+    let events = |e: BuildEvent| {
+        if let BuildEvent::Step { number: 3, .. } = e {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let runner = ChrootRunner { quiet: true };
+    let builder = Builder {
+        store: &f.store,
+        runner: &runner,
+        events: &events,
+        images: None,
+        cancel: Some(&cancel),
+    };
+    let options = f.options("FROM lab/base\nCOPY a.txt /a\nRUN cp /a /b\nRUN cp /b /c\n");
+    let err = builder.build(&options).unwrap_err();
+    assert!(matches!(err, BuildError::Interrupted), "{err:?}");
+    let (images_after, tmp_after, layers_after) = leftovers(&f);
+    assert_eq!((images_after, tmp_after), (images, tmp));
+    assert_eq!(
+        layers_after,
+        layers + 2,
+        "the COPY and the RUN it was running"
+    );
+    let (_, events) = f.ok("FROM lab/base\nCOPY a.txt /a\nRUN cp /a /b\nRUN cp /b /c\n");
+    assert_eq!(cached(&events), [2, 3]);
 }
