@@ -819,7 +819,7 @@ pub enum CgroupError {
     NoIoWeight { dir: PathBuf },
     #[error("the device allow-list of a running container cannot be changed; start a new container with other --device flags")]
     DevicesFixed,
-    #[error("{}: no such device: {source}; name the block device of a disk, such as /dev/sda", path.display())]
+    #[error("cannot limit I/O on {}: {source}; name the block device of a whole disk, such as /dev/sda", path.display())]
     NoSuchDevice {
         path: PathBuf,
         source: std::io::Error,
