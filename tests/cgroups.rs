@@ -574,3 +574,79 @@ fn io_limits_and_counters_land_in_the_files() {
     drop(cgroup);
     assert!(!blkio.exists(), "{} was left behind", blkio.display());
 }
+
+/// The cgroup files of either version, by the names only one of them uses
+/// or that differ in meaning between them.
+const VERSION_FILES: &[&str] = &[
+    "memory.max",
+    "memory.limit_in_bytes",
+    "memory.memsw",
+    "memory.swap",
+    "memory.events",
+    "memory.oom_control",
+    "memory.peak",
+    "memory.max_usage",
+    "cpu.max",
+    "cpu.cfs_",
+    "cpu.shares",
+    "cpu.weight",
+    "cpuacct.",
+    "cpuset.cpus",
+    "io.max",
+    "io.stat",
+    "io.weight",
+    "blkio.",
+    "freezer.state",
+    "cgroup.freeze",
+    "cgroup.events",
+    "subtree_control",
+];
+
+/// Every `.rs` file beneath `dir`.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn no_version_file_name_leaves_the_cgroups_module() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let module = repo.join("src/kernel/cgroups");
+    let mut files: Vec<PathBuf> = sources(&repo.join("src"))
+        .into_iter()
+        .chain(sources(&repo.join("mini-docker")))
+        .filter(|f| !f.starts_with(&module))
+        .collect();
+    // Chapter 5 calls the trait and shows what it wrote.
+    files.push(repo.join("chapters/ch05_cgroups.rs"));
+    let mut found = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(name) = VERSION_FILES.iter().find(|n| code.contains(*n)) {
+                found.push(format!(
+                    "{}:{}: {name}",
+                    file.strip_prefix(&repo).unwrap().display(),
+                    number + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cgroup v1/v2 file names outside src/kernel/cgroups:\n{}",
+        found.join("\n")
+    );
+}

@@ -245,7 +245,7 @@ pub(super) const V1_HIERARCHIES: &[&str] = &["devices"];
 
 /// v1: the rules in order into `devices.deny` and `devices.allow`, `a`
 /// (all refused) first, then each exception.
-// ANCHOR: v1
+// ANCHOR: devices
 pub(super) fn set_v1(
     rules: &[DeviceRule],
     dirs: &V1Dirs,
@@ -259,7 +259,7 @@ pub(super) fn set_v1(
     }
     Ok(())
 }
-// ANCHOR_END: v1
+// ANCHOR_END: devices
 
 /// v2: no files; a BPF program attached to the cgroup decides each open
 /// and mknod (`device_filter.rs`).

@@ -12,7 +12,7 @@ use super::{read_key, CgroupError, Writes};
 
 pub(super) const V1_HIERARCHIES: &[&str] = &["freezer"];
 
-// ANCHOR: v1
+// ANCHOR: freeze
 pub(super) fn set_v1(frozen: bool, dirs: &V1Dirs, out: &mut Writes) -> Result<(), CgroupError> {
     let dir = dirs.get("freezer").ok_or(CgroupError::NoFreezer)?;
     let file = dir.join("freezer.state");
@@ -20,9 +20,7 @@ pub(super) fn set_v1(frozen: bool, dirs: &V1Dirs, out: &mut Writes) -> Result<()
     // v1 passes through FREEZING until every task has stopped.
     wait_until(&file, || is_frozen_v1(dirs) == Some(frozen))
 }
-// ANCHOR_END: v1
 
-// ANCHOR: v2
 pub(super) fn set_v2(frozen: bool, dirs: &[PathBuf], out: &mut Writes) -> Result<(), CgroupError> {
     let dir = dirs.first().ok_or(CgroupError::NoFreezer)?;
     if !has_v2(dir) {
@@ -33,7 +31,7 @@ pub(super) fn set_v2(frozen: bool, dirs: &[PathBuf], out: &mut Writes) -> Result
     // Done when cgroup.events says `frozen 1` (or 0).
     wait_until(&file, || is_frozen_v2(dir) == Some(frozen))
 }
-// ANCHOR_END: v2
+// ANCHOR_END: freeze
 
 pub(super) fn is_frozen_v1(dirs: &V1Dirs) -> Option<bool> {
     let state = fs::read_to_string(dirs.get("freezer")?.join("freezer.state")).ok()?;

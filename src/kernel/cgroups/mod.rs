@@ -541,11 +541,9 @@ impl Drop for Cgroup {
 /// `docker pause` / `unpause` of a container known by the directories its
 /// record names: freezes or thaws every process of the cgroup, then waits
 /// until the kernel says it is done.
-// ANCHOR: freeze
 pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<(), CgroupError> {
     Cgroup::open(paths)?.freeze(frozen).map(drop)
 }
-// ANCHOR_END: freeze
 
 /// What the kernel reports about the freezer of the cgroup in `paths`.
 pub fn is_frozen(paths: &[PathBuf]) -> Option<bool> {
