@@ -58,7 +58,7 @@ impl Memory {
         let current_memsw = read_limit(&memsw).unwrap_or(Limit::Unlimited);
         let swap_first = self
             .limit
-            .is_some_and(|l| l.bytes() > current_memsw.bytes());
+            .is_some_and(|l| l.number() > current_memsw.number());
         if let (Some(swap), true) = (swap, swap_first) {
             out.write(memsw.clone(), swap.v1())?;
         }

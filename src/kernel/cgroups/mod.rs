@@ -187,7 +187,7 @@ impl Limit {
     }
 
     /// The number, with `Unlimited` as the largest.
-    pub fn bytes(self) -> u64 {
+    pub fn number(self) -> u64 {
         match self {
             Limit::Unlimited => u64::MAX,
             Limit::At(n) => n,
