@@ -7,6 +7,7 @@ pub mod hardening;
 pub mod hostname;
 pub mod init;
 pub mod ipc;
+pub mod loopdev;
 pub mod mounts;
 pub mod namespaces;
 pub mod net;

@@ -75,6 +75,10 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"(comm -p |/proc/|kill |wait )\d+", "${1}[PID]"),
         (r"(host \$ hostname\n\s+)\S+", "${1}[HOST HOSTNAME]"),
         (r"(measured share of one CPU:\s+)\d+%", "${1}[PERCENT]"),
+        // ch05's disk: the loop device the kernel picked, the rates measured.
+        (r"/dev/loop\d+", "/dev/loop[N]"),
+        (r"\b7:\d+\b", "7:[N]"),
+        (r"(, measured:\s+)[0-9.]+ MiB/s", "${1}[RATE]"),
         (
             r"round-trip min/avg/max = \S+ ms",
             "round-trip min/avg/max = [TIMES] ms",

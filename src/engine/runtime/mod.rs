@@ -25,7 +25,7 @@ use crate::engine::images::busybox;
 use crate::engine::network::{self, Attachment};
 use crate::engine::volumes::{self, Source};
 use crate::kernel::cgroups::devices::{self, DeviceNode};
-use crate::kernel::cgroups::Cgroup;
+use crate::kernel::cgroups::{Cgroup, Written};
 use crate::kernel::namespaces::{self, Cloned, Namespace};
 use crate::kernel::overlay::{Layer, OverlayDirs};
 use crate::kernel::process::status_code;
@@ -185,7 +185,7 @@ pub fn start(
         volume_sources.push(source);
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
-    let written = cgroup.set_limits(&config.limits)?;
+    let written = cgroup.set(&config.limits.resources()?)?;
     // Docker's device list plus --device; everything with --privileged.
     let mut rules = if config.privileged {
         vec![devices::DeviceRule::ALLOW_ALL]
@@ -646,7 +646,7 @@ impl Started {
 
     /// Whether the kernel's OOM killer ended a process of the container.
     pub fn oom_killed(&self) -> bool {
-        self.cgroup.counters().oom_kills.unwrap_or(0) > 0
+        self.cgroup.stats().memory.oom_kills.unwrap_or(0) > 0
     }
 }
 
@@ -672,10 +672,10 @@ fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeEr
     Ok(crate::engine::images::imported::resolve(dirs, reference)?.layers)
 }
 
-fn shell_writes(cgroup: &Cgroup, written: &[(PathBuf, String)]) -> String {
+fn shell_writes(cgroup: &Cgroup, written: &[Written]) -> String {
     let mut shell = format!("mkdir {}", cgroup.paths()[0].display());
-    for (file, value) in written {
-        shell.push_str(&format!("; echo {value} > {}", file.display()));
+    for write in written {
+        shell.push_str(&format!("; {}", write.shell()));
     }
     shell
 }
