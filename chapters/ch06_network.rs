@@ -160,7 +160,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// Chapter 3's container with a network namespace too, and a web page
 /// that names it.
-fn start_container(dirs: &LabDirs, name: &str, cli: &Cli) -> anyhow::Result<BusyboxContainer> {
+fn start_container(
+    dirs: &LabDirs,
+    name: &str,
+    cli: &Cli,
+) -> anyhow::Result<BusyboxContainer> {
     let page = format!("hello from {name}\n");
     let hostname = &cli.container.hostname;
     BusyboxContainer::start(dirs, name, &NAMESPACES, hostname, |root| {
@@ -173,7 +177,8 @@ fn start_container(dirs: &LabDirs, name: &str, cli: &Cli) -> anyhow::Result<Busy
 /// network namespace: the body, or what went wrong.
 fn http_get(address: SocketAddr) -> String {
     let get = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+        let mut stream =
+            TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
         stream.set_read_timeout(Some(Duration::from_secs(3)))?;
         stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut response = String::new();
