@@ -19,6 +19,8 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
+use crate::support::error::{io_err, IoError};
+
 /// Docker's json-file splits lines longer than this into several entries.
 pub const MAX_ENTRY: usize = 16 * 1024;
 
@@ -67,11 +69,7 @@ impl LogWriter {
             .create(true)
             .mode(0o640)
             .open(path)
-            .map_err(|source| LogError::Io {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(io_err("open", path))?;
         Ok(LogWriter {
             file,
             path: path.to_path_buf(),
@@ -125,11 +123,11 @@ impl LogWriter {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(errno) => {
-                        return Err(LogError::Io {
-                            op: "poll the pipes of",
-                            path: self.path.clone(),
-                            source: errno.into(),
-                        })
+                        return Err(LogError::Io(IoError::new(
+                            "poll the pipes of",
+                            &self.path,
+                            errno.into(),
+                        )))
                     }
                 }
                 // POLLHUP and POLLERR too: the read below then sees EOF or the error.
@@ -153,11 +151,11 @@ impl LogWriter {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(source) => {
-                return Err(LogError::Io {
-                    op: "read a container pipe for",
-                    path: self.path.clone(),
+                return Err(LogError::Io(IoError::new(
+                    "read a container pipe for",
+                    &self.path,
                     source,
-                })
+                )))
             }
         };
         if n == 0 {
@@ -203,11 +201,10 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&entry).map_err(LogError::Encode)?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|source| LogError::Io {
-            op: "append to",
-            path: self.path.clone(),
-            source,
-        })
+        Ok(self
+            .file
+            .write_all(&line)
+            .map_err(io_err("append to", &self.path))?)
     }
 }
 
@@ -248,13 +245,7 @@ pub fn read(path: &Path, tail: Option<usize>) -> Result<Vec<Entry>, LogError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(LogError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(LogError::Io(IoError::new("read", path, source))),
     };
     let mut parser = Parser::new(path);
     let mut entries = parser.feed(&bytes)?;
@@ -285,22 +276,12 @@ pub fn follow(
             file = match File::open(path) {
                 Ok(f) => Some(f),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-                Err(source) => {
-                    return Err(LogError::Io {
-                        op: "open",
-                        path: path.to_path_buf(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(LogError::Io(IoError::new("open", path, source))),
             };
         }
         if let Some(f) = file.as_mut() {
             let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).map_err(|source| LogError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            f.read_to_end(&mut bytes).map_err(io_err("read", path))?;
             let mut entries = parser.feed(&bytes)?;
             if let (true, Some(tail)) = (first, tail) {
                 entries.drain(..entries.len().saturating_sub(tail));
@@ -370,13 +351,8 @@ impl Parser {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("failed to parse line {line} of {}: {source}; the log is not in json-file format", path.display())]
     Parse {
         path: PathBuf,

@@ -364,8 +364,8 @@ impl Store {
         if let Some(name) = &new.name {
             validate_name(name)?;
         }
-        if let Err(crate::engine::dirs::StateError::Io { op, path, source }) = self.dirs.prepare() {
-            return Err(IoError::new(op, path, source).into());
+        if let Err(crate::engine::dirs::StateError::Io(err)) = self.dirs.prepare() {
+            return Err(err.into());
         }
         create_dir(&self.data)?;
         let _names = lock_file(&self.data.join("names.lock"), true)?;

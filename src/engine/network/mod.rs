@@ -11,7 +11,7 @@
 mod registry;
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use crate::kernel::net::links::{
 };
 use crate::kernel::net::netlink::Netlink;
 use crate::kernel::net::{nft, op, sysctl, NetError};
+use crate::support::error::{io_err, IoError};
 
 /// The lab's bridge and subnet: pinned, so every run and every snapshot
 /// shows the same names and addresses.
@@ -123,13 +124,8 @@ pub enum NetworkError {
     LockHeld,
     #[error(transparent)]
     State(#[from] crate::engine::dirs::StateError),
-    #[error("failed to {what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// A container's place on the lab's network. Dropping it removes the veth
@@ -482,11 +478,7 @@ fn free_port(
         } else {
             std::net::TcpListener::bind((ip, 0)).and_then(|s| s.local_addr())
         }
-        .map_err(|e| NetworkError::Io {
-            what: "pick a free port on",
-            path: PathBuf::from(ip.to_string()),
-            source: e,
-        })?
+        .map_err(io_err("pick a free port on", PathBuf::from(ip.to_string())))?
         .port();
         let candidate = PortMapping {
             host_port: picked,
@@ -520,19 +512,14 @@ fn remember_sysctl(lock: &NetworkLock, key: &str, value: &str) -> Result<(), Net
         .any(|l| l.split_whitespace().next() == Some(key))
     {
         let old = sysctl::get(key)?;
-        let io = |what, source| NetworkError::Io {
-            what,
-            path: file.clone(),
-            source,
-        };
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(&file)
-            .map_err(|e| io("open", e))?;
-        writeln!(f, "{key} {old}").map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("write", e))?;
+            .map_err(io_err("open", &file))?;
+        writeln!(f, "{key} {old}").map_err(io_err("write", &file))?;
+        f.sync_all().map_err(io_err("write", &file))?;
     }
     Ok(sysctl::set(key, value)?)
 }

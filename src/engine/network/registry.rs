@@ -25,6 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{NetworkError, PortMapping};
 use crate::engine::dirs::LabDirs;
+use crate::support::error::{io_err, IoError};
 
 /// A process, told apart from a later one with the same PID by its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,11 +161,6 @@ impl NetworkLock {
         }
         let dir = dirs.run.join("network");
         let path = dir.join("lock");
-        let io = |what, source| NetworkError::Io {
-            what,
-            path: path.clone(),
-            source,
-        };
         // Root's alone, as every state directory of the lab (see state.rs).
         dirs.create_dir(&dir)?;
         let mut file = fs::OpenOptions::new()
@@ -172,14 +168,14 @@ impl NetworkLock {
             .append(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| io("open", e))?;
+            .map_err(io_err("open", &path))?;
         // Held only for bounded work (netlink, nft), so waiting is safe; a
         // signal must not make a cleanup skip its part.
         let flock = loop {
             match Flock::lock(file, FlockArg::LockExclusive) {
                 Ok(flock) => break flock,
                 Err((again, Errno::EINTR)) => file = again,
-                Err((_, e)) => return Err(io("lock", e.into())),
+                Err((_, e)) => return Err(IoError::new("lock", &path, e.into()).into()),
             }
         };
         HELD.with(|held| held.set(true));
@@ -199,13 +195,7 @@ impl NetworkLock {
         let text = match fs::read_to_string(&self.file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(NetworkError::Io {
-                    what: "read",
-                    path: self.file.clone(),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(NetworkError::Io(IoError::new("read", &self.file, e))),
         };
         Ok(text
             .lines()
@@ -228,20 +218,16 @@ impl NetworkLock {
     pub fn save(&self, entries: &[Entry]) -> Result<(), NetworkError> {
         let text: String = entries.iter().map(Entry::to_line).collect();
         let temporary = self.file.with_extension("new");
-        let io = |what, source| NetworkError::Io {
-            what,
-            path: self.file.clone(),
-            source,
-        };
         let mut out = fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&temporary)
-            .map_err(|e| io("write", e))?;
-        std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| io("write", e))?;
-        fs::rename(&temporary, &self.file).map_err(|e| io("replace", e))
+            .map_err(io_err("write", &self.file))?;
+        std::io::Write::write_all(&mut out, text.as_bytes())
+            .map_err(io_err("write", &self.file))?;
+        Ok(fs::rename(&temporary, &self.file).map_err(io_err("replace", &self.file))?)
     }
 }
 
