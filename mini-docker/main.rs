@@ -225,7 +225,7 @@ fn state_as_root() -> anyhow::Result<()> {
 // ANCHOR: run
 fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     // Everything checkable is checked before anything is created.
-    let mut config = args.config(String::new())?;
+    let config = args.config()?;
     privilege::ensure_root(
         "mini-docker",
         "containers need namespaces, mounts and cgroups",
@@ -247,23 +247,11 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     }
     let record = store.create(NewContainer {
         name: args.name.clone(),
-        image: config.image.clone(),
-        command: config.command.clone(),
-        config: serde_json::Value::Null,
-        ephemeral: args.rm,
+        hostname: args.hostname.clone(),
+        config,
         owned: start,
     })?;
-    // Docker's defaults: the hostname is the short ID.
-    config.name = record.name.clone();
-    if args.hostname_default() {
-        config.hostname = record.short_id().to_string();
-    }
-    let value = serde_json::to_value(&config)?;
-    if let Err(err) = store.update(&record.id, |r| r.config = value) {
-        // A record without its configuration is of no use to anyone.
-        let _ = store.remove(&record.id);
-        return Err(err.into());
-    }
+    let config = &record.config;
     container_lab::engine::runtime::hold_at("record");
     if !start {
         println!("{}", record.id);
@@ -280,7 +268,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     }
     let explain = Explain { on: args.explain };
     let result = if args.tty {
-        terminal::run_with_terminal(&dirs, &record.id, &config, explain)
+        terminal::run_with_terminal(&dirs, &record.id, config, explain)
     } else {
         let io = Stdio {
             stdin: if config.interactive {
@@ -353,7 +341,7 @@ fn rmi(reference: &str, force: bool) -> anyhow::Result<i32> {
             .list()?
             .into_iter()
             .filter(|record| {
-                images::parse_reference(&record.image).is_ok_and(|r| r.to_string() == key)
+                images::parse_reference(record.image()).is_ok_and(|r| r.to_string() == key)
             })
             .collect();
         if let Some(running) = users.iter().find(|r| r.effective_status().is_running()) {
@@ -395,15 +383,11 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
                 .list()?
                 .into_iter()
                 .filter(|record| {
-                    serde_json::from_value::<container_lab::engine::runtime::RunConfig>(
-                        record.config.clone(),
-                    )
-                    .is_ok_and(|config| {
-                        config
-                            .volumes
-                            .iter()
-                            .any(|v| v.source == volumes::Source::Named(name.clone()))
-                    })
+                    record
+                        .config
+                        .volumes
+                        .iter()
+                        .any(|v| v.source == volumes::Source::Named(name.clone()))
                 })
                 .map(|record| record.name)
                 .collect();

@@ -151,8 +151,8 @@ pub fn ps_table(records: &[Record], now: SystemTime, quiet: bool) -> String {
         let state = record.effective_state();
         rows.push([
             record.short_id().to_string(),
-            record.image.clone(),
-            ps_command(&record.command),
+            record.image().to_string(),
+            ps_command(record.command()),
             format!("{} ago", since(now, record.created)),
             status_text(&state, now),
             state.ports.join(", "),
@@ -193,8 +193,8 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
     serde_json::json!({
         "Id": record.id,
         "Created": format_rfc3339(record.created),
-        "Path": record.command.first().cloned().unwrap_or_default(),
-        "Args": record.command.iter().skip(1).collect::<Vec<_>>(),
+        "Path": record.command().first().cloned().unwrap_or_default(),
+        "Args": record.command().iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": state.status.as_str(),
             "Running": state.status.is_running(),
@@ -208,12 +208,12 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
             "StartedAt": time(state.started_at),
             "FinishedAt": time(state.finished_at),
         },
-        "Image": record.image,
+        "Image": record.image(),
         "Name": format!("/{}", record.name),
         "RestartCount": state.restart_count,
         "Config": record.config,
         "NetworkSettings": {
-            "IPAddress": state.ip.clone().unwrap_or_default(),
+            "IPAddress": state.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             "Ports": inspect_ports(&state.ports),
         },
     })
@@ -337,6 +337,7 @@ fn go_g3(value: f64) -> String {
 mod tests {
     use super::*;
 
+    use container_lab::engine::runtime::config::RunConfig;
     use container_lab::kernel::process::start_time as process_start_time;
     use std::time::UNIX_EPOCH;
 
@@ -405,11 +406,8 @@ mod tests {
         let record = |id: &str, name: &str, command: &[&str], created, state| Record {
             id: id_with(id),
             name: name.to_string(),
-            image: "busybox".to_string(),
-            command: command.iter().map(|s| s.to_string()).collect(),
             created,
-            config: serde_json::Value::Null,
-            ephemeral: false,
+            config: RunConfig::new("busybox", command),
             state,
         };
         let live = State {
@@ -427,7 +425,7 @@ mod tests {
                     status: Status::Running,
                     started_at: Some(ago(3)),
                     ports: vec!["0.0.0.0:8080->80/tcp".to_string(), "443/tcp".to_string()],
-                    ip: Some("172.18.0.2".to_string()),
+                    ip: Some(std::net::Ipv4Addr::new(172, 18, 0, 2)),
                     ..live.clone()
                 },
             ),

@@ -370,23 +370,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc};
 
-    /// A directory under /tmp, removed when the test ends (also on failure).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(test: &str) -> TempDir {
-            let path = PathBuf::from(format!("/tmp/lab-logs-{test}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     /// Runs a container stand-in (`write`, given the write ends of its
     /// stdout and stderr pipes) and the LogWriter copying them into `path`.
@@ -419,7 +403,7 @@ mod tests {
 
     #[test]
     fn logs_give_back_exactly_the_bytes_the_container_wrote() {
-        let dir = TempDir::new("round-trip");
+        let dir = TempDir::new("logs-round-trip");
         let path = dir.0.join("c-json.log");
         let long: String = "é".repeat(MAX_ENTRY) + "\n"; // 32 KiB of 2-byte characters
         let stdout_chunks: Vec<Vec<u8>> = vec![
@@ -496,7 +480,7 @@ mod tests {
 
     #[test]
     fn the_file_is_dockers_json_file_format() {
-        let dir = TempDir::new("format");
+        let dir = TempDir::new("logs-format");
         let path = dir.0.join("c-json.log");
         capture(&path, |mut out, mut err| {
             out.write_all(b"hi\n").unwrap();
@@ -522,7 +506,7 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_utf8_become_replacement_characters_as_in_docker() {
-        let dir = TempDir::new("invalid-utf8");
+        let dir = TempDir::new("logs-invalid-utf8");
         let path = dir.0.join("c-json.log");
         capture(&path, |mut out, _err| out.write_all(b"a\xffb\n").unwrap());
         let entries = read(&path, None).unwrap();
@@ -532,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_mebibyte_on_each_stream_does_not_deadlock() {
-        let dir = TempDir::new("large");
+        let dir = TempDir::new("logs-large");
         let path = dir.0.join("c-json.log");
         let line = "0123456789abcdef".repeat(4) + "\n"; // 65 bytes
         let mib: String = line.repeat((1 << 20) / line.len() + 1);
@@ -583,7 +567,7 @@ mod tests {
 
     #[test]
     fn read_returns_the_last_entries_with_tail() {
-        let dir = TempDir::new("tail");
+        let dir = TempDir::new("logs-tail");
         let path = dir.0.join("c-json.log");
         assert!(
             read(&path, None).unwrap().is_empty(),
@@ -619,7 +603,7 @@ mod tests {
 
     #[test]
     fn follow_prints_the_tail_then_everything_appended_until_told_to_stop() {
-        let dir = TempDir::new("follow");
+        let dir = TempDir::new("logs-follow");
         let path = dir.0.join("c-json.log");
         write_entries(&path, &["old 1\n", "old 2\n", "old 3\n"]);
 
@@ -672,7 +656,7 @@ mod tests {
 
     #[test]
     fn follow_waits_for_a_log_that_does_not_exist_yet() {
-        let dir = TempDir::new("follow-missing");
+        let dir = TempDir::new("logs-follow-missing");
         let path = dir.0.join("c-json.log");
         let mut seen = Vec::new();
         follow(&path, None, || false, |e| seen.push(e.clone())).unwrap();

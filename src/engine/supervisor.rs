@@ -125,8 +125,7 @@ pub fn supervise_explained(
 ) -> Result<i32, SupervisorError> {
     let store = Store::new(dirs);
     let record = store.get(id)?;
-    let config: RunConfig = serde_json::from_value(record.config.clone())
-        .map_err(|e| SupervisorError::Config(e.to_string()))?;
+    let config = record.config.clone();
     claim(&store, &record, &config)?;
     runtime::hold_at("claimed");
     let _ = std::fs::remove_file(stop_marker(&store, id));
@@ -281,6 +280,7 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
     let pid = started.pid().as_raw();
     let me = std::process::id() as i32;
     let ports: Vec<String> = started.published().iter().map(|p| p.to_string()).collect();
+    let links = started.links();
     let cgroup_paths = started.cgroup().paths();
     store.update(id, |r| {
         r.state.status = Status::Running;
@@ -293,7 +293,8 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
         r.state.exit_code = 0;
         r.state.oom_killed = false;
         r.state.error.clear();
-        r.state.ip = started.ip().map(|ip| ip.to_string());
+        r.state.ip = started.ip();
+        r.state.links = links;
         r.state.ports = ports;
         r.state.cgroup_paths = cgroup_paths;
     })?;
@@ -392,10 +393,6 @@ pub enum SupervisorError {
     Spawn(String),
     #[error("{0}")]
     Start(String),
-    #[error(
-        "the stored configuration cannot be read: {0}; remove the container and create it again"
-    )]
-    Config(String),
     #[error("cleanup failed: {0}")]
     Cleanup(String),
     #[error(transparent)]

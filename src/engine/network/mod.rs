@@ -128,6 +128,20 @@ pub enum NetworkError {
     Io(#[from] IoError),
 }
 
+/// The names of what a container got on a network, as they were made:
+/// kept in its record, so that nothing has to guess them again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Links {
+    /// The network's name (`bridge` for the lab's default one).
+    pub network: String,
+    /// The veth end on the host, on the network's bridge.
+    pub host_end: String,
+    /// The veth end moved into the container (renamed eth0 there).
+    pub peer: String,
+    /// The nftables table of its published ports.
+    pub table: String,
+}
+
 /// A container's place on the lab's network. Dropping it removes the veth
 /// pair, its published ports and its address; the last one gone also
 /// removes the bridge, the nftables table and the sysctl changes.
@@ -414,6 +428,15 @@ impl Attachment {
 
     pub fn ports(&self) -> &[PortMapping] {
         &self.ports
+    }
+
+    pub fn links(&self) -> Links {
+        Links {
+            network: "bridge".to_string(),
+            host_end: self.host_end.clone(),
+            peer: self.peer.clone(),
+            table: container_table(self.ip),
+        }
     }
 }
 

@@ -574,6 +574,11 @@ impl Started {
         self.network.as_ref().map(|n| n.ip)
     }
 
+    /// The names of its veth pair and its table of published ports.
+    pub fn links(&self) -> Option<network::Links> {
+        self.network.as_ref().map(|n| n.links())
+    }
+
     /// The published ports, with the host ports that were picked.
     pub fn published(&self) -> &[network::PortMapping] {
         self.network.as_ref().map_or(&[], |n| n.ports())
