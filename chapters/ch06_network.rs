@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Parser;
 use container_lab::engine::dirs::LabDirs;
 use container_lab::engine::images::busybox;
-use container_lab::engine::network::{self, PortMapping, BRIDGE, GATEWAY};
+use container_lab::engine::network::{self, Network, PortMapping};
 use container_lab::kernel::namespaces::Namespace;
 use container_lab::kernel::net::netlink::Netlink;
 use container_lab::kernel::net::{links, nft, sysctl};
@@ -66,6 +66,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     busybox::find_static()?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
+    let net = Network::default_bridge();
+    let (bridge, gateway) = (&net.bridge, net.gateway);
     // The host's loopback must be up for the published port on 127.0.0.1.
     links::set_up(&mut Netlink::open()?, "lo")?;
 
@@ -80,7 +82,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     show(
         &book,
         &a.container,
-        &["ping", "-c", "1", "-W", "1", &GATEWAY.to_string()],
+        &["ping", "-c", "1", "-W", "1", &gateway.to_string()],
     )?;
     // ANCHOR_END: empty
 
@@ -88,9 +90,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.step("a bridge on the host and a veth pair into the container")
         .primitive("rtnetlink RTM_NEWLINK (bridge, veth), RTM_SETLINK (master, netns, name, up), RTM_NEWADDR, RTM_NEWROUTE")
         .shell(format!(
-            "ip link add {BRIDGE} type bridge; ip addr add {GATEWAY}/24 dev {BRIDGE}; ip link add vh-NAME type veth peer name vc-NAME; \
-             ip link set vh-NAME master {BRIDGE} up; ip link set vc-NAME netns PID; (inside) ip link set vc-NAME name eth0; \
-             ip addr add 172.29.0.2/24 dev eth0; ip link set eth0 up; ip route add default via {GATEWAY}"
+            "ip link add {bridge} type bridge; ip addr add {gateway}/24 dev {bridge}; ip link add vh-NAME type veth peer name vc-NAME; \
+             ip link set vh-NAME master {bridge} up; ip link set vc-NAME netns PID; (inside) ip link set vc-NAME name eth0; \
+             ip addr add 172.29.0.2/24 dev eth0; ip link set eth0 up; ip route add default via {gateway}"
         ))
         .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
         .begin()?;
@@ -98,7 +100,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.fact(
         "host side",
         format!(
-            "bridge {BRIDGE} {GATEWAY}/24, {} attached to it",
+            "bridge {bridge} {gateway}/24, {} attached to it",
             a_net.host_end
         ),
     );
@@ -107,7 +109,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     show(
         &book,
         &a.container,
-        &["ping", "-c", "1", "-W", "2", "-q", &GATEWAY.to_string()],
+        &["ping", "-c", "1", "-W", "2", "-q", &gateway.to_string()],
     )?;
     // ANCHOR_END: veth
 
@@ -154,7 +156,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // ANCHOR: nat
     book.step(format!("NAT: masquerade outgoing traffic, publish port {} to {}:80", cli.publish, a.name))
         .primitive("nftables: masquerade in postrouting, dnat in prerouting and output, a conntrack guard for route_localnet")
-        .shell(format!("nft -f rules.nft; sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{BRIDGE}.route_localnet=1"))
+        .shell(format!("nft -f rules.nft; sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{bridge}.route_localnet=1"))
         .look("the published port answers on the host's own 127.0.0.1 and on the bridge address from the other container; a second claim on it is refused")
         .begin()?;
     let port = PortMapping {
@@ -164,12 +166,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         protocol: "tcp".into(),
     };
     a_net.publish(std::slice::from_ref(&port))?;
-    book.on_host(&format!("nft list table ip {}", network::NFT_TABLE));
-    book.output(&network::nft_list().unwrap_or_default());
-    let table = format!("{}_{}", network::NFT_TABLE, a_net.ip.octets()[3]);
+    book.on_host(&format!("nft list table ip {}", net.table));
+    book.output(&network::nft_list(&net).unwrap_or_default());
+    let table = &a_net.table;
     book.on_host(&format!("nft list table ip {table}"));
-    book.output(&nft::list_table(&table).unwrap_or_default());
-    let localnet = format!("net.ipv4.conf.{BRIDGE}.route_localnet");
+    book.output(&nft::list_table(table).unwrap_or_default());
+    let localnet = format!("net.ipv4.conf.{bridge}.route_localnet");
     book.fact(&localnet, sysctl::get(&localnet)?);
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
     book.fact(
@@ -184,7 +186,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             "-q",
             "-O",
             "-",
-            &format!("http://{GATEWAY}:{}/", cli.publish),
+            &format!("http://{gateway}:{}/", cli.publish),
         ],
     )?;
     // A host port leads to one container: the lab refuses a second claim.
@@ -204,7 +206,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // ANCHOR: cleanup
     book.step("stop both containers and take the network down")
         .primitive("RTM_DELLINK for each host end (its peer goes with it), a container's table with it, then the bridge and the shared table with the last container")
-        .shell(format!("ip link del vh-NAME; nft delete table ip {0}_2; ip link del {BRIDGE}; nft delete table ip {0}", network::NFT_TABLE))
+        .shell(format!("ip link del vh-NAME; nft delete table ip {0}_2; ip link del {bridge}; nft delete table ip {0}", net.table))
         .look("the host is back to its loopback interface and no lab rules")
         .begin()?;
     drop((a_net, b_net));
@@ -214,7 +216,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.fact("interfaces left on the host side", links.join(" "));
     book.fact(
         "lab nftables table left",
-        yes_no(network::nft_list().is_some()),
+        yes_no(network::nft_list(&net).is_some()),
     );
     // ANCHOR_END: cleanup
 

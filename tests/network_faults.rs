@@ -336,9 +336,10 @@ fn a_start_that_fails_after_its_veth_exists_undoes_it_without_waiting_on_its_own
     // Moving the peer into the namespace of a process that cannot exist
     // (above the kernel's PID limit) fails after the bridge and the veth
     // pair were made: the error path that once waited for ever.
-    let result = in_host_with_deadline(&lab, "attach_process's error path", move || {
-        container_lab::engine::network::attach_process(
+    let result = in_host_with_deadline(&lab, "attach's error path", move || {
+        container_lab::engine::network::attach(
             &dirs,
+            &container_lab::engine::network::Network::default_bridge(),
             "doomed",
             4_194_305,
             container_lab::engine::network::runtime_link_names,

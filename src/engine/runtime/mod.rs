@@ -234,8 +234,11 @@ pub fn start(
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    // The network the container joins: the lab's bridge, for now the only one.
+    let bridge = (config.network == NetworkMode::Bridge).then(network::Network::default_bridge);
     let child_setup = ChildSetup {
         config,
+        network: bridge.as_ref(),
         layers: &layers,
         overlay: &overlay_dirs,
         cgroup_procs: cgroup.procs_files(),
@@ -272,17 +275,18 @@ pub fn start(
         dirs: dirs.clone(),
         _run_dir: run_dir,
     };
-    if config.network == NetworkMode::Bridge {
-        let mut attachment = network::attach_process(
+    if let Some(net) = &bridge {
+        let mut attachment = network::attach(
             dirs,
+            net,
             &config.name,
             child.as_raw(),
             network::runtime_link_names,
         )?;
-        let (host_end, peer) = (&attachment.host_end, &attachment.peer);
+        let (host_end, peer, bridge) = (&attachment.host_end, &attachment.peer, &net.bridge);
         explain.step(
-            format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
-            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
+            format!("a veth pair: {host_end} on bridge {bridge}, {peer} into the container"),
+            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {bridge}; ip link set {peer} netns {child}"),
         );
         hold_at("network");
         // Ports first: a port another container publishes is refused
@@ -296,10 +300,9 @@ pub fn start(
         explain.step(
             "outbound traffic: forwarding on, masquerade for the bridge's subnet",
             format!(
-                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {}/{})",
-                network::NFT_TABLE,
-                network::SUBNET,
-                network::PREFIX
+                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {})",
+                net.table,
+                net.cidr()
             ),
         );
         // With the host ports `-p PORT` was given.
@@ -310,20 +313,20 @@ pub fn start(
             explain.step(
                 format!("publish {}", shown.join(", ")),
                 format!(
-                    "nft add table ip {}_{} (dnat in prerouting and output)",
-                    network::NFT_TABLE,
-                    attachment.ip.octets()[3]
+                    "nft add table ip {} (dnat in prerouting and output)",
+                    attachment.table
                 ),
             );
         }
         started.network = Some(attachment);
     }
-    // Release the child: "go" and its address; a closed pipe says "give up".
-    let ip = started
-        .ip()
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
-        .octets();
-    nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
+    // Release the child: "go", with its address and the name its veth end
+    // got (when it has a network); a closed pipe says "give up".
+    let go = match &started.network {
+        Some(net) => format!("go {} {}", net.ip, net.peer),
+        None => "go".to_string(),
+    };
+    nix::unistd::write(&go_write, go.as_bytes())
         .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
     hold_at("released");
     // EOF: the program runs (or the set-up failed and the child is gone).
@@ -337,6 +340,7 @@ pub fn start(
 /// What the cloned child needs to finish the container from inside.
 struct ChildSetup<'a> {
     config: &'a RunConfig,
+    network: Option<&'a network::Network>,
     layers: &'a [Layer],
     overlay: &'a OverlayDirs,
     cgroup_procs: Vec<PathBuf>,
@@ -363,20 +367,26 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
         // Into the cgroup first, so everything after is accounted and limited.
         crate::kernel::cgroups::join(&self.cgroup_procs)?;
-        // The host sends "go" and the address it allocated (0.0.0.0: none);
-        // a closed pipe means the host side failed and says why itself.
-        let mut message = [0u8; 5];
-        if !matches!(nix::unistd::read(go.as_raw_fd(), &mut message), Ok(5)) {
-            init::exit_now(125);
-        }
-        let ip = std::net::Ipv4Addr::new(message[1], message[2], message[3], message[4]);
-        if !ip.is_unspecified() {
-            let (_, peer) = network::runtime_link_names(ip);
+        // The host sends "go" (with the address and veth end it made); a
+        // closed pipe means the host side failed and says why itself.
+        let mut message = [0u8; 64];
+        let message = match nix::unistd::read(go.as_raw_fd(), &mut message) {
+            Ok(n) if message[..n].starts_with(b"go") => {
+                String::from_utf8_lossy(&message[..n]).into_owned()
+            }
+            _ => init::exit_now(125),
+        };
+        let mut words = message.split_whitespace().skip(1);
+        let ip = words
+            .next()
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok());
+        if let (Some(net), Some(ip), Some(peer)) = (self.network, ip, words.next()) {
+            let (prefix, gateway) = (net.prefix, net.gateway);
             explain.step(
-                format!("inside: {peer} becomes eth0 with {ip}/24, default route via {}", network::GATEWAY),
-                format!("ip link set {peer} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up; ip route add default via {}", network::GATEWAY),
+                format!("inside: {peer} becomes eth0 with {ip}/{prefix}, default route via {gateway}"),
+                format!("ip link set {peer} name eth0; ip addr add {ip}/{prefix} dev eth0; ip link set eth0 up; ip route add default via {gateway}"),
             );
-            network::configure_inside(&peer, ip)?;
+            network::configure_inside(net, peer, ip)?;
         }
         // Open /dev/null while the host's /dev is still reachable.
         let null: OwnedFd = std::fs::File::open("/dev/null")
@@ -594,11 +604,7 @@ impl Started {
         if let Some(network) = &self.network {
             shell.push(format!("ip link del {}", network.host_end));
             if !network.ports().is_empty() {
-                shell.push(format!(
-                    "nft delete table ip {}_{}",
-                    network::NFT_TABLE,
-                    network.ip.octets()[3]
-                ));
+                shell.push(format!("nft delete table ip {}", network.table));
             }
         }
         for path in self.cgroup.paths() {
