@@ -435,7 +435,9 @@ fn rootless_container(image: &Path) -> i32 {
         .iter()
         .map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).unwrap_or_default())
         .collect();
-    container_lab::kernel::init::exec_or_exit(&argv, &env)
+    let failure = container_lab::kernel::init::execute(&argv, &env);
+    eprintln!("error: {failure}");
+    container_lab::kernel::init::exit_now(failure.exit_code())
 }
 
 fn in_child(work: impl FnOnce() -> i32) -> anyhow::Result<i32> {

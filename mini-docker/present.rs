@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use container_lab::engine::images::imported::Image;
+use container_lab::engine::lifecycle::Inspection;
 use container_lab::engine::store::{Record, State, Status};
 use container_lab::support::time::{format_rfc3339, ZERO_TIME};
 
@@ -185,8 +186,46 @@ fn tabulate<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// `docker inspect` of one container: [`inspect_json`], and what the
+/// runtime knows besides (mounts, the log, cgroups, namespaces, limits).
+pub fn inspect_document(inspection: &Inspection) -> serde_json::Value {
+    let Inspection {
+        record,
+        state,
+        log_path,
+        namespaces,
+    } = inspection;
+    let config = &record.config;
+    let mut value = inspect_json(record);
+    let namespaces: serde_json::Map<String, serde_json::Value> = namespaces
+        .iter()
+        .map(|(kind, path)| (kind.to_string(), path.display().to_string().into()))
+        .collect();
+    let mounts: Vec<serde_json::Value> = config
+        .volumes
+        .iter()
+        .map(|v| serde_json::json!({ "Source": format!("{:?}", v.source), "Destination": v.target, "RW": !v.read_only }))
+        .chain(config.tmpfs.iter().map(|t| serde_json::json!({ "Type": "tmpfs", "Destination": t.target })))
+        .collect();
+    value["Mounts"] = mounts.into();
+    value["LogPath"] = log_path.display().to_string().into();
+    value["HostConfig"] = serde_json::json!({
+        "CgroupPaths": state.cgroup_paths,
+        "Namespaces": namespaces,
+        "SupervisorPid": state.supervisor_pid,
+        "RestartPolicy": config.restart,
+        "Memory": config.limits.memory_bytes.unwrap_or(0),
+        "PidsLimit": config.limits.pids.unwrap_or(0),
+        "NanoCpus": config.limits.cpus.map_or(0, |c| (c * 1e9) as u64),
+        "Privileged": config.privileged,
+        "ReadonlyRootfs": config.read_only,
+        "NetworkMode": config.network,
+    });
+    value
+}
+
 /// A subset of `docker inspect` for one container, with the effective
-/// state. The caller adds what the runtime knows (mounts, cgroup, ...).
+/// state.
 pub fn inspect_json(record: &Record) -> serde_json::Value {
     let state = record.effective_state();
     let time = |t: Option<SystemTime>| t.map_or_else(|| ZERO_TIME.to_string(), format_rfc3339);

@@ -16,13 +16,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use container_lab::engine::runtime::{HOLD_AT_ENV, HOLD_POINTS};
+use container_lab::engine::runtime::{HOLD_AT_ENV, HOLD_POINTS, HOLD_REPORT_ENV};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -72,33 +72,45 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `mini-docker ARGS`, stopped at `point` of its start.
+    /// `mini-docker ARGS`, stopped at `point` of its start: the run says
+    /// so in a file of the test's (outside the lab's state, which the
+    /// fingerprints compare).
     // The child is returned, and waited for by `Held::kill`.
     #[allow(clippy::zombie_processes)]
     fn held(&self, args: &[&str], point: &str) -> Held {
+        let report = std::env::temp_dir().join(format!(
+            "lab-held-{}-{point}-{}",
+            std::process::id(),
+            self.state.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = fs::remove_file(&report);
         let mut command = self.command(args);
         command
             .env(HOLD_AT_ENV, point)
+            .env(HOLD_REPORT_ENV, &report)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let wanted = format!("holding at {point}");
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = stderr.read_line(&mut line).unwrap();
-            seen.push_str(&line);
-            if n == 0 {
-                let _ = child.wait();
-                panic!("the run ended before holding at {point}:\n{seen}");
+        let holding = common::wait_for(common::PATIENCE, || {
+            if fs::read_to_string(&report).is_ok_and(|text| text.contains(&wanted)) {
+                return Some(true);
             }
-            if line.contains(&wanted) {
-                return Held {
-                    child,
-                    _stderr: stderr,
-                };
-            }
+            child.try_wait().unwrap().map(|_| false)
+        });
+        let _ = fs::remove_file(&report);
+        if holding != Some(true) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run did not hold at {point}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        Held {
+            child,
+            _stderr: stderr,
         }
     }
 

@@ -210,7 +210,7 @@ impl Drop for RunDir {
             return;
         }
         if let Err(err) = remove_tree(&self.path) {
-            eprintln!("warning: could not remove {}: {err}", self.path.display());
+            log::warn!("could not remove {}: {err}", self.path.display());
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod dirs;
 pub mod images;
+pub mod lifecycle;
 pub mod logs;
 pub mod network;
 pub mod runtime;
