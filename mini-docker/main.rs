@@ -318,11 +318,10 @@ fn supervise(id: &str, ready_fd: i32) -> anyhow::Result<i32> {
         ready_fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
-    Ok(supervisor::supervise(
+    Ok(supervisor::supervise_detached(
         &LabDirs::from_env(),
         id,
-        Attach::Log,
-        Some(ready),
+        ready,
     )?)
 }
 

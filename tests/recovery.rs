@@ -50,14 +50,8 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-            .env("NO_COLOR", "1")
-            .env_remove(HOLD_AT_ENV)
-            .stdin(Stdio::null())
-            .args(args);
+        let mut command = common::mini_docker(&self.state, args);
+        command.env_remove(HOLD_AT_ENV);
         self.host.command(command)
     }
 
@@ -206,30 +200,7 @@ fn kill(child: &mut Child) {
 /// Processes whose command line has `--name NAME`: the run, and the log
 /// copier it forked (which keeps its command line).
 fn processes_named(name: &str) -> Vec<i32> {
-    processes_with(&format!("--name\0{name}\0"))
-}
-
-/// Processes whose command line holds `marker` (arguments joined by NUL).
-fn processes_with(marker: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .filter(|pid| {
-            // A zombie has exited.
-            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-        })
-        .collect()
+    common::processes_with(&format!("--name\0{name}\0"))
 }
 
 /// Every process in the host namespace that runs `comm`.
@@ -589,7 +560,7 @@ fn a_corrupt_record_is_skipped_with_a_warning_and_rm_f_removes_it() {
     assert!(files_in(&lab.state.join("run/lifecycle")).is_empty());
     let supervisor = format!("__supervise\0{garbage}");
     let gone = common::wait_for(common::PATIENCE, || {
-        processes_with(&supervisor).is_empty().then_some(())
+        common::processes_with(&supervisor).is_empty().then_some(())
     });
     assert!(gone.is_some(), "the supervisor of garbage is left");
     assert_recovered(&lab, &before, "garbage", "rm -f of the corrupt records");

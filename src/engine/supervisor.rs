@@ -123,34 +123,35 @@ pub fn spawn(id: &str) -> Result<(), SupervisorError> {
 }
 // ANCHOR_END: spawn
 
-/// The supervisor's whole life: start, wait, record, maybe restart, clean
-/// up. Returns the last exit code. `ready` receives "ok" once the first
-/// start succeeded, or the error.
-// ANCHOR: supervise
-pub fn supervise(
+/// A supervisor of its own process (`mini-docker __supervise ID`): the
+/// container's record, then [`supervise`]. `ready` receives "ok" once the
+/// first start succeeded, or the error.
+pub fn supervise_detached(
     dirs: &LabDirs,
     id: &str,
-    attach: Attach,
-    ready: Option<OwnedFd>,
+    ready: OwnedFd,
 ) -> Result<i32, SupervisorError> {
-    supervise_explained(dirs, id, attach, ready, Explain::none())
+    let store = Store::new(dirs);
+    let record = store.get(id)?;
+    supervise(&store, &record, Attach::Log, Some(ready), Explain::none())
 }
 
-/// `supervise`, handing each step of the first start to `explain` (`run
-/// --explain`).
-pub fn supervise_explained(
-    dirs: &LabDirs,
-    id: &str,
+/// The supervisor's whole life: start, wait, record, maybe restart, clean
+/// up. Returns the last exit code. `ready` receives "ok" once the first
+/// start succeeded, or the error; each step of the first start goes to
+/// `explain` (`run --explain`).
+// ANCHOR: supervise
+pub fn supervise(
+    store: &Store,
+    record: &Record,
     attach: Attach,
     ready: Option<OwnedFd>,
     explain: Explain,
 ) -> Result<i32, SupervisorError> {
-    let store = Store::new(dirs);
-    let record = store.get(id)?;
-    let config = record.config.clone();
-    claim(&store, &record, &config)?;
+    let (id, config) = (record.id.as_str(), &record.config);
+    claim(store, record, config)?;
     runtime::hold_at("claimed");
-    let _ = std::fs::remove_file(stop_marker(&store, id));
+    let _ = std::fs::remove_file(stop_marker(store, id));
     let mut ready = ready;
     let mut attach = Some(attach);
     let mut delay = Duration::ZERO;
@@ -165,11 +166,11 @@ pub fn supervise_explained(
                 stdout,
                 stderr,
             }) => {
-                let (io, logger) = log_pipes(&store, id, stdin, Some((stdout, stderr)))?;
+                let (io, logger) = log_pipes(store, id, stdin, Some((stdout, stderr)))?;
                 (io, Some(logger))
             }
             _ => {
-                let (io, logger) = log_pipes(&store, id, StdinMode::Null, None)?;
+                let (io, logger) = log_pipes(store, id, StdinMode::Null, None)?;
                 (io, Some(logger))
             }
         };
@@ -179,17 +180,23 @@ pub fn supervise_explained(
         } else {
             Explain::none()
         };
-        let started = runtime::start(dirs, &config, explain, io, Some(&layer_dir(&store, id)));
+        let started = runtime::start(
+            store.dirs(),
+            config,
+            explain,
+            io,
+            Some(&layer_dir(store, id)),
+        );
         let mut started = match started {
             Ok(started) => started,
             Err(err) => {
                 wait_logger(logger);
-                record_failure(&store, id, &err)?;
+                record_failure(store, id, &err)?;
                 report(&mut ready, &format!("failed {} {err}", err.exit_code()));
                 return Err(SupervisorError::Runtime(err));
             }
         };
-        record_running(&store, id, &started)?;
+        record_running(store, id, &started)?;
         report(&mut ready, "ok");
 
         let code = started.wait_forwarding_signals(config.stop_timeout);
@@ -201,7 +208,7 @@ pub fn supervise_explained(
         // Network, cgroup and run directory go now, before the next start.
         drop(started);
         wait_logger(logger);
-        let stopped = stop_marker(&store, id).exists() || signals::interrupted().is_some();
+        let stopped = stop_marker(store, id).exists() || signals::interrupted().is_some();
         // Decided before the state is written, so that no command ever sees
         // a container that will restart as "exited" in between.
         let restart = config.restart.restarts(code, restarts, stopped);
@@ -232,13 +239,13 @@ pub fn supervise_explained(
         if !restart {
             break code;
         }
-        if !sleep_unless_stopped(&store, id, delay) {
+        if !sleep_unless_stopped(store, id, delay) {
             store.update(id, |r| r.state.status = Status::Exited)?;
             break code;
         }
     };
     if config.remove {
-        remove(&store, &record)?;
+        remove(store, record)?;
     }
     Ok(code)
 }

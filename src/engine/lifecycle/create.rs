@@ -49,7 +49,7 @@ impl Lifecycle {
         attach: Attach,
         explain: Explain,
     ) -> Result<i32, LifecycleError> {
-        supervisor::supervise_explained(self.dirs(), &record.id, attach, None, explain)
+        supervisor::supervise(&self.store, record, attach, None, explain)
             .map_err(|err| self.after_failed_start(record, err))
     }
 

@@ -473,3 +473,29 @@ fn effective_status_does_not_trust_a_dead_or_reused_pid() {
     exited.state.status = Status::Exited;
     assert_eq!(exited.effective_status(), Status::Exited);
 }
+
+#[test]
+fn a_record_of_the_previous_format_is_read() {
+    let t = TempStore::new("previous");
+    let record = t.store.create(named("web")).unwrap();
+    // The previous version wrote image, command and ephemeral beside the
+    // configuration, and the address as text.
+    let config = serde_json::json!({
+        "id": record.id,
+        "name": "web",
+        "image": "busybox",
+        "command": ["sh"],
+        "created": "2025-11-29T18:00:00Z",
+        "config": record.config,
+        "ephemeral": false,
+    });
+    fs::write(t.store.config_path(&record.id), config.to_string()).unwrap();
+    let state = serde_json::json!({"status": "exited", "ip": "172.29.0.2", "exit_code": 3});
+    fs::write(t.store.state_path(&record.id), state.to_string()).unwrap();
+    let read = t.store.get("web").unwrap();
+    assert_eq!(read.config, record.config);
+    assert_eq!(read.image(), "busybox");
+    assert_eq!(read.state.ip, Some(std::net::Ipv4Addr::new(172, 29, 0, 2)));
+    assert_eq!(read.state.links, None);
+    assert_eq!(read.state.exit_code, 3);
+}
