@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::addresses::allocate;
 use super::registry::{Entry, NetworkLock};
-use super::shared::{ensure_bridge, remove_network, restore_host};
+use super::shared::{ensure_bridge, teardown};
 use super::{Links, Network, NetworkError, PortMapping};
 use crate::engine::dirs::LabDirs;
 use crate::kernel::net::links::{
@@ -155,17 +155,12 @@ fn release(lock: &NetworkLock, which: impl Fn(&Entry) -> bool) -> Result<(), Net
     networks.dedup();
     let kept = remove_dead(entries, which);
     lock.save(&kept)?;
-    for name in networks {
-        if kept.iter().any(|e| e.network == name) {
-            continue;
-        }
-        if let Some(network) = Network::named(&name) {
-            remove_network(&network);
-        }
-    }
-    if kept.is_empty() {
-        restore_host(lock);
-    }
+    let empty: Vec<Network> = networks
+        .iter()
+        .filter(|name| !kept.iter().any(|e| &e.network == *name))
+        .filter_map(|name| Network::named(name))
+        .collect();
+    teardown(lock, &empty, kept.is_empty());
     Ok(())
 }
 

@@ -61,19 +61,14 @@ pub fn nft_list(network: &Network) -> Option<String> {
     nft::list_table(&network.table)
 }
 
-/// The lab's tables in this namespace: the networks' and every
+/// One of the lab's tables: the default network's (`container_lab`) or a
 /// container's (`container_lab_NN`).
-fn nft_lab_tables() -> Vec<String> {
-    nft::tables()
-        .into_iter()
-        .filter(|name| {
-            name == NFT_TABLE
-                || name
-                    .strip_prefix(NFT_TABLE)
-                    .and_then(|rest| rest.strip_prefix('_'))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect()
+fn is_lab_table(name: &str) -> bool {
+    name == NFT_TABLE
+        || name
+            .strip_prefix(NFT_TABLE)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The bridge, complete: a run killed while making it may have left it
@@ -134,26 +129,30 @@ pub(super) fn remember_sysctl(
     Ok(sysctl::set(key, value)?)
 }
 
-/// No container is left on `network`: its bridge (and any port a killed
-/// run left on it) and its table go.
-pub(super) fn remove_network(network: &Network) {
+/// The networks in `empty` have no container left: their bridges (and any
+/// port a killed run left on them) and their tables go. With no container
+/// left at all (`last`), every lab table and the sysctls go too. The
+/// tables are listed once, and only those that exist are deleted (a
+/// deletion that fails costs nft far more than a listing).
+pub(super) fn teardown(lock: &NetworkLock, empty: &[Network], last: bool) {
     if let Ok(mut nl) = Netlink::open() {
-        // Deleting a bridge does not delete the links enslaved to it.
-        for port in bridge_ports(&mut nl, &network.bridge).unwrap_or_default() {
-            let _ = delete_link(&mut nl, &port);
-        }
-        if let Err(err) = delete_link(&mut nl, &network.bridge) {
-            log::warn!("{err}");
+        for network in empty {
+            // Deleting a bridge does not delete the links enslaved to it.
+            for port in bridge_ports(&mut nl, &network.bridge).unwrap_or_default() {
+                let _ = delete_link(&mut nl, &port);
+            }
+            if let Err(err) = delete_link(&mut nl, &network.bridge) {
+                log::warn!("{err}");
+            }
         }
     }
-    nft::delete_table(&network.table);
-}
-
-/// No container is left on any network: every lab table a killed run may
-/// have left goes, and the sysctls get back the values they had.
-pub(super) fn restore_host(lock: &NetworkLock) {
-    for table in nft_lab_tables() {
-        nft::delete_table(&table);
+    for table in nft::tables() {
+        if (last && is_lab_table(&table)) || empty.iter().any(|n| n.table == table) {
+            nft::delete_table(&table);
+        }
+    }
+    if !last {
+        return;
     }
     let file = lock.dirs().run.join("network").join("sysctl.orig");
     for line in fs::read_to_string(&file).unwrap_or_default().lines() {
