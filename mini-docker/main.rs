@@ -24,7 +24,7 @@ use container_lab::engine::store::NewContainer;
 use container_lab::engine::supervisor::{self, Attach};
 use container_lab::engine::volumes;
 use container_lab::kernel::signals;
-use container_lab::lab::{cli, privilege};
+use container_lab::lab::{cli, narrate, privilege};
 
 use crate::lifecycle::lifecycle;
 
@@ -154,24 +154,6 @@ enum VolumeCommand {
 /// Docker's convention: 125 when mini-docker itself fails.
 const FAILED: u8 = 125;
 
-/// The engine's warnings (a record skipped, a cleanup that failed), as
-/// one `warning: …` line each on stderr.
-struct Warnings;
-
-impl log::Log for Warnings {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!("warning: {}", record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -185,9 +167,7 @@ fn main() -> ExitCode {
         }
     };
     signals::install_interrupt_handler();
-    if log::set_logger(&Warnings).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
+    narrate::show_warnings();
     // Docker's client exits 125 when `run` or `create` fail, and 1 when
     // the daemon refuses something (no such container, wrong state).
     let creates = matches!(cli.command, Command::Run(_) | Command::Create(_));
