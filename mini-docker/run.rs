@@ -37,7 +37,7 @@ pub struct RunArgs {
     pub name: Option<String>,
     /// Container host name
     #[arg(short = 'h', long, value_parser = cli::parse_hostname)]
-    hostname: Option<String>,
+    pub hostname: Option<String>,
     /// Set environment variables (KEY=VALUE, or KEY to pass ours on)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = config::parse_env)]
     env: Vec<(String, String)>,
@@ -136,14 +136,10 @@ fn parse_network(value: &str) -> Result<NetworkMode, String> {
 }
 
 impl RunArgs {
-    /// Whether the hostname is left to Docker's default (the short ID).
-    pub fn hostname_default(&self) -> bool {
-        self.hostname.is_none()
-    }
-
     /// Checks what clap could not and builds the configuration; nothing is
-    /// created yet, so an error here leaves nothing behind.
-    pub fn config(&self, name: String) -> anyhow::Result<RunConfig> {
+    /// created yet, so an error here leaves nothing behind. Its name and
+    /// hostname are the store's to set, with the record.
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
         if self.rm && self.restart != RestartPolicy::No {
             anyhow::bail!("conflicting options: --restart and --rm (a container removed at exit cannot be restarted)");
         }
@@ -186,8 +182,8 @@ impl RunArgs {
             Profile::docker_default(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
         };
         Ok(RunConfig {
-            hostname: self.hostname.clone().unwrap_or_default(),
-            name,
+            name: String::new(),
+            hostname: String::new(),
             image: self.image.clone(),
             env,
             // Empty is Docker's default, the image's (here /).

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod dirs;
 pub mod images;
+pub mod lifecycle;
 pub mod logs;
 pub mod network;
 pub mod runtime;

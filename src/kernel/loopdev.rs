@@ -151,7 +151,7 @@ impl LoopDevice {
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         if let Err(err) = self.clear() {
-            eprintln!("warning: {err}");
+            log::warn!("{err}");
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod hardening;
 pub mod hostname;
 pub mod init;
+pub mod init_pipe;
 pub mod ipc;
 pub mod loopdev;
 pub mod mounts;

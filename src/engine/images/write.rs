@@ -3,6 +3,7 @@
 //! layers already in the store, and scratch space inside the store so that
 //! whatever an interrupted writer leaves is cleared by the next open.
 
+use crate::support::error::{io_err, IoError};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -62,11 +63,8 @@ impl LayerWriter<'_> {
     /// a layer already unpacked under this diff_id is kept).
     pub fn finish(self) -> Result<StoredLayer> {
         let LayerWriter { store, temp, blob } = self;
-        let failed = |e: io::Error| ImageError::Io {
-            op: "write the layer",
-            path: temp.path.clone(),
-            source: e,
-        };
+        let failed =
+            |e: io::Error| ImageError::from(IoError::new("write the layer", &temp.path, e));
         let (gzip, diff_id, tar_size) = blob.finish();
         let (buffered, digest, size) = gzip.finish().map_err(failed)?.finish();
         let file = buffered.into_inner().map_err(|e| failed(e.into_error()))?;
@@ -107,7 +105,7 @@ impl ImageStore {
     /// An empty directory in the store's `tmp/`.
     pub fn scratch_dir(&self, prefix: &str) -> Result<ScratchDir> {
         let temp = self.layout().temp(prefix);
-        std::fs::create_dir(&temp.path).map_err(ImageError::io("create", &temp.path))?;
+        std::fs::create_dir(&temp.path).map_err(io_err("create", &temp.path))?;
         Ok(ScratchDir { temp })
     }
 

@@ -533,7 +533,7 @@ impl Drop for Cgroup {
             return;
         }
         if let Err(err) = self.remove() {
-            eprintln!("warning: {err}");
+            log::warn!("{err}");
         }
     }
 }
@@ -854,7 +854,10 @@ pub fn reexec_in_delegated_scope() -> Result<std::convert::Infallible, CgroupErr
         return Err(CgroupError::NotDelegated(own));
     }
     let exe = std::env::current_exe().map_err(|e| CgroupError::io("find", "/proc/self/exe", e))?;
-    eprintln!("note: this cgroup v2 host puts the lab in a cgroup with other processes; running it again in a delegated systemd scope");
+    log::warn!(
+        "this cgroup v2 host puts the lab in a cgroup with other processes; \
+         running it again in a delegated systemd scope"
+    );
     let err = std::process::Command::new("systemd-run")
         .args([
             "--scope",
