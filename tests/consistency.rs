@@ -441,6 +441,8 @@ fn the_hostname_is_set_one_way() {
         .map(|c| repo().join("chapters").join(c.source))
         .collect();
     files.extend(rust_files(&repo().join("src/lab")));
+    files.extend(rust_files(&repo().join("src/engine")));
+    files.extend(rust_files(&repo().join("mini-docker")));
     for file in files {
         let text = read(&file);
         for call in [

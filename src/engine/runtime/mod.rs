@@ -30,10 +30,7 @@ use crate::kernel::init_pipe::{self, Reporter};
 use crate::kernel::namespaces::{self, Cloned, Namespace};
 use crate::kernel::overlay::{Layer, OverlayDirs};
 use crate::kernel::process::status_code;
-use crate::{
-    kernel::hardening, kernel::init, kernel::mounts, kernel::overlay, kernel::rootfs,
-    kernel::signals,
-};
+use crate::kernel::{hardening, hostname, init, mounts, overlay, rootfs, signals};
 
 /// Where the container's standard streams go.
 #[derive(Debug, Default)]
@@ -491,8 +488,7 @@ impl ChildSetup<'_> {
                 format!("mknod {path} {kind} {} {}", node.major, node.minor),
             );
         }
-        nix::unistd::sethostname(&config.hostname)
-            .map_err(|e| RuntimeError::Setup(format!("sethostname: {e}")))?;
+        hostname::set(&config.hostname)?;
         explain.step(
             format!("inside: hostname {}", config.hostname),
             format!("hostname {}", config.hostname),
@@ -773,6 +769,8 @@ pub enum RuntimeError {
     /// as the cloned child reported it.
     #[error(transparent)]
     Child(#[from] init_pipe::Failure),
+    #[error(transparent)]
+    Hostname(#[from] crate::kernel::hostname::HostnameError),
     #[error("{0}")]
     Setup(String),
 }
