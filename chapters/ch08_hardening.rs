@@ -192,8 +192,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn profile(add: &[&str], drop: &[&str]) -> anyhow::Result<Option<Profile>> {
     let names =
         |caps: &[&str]| caps.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-    let profile = Profile::docker_default(&names(add), &names(drop));
-    Ok(Some(profile.map_err(anyhow::Error::msg)?))
+    let mut profile = Profile::docker_default(&names(add), &names(drop))
+        .map_err(anyhow::Error::msg)?;
+    // The chapter shows no_new_privs too (`--security-opt no-new-privileges`).
+    profile.no_new_privs = true;
+    Ok(Some(profile))
 }
 
 /// The `CapEff:` mask of a `/proc/PID/status`.

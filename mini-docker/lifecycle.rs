@@ -185,7 +185,7 @@ pub struct ExecArgs {
     tty: bool,
     /// Set environment variables
     #[arg(short = 'e', long = "env", value_parser = config::parse_env)]
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short = 'u', long)]
     user: Option<String>,
@@ -204,13 +204,20 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
     }
     let request = ExecRequest {
         argv: args.command.clone(),
-        env: args.env.clone(),
+        env: args
+            .env
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect(),
         user: args.user.clone(),
         workdir: args.workdir.clone(),
         interactive: args.interactive,
         console: None,
     };
     let lifecycle = lifecycle();
+    if args.tty && args.interactive {
+        crate::run::check_terminal()?;
+    }
     if args.tty {
         return crate::terminal::exec_with_terminal(&lifecycle, &args.container, request);
     }

@@ -166,7 +166,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    signals::install_interrupt_handler();
+    signals::install_forwarding_handler();
     narrate::show_warnings();
     // Docker's client exits 125 when `run` or `create` fail, and 1 when
     // the daemon refuses something (no such container, wrong state).
@@ -214,6 +214,9 @@ fn main() -> ExitCode {
 /// exit 125 then too), 126 or 127 when the container's program could not
 /// be run, 125 when mini-docker itself failed.
 fn exit_code(err: &anyhow::Error, creates: bool) -> u8 {
+    if err.downcast_ref::<run::NotATty>().is_some() {
+        return 1;
+    }
     let refused = err.downcast_ref::<lifecycle::Refused>().is_some();
     let engine = err.downcast_ref::<LifecycleError>();
     if !creates && (refused || engine.is_some_and(LifecycleError::is_refusal)) {
@@ -250,7 +253,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
     let record = lifecycle.create(NewContainer {
         name: args.name.clone(),
-        hostname: args.hostname.clone(),
+        hostname: args.record_hostname(),
         config,
         owned: start,
     })?;

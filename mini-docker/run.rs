@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 use container_lab::engine::network::PortMapping;
 use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
+use container_lab::engine::runtime::extra::RunExtras;
 use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
 use container_lab::kernel::cgroups::devices::{self, DeviceSpec};
-use container_lab::kernel::cgroups::{self, Limits, ThrottleSpec};
+use container_lab::kernel::cgroups::{self, Limit, Limits, ThrottleSpec};
 use container_lab::kernel::hardening::{self, Profile};
 use container_lab::lab::cli;
 
@@ -40,7 +41,7 @@ pub struct RunArgs {
     pub hostname: Option<String>,
     /// Set environment variables (KEY=VALUE, or KEY to pass ours on)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = config::parse_env)]
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     /// Read in a file of environment variables
     #[arg(long = "env-file", value_name = "FILE")]
     env_file: Vec<PathBuf>,
@@ -56,6 +57,18 @@ pub struct RunArgs {
     /// Memory limit (e.g. 32m, 1g)
     #[arg(short = 'm', long, value_parser = cgroups::parse_size)]
     memory: Option<u64>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true, value_parser = parse_memory_swap)]
+    memory_swap: Option<Limit>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = cgroups::parse_size)]
+    memory_reservation: Option<u64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES", value_parser = clap::value_parser!(u64).range(2..=262144))]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "CPUS", value_parser = parse_cpuset)]
+    cpuset_cpus: Option<String>,
     /// Number of CPUs
     #[arg(long, value_parser = cgroups::parse_cpus)]
     cpus: Option<f64>,
@@ -113,11 +126,95 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u32,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "HOST:IP", value_parser = parse_add_host)]
+    add_host: Vec<(String, String)>,
+    /// Set custom DNS servers
+    #[arg(long = "dns", value_name = "IP", value_parser = parse_ip)]
+    dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Security options: no-new-privileges[:true|false], seccomp=unconfined|FILE
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opt: Vec<String>,
+    /// Proxy received signals to the process (default true)
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value = "true", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// The image: busybox, or one brought in with `mini-docker import`
     pub image: String,
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// Docker refuses `-it` when its stdin is not a terminal, and exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("the input device is not a TTY")]
+pub struct NotATty;
+
+pub fn check_terminal() -> Result<(), NotATty> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Ok(())
+    } else {
+        Err(NotATty)
+    }
+}
+
+/// `--add-host NAME:IP` (Docker also takes `NAME=IP`).
+fn parse_add_host(value: &str) -> Result<(String, String), String> {
+    let (name, ip) = value
+        .split_once('=')
+        .or_else(|| value.split_once(':'))
+        .ok_or_else(|| format!("bad format for add-host: {value:?}: use HOST:IP"))?;
+    if name.is_empty() {
+        return Err(format!("bad format for add-host: {value:?}: use HOST:IP"));
+    }
+    Ok((name.to_string(), parse_ip(ip)?))
+}
+
+/// An IPv4 or IPv6 address, as `--dns` and `--add-host` take it.
+fn parse_ip(value: &str) -> Result<String, String> {
+    value
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| format!("invalid IP address: {value}"))
+}
+
+/// `--memory-swap`: a size, or -1 for no limit.
+fn parse_memory_swap(value: &str) -> Result<Limit, String> {
+    if value == "-1" {
+        return Ok(Limit::Unlimited);
+    }
+    cgroups::parse_size(value).map(Limit::At)
+}
+
+/// `--cpuset-cpus`: numbers and ranges, as the kernel lists them, on CPUs
+/// this machine has.
+fn parse_cpuset(value: &str) -> Result<String, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let invalid = || {
+        format!(
+            "invalid value {value:?} for cpuset cpus: use numbers and ranges such as 0-1 or 0,2"
+        )
+    };
+    for part in value.split(',') {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let (low, high): (usize, usize) = (
+            low.parse().map_err(|_| invalid())?,
+            high.parse().map_err(|_| invalid())?,
+        );
+        if low > high {
+            return Err(invalid());
+        }
+        if high >= cpus {
+            return Err(format!(
+                "requested CPUs are not available - requested {value}, available: 0-{}",
+                cpus - 1
+            ));
+        }
+    }
+    Ok(value.to_string())
 }
 
 fn parse_cap(value: &str) -> Result<String, String> {
@@ -140,8 +237,20 @@ impl RunArgs {
     /// created yet, so an error here leaves nothing behind. Its name and
     /// hostname are the store's to set, with the record.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
+        if self.tty && self.interactive && !self.detach {
+            check_terminal()?;
+        }
         if self.rm && self.restart != RestartPolicy::No {
             anyhow::bail!("conflicting options: --restart and --rm (a container removed at exit cannot be restarted)");
+        }
+        match (self.memory, self.memory_swap) {
+            (None, Some(_)) => anyhow::bail!(
+                "you should always set the memory limit when using the memoryswap limit, see usage"
+            ),
+            (Some(m), Some(Limit::At(total))) if total < m => anyhow::bail!(
+                "minimum memoryswap limit should be larger than memory limit, see usage"
+            ),
+            _ => {}
         }
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
@@ -153,7 +262,12 @@ impl RunArgs {
         for file in &self.env_file {
             env.extend(config::read_env_file(file).map_err(anyhow::Error::msg)?);
         }
-        env.extend(self.env.iter().cloned());
+        // `-e KEY` for a variable we do not have is left out.
+        env.extend(
+            self.env
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?))),
+        );
         // The busybox image has no ENTRYPOINT and runs `sh` by default.
         let mut command: Vec<String> = match self.entrypoint.as_deref() {
             Some(entrypoint) if !entrypoint.is_empty() => vec![entrypoint.to_string()],
@@ -176,11 +290,12 @@ impl RunArgs {
         {
             spec.resolve()?;
         }
-        let profile = if self.privileged {
+        let mut profile = if self.privileged {
             Profile::privileged()
         } else {
             Profile::docker_default(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
         };
+        self.apply_security_opts(&mut profile)?;
         Ok(RunConfig {
             name: String::new(),
             hostname: String::new(),
@@ -192,6 +307,13 @@ impl RunArgs {
             command,
             limits: Limits {
                 memory_bytes: self.memory,
+                // Docker: as much swap again as memory, unless --memory-swap.
+                memory_swap: self
+                    .memory
+                    .map(|m| self.memory_swap.unwrap_or(Limit::At(m.saturating_mul(2)))),
+                memory_reservation: self.memory_reservation,
+                cpu_shares: self.cpu_shares,
+                cpuset_cpus: self.cpuset_cpus.clone(),
                 cpus: self.cpus,
                 pids: self.pids_limit,
                 blkio_weight: self.blkio_weight.filter(|w| *w != 0),
@@ -214,6 +336,60 @@ impl RunArgs {
             tty: self.tty,
             stop_timeout: self.stop_timeout,
             restart: self.restart,
+            extra: RunExtras {
+                no_sig_proxy: !self.sig_proxy,
+                add_hosts: self.add_host.clone(),
+                dns: self.dns.clone(),
+                dns_search: self.dns_search.clone(),
+                ..RunExtras::default()
+            },
         })
+    }
+
+    /// The hostname for the record: `-h`, or with `--network host` the
+    /// host's own (the store's default is the short ID).
+    pub fn record_hostname(&self) -> Option<String> {
+        match (&self.hostname, self.network) {
+            (Some(name), _) => Some(name.clone()),
+            (None, NetworkMode::Host) => Some(nix::unistd::gethostname().ok()?.into_string().ok()?),
+            (None, _) => None,
+        }
+    }
+
+    /// Docker's `--security-opt`: `no-new-privileges[:true|false]` (or
+    /// `=`), `seccomp=unconfined` and `seccomp=FILE` (Docker's JSON).
+    fn apply_security_opts(&self, profile: &mut Profile) -> anyhow::Result<()> {
+        for option in &self.security_opt {
+            let (key, value) = match option.split_once(['=', ':']) {
+                Some((k, v)) => (k, Some(v)),
+                None => (option.as_str(), None),
+            };
+            match (key, value) {
+                ("no-new-privileges", None | Some("true")) => profile.no_new_privs = true,
+                ("no-new-privileges", Some("false")) => profile.no_new_privs = false,
+                ("seccomp", Some("unconfined")) => {
+                    profile.seccomp = false;
+                    profile.seccomp_profile = None;
+                }
+                ("seccomp", Some(file)) if !file.is_empty() => {
+                    let json = std::fs::read_to_string(file).map_err(|e| {
+                        anyhow::anyhow!("opening seccomp profile ({file}) failed: {e}")
+                    })?;
+                    hardening::docker_profile::check(&json)
+                        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                    if !self.privileged {
+                        profile.seccomp = true;
+                        profile.seccomp_profile = Some(json);
+                    }
+                }
+                ("apparmor" | "label", _) => anyhow::bail!(
+                    "invalid --security-opt {option:?}: the lab has no AppArmor or SELinux; use no-new-privileges or seccomp=unconfined|FILE"
+                ),
+                _ => anyhow::bail!(
+                    "invalid --security-opt {option:?}: use no-new-privileges, seccomp=unconfined or seccomp=FILE"
+                ),
+            }
+        }
+        Ok(())
     }
 }

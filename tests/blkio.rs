@@ -156,9 +156,7 @@ impl Running {
 
     fn stop(mut self) -> Output {
         let child = self.child.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let out = child.wait_with_output().unwrap();
+        let out = common::end_foreground(child);
         println!("--- exit: {:?}", out.status.code());
         println!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
         out
@@ -167,10 +165,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            let _ = common::end_foreground(child);
         }
     }
 }

@@ -75,12 +75,10 @@ impl Background {
         fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
     }
 
-    /// SIGTERM to mini-docker (as Ctrl-C would), then its output.
+    /// SIGTERM to mini-docker (as Ctrl-C would) until it ends, then its output.
     fn stop(mut self) -> std::process::Output {
         let child = self.mini_docker.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = common::end_foreground(child);
         println!("--- exit: {:?}", out.status.code());
         println!("--- stdout:\n{}", String::from_utf8_lossy(&out.stdout));
         println!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -91,10 +89,8 @@ impl Background {
 impl Drop for Background {
     /// A failed test still ends its container (by mini-docker's PID).
     fn drop(&mut self) {
-        if let Some(mut child) = self.mini_docker.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = child.wait();
+        if let Some(child) = self.mini_docker.take() {
+            let _ = common::end_foreground(child);
         }
     }
 }
@@ -372,7 +368,7 @@ fn a_published_port_answers_and_everything_goes_at_exit() {
         .ip(&["link", "show", "master", "lab0"])
         .contains("vh-lab2"));
     assert!(host.nft_tables().contains("table ip container_lab_2"));
-    // httpd as PID 1 ignores SIGTERM: --stop-timeout 1 then SIGKILL.
+    // httpd as PID 1 ignores SIGTERM: the third one kills it, as the lab adds.
     let out = web.stop();
     assert_eq!(out.status.code(), Some(137));
     assert_eq!(

@@ -199,7 +199,7 @@ pub fn supervise(
         record_running(store, id, &started)?;
         report(&mut ready, "ok");
 
-        let code = started.wait_forwarding_signals(config.stop_timeout);
+        let code = started.wait_forwarding_signals(!config.extra.no_sig_proxy);
         let oom_killed = started.oom_killed();
         explain.step(
             format!("the container exited with {code}; its network and cgroup go"),

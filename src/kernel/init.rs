@@ -277,6 +277,73 @@ pub fn set_process_name(name: &str) {
     }
 }
 
+/// Points this process's command line (/proc/PID/cmdline, what `ps`
+/// shows) at `args`, as Docker's init shows `docker-init -- CMD`. The
+/// kernel keeps where argv lies in memory; `prctl(PR_SET_MM_MAP)` moves it
+/// to a buffer that lives as long as the process, keeping the rest of the
+/// map as /proc/self/stat gives it. Needs CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE: call it before the capabilities are dropped.
+pub fn set_command_line(args: &[String]) -> nix::Result<()> {
+    #[repr(C)]
+    struct MmMap {
+        start_code: u64,
+        end_code: u64,
+        start_data: u64,
+        end_data: u64,
+        start_brk: u64,
+        brk: u64,
+        start_stack: u64,
+        arg_start: u64,
+        arg_end: u64,
+        env_start: u64,
+        env_end: u64,
+        auxv: u64,
+        auxv_size: u32,
+        exe_fd: u32,
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|_| nix::errno::Errno::EIO)?;
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // Field N of proc(5) is fields[N - 3] here (after pid and comm).
+    let field = |n: usize| fields.get(n - 3).copied().ok_or(nix::errno::Errno::EIO);
+    let mut bytes = Vec::new();
+    for arg in args {
+        bytes.extend_from_slice(arg.as_bytes());
+        bytes.push(0);
+    }
+    let buffer: &'static mut [u8] = Vec::leak(bytes);
+    let start = buffer.as_ptr() as u64;
+    let map = MmMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk: unsafe { libc::sbrk(0) } as u64,
+        start_stack: field(28)?,
+        arg_start: start,
+        arg_end: start + buffer.len() as u64,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: 0,
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    let done = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP as libc::c_ulong,
+            &map as *const MmMap as libc::c_ulong,
+            std::mem::size_of::<MmMap>() as libc::c_ulong,
+            0,
+        )
+    };
+    nix::errno::Errno::result(done).map(drop)
+}
+
 /// Sends `signal` to the container's init, which forwards it to its child.
 pub fn signal_init(init: Pid, signal: Signal) -> nix::Result<()> {
     kill(init, signal)

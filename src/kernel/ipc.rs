@@ -5,6 +5,21 @@
 //! a queue made on the host simply does not exist for a process inside.
 
 use nix::errno::Errno;
+use nix::mount::MsFlags;
+
+/// `mount -t mqueue mqueue TARGET`: the POSIX message queues of the
+/// caller's IPC namespace (Docker's /dev/mqueue).
+pub fn mount_mqueue(target: &std::path::Path) -> Result<(), crate::kernel::mounts::MountError> {
+    std::fs::create_dir_all(target).map_err(|e| {
+        crate::kernel::mounts::MountError::new(
+            "create",
+            target,
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    crate::kernel::mounts::mount_fs("mqueue", target, flags, None)
+}
 
 /// A message queue that exists until this guard is dropped.
 #[derive(Debug)]

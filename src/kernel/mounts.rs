@@ -129,9 +129,27 @@ pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<(), MountEr
         .map_err(|errno| MountError::new("bind-mount", target, errno))
 }
 
-/// Remounts an existing bind mount read-only (`mount -o remount,bind,ro`).
+/// Remounts an existing bind mount read-only (`mount -o remount,bind,ro`),
+/// keeping its nosuid, nodev, noexec and atime flags (a bind remount sets
+/// them all anew, so they must be named again: /proc/sys stays noexec).
 pub fn remount_read_only(target: &Path) -> Result<(), MountError> {
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let kept = statvfs(target)
+        .map(|s| s.flags())
+        .unwrap_or(FsFlags::empty());
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (has, flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if kept.contains(has) {
+            flags |= flag;
+        }
+    }
     mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
         .map_err(|errno| MountError::new("remount read-only", target, errno))
 }

@@ -30,6 +30,23 @@ pub fn install_interrupt_handler() {
     }
 }
 
+/// `docker run --sig-proxy`: also SIGQUIT, SIGUSR1 and SIGUSR2 set the
+/// flag, for a foreground run to pass them on to its container.
+pub fn install_forwarding_handler() {
+    install_interrupt_handler();
+    let action = SigAction::new(
+        SigHandler::Handler(remember),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        // Safety: the handler only stores into an atomic.
+        unsafe {
+            let _ = sigaction(signal, &action);
+        }
+    }
+}
+
 /// The signal that interrupted the chapter, if any.
 pub fn interrupted() -> Option<Signal> {
     match RECEIVED.load(Ordering::SeqCst) {

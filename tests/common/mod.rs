@@ -551,3 +551,39 @@ fn checksum(bytes: &[u8]) -> u64 {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
 }
+
+/// Ends a foreground `mini-docker run` as a learner would: SIGTERM, again
+/// every 200 ms until it exits (it passes each on to the container, and
+/// kills it at the third, as a PID 1 without handlers ignores them).
+/// Returns what it printed. Safe by PID: the child is ours, not yet reaped.
+pub fn end_foreground(mut child: Child) -> Output {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mini-docker did not end on SIGTERM"
+        );
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let waited = wait_for(Duration::from_millis(200), || child.try_wait().unwrap());
+        if let Some(status) = waited {
+            break status;
+        }
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_end(&mut stderr);
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}

@@ -61,6 +61,9 @@ pub struct RunConfig {
     /// `--restart`: what the supervisor does when the container exits.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Docker's other flags (`--add-host`, `--dns`, `-l`, `--ulimit` …).
+    #[serde(default)]
+    pub extra: super::extra::RunExtras,
 }
 
 impl RunConfig {
@@ -83,6 +86,8 @@ impl RunConfig {
             profile: Profile {
                 keep: DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
                 seccomp: true,
+                no_new_privs: false,
+                seccomp_profile: None,
             },
             network: NetworkMode::Bridge,
             publish: Vec::new(),
@@ -95,6 +100,7 @@ impl RunConfig {
             tty: false,
             stop_timeout: 10,
             restart: RestartPolicy::No,
+            extra: Default::default(),
         }
     }
 }
@@ -251,13 +257,12 @@ pub fn check_workdir(dir: &str) -> Result<(), String> {
     }
 }
 
-/// Docker's `-e KEY=VALUE`; a bare `KEY` is taken from our environment.
-pub fn parse_env(value: &str) -> Result<(String, String), String> {
+/// Docker's `-e KEY=VALUE`; a bare `KEY` is taken from our environment,
+/// and left out (`None`) when we have no such variable, as Docker does.
+pub fn parse_env(value: &str) -> Result<(String, Option<String>), String> {
     match value.split_once('=') {
-        Some((key, val)) if !key.is_empty() => Ok((key.to_string(), val.to_string())),
-        None if !value.is_empty() => {
-            Ok((value.to_string(), std::env::var(value).unwrap_or_default()))
-        }
+        Some((key, val)) if !key.is_empty() => Ok((key.to_string(), Some(val.to_string()))),
+        None if !value.is_empty() => Ok((value.to_string(), std::env::var(value).ok())),
         _ => Err(format!(
             "invalid environment variable {value:?}: use KEY=VALUE"
         )),

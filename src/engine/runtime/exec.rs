@@ -49,6 +49,8 @@ pub fn exec(
     if config.network != NetworkMode::Host {
         spaces.push(Namespace::Net);
     }
+    // The container's cgroup namespace: /proc/self/cgroup as the container sees it.
+    spaces.push(Namespace::Cgroup);
     spaces.push(Namespace::Mount);
     let procs: Vec<PathBuf> = cgroup_paths
         .iter()

@@ -5,8 +5,10 @@
 //! hostname, hardening) before the user's program starts.
 
 pub mod config;
+pub mod etc_files;
 pub mod exec;
 pub mod explain;
+pub mod extra;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,7 +27,7 @@ use crate::engine::images::busybox;
 use crate::engine::network::{self, Attachment};
 use crate::engine::volumes::{self, Source};
 use crate::kernel::cgroups::devices::{self, DeviceNode};
-use crate::kernel::cgroups::{Cgroup, Written};
+use crate::kernel::cgroups::{view as cgroup_view, Cgroup, Written};
 use crate::kernel::init_pipe::{self, Reporter};
 use crate::kernel::namespaces::{self, Cloned, Namespace};
 use crate::kernel::overlay::{Layer, OverlayDirs};
@@ -195,6 +197,9 @@ pub fn start(
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
     let written = cgroup.set(&config.limits.resources()?)?;
+    // What the container mounts again at /sys/fs/cgroup, from inside its
+    // cgroup namespace: the hierarchies its own cgroup is in.
+    let cgroup_view = cgroup_view::hierarchies_of(&cgroup.paths())?;
     // Docker's device list plus --device; everything with --privileged.
     let mut rules = if config.privileged {
         vec![devices::DeviceRule::ALLOW_ALL]
@@ -246,8 +251,11 @@ pub fn start(
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     // The network the container joins: the lab's bridge, for now the only one.
     let bridge = (config.network == NetworkMode::Bridge).then(network::Network::default_bridge);
+    let etc_dir = run_dir.path().to_path_buf();
     let child_setup = ChildSetup {
         config,
+        etc_dir: &etc_dir,
+        cgroup_view: &cgroup_view,
         network: bridge.as_ref(),
         layers: &layers,
         overlay: &overlay_dirs,
@@ -323,6 +331,8 @@ pub fn start(
         }
         started.network = Some(attachment);
     }
+    // The container's /etc/hosts, resolv.conf and hostname, with its address.
+    etc_files::write(&etc_dir, config, started.ip())?;
     // Release the child: "go", with its address and the name its veth end
     // got (when it has a network); a closed pipe says "give up".
     let go = match &started.network {
@@ -347,6 +357,9 @@ pub fn start(
 /// What the cloned child needs to finish the container from inside.
 struct ChildSetup<'a> {
     config: &'a RunConfig,
+    /// The run directory, where the host wrote /etc/hosts and the others.
+    etc_dir: &'a Path,
+    cgroup_view: &'a [cgroup_view::Hierarchy],
     network: Option<&'a network::Network>,
     layers: &'a [Layer],
     overlay: &'a OverlayDirs,
@@ -410,6 +423,8 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
         // Into the cgroup first, so everything after is accounted and limited.
         crate::kernel::cgroups::join(&self.cgroup_procs)?;
+        // Then its own cgroup namespace: that cgroup becomes its root.
+        cgroup_view::unshare_namespace()?;
         // The host sends "go" (with the address and veth end it made); a
         // closed pipe means the host side failed and says why itself.
         let mut message = [0u8; 64];
@@ -430,6 +445,10 @@ impl ChildSetup<'_> {
                 format!("ip link set {peer} name eth0; ip addr add {ip}/{prefix} dev eth0; ip link set eth0 up; ip route add default via {gateway}"),
             );
             network::configure_inside(net, peer, ip)?;
+        }
+        if config.network == NetworkMode::None {
+            // Docker's `--network none`: only loopback, but up.
+            loopback_up()?;
         }
         // Open /dev/null while the host's /dev is still reachable.
         let null: OwnedFd = std::fs::File::open("/dev/null")
@@ -474,8 +493,16 @@ impl ChildSetup<'_> {
                 ),
             );
         }
+        etc_files::mount(self.etc_dir, &self.overlay.merged)?;
         rootfs::pivot_into(&self.overlay.merged)?;
         rootfs::mount_kernel_filesystems()?;
+        crate::kernel::ipc::mount_mqueue(Path::new("/dev/mqueue"))
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
+        explain.step(
+            "inside: its own cgroup at /sys/fs/cgroup (read-only), /dev/mqueue, /etc/hosts, resolv.conf, hostname",
+            "unshare --cgroup; mount -t cgroup2 -o ro cgroup /sys/fs/cgroup; mount -t mqueue mqueue /dev/mqueue; mount --bind RUN_DIR/hosts /etc/hosts …",
+        );
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
             "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
@@ -528,6 +555,15 @@ impl ChildSetup<'_> {
         let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
         let argv = cstrings(config.command.iter().cloned())?;
         connect_stdio(io, null)?;
+        if config.init {
+            // Docker's shape: `docker-init -- CMD ARGS` in /proc/1/cmdline.
+            let shown: Vec<String> = [init::INIT_NAME.to_string(), "--".to_string()]
+                .into_iter()
+                .chain(config.command.iter().cloned())
+                .collect();
+            init::set_command_line(&shown)
+                .map_err(|e| RuntimeError::Setup(format!("set init's command line: {e}")))?;
+        }
         config.profile.apply()?;
         explain.step(
             format!(
@@ -560,7 +596,8 @@ impl ChildSetup<'_> {
 /// HOSTNAME; TERM only with a terminal.
 pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec<(String, String)> {
     let mut env = busybox::env();
-    env.retain(|(k, _)| k != "TERM");
+    env.retain(|(k, _)| k != "TERM" && k != "PATH");
+    env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
     if config.tty {
         env.push(("TERM".into(), "xterm".into()));
     }
@@ -570,6 +607,20 @@ pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec
     }
     env.push(("HOSTNAME".into(), config.hostname.clone()));
     env
+}
+
+/// The signals to a foreground run after which the container is killed.
+pub const KILL_AFTER_SIGNALS: u32 = 3;
+
+/// Docker's PATH for an image that sets none (and busybox's image's own).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `ip link set lo up`, in the container's network namespace.
+fn loopback_up() -> Result<(), RuntimeError> {
+    use crate::kernel::net::{links, netlink::Netlink};
+    let mut nl =
+        Netlink::open().map_err(|e| RuntimeError::Setup(format!("open a netlink socket: {e}")))?;
+    links::set_up(&mut nl, "lo").map_err(|e| RuntimeError::Setup(format!("set lo up: {e}")))
 }
 
 /// Points fds 0, 1 and 2 where the container's streams go.
@@ -648,35 +699,31 @@ impl Started {
         shell.join("; ")
     }
 
-    /// Waits for the container, passing Ctrl-C and SIGTERM on to it (as
-    /// `docker run` does). If it is still running `stop_timeout` seconds
-    /// after a signal, or a second signal arrives, it is killed.
+    /// Waits for the container, passing the signals we get on to it, as
+    /// `docker run`'s `--sig-proxy` (the default) does, for as long as it
+    /// runs: a PID 1 without handlers ignores them, under Docker too. The
+    /// lab's one addition: the third Ctrl-C or SIGTERM kills it (there is
+    /// no daemon to `docker kill` it through when this run is killed).
+    /// Without `proxy` nothing is passed on, and only the third ends it.
     // ANCHOR: wait
-    pub fn wait_forwarding_signals(&mut self, stop_timeout: u32) -> i32 {
-        let mut deadline: Option<Instant> = None;
+    pub fn wait_forwarding_signals(&mut self, proxy: bool) -> i32 {
+        let mut received = 0;
         loop {
             // Checked before blocking: a signal may also have come while
             // the container was still being set up.
             if let Some(signal) = signals::interrupted() {
                 signals::clear();
-                let send = if deadline.is_some() {
-                    Signal::SIGKILL
-                } else {
-                    signal
-                };
-                let _ = kill(self.pid, send);
-                deadline = Some(Instant::now() + Duration::from_secs(stop_timeout.into()));
-            }
-            let flags = deadline.map(|_| WaitPidFlag::WNOHANG);
-            match waitpid(self.pid, flags) {
-                Ok(WaitStatus::StillAlive) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        let _ = kill(self.pid, Signal::SIGKILL);
-                        deadline = None;
-                    } else {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
+                if matches!(signal, Signal::SIGINT | Signal::SIGTERM) {
+                    received += 1;
                 }
+                if received >= KILL_AFTER_SIGNALS {
+                    let _ = kill(self.pid, Signal::SIGKILL);
+                } else if proxy {
+                    let _ = kill(self.pid, signal);
+                }
+            }
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     let code = status_code(status);
                     self.status = Some(code);

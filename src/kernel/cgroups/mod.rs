@@ -23,6 +23,7 @@
 
 pub mod device_filter;
 pub mod devices;
+pub mod view;
 
 mod cpu;
 mod freezer;
@@ -273,15 +274,28 @@ pub struct Limits {
     pub device_read_iops: Vec<ThrottleSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_write_iops: Vec<ThrottleSpec>,
+    /// Memory and swap together (`--memory-swap`; mini-docker's default is
+    /// twice the memory, as Docker's). `None`: no swap at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<Limit>,
+    /// `--memory-reservation`: a soft limit, reclaimed down to under pressure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<u64>,
+    /// `--cpu-shares`: the weight against sibling cgroups (1024 the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`: the CPUs it may run on ("0-1", "0,2").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
 }
 
 /// The CFS period Docker uses with `--cpus`: 100 ms.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
 impl Limits {
-    /// What Docker's daemon makes of its flags. A memory limit allows no
-    /// swap (the lab's choice: the OOM killer, not swapping, shows the
-    /// limit). Device paths are looked up now: a device gone since the
+    /// What Docker's daemon makes of its flags. A memory limit allows only
+    /// the swap `memory_swap` says (none without it: the chapters' choice,
+    /// so that the OOM killer, not swapping, shows the limit). Device paths are looked up now: a device gone since the
     /// flags were checked is an error naming it.
     pub fn resources(&self) -> Result<Resources, CgroupError> {
         let throttles = |specs: &[ThrottleSpec]| -> Result<Vec<Throttle>, CgroupError> {
@@ -290,14 +304,19 @@ impl Limits {
         Ok(Resources {
             memory: Memory {
                 limit: self.memory_bytes.map(Limit::At),
-                swap: self.memory_bytes.map(Limit::At),
-                ..Memory::default()
+                swap: self
+                    .memory_swap
+                    .or(self.memory_bytes.map(Limit::At))
+                    .filter(|_| self.memory_bytes.is_some()),
+                reservation: self.memory_reservation.map(Limit::At),
             },
             cpu: Cpu {
+                shares: self.cpu_shares,
                 quota: self
                     .cpus
                     .map(|cpus| Limit::At((cpus * CPU_PERIOD_US as f64) as u64)),
                 period: self.cpus.map(|_| CPU_PERIOD_US),
+                cpus: self.cpuset_cpus.clone(),
                 ..Cpu::default()
             },
             pids: Pids {

@@ -11,6 +11,7 @@
 //! - **Read-only and masked paths.** Parts of /proc that describe or
 //!   control the whole machine are covered or made read-only.
 
+pub mod docker_profile;
 pub mod seccomp;
 
 use std::collections::BTreeSet;
@@ -66,12 +67,19 @@ pub const READ_ONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-/// What a container's processes get: the capabilities they keep, and
-/// whether no_new_privs and the seccomp filter apply.
+/// What a container's processes get: the capabilities they keep, whether
+/// a seccomp filter applies (Docker's, or a profile of Docker's JSON
+/// format), and whether no_new_privs is set (Docker: only with
+/// `--security-opt no-new-privileges`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub keep: BTreeSet<String>,
     pub seccomp: bool,
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// `--security-opt seccomp=FILE`: the file's JSON, in place of Docker's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<String>,
 }
 
 impl Profile {
@@ -100,6 +108,8 @@ impl Profile {
         Ok(Profile {
             keep,
             seccomp: true,
+            no_new_privs: false,
+            seccomp_profile: None,
         })
     }
 
@@ -112,6 +122,8 @@ impl Profile {
         Profile {
             keep: bounding.iter().map(|c| c.to_string()).collect(),
             seccomp: false,
+            no_new_privs: false,
+            seccomp_profile: None,
         }
     }
 
@@ -123,36 +135,67 @@ impl Profile {
     }
 
     /// Applies the profile to the calling process, just before it executes
-    /// the container's program: bounding set, then the process's own sets,
-    /// then no_new_privs, then the seccomp filter (installing a filter
-    /// without CAP_SYS_ADMIN requires no_new_privs).
+    /// the container's program: bounding set, then the process's own sets
+    /// (the inheritable set empty, as Docker's since 20.10.14), then
+    /// no_new_privs and the seccomp filter. Installing a filter needs
+    /// CAP_SYS_ADMIN or no_new_privs: without no_new_privs the filter goes
+    /// in first, while this process still has every capability (as runc).
     // ANCHOR: apply
     pub fn apply(&self) -> Result<(), HardeningError> {
         let keep = self.kept();
+        if self.seccomp && !self.no_new_privs {
+            self.install_filters()?;
+        }
         for cap in caps::all() {
             if !keep.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| HardeningError::Caps(e.to_string()))?;
             }
         }
-        for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, CapSet::Inheritable).map_err(|e| HardeningError::Caps(e.to_string()))?;
+        for set in [CapSet::Effective, CapSet::Permitted] {
             caps::set(None, set, &keep).map_err(|e| HardeningError::Caps(e.to_string()))?;
         }
         caps::clear(None, CapSet::Ambient).map_err(|e| HardeningError::Caps(e.to_string()))?;
-        if self.seccomp {
+        if self.no_new_privs {
             nix::sys::prctl::set_no_new_privs().map_err(HardeningError::NoNewPrivs)?;
-            for program in self.seccomp_filters()? {
-                seccompiler::apply_filter(&program)
-                    .map_err(|e| HardeningError::Seccomp(e.to_string()))?;
-            }
+        }
+        if self.seccomp && self.no_new_privs {
+            self.install_filters()?;
         }
         Ok(())
     }
     // ANCHOR_END: apply
 
-    /// The BPF programs for this profile's capabilities (see `seccomp`).
+    /// `prctl(PR_SET_SECCOMP)` for each program (seccompiler's own
+    /// `apply_filter` would set no_new_privs first, which Docker does not).
+    fn install_filters(&self) -> Result<(), HardeningError> {
+        for program in self.seccomp_filters()? {
+            let prog = libc::sock_fprog {
+                len: program.len() as libc::c_ushort,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            let done = unsafe {
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                    &prog as *const libc::sock_fprog as libc::c_ulong,
+                )
+            };
+            nix::errno::Errno::result(done)
+                .map_err(|e| HardeningError::Seccomp(format!("prctl(PR_SET_SECCOMP): {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The BPF programs for this profile's capabilities (see `seccomp`),
+    /// or for its own Docker-format profile.
     pub fn seccomp_filters(&self) -> Result<Vec<BpfProgram>, HardeningError> {
-        seccomp::filters(seccomp::Arch::NATIVE, &self.keep).map_err(HardeningError::Seccomp)
+        match &self.seccomp_profile {
+            Some(json) => docker_profile::compile(json, seccomp::Arch::NATIVE, &self.keep),
+            None => seccomp::filters(seccomp::Arch::NATIVE, &self.keep),
+        }
+        .map_err(HardeningError::Seccomp)
     }
 }
 
@@ -179,7 +222,8 @@ pub fn canonical(name: &str) -> Result<Option<Capability>, String> {
 pub fn mask_paths() -> Result<(), HardeningError> {
     for path in MASKED_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
         if path.is_dir() {
-            mounts::mount_fs("tmpfs", path, MsFlags::MS_RDONLY, Some("size=0"))?;
+            // As runc: read-only, no options of its own.
+            mounts::mount_fs("tmpfs", path, MsFlags::MS_RDONLY, None)?;
         } else {
             mounts::bind(Path::new("/dev/null"), path, false)?;
         }

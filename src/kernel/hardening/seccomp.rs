@@ -164,7 +164,7 @@ impl Arch {
         }
     }
 
-    fn target(self) -> TargetArch {
+    pub(super) fn target(self) -> TargetArch {
         match self {
             Arch::X86_64 => TargetArch::x86_64,
             Arch::Aarch64 => TargetArch::aarch64,

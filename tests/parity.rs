@@ -1,0 +1,515 @@
+//! Docker parity, checked from outside: what a container sees of itself
+//! (/etc files, its own cgroup, Docker's default profile), how a foreground
+//! run treats signals and terminals, and the everyday commands.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A name of its own for each container: pinned IDs would otherwise give
+/// two tests' unnamed containers the same name, and so the same cgroup.
+fn fresh_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("parity{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// `mini-docker run --name FRESH ARGS` in a network namespace of its own.
+fn run(state: &Path, args: &[&str]) -> Output {
+    let mut command = common::mini_docker(state, &["run", "--name", &fresh_name()]);
+    command.args(args);
+    common::in_new_netns(&mut command);
+    common::run(command)
+}
+
+/// The container's stdout, after asserting that it exited 0.
+fn stdout_of(state: &Path, args: &[&str]) -> String {
+    let out = run(state, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn unified() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// What the container says after `=== NAME` lines: its sections by name.
+fn sections(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut map = std::collections::BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("=== ") {
+            current = name.to_string();
+            map.insert(current.clone(), String::new());
+        } else if let Some(section) = map.get_mut(&current) {
+            section.push_str(line);
+            section.push('\n');
+        }
+    }
+    map
+}
+
+const LOOK: &str = "\
+echo '=== hosts'; cat /etc/hosts; \
+echo '=== hostname'; cat /etc/hostname; \
+echo '=== resolv'; cat /etc/resolv.conf; \
+echo '=== lo'; ip link show lo; \
+echo '=== localhost'; ping -c 1 -W 5 localhost >/dev/null && echo reached; \
+echo '=== status'; grep -E '^(CapInh|CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+echo '=== cgroup'; cat /proc/self/cgroup; \
+echo '=== mounts'; cat /proc/self/mountinfo; \
+echo '=== env'; env; \
+echo '=== write'; touch /sys/fs/cgroup/x 2>&1; true";
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_container_sees_its_own_files_cgroup_and_dockers_profile() {
+    common::assert_root();
+    let state = common::state_root("parity-view");
+    let mut command = common::mini_docker(&state, &["run", "--name", "view"]);
+    command.env_remove("PARITY_UNSET").args([
+        "--rm",
+        "--network",
+        "none",
+        "-h",
+        "box",
+        "-m",
+        "32m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "-e",
+        "PARITY_UNSET",
+        "busybox",
+        "sh",
+        "-c",
+        LOOK,
+    ]);
+    common::in_new_netns(&mut command);
+    let out = common::run(command);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = sections(&String::from_utf8_lossy(&out.stdout));
+    // Docker's /etc files, the container's own.
+    assert!(
+        seen["hosts"]
+            .starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        "{}",
+        seen["hosts"]
+    );
+    assert_eq!(seen["hostname"], "box\n");
+    assert!(seen["resolv"].contains("nameserver "), "{}", seen["resolv"]);
+    assert!(
+        !seen["resolv"].contains("nameserver 127."),
+        "{}",
+        seen["resolv"]
+    );
+    // --network none: loopback only, but up, and localhost answers.
+    assert!(seen["lo"].contains(",UP"), "{}", seen["lo"]);
+    assert_eq!(seen["localhost"], "reached\n");
+    // Docker's profile: no inheritable capabilities, no no_new_privs,
+    // its 14 capabilities, a seccomp filter.
+    let status = &seen["status"];
+    assert!(status.contains("CapInh:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t0"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    // Docker's PATH; -e of a variable we do not have is left out.
+    assert!(
+        seen["env"].contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+    );
+    assert!(!seen["env"].contains("PARITY_UNSET"), "{}", seen["env"]);
+    // Its own cgroup at the root of every hierarchy it has, read-only.
+    for line in seen["cgroup"].lines() {
+        assert!(
+            line.ends_with(":/"),
+            "a host path in /proc/self/cgroup: {line}"
+        );
+    }
+    assert!(
+        seen["write"].contains("Read-only file system"),
+        "{}",
+        seen["write"]
+    );
+    let mounts = &seen["mounts"];
+    let mount = |point: &str| {
+        mounts
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(point))
+            .unwrap_or_else(|| panic!("no mount at {point}:\n{mounts}"))
+            .to_string()
+    };
+    assert!(mount("/dev/mqueue").contains(" - mqueue "), "{mounts}");
+    assert!(
+        mount("/dev/mqueue").contains("rw,nosuid,nodev,noexec"),
+        "{mounts}"
+    );
+    // Docker's options for the read-only parts of /proc.
+    assert!(
+        mount("/proc/sys").contains(" ro,nosuid,nodev,noexec,relatime "),
+        "{mounts}"
+    );
+    assert!(
+        mount("/proc/acpi").contains(" ro,relatime - tmpfs "),
+        "{mounts}"
+    );
+    if unified() {
+        assert_eq!(seen["cgroup"], "0::/\n");
+        assert!(
+            mount("/sys/fs/cgroup").contains(" / /sys/fs/cgroup ro,"),
+            "{mounts}"
+        );
+    } else {
+        assert!(mount("/sys/fs/cgroup/memory").contains(" / /sys/fs/cgroup/memory ro,"));
+    }
+    assert!(!state
+        .join("run/containers")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn limits_are_readable_inside_and_swap_is_dockers() {
+    common::assert_root();
+    let state = common::state_root("parity-limits");
+    let (memory, pids, cpu, swap) = if unified() {
+        ("memory.max", "pids.max", "cpu.max", "memory.swap.max")
+    } else {
+        (
+            "memory/memory.limit_in_bytes",
+            "pids/pids.max",
+            "cpu/cpu.cfs_quota_us",
+            "memory/memory.memsw.limit_in_bytes",
+        )
+    };
+    let script = format!(
+        "cd /sys/fs/cgroup; cat {memory} {pids} {cpu}; cat {swap} 2>/dev/null || echo no-swap-accounting"
+    );
+    let read = |extra: &[&str]| {
+        let mut args = vec![
+            "--rm",
+            "--network",
+            "none",
+            "-m",
+            "32m",
+            "--pids-limit",
+            "20",
+            "--cpus",
+            "0.5",
+        ];
+        args.extend(extra);
+        args.extend(["busybox", "sh", "-c", &script]);
+        stdout_of(&state, &args)
+    };
+    let lines: Vec<String> = read(&[]).lines().map(String::from).collect();
+    assert_eq!(lines[0], "33554432");
+    assert_eq!(lines[1], "20");
+    assert!(
+        lines[2] == "50000 100000" || lines[2] == "50000",
+        "{lines:?}"
+    );
+    // -m alone: as much swap again (v1 counts memory and swap together).
+    if lines[3] != "no-swap-accounting" {
+        let doubled = if unified() { "33554432" } else { "67108864" };
+        assert_eq!(lines[3], doubled);
+        let limited = read(&["--memory-swap", "48m"]);
+        let expected = if unified() { "16777216" } else { "50331648" };
+        assert_eq!(limited.lines().nth(3), Some(expected), "{limited}");
+    }
+    let bad = run(
+        &state,
+        &["--memory-swap", "16m", "-m", "32m", "busybox", "true"],
+    );
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("memoryswap limit should be larger"));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn bridge_and_host_networks_give_dockers_hosts_and_hostname() {
+    common::assert_root();
+    let state = common::state_root("parity-hosts");
+    let host = common::HostNetns::new();
+    let mut command = common::mini_docker(
+        &state,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "hosts",
+            "-h",
+            "web",
+            "--add-host",
+            "db:10.1.2.3",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "example.org",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hosts; echo ===; cat /etc/resolv.conf; echo ===; ip -4 -o addr show eth0",
+        ],
+    );
+    command = host.command(command);
+    let out = common::run(command);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let parts: Vec<&str> = text.split("===\n").collect();
+    let ip = parts[2]
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(
+        parts[0].ends_with(&format!("10.1.2.3\tdb\n{ip}\tweb\n")),
+        "{}",
+        parts[0]
+    );
+    assert!(
+        parts[1].ends_with("search example.org\nnameserver 192.0.2.53\n"),
+        "{}",
+        parts[1]
+    );
+    drop(host);
+
+    // --network host: the host's hostname, its hosts file.
+    let mut command = common::mini_docker(
+        &state,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "hostnet",
+            "--network",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            "hostname; cat /etc/hostname",
+        ],
+    );
+    common::in_new_netns(&mut command);
+    let out = common::run(command);
+    let name = common::hostname();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{name}\n{name}\n")
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn security_opts_follow_docker() {
+    common::assert_root();
+    let state = common::state_root("parity-secopt");
+    let status = |opt: &str| {
+        stdout_of(
+            &state,
+            &[
+                "--rm",
+                "--network",
+                "none",
+                "--security-opt",
+                opt,
+                "busybox",
+                "grep",
+                "-E",
+                "^(NoNewPrivs|Seccomp):",
+                "/proc/self/status",
+            ],
+        )
+    };
+    assert_eq!(status("no-new-privileges"), "NoNewPrivs:\t1\nSeccomp:\t2\n");
+    assert_eq!(
+        status("no-new-privileges=false"),
+        "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
+    assert_eq!(
+        status("seccomp=unconfined"),
+        "NoNewPrivs:\t0\nSeccomp:\t0\n"
+    );
+    // A profile in Docker's JSON format: mkdir answered with EACCES.
+    let profile = state.join("profile.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(
+        &state,
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            &opt,
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir /made 2>&1; touch /touched && echo touched",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Permission denied"), "{text}");
+    assert!(text.contains("touched"), "{text}");
+    for bad in [
+        "seccomp=/no/such/profile.json",
+        "apparmor=unconfined",
+        "fly",
+    ] {
+        let out = run(&state, &["--rm", "--security-opt", bad, "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("security-opt")
+                || bad.contains("profile"),
+            "{bad}"
+        );
+    }
+    fs::write(&profile, "{ not json").unwrap();
+    let out = run(&state, &["--rm", "--security-opt", &opt, "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Docker's JSON format"));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn init_shows_dockers_shape_and_it_needs_a_terminal() {
+    common::assert_root();
+    let state = common::state_root("parity-init");
+    let out = stdout_of(
+        &state,
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "tr '\\0' '|' < /proc/1/cmdline",
+        ],
+    );
+    assert_eq!(out, "lab-init|--|sh|-c|tr '\\0' '|' < /proc/1/cmdline|");
+    // -it with a stdin that is not a terminal: refused as Docker refuses it.
+    let out = run(&state, &["--rm", "-it", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the input device is not a TTY"));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_foreground_run_forwards_signals_and_waits() {
+    common::assert_root();
+    let state = common::state_root("parity-sigproxy");
+    let out_dir = state.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let volume = format!("{}:/out", out_dir.display());
+    // The container notes each signal; after TERM it waits for the host's go.
+    let script = "trap 'echo usr1 >> /out/seen' USR1; \
+                  trap 'echo term >> /out/seen; while [ ! -e /out/go ]; do sleep 0.1; done; exit 7' TERM; \
+                  touch /out/ready; while true; do sleep 0.1; done";
+    let mut command = common::mini_docker(
+        &state,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "sigproxy",
+            "--network",
+            "none",
+            "--stop-timeout",
+            "1",
+            "-v",
+            &volume,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    common::in_new_netns(&mut command);
+    let mut child = command.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let ready = common::wait_for(common::PATIENCE, || {
+        out_dir.join("ready").exists().then_some(())
+    });
+    assert!(ready.is_some(), "the container never started");
+    let seen =
+        |what: &str| fs::read_to_string(out_dir.join("seen")).is_ok_and(|t| t.contains(what));
+    use nix::sys::signal::{kill, Signal};
+    kill(pid, Signal::SIGUSR1).unwrap();
+    assert!(
+        common::wait_for(common::PATIENCE, || seen("usr1").then_some(())).is_some(),
+        "SIGUSR1 was not passed on"
+    );
+    kill(pid, Signal::SIGTERM).unwrap();
+    assert!(
+        common::wait_for(common::PATIENCE, || seen("term").then_some(())).is_some(),
+        "SIGTERM was not passed on"
+    );
+    // Past --stop-timeout, it still runs: a foreground run does not kill.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the container did"
+    );
+    fs::write(out_dir.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mini-docker ARGS` (not `run`), its output, in a namespace of its own.
+#[allow(dead_code)]
+fn md(state: &Path, args: &[&str]) -> Output {
+    let mut command: Command = common::mini_docker(state, args);
+    common::in_new_netns(&mut command);
+    common::run(command)
+}
