@@ -4,7 +4,6 @@
 //! Docker's flags and what Docker prints for each.
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use clap::Args;
 use container_lab::engine::dirs::LabDirs;
@@ -23,7 +22,7 @@ use crate::present;
 #[error("{0}")]
 pub struct Refused(pub String);
 
-fn refused(message: impl Into<String>) -> anyhow::Error {
+pub fn refused(message: impl Into<String>) -> anyhow::Error {
     Refused(message.into()).into()
 }
 
@@ -61,25 +60,6 @@ pub fn start(containers: &[String], attach: bool) -> anyhow::Result<i32> {
         }
     }
     Ok(code)
-}
-
-#[derive(Debug, Args)]
-pub struct PsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short = 'a', long)]
-    all: bool,
-    /// Only display container IDs
-    #[arg(short = 'q', long)]
-    quiet: bool,
-}
-
-pub fn ps(args: &PsArgs) -> anyhow::Result<i32> {
-    let records = lifecycle().list(args.all)?;
-    print!(
-        "{}",
-        present::ps_table(&records, SystemTime::now(), args.quiet)
-    );
-    Ok(0)
 }
 
 #[derive(Debug, Args)]
@@ -164,14 +144,41 @@ pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
     for_each(containers, |key| Ok(lifecycle.remove(key, force)?))
 }
 
-/// `inspect`: Docker's shape, plus where the kernel objects are.
-pub fn inspect(containers: &[String]) -> anyhow::Result<i32> {
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format the output using the given Go template
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+    /// Display total file sizes (accepted; the lab does not count them)
+    #[arg(short = 's', long)]
+    size: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `inspect [-f TEMPLATE]`: Docker's shape, plus where the kernel objects are.
+pub fn inspect(args: &InspectArgs) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
+    let dirs = LabDirs::from_env();
     let mut all = Vec::new();
-    for key in containers {
-        all.push(present::inspect_document(&lifecycle.inspect(key)?));
+    for key in &args.containers {
+        let inspection = lifecycle.inspect(key)?;
+        let image = container_lab::engine::images::imported::resolve(
+            &dirs,
+            &inspection.record.config.image,
+        )
+        .ok()
+        .map(|i| i.id);
+        all.push(present::inspect_document(&inspection, image.as_deref()));
     }
-    println!("{}", serde_json::to_string_pretty(&all)?);
+    match &args.format {
+        Some(format) => {
+            let text = crate::format::render_each(format, &all)
+                .map_err(|e| refused(format!("template parsing error: {e}")))?;
+            print!("{text}");
+        }
+        None => println!("{}", serde_json::to_string_pretty(&all)?),
+    }
     Ok(0)
 }
 

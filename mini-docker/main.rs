@@ -5,8 +5,10 @@
 //! published ports, volumes, hardening and Docker's exit codes. Its flags
 //! are spelled as Docker's, so what works here works there.
 
+mod format;
 mod lifecycle;
 mod present;
+mod ps;
 mod run;
 mod terminal;
 
@@ -68,7 +70,7 @@ enum Command {
         containers: Vec<String>,
     },
     /// List containers
-    Ps(lifecycle::PsArgs),
+    Ps(ps::PsArgs),
     /// Fetch the logs of a container
     Logs(lifecycle::LogsArgs),
     /// Stop one or more running containers
@@ -114,10 +116,7 @@ enum Command {
         containers: Vec<String>,
     },
     /// Return low-level information on containers, as JSON
-    Inspect {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Inspect(lifecycle::InspectArgs),
     /// Execute a command in a running container
     Exec(lifecycle::ExecArgs),
     /// Manage volumes
@@ -183,7 +182,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args, true),
         Command::Create(args) => run(&args, false),
         Command::Start { attach, containers } => lifecycle::start(&containers, attach),
-        Command::Ps(args) => lifecycle::ps(&args),
+        Command::Ps(args) => ps::ps(&args),
         Command::Logs(args) => lifecycle::logs(&args),
         Command::Stop { time, containers } => lifecycle::stop(&containers, time),
         Command::Kill { signal, containers } => lifecycle::kill(&containers, &signal),
@@ -191,7 +190,7 @@ fn main() -> ExitCode {
         Command::Unpause { containers } => lifecycle::pause(&containers, false),
         Command::Restart { time, containers } => lifecycle::restart(&containers, time),
         Command::Rm { force, containers } => lifecycle::rm(&containers, force),
-        Command::Inspect { containers } => lifecycle::inspect(&containers),
+        Command::Inspect(args) => lifecycle::inspect(&args),
         Command::Exec(args) => lifecycle::exec(&args),
         Command::System(SystemCommand::Prune { force }) => lifecycle::prune(force),
         Command::Supervise { id, ready_fd } => supervise(&id, ready_fd),

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use container_lab::engine::images::imported::Image;
 use container_lab::engine::lifecycle::Inspection;
+use container_lab::engine::runtime::{self, config::RestartPolicy, extra::LogDriver, NetworkMode};
 use container_lab::engine::store::{Record, State, Status};
+use container_lab::engine::volumes::Source;
+use container_lab::kernel::cgroups::Limit;
 use container_lab::support::time::{format_rfc3339, ZERO_TIME};
 
 /// Docker's `units.HumanDuration` (github.com/docker/go-units).
@@ -73,10 +76,47 @@ pub fn status_text(state: &State, now: SystemTime) -> String {
     }
 }
 
-/// The command as `docker ps` shows it: joined, cut to 20 display columns
+/// The command as `docker ps` shows it: joined as Docker's daemon joins it
+/// (an argument with a space in single quotes), cut to 20 display columns
 /// with `…`, then quoted like Go's `strconv.Quote`.
 pub fn ps_command(command: &[String]) -> String {
-    go_quote(&ellipsis(&command.join(" "), 20))
+    ps_command_text(&crate::ps::joined_command(command))
+}
+
+/// An already joined command, cut and quoted as `ps_command`.
+pub fn ps_command_text(command: &str) -> String {
+    go_quote(&ellipsis(command, 20))
+}
+
+/// "5 seconds" (Docker's RunningFor, without " ago").
+pub fn since_text(now: SystemTime, then: SystemTime) -> String {
+    since(now, then)
+}
+
+/// Lines with tab-separated cells, aligned as `tabulate` aligns rows.
+pub fn align_tabs(lines: &[String]) -> String {
+    let cells: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect();
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![10usize; columns];
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count() + 3);
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < row.len() {
+                out.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 // docker/cli's formatter.Ellipsis: East Asian wide characters count twice.
@@ -188,7 +228,10 @@ fn tabulate<const N: usize>(rows: &[[String; N]]) -> String {
 
 /// `docker inspect` of one container: [`inspect_json`], and what the
 /// runtime knows besides (mounts, the log, cgroups, namespaces, limits).
-pub fn inspect_document(inspection: &Inspection) -> serde_json::Value {
+/// `HostConfig` is Docker's, with three keys of the lab's own: where the
+/// kernel objects are (`CgroupPaths`, `Namespaces`, `SupervisorPid`).
+pub fn inspect_document(inspection: &Inspection, image_id: Option<&str>) -> serde_json::Value {
+    use serde_json::json;
     let Inspection {
         record,
         state,
@@ -196,7 +239,12 @@ pub fn inspect_document(inspection: &Inspection) -> serde_json::Value {
         namespaces,
     } = inspection;
     let config = &record.config;
+    let extra = &config.extra;
+    let limits = &config.limits;
     let mut value = inspect_json(record);
+    if let Some(id) = image_id {
+        value["Image"] = format!("sha256:{id}").into();
+    }
     let namespaces: serde_json::Map<String, serde_json::Value> = namespaces
         .iter()
         .map(|(kind, path)| (kind.to_string(), path.display().to_string().into()))
@@ -204,32 +252,189 @@ pub fn inspect_document(inspection: &Inspection) -> serde_json::Value {
     let mounts: Vec<serde_json::Value> = config
         .volumes
         .iter()
-        .map(|v| serde_json::json!({ "Source": format!("{:?}", v.source), "Destination": v.target, "RW": !v.read_only }))
-        .chain(config.tmpfs.iter().map(|t| serde_json::json!({ "Type": "tmpfs", "Destination": t.target })))
+        .map(|v| {
+            let mode = if v.read_only { "ro" } else { "" };
+            match &v.source {
+                Source::Bind(path) => json!({"Type": "bind", "Source": path, "Destination": v.target, "Mode": mode, "RW": !v.read_only, "Propagation": "rprivate"}),
+                Source::Named(name) => json!({"Type": "volume", "Name": name, "Driver": "local", "Destination": v.target, "Mode": mode, "RW": !v.read_only, "Propagation": ""}),
+                Source::Anonymous => json!({"Type": "volume", "Driver": "local", "Destination": v.target, "Mode": mode, "RW": !v.read_only, "Propagation": ""}),
+            }
+        })
+        .chain(config.tmpfs.iter().map(|t| json!({ "Type": "tmpfs", "Source": "", "Destination": t.target, "Mode": t.data, "RW": true, "Propagation": "" })))
         .collect();
+    let binds: Vec<String> = config
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let source = match &v.source {
+                Source::Bind(path) => path.display().to_string(),
+                Source::Named(name) => name.clone(),
+                Source::Anonymous => return None,
+            };
+            Some(format!(
+                "{source}:{}{}",
+                v.target,
+                if v.read_only { ":ro" } else { "" }
+            ))
+        })
+        .collect();
+    let mut port_bindings = serde_json::Map::new();
+    for port in &config.publish {
+        let key = format!("{}/{}", port.container_port, port.protocol);
+        let binding = json!({
+            "HostIp": port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "HostPort": if port.host_port == 0 { String::new() } else { port.host_port.to_string() },
+        });
+        match port_bindings.entry(key).or_insert_with(|| json!([])) {
+            serde_json::Value::Array(list) => list.push(binding),
+            _ => unreachable!("port bindings are lists"),
+        }
+    }
+    let throttles = |specs: &[container_lab::kernel::cgroups::ThrottleSpec]| {
+        specs
+            .iter()
+            .map(|t| json!({"Path": t.path, "Rate": t.rate}))
+            .collect::<Vec<_>>()
+    };
+    let (restart_name, retries) = match config.restart {
+        RestartPolicy::No => ("no", 0),
+        RestartPolicy::OnFailure(n) => ("on-failure", n),
+        RestartPolicy::Always => ("always", 0),
+        RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+    };
+    let mut security_opt: Vec<String> = Vec::new();
+    if config.profile.no_new_privs {
+        security_opt.push("no-new-privileges".into());
+    }
+    if !config.profile.seccomp && !config.privileged {
+        security_opt.push("seccomp=unconfined".into());
+    } else if let Some(json) = &config.profile.seccomp_profile {
+        security_opt.push(format!("seccomp={json}"));
+    }
+    let default_caps: std::collections::BTreeSet<String> =
+        container_lab::kernel::hardening::DOCKER_DEFAULT_CAPS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+    let short = |c: &String| c.trim_start_matches("CAP_").to_string();
+    let cap_add: Vec<String> = config
+        .profile
+        .keep
+        .difference(&default_caps)
+        .map(short)
+        .collect();
+    let cap_drop: Vec<String> = default_caps
+        .difference(&config.profile.keep)
+        .map(short)
+        .collect();
+    let (cap_add, cap_drop) = if config.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (cap_add, cap_drop)
+    };
+    let network_mode = match config.network {
+        NetworkMode::Bridge => "bridge",
+        NetworkMode::None => "none",
+        NetworkMode::Host => "host",
+    };
+    value["ResolvConfPath"] = "".into();
+    value["HostnamePath"] = "".into();
+    value["HostsPath"] = "".into();
     value["Mounts"] = mounts.into();
     value["LogPath"] = log_path.display().to_string().into();
-    value["HostConfig"] = serde_json::json!({
+    value["Driver"] = "overlay2".into();
+    value["Platform"] = "linux".into();
+    value["HostConfig"] = json!({
+        "Binds": if binds.is_empty() { serde_json::Value::Null } else { binds.into() },
+        "ContainerIDFile": extra.cidfile.clone().unwrap_or_default(),
+        "LogConfig": {"Type": match extra.log_driver { LogDriver::JsonFile => "json-file", LogDriver::None => "none" }, "Config": {}},
+        "NetworkMode": network_mode,
+        "PortBindings": port_bindings,
+        "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
+        "AutoRemove": config.remove,
+        "CapAdd": if cap_add.is_empty() { serde_json::Value::Null } else { cap_add.into() },
+        "CapDrop": if cap_drop.is_empty() { serde_json::Value::Null } else { cap_drop.into() },
+        "Dns": extra.dns,
+        "DnsSearch": extra.dns_search,
+        "ExtraHosts": if extra.add_hosts.is_empty() { serde_json::Value::Null } else { extra.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>().into() },
+        "GroupAdd": if extra.group_add.is_empty() { serde_json::Value::Null } else { extra.group_add.clone().into() },
+        "IpcMode": extra.ipc.clone().unwrap_or_else(|| "private".into()),
+        "PidMode": if extra.pid_host { "host" } else { "" },
+        "Privileged": config.privileged,
+        "PublishAllPorts": extra.publish_all,
+        "ReadonlyRootfs": config.read_only,
+        "SecurityOpt": if security_opt.is_empty() { serde_json::Value::Null } else { security_opt.into() },
+        "Tmpfs": config.tmpfs.iter().map(|t| (t.target.clone(), serde_json::Value::from(t.data.clone()))).collect::<serde_json::Map<_, _>>(),
+        "ShmSize": extra.shm_size.unwrap_or(64 * 1024 * 1024),
+        "Sysctls": extra.sysctls.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "Init": config.init,
+        "Memory": limits.memory_bytes.unwrap_or(0),
+        "MemoryReservation": limits.memory_reservation.unwrap_or(0),
+        "MemorySwap": match limits.memory_swap { Some(Limit::At(n)) => n as i64, Some(Limit::Unlimited) => -1, None => 0 },
+        "NanoCpus": limits.cpus.map_or(0, |c| (c * 1e9) as u64),
+        "CpuShares": limits.cpu_shares.unwrap_or(0),
+        "CpusetCpus": limits.cpuset_cpus.clone().unwrap_or_default(),
+        "PidsLimit": limits.pids,
+        "BlkioWeight": limits.blkio_weight.unwrap_or(0),
+        "BlkioDeviceReadBps": throttles(&limits.device_read_bps),
+        "BlkioDeviceWriteBps": throttles(&limits.device_write_bps),
+        "BlkioDeviceReadIOps": throttles(&limits.device_read_iops),
+        "BlkioDeviceWriteIOps": throttles(&limits.device_write_iops),
+        "Devices": config.devices.iter().map(|d| json!({"PathOnHost": d.host_path, "PathInContainer": d.container_path, "CgroupPermissions": d.access.to_string()})).collect::<Vec<_>>(),
+        "Ulimits": extra.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
         "CgroupPaths": state.cgroup_paths,
         "Namespaces": namespaces,
         "SupervisorPid": state.supervisor_pid,
-        "RestartPolicy": config.restart,
-        "Memory": config.limits.memory_bytes.unwrap_or(0),
-        "PidsLimit": config.limits.pids.unwrap_or(0),
-        "NanoCpus": config.limits.cpus.map_or(0, |c| (c * 1e9) as u64),
-        "Privileged": config.privileged,
-        "ReadonlyRootfs": config.read_only,
-        "NetworkMode": config.network,
     });
     value
 }
 
 /// A subset of `docker inspect` for one container, with the effective
-/// state.
+/// state: Docker's keys, spelled as Docker spells them.
 pub fn inspect_json(record: &Record) -> serde_json::Value {
+    use serde_json::json;
     let state = record.effective_state();
+    let config = &record.config;
+    let extra = &config.extra;
     let time = |t: Option<SystemTime>| t.map_or_else(|| ZERO_TIME.to_string(), format_rfc3339);
-    serde_json::json!({
+    // Entrypoint and Cmd apart again, as Docker keeps them.
+    let (entrypoint, cmd) = match &extra.entrypoint {
+        Some(entrypoint) => (
+            json!([entrypoint]),
+            record.command().iter().skip(1).cloned().collect::<Vec<_>>(),
+        ),
+        None => (serde_json::Value::Null, record.command().to_vec()),
+    };
+    let mut env = vec![format!("PATH={}", runtime::DEFAULT_PATH)];
+    env.extend(config.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut exposed = serde_json::Map::new();
+    for port in extra.expose.iter().cloned().chain(
+        config
+            .publish
+            .iter()
+            .map(|p| format!("{}/{}", p.container_port, p.protocol)),
+    ) {
+        exposed.insert(port, json!({}));
+    }
+    let labels: serde_json::Map<String, serde_json::Value> = extra
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let ip = state.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let bridge = container_lab::engine::network::Network::default_bridge();
+    let on_bridge = config.network == NetworkMode::Bridge && state.ip.is_some();
+    let (gateway, prefix) = if on_bridge {
+        (bridge.gateway.to_string(), bridge.prefix)
+    } else {
+        (String::new(), 0)
+    };
+    let network_name = match config.network {
+        NetworkMode::Bridge => "bridge",
+        NetworkMode::None => "none",
+        NetworkMode::Host => "host",
+    };
+    json!({
         "Id": record.id,
         "Created": format_rfc3339(record.created),
         "Path": record.command().first().cloned().unwrap_or_default(),
@@ -250,10 +455,42 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
         "Image": record.image(),
         "Name": format!("/{}", record.name),
         "RestartCount": state.restart_count,
-        "Config": record.config,
+        "Config": {
+            "Hostname": config.hostname,
+            "Domainname": "",
+            "User": config.user.clone().unwrap_or_default(),
+            "AttachStdin": config.interactive,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "ExposedPorts": if exposed.is_empty() { serde_json::Value::Null } else { exposed.into() },
+            "Tty": config.tty,
+            "OpenStdin": config.interactive,
+            "StdinOnce": config.interactive,
+            "Env": env,
+            "Cmd": cmd,
+            "Image": config.image,
+            "Volumes": serde_json::Value::Null,
+            "WorkingDir": config.workdir.clone().unwrap_or_default(),
+            "Entrypoint": entrypoint,
+            "OnBuild": serde_json::Value::Null,
+            "Labels": labels,
+            "StopTimeout": config.stop_timeout,
+        },
         "NetworkSettings": {
-            "IPAddress": state.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "Bridge": "",
             "Ports": inspect_ports(&state.ports),
+            "Gateway": gateway,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "MacAddress": "",
+            "Networks": {
+                network_name: {
+                    "IPAddress": ip,
+                    "Gateway": gateway,
+                    "IPPrefixLen": prefix,
+                    "Aliases": serde_json::Value::Null,
+                }
+            },
         },
     })
 }
@@ -547,15 +784,16 @@ mod tests {
         let table = ps_table(&records, now, false);
         println!("{table}");
         let want = [
-            "CONTAINER ID   IMAGE     COMMAND                  CREATED                  STATUS                         PORTS                           NAMES",
-            "a1b2c3d4e5f6   busybox   \"sh -c while true; d…\"   5 seconds ago            Up 3 seconds                   0.0.0.0:8080->80/tcp, 443/tcp   web",
-            "b20000000000   busybox   \"top\"                    About a minute ago       Up About a minute (Paused)                                     paused_one",
-            "c30000000000   busybox   \"sh -c exit 1\"           2 hours ago              Restarting (1) 2 seconds ago                                   flaky",
-            "d40000000000   busybox   \"echo say \\\"hi\\\"\\tnow\"   3 days ago               Exited (0) 5 seconds ago                                       done",
-            "e50000000000   busybox   \"true\"                   Less than a second ago   Created                                                        fresh",
-            "f60000000000   busybox   \"true\"                   59 seconds ago           Dead                                                           broken",
+            // Docker's daemon puts an argument with a space in single quotes.
+            "CONTAINER ID   IMAGE     COMMAND                    CREATED                  STATUS                         PORTS                           NAMES",
+            "a1b2c3d4e5f6   busybox   \"sh -c 'while true; …\"     5 seconds ago            Up 3 seconds                   0.0.0.0:8080->80/tcp, 443/tcp   web",
+            "b20000000000   busybox   \"top\"                      About a minute ago       Up About a minute (Paused)                                     paused_one",
+            "c30000000000   busybox   \"sh -c 'exit 1'\"           2 hours ago              Restarting (1) 2 seconds ago                                   flaky",
+            "d40000000000   busybox   \"echo 'say \\\"hi\\\"\\tnow'\"   3 days ago               Exited (0) 5 seconds ago                                       done",
+            "e50000000000   busybox   \"true\"                     Less than a second ago   Created                                                        fresh",
+            "f60000000000   busybox   \"true\"                     59 seconds ago           Dead                                                           broken",
             // Docker's Ellipsis counts wide characters twice, its tabwriter once.
-            "0f0000000000   busybox   \"世界世界世界世界世…\"             About a minute ago       Exited (255)                                                   vanished",
+            "0f0000000000   busybox   \"世界世界世界世界世…\"               About a minute ago       Exited (255)                                                   vanished",
         ];
         assert_eq!(table, want.map(|l| format!("{l}\n")).concat());
 

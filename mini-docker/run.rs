@@ -63,8 +63,9 @@ pub struct RunArgs {
     /// Memory soft limit
     #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = cgroups::parse_size)]
     memory_reservation: Option<u64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES", value_parser = clap::value_parser!(u64).range(2..=262144))]
+    /// CPU shares (relative weight; Docker's -c is left out: it would take
+    /// a command's own -c after the image)
+    #[arg(long = "cpu-shares", value_name = "SHARES", value_parser = clap::value_parser!(u64).range(2..=262144))]
     cpu_shares: Option<u64>,
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "CPUS", value_parser = parse_cpuset)]
@@ -126,6 +127,9 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u32,
+    /// Set meta data on a container (KEY=VALUE)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    label: Vec<(String, String)>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = parse_add_host)]
     add_host: Vec<(String, String)>,
@@ -159,6 +163,15 @@ pub fn check_terminal() -> Result<(), NotATty> {
     } else {
         Err(NotATty)
     }
+}
+
+/// `-l KEY=VALUE`, or `KEY` with an empty value, as Docker takes them.
+fn parse_label(value: &str) -> Result<(String, String), String> {
+    let (key, val) = value.split_once('=').unwrap_or((value, ""));
+    if key.is_empty() {
+        return Err(format!("invalid label '{value}': empty name"));
+    }
+    Ok((key.to_string(), val.to_string()))
 }
 
 /// `--add-host NAME:IP` (Docker also takes `NAME=IP`).
@@ -339,6 +352,8 @@ impl RunArgs {
             extra: RunExtras {
                 no_sig_proxy: !self.sig_proxy,
                 add_hosts: self.add_host.clone(),
+                labels: self.label.clone(),
+                entrypoint: self.entrypoint.clone().filter(|e| !e.is_empty()),
                 dns: self.dns.clone(),
                 dns_search: self.dns_search.clone(),
                 ..RunExtras::default()

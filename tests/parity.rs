@@ -513,3 +513,196 @@ fn md(state: &Path, args: &[&str]) -> Output {
     common::in_new_netns(&mut command);
     common::run(command)
 }
+
+/// `mini-docker ARGS`, its stdout, asserting that it succeeded.
+fn md_ok(state: &Path, args: &[&str]) -> String {
+    let out = md(state, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn inspect_is_shaped_as_dockers_and_takes_a_template() {
+    common::assert_root();
+    let state = common::state_root("parity-inspect");
+    md_ok(
+        &state,
+        &[
+            "create",
+            "--name",
+            "shaped",
+            "-h",
+            "shaped-host",
+            "-e",
+            "A=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "-l",
+            "team=lab",
+            "-l",
+            "tier=web",
+            "--entrypoint",
+            "sh",
+            "--network",
+            "none",
+            "-m",
+            "32m",
+            "busybox",
+            "-c",
+            "echo 'two words'",
+        ],
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&md_ok(&state, &["inspect", "shaped"])).unwrap();
+    let doc = &doc[0];
+    let config = &doc["Config"];
+    assert_eq!(config["Hostname"], "shaped-host");
+    assert_eq!(config["Image"], "busybox");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["sh"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["-c", "echo 'two words'"]));
+    assert_eq!(config["WorkingDir"], "/tmp");
+    assert_eq!(config["User"], "nobody");
+    assert_eq!(
+        config["Labels"],
+        serde_json::json!({"team": "lab", "tier": "web"})
+    );
+    assert_eq!(
+        config["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "A=1"
+        ])
+    );
+    // Image is the image's ID, as Docker gives it.
+    let image = doc["Image"].as_str().unwrap();
+    assert!(image.starts_with("sha256:") && image.len() == 71, "{image}");
+    let host = &doc["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(host["Memory"], 33554432);
+    assert_eq!(host["MemorySwap"], 67108864);
+    assert_eq!(
+        host["RestartPolicy"],
+        serde_json::json!({"Name": "no", "MaximumRetryCount": 0})
+    );
+    assert_eq!(host["LogConfig"]["Type"], "json-file");
+    assert!(doc["NetworkSettings"]["Networks"]["none"].is_object());
+
+    // -f: Go templates for the fields people use.
+    let f = |template: &str| md_ok(&state, &["inspect", "-f", template, "shaped"]);
+    assert_eq!(f("{{.State.Status}}"), "created\n");
+    assert_eq!(f("{{.NetworkSettings.IPAddress}}"), "\n");
+    assert_eq!(
+        f("{{json .Config.Labels}}"),
+        "{\"team\":\"lab\",\"tier\":\"web\"}\n"
+    );
+    assert_eq!(
+        f("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}"),
+        "team=lab tier=web \n"
+    );
+    assert_eq!(f("{{index .Config.Labels \"tier\"}}"), "web\n");
+    assert_eq!(f("{{.Config.Cmd}}"), "[-c echo 'two words']\n");
+    assert_eq!(f("{{.Name}} {{.Config.Hostname}}"), "/shaped shaped-host\n");
+    let config_json: serde_json::Value = serde_json::from_str(&f("{{json .Config}}")).unwrap();
+    assert_eq!(&config_json, config);
+    let bad = md(&state, &["inspect", "-f", "{{.State", "shaped"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("template parsing error"));
+    md_ok(&state, &["rm", "shaped"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ps_filters_formats_and_quotes_like_docker() {
+    common::assert_root();
+    let state = common::state_root("parity-ps");
+    for (name, label, cmd) in [
+        ("first", "a", "exit 3"),
+        ("second", "b", "true"),
+        ("third", "a", "exit 0"),
+    ] {
+        let label = format!("group={label}");
+        md(
+            &state,
+            &[
+                "run",
+                "--name",
+                name,
+                "--network",
+                "none",
+                "-l",
+                &label,
+                "busybox",
+                "sh",
+                "-c",
+                cmd,
+            ],
+        );
+    }
+    let ps = |args: &[&str]| {
+        let mut all = vec!["ps"];
+        all.extend(args);
+        md_ok(&state, &all)
+    };
+    // Newest first; -n, -l; filters.
+    assert_eq!(
+        ps(&["-a", "--format", "{{.Names}}"]),
+        "third\nsecond\nfirst\n"
+    );
+    assert_eq!(
+        ps(&["-n", "2", "--format", "{{.Names}}"]),
+        "third\nsecond\n"
+    );
+    assert_eq!(ps(&["-l", "--format", "{{.Names}}"]), "third\n");
+    assert_eq!(
+        ps(&["-a", "--filter", "label=group=a", "--format", "{{.Names}}"]),
+        "third\nfirst\n"
+    );
+    assert_eq!(
+        ps(&["--filter", "exited=3", "--format", "{{.Names}} {{.State}}"]),
+        "first exited\n"
+    );
+    assert_eq!(
+        ps(&["-a", "-f", "name=sec", "--format", "{{.Names}} {{.Labels}}"]),
+        "second group=b\n"
+    );
+    assert_eq!(ps(&["--filter", "status=exited", "-q"]).lines().count(), 3);
+    assert_eq!(ps(&["--filter", "status=running", "-q"]), "");
+    // COMMAND as Docker's: an argument with a space in single quotes.
+    assert_eq!(
+        ps(&["-l", "--format", "{{.Command}}"]),
+        "\"sh -c 'exit 0'\"\n"
+    );
+    let table = ps(&["-a", "-s", "--format", "table {{.Names}}\t{{.Status}}"]);
+    let mut lines = table.lines();
+    assert!(
+        lines.next().unwrap().starts_with("NAMES     STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines.next().unwrap().starts_with("third     Exited (0) "),
+        "{table}"
+    );
+    let sized = ps(&["-a", "-s"]);
+    assert!(sized.lines().next().unwrap().ends_with("SIZE"), "{sized}");
+    let json: serde_json::Value =
+        serde_json::from_str(ps(&["-l", "--format", "json"]).trim()).unwrap();
+    assert_eq!(json["Names"], "third");
+    let bad = md(&state, &["ps", "--filter", "colour=blue"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid filter"));
+    md_ok(&state, &["rm", "first", "second", "third"]);
+}

@@ -19,6 +19,24 @@ pub struct Inspection {
 }
 
 impl Lifecycle {
+    /// The bytes in the container's writable layer (`ps -s`'s SIZE).
+    pub fn writable_size(&self, id: &str) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) if m.is_file() => m.len(),
+                    _ => 0,
+                })
+                .sum()
+        }
+        walk(&crate::engine::supervisor::layer_dir(&self.store, id).join("upper"))
+    }
+
     pub fn inspect(&self, key: &str) -> Result<Inspection, LifecycleError> {
         let record = self.find(key)?;
         let state = record.effective_state();

@@ -66,6 +66,9 @@ pub struct RunExtras {
     /// `--sig-proxy=false`: signals to a foreground run are not passed on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_sig_proxy: bool,
+    /// `--entrypoint`, kept apart for `inspect` (the command starts with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
     /// `--cidfile FILE`: where the container's ID was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidfile: Option<String>,

@@ -501,7 +501,17 @@ impl ChildSetup<'_> {
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
             "inside: its own cgroup at /sys/fs/cgroup (read-only), /dev/mqueue, /etc/hosts, resolv.conf, hostname",
-            "unshare --cgroup; mount -t cgroup2 -o ro cgroup /sys/fs/cgroup; mount -t mqueue mqueue /dev/mqueue; mount --bind RUN_DIR/hosts /etc/hosts …",
+            format!(
+                "unshare --cgroup; {}; mount -t mqueue mqueue /dev/mqueue; mount --bind RUN_DIR/hosts /etc/hosts …",
+                match self.cgroup_view.first() {
+                    Some(h) if h.dir.is_empty() => "mount -t cgroup2 -o ro cgroup /sys/fs/cgroup".to_string(),
+                    Some(h) => format!(
+                        "mount -t tmpfs tmpfs /sys/fs/cgroup; mount -t cgroup -o ro,{0} cgroup /sys/fs/cgroup/{1} …",
+                        h.options, h.dir
+                    ),
+                    None => "(no cgroup hierarchy)".to_string(),
+                }
+            ),
         );
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
