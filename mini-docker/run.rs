@@ -366,7 +366,7 @@ impl RunArgs {
     pub fn record_hostname(&self) -> Option<String> {
         match (&self.hostname, self.network) {
             (Some(name), _) => Some(name.clone()),
-            (None, NetworkMode::Host) => Some(nix::unistd::gethostname().ok()?.into_string().ok()?),
+            (None, NetworkMode::Host) => Some(container_lab::kernel::hostname::get()),
             (None, _) => None,
         }
     }

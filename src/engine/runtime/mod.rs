@@ -500,6 +500,10 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
+            "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
+            "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
+        );
+        explain.step(
             "inside: its own cgroup at /sys/fs/cgroup (read-only), /dev/mqueue, /etc/hosts, resolv.conf, hostname",
             format!(
                 "unshare --cgroup; {}; mount -t mqueue mqueue /dev/mqueue; mount --bind RUN_DIR/hosts /etc/hosts …",
@@ -512,10 +516,6 @@ impl ChildSetup<'_> {
                     None => "(no cgroup hierarchy)".to_string(),
                 }
             ),
-        );
-        explain.step(
-            "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
-            "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
         );
         for node in self.devices {
             node.create().map_err(RuntimeError::Setup)?;
@@ -579,13 +579,18 @@ impl ChildSetup<'_> {
             format!(
                 "inside: keep {} capabilities{}",
                 config.profile.keep.len(),
-                if config.profile.seccomp {
-                    ", no_new_privs, seccomp filter"
-                } else {
-                    " (privileged: no seccomp)"
+                match (config.profile.seccomp, config.profile.no_new_privs) {
+                    (true, false) => ", seccomp filter",
+                    (true, true) => ", no_new_privs, seccomp filter",
+                    (false, true) => ", no_new_privs (no seccomp)",
+                    (false, false) => " (no seccomp)",
                 }
             ),
-            "capsh --caps=… ; prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
+            if config.profile.no_new_privs {
+                "capsh --caps=… ; prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)"
+            } else {
+                "seccomp(SECCOMP_SET_MODE_FILTER) while root still may; capsh --caps=…"
+            },
         );
         if let Some((uid, gid)) = user {
             become_user(uid, gid)?;
