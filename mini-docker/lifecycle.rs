@@ -4,6 +4,7 @@
 //! Docker's flags and what Docker prints for each.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use clap::Args;
 use container_lab::engine::dirs::LabDirs;
@@ -70,6 +71,15 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of the logs (or "all")
     #[arg(short = 'n', long, default_value = "all", value_parser = parse_tail)]
     tail: Tail,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long, value_parser = parse_log_time)]
+    since: Option<SystemTime>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long, value_parser = parse_log_time)]
+    until: Option<SystemTime>,
     container: String,
 }
 
@@ -86,15 +96,83 @@ fn parse_tail(text: &str) -> Result<Tail, String> {
         .map_err(|_| format!("invalid --tail {text:?}: use a number or all"))
 }
 
+/// Docker's `--since`/`--until`: RFC 3339, a date, Unix seconds, or a Go
+/// duration (`42m`, `1h30m`) before now.
+pub fn parse_log_time(text: &str) -> Result<SystemTime, String> {
+    use container_lab::support::time::parse_rfc3339;
+    let invalid = || {
+        format!("invalid value for \"since\"/\"until\": {text:?}: use a time such as 2013-01-02T13:23:37Z, a Unix time, or a duration such as 42m")
+    };
+    if let Some(time) = parse_rfc3339(text) {
+        return Ok(time);
+    }
+    if let Some(time) = parse_rfc3339(&format!("{text}T00:00:00Z")) {
+        return Ok(time);
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds.max(0.0)));
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next().unwrap());
+        }
+        let scale = match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(invalid()),
+        };
+        total += number.parse::<f64>().map_err(|_| invalid())? * scale;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0.0 && text.is_empty() {
+        return Err(invalid());
+    }
+    Ok(SystemTime::now() - std::time::Duration::from_secs_f64(total))
+}
+
+/// Go's RFC3339NanoFixed, as `logs -t` writes it.
+fn fixed_nanos(time: SystemTime) -> String {
+    let text = container_lab::support::time::format_rfc3339(time);
+    let (seconds, _) = text.split_once(['.', 'Z']).unwrap_or((&text, ""));
+    let nanos = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{seconds}.{nanos:09}Z")
+}
+
 pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
+    let show = |entry: &logs::Entry| {
+        if args.since.is_some_and(|since| entry.time < since)
+            || args.until.is_some_and(|until| entry.time > until)
+        {
+            return;
+        }
+        if args.timestamps {
+            let mut stamped = entry.clone();
+            stamped.log = format!("{} {}", fixed_nanos(entry.time), entry.log);
+            print_entry(&stamped);
+        } else {
+            print_entry(entry);
+        }
+    };
     if args.follow {
-        lifecycle.follow_logs(&args.container, args.tail.0, print_entry)?;
+        lifecycle.follow_logs(&args.container, args.tail.0, show)?;
     } else {
         lifecycle
             .logs(&args.container, args.tail.0)?
             .iter()
-            .for_each(print_entry);
+            .for_each(show);
     }
     Ok(0)
 }
@@ -139,9 +217,21 @@ pub fn restart(containers: &[String], timeout: Option<u32>) -> anyhow::Result<i3
     for_each(containers, |key| Ok(lifecycle.restart(key, timeout)?))
 }
 
-pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
+/// `rm [-f] [-v]`: with `-v` its anonymous volumes go too.
+pub fn rm(containers: &[String], force: bool, volumes: bool) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
-    for_each(containers, |key| Ok(lifecycle.remove(key, force)?))
+    let dirs = LabDirs::from_env();
+    for_each(containers, |key| {
+        let anonymous = match lifecycle.find(key) {
+            Ok(record) if volumes => record.config.extra.anonymous_volumes,
+            _ => Vec::new(),
+        };
+        lifecycle.remove(key, force)?;
+        for name in anonymous {
+            let _ = container_lab::engine::volumes::remove(&dirs, &name);
+        }
+        Ok(())
+    })
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +280,9 @@ pub struct ExecArgs {
     /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     tty: bool,
+    /// Detached mode: run command in the background
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Set environment variables
     #[arg(short = 'e', long = "env", value_parser = config::parse_env)]
     env: Vec<(String, Option<String>)>,
@@ -206,6 +299,9 @@ pub struct ExecArgs {
 }
 
 pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
+    if args.detach {
+        return exec_detached(&args.container);
+    }
     if let Some(dir) = &args.workdir {
         config::check_workdir(dir).map_err(refused)?;
     }
@@ -229,6 +325,40 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
         return crate::terminal::exec_with_terminal(&lifecycle, &args.container, request);
     }
     Ok(lifecycle.exec(&args.container, request)?)
+}
+
+/// `exec -d`: the same exec, by a process of its own in a session of its
+/// own, its streams on /dev/null; we return at once, as Docker does.
+fn exec_detached(container: &str) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    // Our own command line without -d, which only the flags before the
+    // container can be (after it, the words are the command's).
+    let mut args: Vec<String> = Vec::new();
+    let mut in_flags = true;
+    for arg in std::env::args().skip(1) {
+        if in_flags && arg == container {
+            in_flags = false;
+        }
+        if in_flags && (arg == "-d" || arg == "--detach") {
+            continue;
+        }
+        args.push(arg);
+    }
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    command.spawn()?;
+    Ok(0)
 }
 
 /// `system prune [-f]`: asks first on a terminal, as Docker does.

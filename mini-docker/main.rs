@@ -5,6 +5,7 @@
 //! published ports, volumes, hardening and Docker's exit codes. Its flags
 //! are spelled as Docker's, so what works here works there.
 
+mod commands;
 mod format;
 mod lifecycle;
 mod present;
@@ -112,6 +113,9 @@ enum Command {
         /// Force the removal of a running container (uses SIGKILL)
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short = 'v', long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -122,6 +126,39 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display the running processes of a container
+    Top {
+        container: String,
+        /// Options for ps (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
+    },
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp { source: String, dest: String },
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Attach to a running container's output (detach with Ctrl-P Ctrl-Q)
+    Attach {
+        /// Proxy all received signals to the process
+        #[arg(long = "sig-proxy", default_value = "true", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        container: String,
+    },
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        /// PORT[/PROTO]
+        port: Option<String>,
+    },
+    /// Update configuration of one or more containers
+    Update(commands::UpdateArgs),
     /// Remove what is not in use
     #[command(subcommand)]
     System(SystemCommand),
@@ -148,13 +185,24 @@ enum VolumeCommand {
     Ls,
     /// Remove a volume
     Rm { name: String },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove all unused local volumes
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
 }
 
 /// Docker's convention: 125 when mini-docker itself fails.
 const FAILED: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(commands::management_forms(std::env::args().collect())) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -189,7 +237,28 @@ fn main() -> ExitCode {
         Command::Pause { containers } => lifecycle::pause(&containers, true),
         Command::Unpause { containers } => lifecycle::pause(&containers, false),
         Command::Restart { time, containers } => lifecycle::restart(&containers, time),
-        Command::Rm { force, containers } => lifecycle::rm(&containers, force),
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => lifecycle::rm(&containers, force, volumes),
+        Command::Wait { containers } => commands::wait(&containers),
+        Command::Top {
+            container,
+            ps_options,
+        } => commands::top(&container, &ps_options),
+        Command::Stats(args) => commands::stats(&args),
+        Command::Cp { source, dest } => commands::cp(&source, &dest),
+        Command::Rename {
+            container,
+            new_name,
+        } => commands::rename(&container, &new_name),
+        Command::Attach {
+            sig_proxy,
+            container,
+        } => commands::attach(&container, sig_proxy),
+        Command::Port { container, port } => commands::port(&container, port.as_deref()),
+        Command::Update(args) => commands::update(&args),
         Command::Inspect(args) => lifecycle::inspect(&args),
         Command::Exec(args) => lifecycle::exec(&args),
         Command::System(SystemCommand::Prune { force }) => lifecycle::prune(force),
@@ -350,6 +419,8 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
             lifecycle().remove_volume(&name)?;
             println!("{name}");
         }
+        VolumeCommand::Inspect { names } => return commands::volume_inspect(&names),
+        VolumeCommand::Prune { force } => return commands::volume_prune(force),
     }
     Ok(0)
 }

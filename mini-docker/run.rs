@@ -354,6 +354,12 @@ impl RunArgs {
                 add_hosts: self.add_host.clone(),
                 labels: self.label.clone(),
                 entrypoint: self.entrypoint.clone().filter(|e| !e.is_empty()),
+                anonymous_volumes: self
+                    .volumes
+                    .iter()
+                    .filter(|v| v.source == volumes::Source::Anonymous)
+                    .map(|_| container_lab::support::ids::random_id())
+                    .collect::<Result<_, _>>()?,
                 dns: self.dns.clone(),
                 dns_search: self.dns_search.clone(),
                 ..RunExtras::default()

@@ -706,3 +706,265 @@ fn ps_filters_formats_and_quotes_like_docker() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid filter"));
     md_ok(&state, &["rm", "first", "second", "third"]);
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn the_everyday_commands_work_as_dockers() {
+    common::assert_root();
+    let state = common::state_root("parity-everyday");
+    // However the test ends, its container goes (by the lab's own rm).
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for name in ["daily", "weekly"] {
+                let _ = md(&self.0, &["rm", "-f", "-v", name]);
+            }
+        }
+    }
+    let _cleanup = Cleanup(state.clone());
+    let id = md_ok(
+        &state,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "daily",
+            "--network",
+            "none",
+            "-m",
+            "32m",
+            "-v",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "echo early; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo late; exit 4",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64);
+    // top: the host's ps, the container's processes only.
+    let top = md_ok(&state, &["top", "daily"]);
+    assert!(top.starts_with("UID "), "{top}");
+    assert!(top.contains("while [ ! -e /tmp/go ]"), "{top}");
+    assert!(!top.contains("cargo"), "{top}");
+    // stats --no-stream: one table, the limit as Docker writes it.
+    let stats = md_ok(&state, &["stats", "--no-stream", "daily"]);
+    let mut lines = stats.lines();
+    assert!(
+        lines.next().unwrap().starts_with("CONTAINER ID   NAME"),
+        "{stats}"
+    );
+    let row = lines.next().unwrap();
+    assert!(row.contains("daily") && row.contains("/ 32MiB"), "{stats}");
+    // update: the running container's cgroup changes at once.
+    md_ok(
+        &state,
+        &["update", "-m", "48m", "--pids-limit", "30", "daily"],
+    );
+    let (memory_file, pids_file) = if unified() {
+        ("memory.max", "pids.max")
+    } else {
+        ("memory.limit_in_bytes", "pids.max")
+    };
+    let dirs = common::cgroup_dirs("daily");
+    let read = |file: &str| {
+        dirs.iter()
+            .map(|d| d.join(file))
+            .find(|p| p.exists())
+            .map(|p| fs::read_to_string(p).unwrap().trim().to_string())
+    };
+    assert_eq!(read(memory_file).as_deref(), Some("50331648"));
+    assert_eq!(read(pids_file).as_deref(), Some("30"));
+    assert_eq!(
+        md_ok(
+            &state,
+            &["inspect", "-f", "{{.HostConfig.Memory}}", "daily"]
+        ),
+        "50331648\n"
+    );
+    // cp in and out, Docker's rules; a symlink inside cannot lead out.
+    let host_dir = state.join("files");
+    fs::create_dir_all(host_dir.join("tree/sub")).unwrap();
+    fs::write(host_dir.join("tree/sub/leaf"), "leaf\n").unwrap();
+    fs::write(host_dir.join("secret"), "host only\n").unwrap();
+    md_ok(
+        &state,
+        &["cp", host_dir.join("tree").to_str().unwrap(), "daily:/tmp"],
+    );
+    md_ok(
+        &state,
+        &[
+            "cp",
+            &format!("{}/.", host_dir.join("tree").display()),
+            "daily:/tmp/flat",
+        ],
+    );
+    let listing = md_ok(
+        &state,
+        &[
+            "exec",
+            "daily",
+            "sh",
+            "-c",
+            "cat /tmp/tree/sub/leaf /tmp/flat/sub/leaf",
+        ],
+    );
+    assert_eq!(listing, "leaf\nleaf\n");
+    let secret = host_dir.join("secret");
+    md_ok(
+        &state,
+        &[
+            "exec",
+            "daily",
+            "ln",
+            "-s",
+            secret.to_str().unwrap(),
+            "/leak",
+        ],
+    );
+    let out_dir = host_dir.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    md_ok(
+        &state,
+        &["cp", "daily:/etc/hostname", out_dir.to_str().unwrap()],
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join("hostname")).unwrap(),
+        md_ok(&state, &["exec", "daily", "cat", "/etc/hostname"])
+    );
+    let leak = md(
+        &state,
+        &[
+            "cp",
+            "daily:/leak",
+            out_dir.join("leaked").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(
+        leak.status.code(),
+        Some(0),
+        "cp followed a symlink out of the container"
+    );
+    assert!(!out_dir.join("leaked").exists());
+    // rename refuses a running container; exec -d runs in the background.
+    assert_eq!(
+        md(&state, &["rename", "daily", "weekly"]).status.code(),
+        Some(1)
+    );
+    // attach: the output from now on, and the exit code.
+    let mut attach = common::mini_docker(&state, &["attach", "daily"]);
+    attach.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let attached = attach.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    md_ok(&state, &["exec", "-d", "daily", "touch", "/tmp/go"]);
+    let out = attached.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(md_ok(&state, &["wait", "daily"]), "4\n");
+    // logs -t, --since, --until.
+    let stamped = md_ok(&state, &["logs", "-t", "daily"]);
+    let first = stamped.lines().next().unwrap();
+    let (stamp, text) = first.split_once(' ').unwrap();
+    assert_eq!(text, "early");
+    assert!(stamp.len() == 30 && stamp.ends_with('Z'), "{stamp}");
+    assert_eq!(
+        md_ok(
+            &state,
+            &["logs", "--until", "2000-01-01T00:00:00Z", "daily"]
+        ),
+        ""
+    );
+    assert_eq!(
+        md_ok(&state, &["logs", "--since", "1h", "daily"]),
+        "early\nlate\n"
+    );
+    assert!(
+        md(&state, &["logs", "--since", "soon", "daily"])
+            .status
+            .code()
+            == Some(125)
+    );
+    // A stopped container: cp out of its layers, rename.
+    md_ok(
+        &state,
+        &[
+            "cp",
+            "daily:/tmp/tree/sub/leaf",
+            out_dir.join("from-layer").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join("from-layer")).unwrap(),
+        "leaf\n"
+    );
+    md_ok(&state, &["rename", "daily", "weekly"]);
+    assert_eq!(
+        md_ok(&state, &["container", "ls", "-a", "--format", "{{.Names}}"]),
+        "weekly\n"
+    );
+    // rm -v: its anonymous volume goes too.
+    let listed = md_ok(&state, &["volume", "ls"]);
+    let anonymous = listed
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let doc: serde_json::Value =
+        serde_json::from_str(&md_ok(&state, &["volume", "inspect", &anonymous])).unwrap();
+    assert_eq!(doc[0]["Name"], anonymous.as_str());
+    assert_eq!(doc[0]["Driver"], "local");
+    md_ok(&state, &["rm", "-v", "weekly"]);
+    assert!(!md_ok(&state, &["volume", "ls"]).contains(&anonymous));
+    // volume prune: the unused ones.
+    md_ok(&state, &["volume", "create", "spare"]);
+    let pruned = md_ok(&state, &["volume", "prune", "-f"]);
+    assert!(pruned.contains("spare"), "{pruned}");
+    assert_eq!(md(&state, &["wait", "nosuch"]).status.code(), Some(1));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn port_lists_the_published_ports() {
+    common::assert_root();
+    let state = common::state_root("parity-port");
+    let host = common::HostNetns::new();
+    let run = |args: &[&str]| {
+        let command = host.command(common::mini_docker(&state, args));
+        common::run(command)
+    };
+    let out = run(&[
+        "run",
+        "-d",
+        "--name",
+        "ported",
+        "-p",
+        "127.0.0.1:8089:80",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = run(&["port", "ported"]);
+    assert_eq!(
+        String::from_utf8_lossy(&port.stdout),
+        "80/tcp -> 127.0.0.1:8089\n"
+    );
+    let one = run(&["port", "ported", "80"]);
+    assert_eq!(String::from_utf8_lossy(&one.stdout), "127.0.0.1:8089\n");
+    assert_eq!(run(&["port", "ported", "81"]).status.code(), Some(1));
+    assert_eq!(run(&["rm", "-f", "ported"]).status.code(), Some(0));
+}

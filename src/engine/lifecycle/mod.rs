@@ -16,6 +16,7 @@
 //! - `inspect.rs`: what `inspect` and `logs` show.
 
 mod create;
+mod everyday;
 mod exec;
 mod inspect;
 mod pause;
@@ -24,6 +25,7 @@ mod stop;
 
 use std::path::PathBuf;
 
+pub use self::everyday::{find_in_layers, port_lines, FilesRoot, Update};
 pub use self::inspect::Inspection;
 use crate::engine::dirs::LabDirs;
 use crate::engine::images::imported::ImageError;
@@ -110,6 +112,8 @@ pub enum LifecycleError {
         container: String,
         image: String,
     },
+    #[error("cannot rename {0}: it is running, and the lab names its cgroup and network after it; stop it first")]
+    RenameRunning(String),
     #[error("volume {name} is in use by {}; remove those containers first", users.join(", "))]
     VolumeInUse { name: String, users: Vec<String> },
     #[error(transparent)]
@@ -176,6 +180,8 @@ impl LifecycleError {
                 | ImageMustForce { .. }
                 | VolumeInUse { .. }
                 | VolumeRefused(_)
+                | RenameRunning(_)
+                | Store(StoreError::Conflict { .. })
         )
     }
 

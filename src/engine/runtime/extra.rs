@@ -69,6 +69,10 @@ pub struct RunExtras {
     /// `--entrypoint`, kept apart for `inspect` (the command starts with it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
+    /// The names of its anonymous volumes (`-v /target`), one for each,
+    /// in order: chosen at create, kept across restarts, gone with `rm -v`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_volumes: Vec<String>,
     /// `--cidfile FILE`: where the container's ID was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidfile: Option<String>,

@@ -181,12 +181,16 @@ pub fn start(
     );
     let mut anonymous_volumes = Vec::new();
     let mut volume_sources = Vec::new();
+    let mut chosen = config.extra.anonymous_volumes.iter();
     for spec in &config.volumes {
-        // An anonymous volume gets a random name, as a container's ID.
+        // An anonymous volume gets a random name, as a container's ID:
+        // the one chosen at create (a record of before then: a new one).
         let anonymous = match spec.source {
-            Source::Anonymous => {
-                crate::support::ids::random_id().map_err(|e| RuntimeError::Setup(e.to_string()))?
-            }
+            Source::Anonymous => match chosen.next() {
+                Some(name) => name.clone(),
+                None => crate::support::ids::random_id()
+                    .map_err(|e| RuntimeError::Setup(e.to_string()))?,
+            },
             _ => String::new(),
         };
         let source = volumes::host_path(dirs, spec, &anonymous)?;

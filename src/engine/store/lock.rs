@@ -76,6 +76,32 @@ impl Store {
         })
     }
 
+    /// `docker rename`: a new name, unique among the containers (checked
+    /// under the names lock, as `create` checks it). The configuration's
+    /// name follows: the next start names its kernel objects so.
+    pub fn rename(&self, id: &str, new_name: &str) -> Result<(), StoreError> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        super::validate_name(new_name)?;
+        let _names = crate::support::fs::lock_file(&self.data.join("names.lock"), true)?;
+        let (existing, _) = self.list_all()?;
+        if let Some(other) = existing.iter().find(|r| r.name == new_name && r.id != id) {
+            return Err(StoreError::Conflict {
+                name: new_name.to_string(),
+                id: other.id.clone(),
+            });
+        }
+        let guard = self.lock(id)?;
+        let mut record = guard.read()?;
+        record.name = new_name.to_string();
+        record.config.name = new_name.to_string();
+        let durable = !record.ephemeral();
+        write_json(
+            &self.config_path(id),
+            &super::ConfigFile::of(&record),
+            durable,
+        )
+    }
+
     /// Read-modify-write under the container's lock; `change` must not
     /// touch the ID or the name. Returns the stored record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Record, StoreError> {
