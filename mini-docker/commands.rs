@@ -290,7 +290,7 @@ pub struct UpdateArgs {
     #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = parse_swap)]
     memory_swap: Option<Limit>,
     /// Memory soft limit
-    #[arg(long = "memory-reservation", value_parser = cgroups::parse_size)]
+    #[arg(long = "memory-reservation", value_parser = crate::run::parse_bytes)]
     memory_reservation: Option<u64>,
     /// Number of CPUs
     #[arg(long, value_parser = cgroups::parse_cpus)]

@@ -152,6 +152,12 @@ fn fixed_nanos(time: SystemTime) -> String {
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
+    let record = lifecycle.find(&args.container)?;
+    if record.config.extra.log_driver == container_lab::engine::runtime::extra::LogDriver::None {
+        return Err(refused(
+            "configured logging driver does not support reading (the container was run with --log-driver none)",
+        ));
+    }
     let show = |entry: &logs::Entry| {
         if args.since.is_some_and(|since| entry.time < since)
             || args.until.is_some_and(|until| entry.time > until)

@@ -325,6 +325,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         config,
         owned: start,
     })?;
+    args.write_cidfile(&record.id)?;
     if !start {
         println!("{}", record.id);
         return Ok(0);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use container_lab::engine::network::PortMapping;
 use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
-use container_lab::engine::runtime::extra::RunExtras;
+use container_lab::engine::runtime::extra::{self, LogDriver, RunExtras};
 use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
 use container_lab::kernel::cgroups::devices::{self, DeviceSpec};
 use container_lab::kernel::cgroups::{self, Limit, Limits, ThrottleSpec};
@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true, value_parser = parse_memory_swap)]
     memory_swap: Option<Limit>,
     /// Memory soft limit
-    #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = cgroups::parse_size)]
+    #[arg(long = "memory-reservation", value_name = "BYTES", value_parser = parse_bytes)]
     memory_reservation: Option<u64>,
     /// CPU shares (relative weight; Docker's -c is left out: it would take
     /// a command's own -c after the image)
@@ -139,6 +139,45 @@ pub struct RunArgs {
     /// Set custom DNS search domains
     #[arg(long = "dns-search", value_name = "DOMAIN")]
     dns_search: Vec<String>,
+    /// Expose a port or a range of ports (PORT[/PROTO], FROM-TO[/PROTO])
+    #[arg(long = "expose", value_name = "PORT", value_parser = parse_expose)]
+    expose: Vec<Vec<String>>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=…,target=…[,readonly])
+    #[arg(long = "mount", value_name = "MOUNT", value_parser = parse_mount)]
+    mount: Vec<Mount>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long = "ulimit", value_name = "ULIMIT", value_parser = extra::parse_ulimit)]
+    ulimit: Vec<extra::Ulimit>,
+    /// Size of /dev/shm (e.g. 128m)
+    #[arg(long = "shm-size", value_name = "BYTES", value_parser = parse_bytes)]
+    shm_size: Option<u64>,
+    /// Sysctl options (KEY=VALUE, namespaced ones only)
+    #[arg(long = "sysctl", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    sysctl: Vec<(String, String)>,
+    /// Add additional groups to join
+    #[arg(long = "group-add", value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long = "cidfile", value_name = "FILE")]
+    cidfile: Option<PathBuf>,
+    /// Logging driver for the container: json-file or none
+    #[arg(long = "log-driver", value_name = "DRIVER", default_value = "json-file", value_parser = parse_log_driver)]
+    log_driver: LogDriver,
+    /// Pull image before running: always, missing or never
+    #[arg(long = "pull", value_name = "POLICY", default_value = "missing", value_parser = ["always", "missing", "never"])]
+    pull: String,
+    /// PID namespace to use: host, or the container's own
+    #[arg(long = "pid", value_name = "MODE", value_parser = ["host", "private"])]
+    pid: Option<String>,
+    /// IPC mode to use: private, shareable, none or host
+    #[arg(long = "ipc", value_name = "MODE", value_parser = ["private", "shareable", "none", "host"])]
+    ipc: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network
+    #[arg(long = "ip", value_name = "ADDRESS", value_parser = clap::value_parser!(std::net::Ipv4Addr))]
+    ip: Option<std::net::Ipv4Addr>,
     /// Security options: no-new-privileges[:true|false], seccomp=unconfined|FILE
     #[arg(long = "security-opt", value_name = "OPTION")]
     security_opt: Vec<String>,
@@ -162,6 +201,135 @@ pub fn check_terminal() -> Result<(), NotATty> {
         Ok(())
     } else {
         Err(NotATty)
+    }
+}
+
+/// Docker's `RAMInBytes`: a number with b, k, m or g (any case, an
+/// optional trailing b): `64m`, `1g`, `512kb`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let invalid = || format!("invalid size: {text:?}: use a number with b, k, m or g, such as 64m");
+    let lower = text.to_ascii_lowercase();
+    let trimmed = lower
+        .strip_suffix('b')
+        .filter(|t| !t.is_empty() && t.ends_with(['k', 'm', 'g']))
+        .unwrap_or(&lower);
+    let (number, scale) = match trimmed.chars().last() {
+        Some('k') => (&trimmed[..trimmed.len() - 1], 1u64 << 10),
+        Some('m') => (&trimmed[..trimmed.len() - 1], 1 << 20),
+        Some('g') => (&trimmed[..trimmed.len() - 1], 1 << 30),
+        Some('b') => (&trimmed[..trimmed.len() - 1], 1),
+        _ => (trimmed, 1),
+    };
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    if value <= 0.0 {
+        return Err(invalid());
+    }
+    Ok((value * scale as f64) as u64)
+}
+
+/// What `--mount` adds: a bind or a volume, or a tmpfs.
+#[derive(Debug, Clone)]
+pub enum Mount {
+    Volume(VolumeSpec),
+    Tmpfs(TmpfsSpec),
+}
+
+/// Docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly]
+/// [,tmpfs-size=…][,tmpfs-mode=…]` (also `src`, `dst`, `destination`, `ro`).
+fn parse_mount(text: &str) -> Result<Mount, String> {
+    let invalid = |why: &str| format!("invalid argument {text:?} for \"--mount\" flag: {why}");
+    let (mut kind, mut source, mut target, mut read_only) = ("volume", None, None, false);
+    let mut tmpfs_options = Vec::new();
+    for field in text.split(',') {
+        let (key, value) = field.split_once('=').unwrap_or((field, ""));
+        match key {
+            "type" => {
+                kind = match value {
+                    "bind" => "bind",
+                    "volume" => "volume",
+                    "tmpfs" => "tmpfs",
+                    other => {
+                        return Err(invalid(&format!(
+                            "unknown mount type {other:?}: use bind, volume or tmpfs"
+                        )))
+                    }
+                }
+            }
+            "source" | "src" => source = Some(value.to_string()),
+            "target" | "dst" | "destination" => target = Some(value.to_string()),
+            "readonly" | "ro" => read_only = value.is_empty() || value == "true" || value == "1",
+            "tmpfs-size" => tmpfs_options.push(format!("size={}", parse_bytes(value)?)),
+            "tmpfs-mode" => tmpfs_options.push(format!("mode={value}")),
+            "bind-propagation" | "volume-nocopy" | "consistency" => {}
+            other => return Err(invalid(&format!("unexpected key '{other}' in '{field}'"))),
+        }
+    }
+    let target = target.ok_or_else(|| invalid("field target must not be empty"))?;
+    let mode = if read_only { ":ro" } else { "" };
+    match (kind, source) {
+        ("tmpfs", Some(_)) => Err(invalid("source is not supported for tmpfs mounts")),
+        ("tmpfs", None) => {
+            if read_only {
+                tmpfs_options.push("ro".into());
+            }
+            volumes::parse_tmpfs(&format!("{target}:{}", tmpfs_options.join(","))).map(Mount::Tmpfs)
+        }
+        ("bind", None) => Err(invalid("field source must not be empty")),
+        ("bind", Some(source)) => {
+            if !source.starts_with('/') {
+                return Err(invalid("the bind source must be an absolute path"));
+            }
+            if !std::path::Path::new(&source).exists() {
+                return Err(format!("invalid mount config for type \"bind\": bind source path does not exist: {source}"));
+            }
+            volumes::parse_volume(&format!("{source}:{target}{mode}")).map(Mount::Volume)
+        }
+        (_, None) => volumes::parse_volume(&target).map(|mut v| {
+            v.read_only = read_only;
+            Mount::Volume(v)
+        }),
+        (_, Some(name)) => {
+            volumes::parse_volume(&format!("{name}:{target}{mode}")).map(Mount::Volume)
+        }
+    }
+}
+
+/// `--expose 80`, `--expose 80/udp`, `--expose 8000-8002`: Docker's keys.
+fn parse_expose(text: &str) -> Result<Vec<String>, String> {
+    let (ports, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    if protocol != "tcp" && protocol != "udp" {
+        return Err(format!("invalid proto: {protocol}"));
+    }
+    let number = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("invalid range format for --expose: {text}"))
+    };
+    let (low, high) = match ports.split_once('-') {
+        Some((l, h)) => (number(l)?, number(h)?),
+        None => (number(ports)?, number(ports)?),
+    };
+    if low > high {
+        return Err(format!("invalid range format for --expose: {text}"));
+    }
+    Ok((low..=high).map(|p| format!("{p}/{protocol}")).collect())
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("invalid argument {text:?}: use KEY=VALUE")),
+    }
+}
+
+fn parse_log_driver(text: &str) -> Result<LogDriver, String> {
+    match text {
+        "json-file" => Ok(LogDriver::JsonFile),
+        "none" => Ok(LogDriver::None),
+        other => Err(format!(
+            "logging driver {other:?} is not supported here: use json-file or none"
+        )),
     }
 }
 
@@ -265,6 +433,37 @@ impl RunArgs {
             ),
             _ => {}
         }
+        // Docker: an address of one's choosing only on a user-defined network.
+        if self.ip.is_some()
+            && matches!(
+                self.network,
+                NetworkMode::Bridge | NetworkMode::None | NetworkMode::Host
+            )
+        {
+            anyhow::bail!("user specified IP address is supported on user defined networks only");
+        }
+        if self.publish_all && self.network != NetworkMode::Bridge {
+            anyhow::bail!("-P needs the bridge network: published ports are DNAT rules to the container's own address");
+        }
+        for (key, _) in &self.sysctl {
+            extra::check_sysctl(key, self.network == NetworkMode::Host)
+                .map_err(anyhow::Error::msg)?;
+        }
+        if let Some(file) = &self.cidfile {
+            if file.exists() {
+                anyhow::bail!(
+                    "container ID file found, make sure the other container isn't running or delete {}",
+                    file.display()
+                );
+            }
+        }
+        if self.pull == "never" {
+            container_lab::engine::images::imported::resolve(
+                &container_lab::engine::dirs::LabDirs::from_env(),
+                &self.image,
+            )
+            .map_err(|_| anyhow::anyhow!("No such image: {}", self.image))?;
+        }
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
         }
@@ -339,9 +538,17 @@ impl RunArgs {
             privileged: self.privileged,
             profile,
             network: self.network,
-            publish: self.publish.clone(),
-            volumes: self.volumes.clone(),
-            tmpfs: self.tmpfs.clone(),
+            publish: self.all_published(),
+            volumes: self.all_volumes(),
+            tmpfs: self
+                .tmpfs
+                .iter()
+                .cloned()
+                .chain(self.mount.iter().filter_map(|m| match m {
+                    Mount::Tmpfs(t) => Some(t.clone()),
+                    Mount::Volume(_) => None,
+                }))
+                .collect(),
             devices: self.devices.clone(),
             init: self.init,
             remove: self.rm,
@@ -354,17 +561,82 @@ impl RunArgs {
                 add_hosts: self.add_host.clone(),
                 labels: self.label.clone(),
                 entrypoint: self.entrypoint.clone().filter(|e| !e.is_empty()),
+                expose: self.expose.iter().flatten().cloned().collect(),
+                publish_all: self.publish_all,
+                ulimits: self.ulimit.clone(),
+                shm_size: self.shm_size,
+                sysctls: self.sysctl.clone(),
+                group_add: self.group_add.clone(),
+                log_driver: self.log_driver,
+                pid_host: self.pid.as_deref() == Some("host"),
+                ipc: self.ipc.clone(),
+                cidfile: self.cidfile.as_ref().map(|f| f.display().to_string()),
                 anonymous_volumes: self
-                    .volumes
+                    .all_volumes()
                     .iter()
                     .filter(|v| v.source == volumes::Source::Anonymous)
                     .map(|_| container_lab::support::ids::random_id())
                     .collect::<Result<_, _>>()?,
                 dns: self.dns.clone(),
                 dns_search: self.dns_search.clone(),
-                ..RunExtras::default()
             },
         })
+    }
+
+    /// `-v` and `--mount type=bind|volume`, in that order.
+    fn all_volumes(&self) -> Vec<VolumeSpec> {
+        self.volumes
+            .iter()
+            .cloned()
+            .chain(self.mount.iter().filter_map(|m| match m {
+                Mount::Volume(v) => Some(v.clone()),
+                Mount::Tmpfs(_) => None,
+            }))
+            .collect()
+    }
+
+    /// `-p`, and with `-P` every exposed port on a port the kernel picks.
+    fn all_published(&self) -> Vec<PortMapping> {
+        let mut ports = self.publish.clone();
+        if self.publish_all {
+            for port in self.expose.iter().flatten() {
+                let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+                let Ok(container_port) = number.parse() else {
+                    continue;
+                };
+                if !ports
+                    .iter()
+                    .any(|p| p.container_port == container_port && p.protocol == protocol)
+                {
+                    ports.push(PortMapping {
+                        host_ip: None,
+                        host_port: 0,
+                        container_port,
+                        protocol: protocol.to_string(),
+                    });
+                }
+            }
+        }
+        ports
+    }
+
+    /// `--cidfile`: the new container's ID, written once it exists.
+    pub fn write_cidfile(&self, id: &str) -> anyhow::Result<()> {
+        if let Some(file) = &self.cidfile {
+            use std::io::Write;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(file)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "failed to create the container ID file {}: {e}",
+                        file.display()
+                    )
+                })?;
+            out.write_all(id.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// The hostname for the record: `-h`, or with `--network host` the

@@ -958,6 +958,33 @@ fn port_lists_the_published_ports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let all = run(&[
+        "run",
+        "-d",
+        "--name",
+        "every",
+        "--expose",
+        "7000-7001",
+        "-P",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        all.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let every = String::from_utf8_lossy(&run(&["port", "every"]).stdout).into_owned();
+    let lines: Vec<&str> = every.lines().collect();
+    assert_eq!(lines.len(), 2, "{every}");
+    assert!(
+        lines[0].starts_with("7000/tcp -> 0.0.0.0:")
+            && lines[1].starts_with("7001/tcp -> 0.0.0.0:"),
+        "{every}"
+    );
+    assert_eq!(run(&["rm", "-f", "every"]).status.code(), Some(0));
     let port = run(&["port", "ported"]);
     assert_eq!(
         String::from_utf8_lossy(&port.stdout),
@@ -967,4 +994,163 @@ fn port_lists_the_published_ports() {
     assert_eq!(String::from_utf8_lossy(&one.stdout), "127.0.0.1:8089\n");
     assert_eq!(run(&["port", "ported", "81"]).status.code(), Some(1));
     assert_eq!(run(&["rm", "-f", "ported"]).status.code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn the_run_flags_reach_the_kernel() {
+    common::assert_root();
+    let state = common::state_root("parity-flags");
+    let bind = state.join("bind");
+    fs::create_dir_all(&bind).unwrap();
+    fs::write(bind.join("note"), "from the host\n").unwrap();
+    let cidfile = state.join("cid");
+    let mount_bind = format!("type=bind,source={},target=/b,readonly", bind.display());
+    let script = "echo \"=== limits\"; grep 'open files' /proc/self/limits; \
+                  echo \"=== shm\"; grep ' /dev/shm ' /proc/self/mountinfo; \
+                  echo \"=== t\"; grep ' /t ' /proc/self/mountinfo; \
+                  echo \"=== sysctl\"; cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_unprivileged_port_start; \
+                  echo \"=== groups\"; id -G; \
+                  echo \"=== ns\"; readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; \
+                  echo \"=== bind\"; cat /b/note; touch /b/x 2>&1; \
+                  echo \"=== volume\"; echo kept > /v/file; cat /v/file";
+    let out = stdout_of(
+        &state,
+        &[
+            "--network",
+            "none",
+            "--cidfile",
+            cidfile.to_str().unwrap(),
+            "--ulimit",
+            "nofile=1024:2048",
+            "--shm-size",
+            "16m",
+            "--sysctl",
+            "kernel.shmmax=123456",
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=80",
+            "--group-add",
+            "10",
+            "--group-add",
+            "27",
+            "--pid",
+            "host",
+            "--ipc",
+            "host",
+            "--mount",
+            "type=tmpfs,target=/t,tmpfs-size=1m",
+            "--mount",
+            &mount_bind,
+            "--mount",
+            "type=volume,source=flagvol,target=/v",
+            "--log-driver",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let seen = sections(&out);
+    let limits: Vec<&str> = seen["limits"].split_whitespace().collect();
+    assert_eq!(&limits[3..5], ["1024", "2048"], "{}", seen["limits"]);
+    assert!(seen["shm"].contains("size=16384k"), "{}", seen["shm"]);
+    assert!(
+        seen["t"].contains(" - tmpfs ") && seen["t"].contains("size=1024k"),
+        "{}",
+        seen["t"]
+    );
+    assert_eq!(seen["sysctl"], "123456\n80\n");
+    assert_eq!(seen["groups"], "0 10 27\n");
+    let host_ns = |kind: &str| {
+        fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        seen["ns"],
+        format!("{}\n{}\n", host_ns("pid"), host_ns("ipc"))
+    );
+    assert!(
+        seen["bind"].starts_with("from the host\n")
+            && seen["bind"].contains("Read-only file system"),
+        "{}",
+        seen["bind"]
+    );
+    assert_eq!(seen["volume"], "kept\n");
+    assert!(state.join("lib/volumes/flagvol/_data/file").exists());
+    // --cidfile holds the ID; a second run with it is refused.
+    let id = fs::read_to_string(&cidfile).unwrap();
+    assert_eq!(id.len(), 64);
+    let again = run(
+        &state,
+        &[
+            "--rm",
+            "--cidfile",
+            cidfile.to_str().unwrap(),
+            "busybox",
+            "true",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("container ID file found"));
+    // --log-driver none: nothing to read back.
+    let names = md_ok(&state, &["ps", "-a", "--format", "{{.Names}}"]);
+    let name = names.trim();
+    let logs = md(&state, &["logs", name]);
+    assert_eq!(logs.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("does not support reading"));
+    assert_eq!(
+        md_ok(
+            &state,
+            &[
+                "inspect",
+                "-f",
+                "{{.HostConfig.LogConfig.Type}} {{.HostConfig.PidMode}}",
+                name
+            ]
+        ),
+        "none host\n"
+    );
+    md_ok(&state, &["rm", name]);
+    md_ok(&state, &["volume", "rm", "flagvol"]);
+    // Bad values: Docker's kind of error, exit 125, nothing made.
+    for (bad, says) in [
+        (&["--sysctl", "vm.swappiness=1"][..], "not whitelisted"),
+        (&["--ip", "172.18.0.9"], "user defined networks only"),
+        (&["--ulimit", "bogus=1"], "invalid ulimit type"),
+        (&["--ulimit", "nofile=10:5"], "soft limit must be less"),
+        (
+            &["--mount", "type=bind,source=/no/such/dir,target=/x"],
+            "bind source path does not exist",
+        ),
+        (&["--mount", "type=disk,target=/x"], "unknown mount type"),
+        (&["--expose", "0"], "invalid range format"),
+        (&["--log-driver", "syslog"], "not supported"),
+        (&["--pull", "sometimes"], "invalid value"),
+        (&["--pull", "never"], "No such image"),
+        (&["--cpuset-cpus", "0-999"], "not available"),
+        (&["--memory-swap", "64m"], "always set the memory limit"),
+        (&["--add-host", "db"], "bad format for add-host"),
+        (&["--dns", "nine"], "invalid IP address"),
+        (&["--security-opt", "seccomp="], "security-opt"),
+    ] {
+        let mut args = vec!["--rm"];
+        args.extend(bad);
+        let image = if bad[1] == "never" {
+            "nosuchimage"
+        } else {
+            "busybox"
+        };
+        args.extend([image, "true"]);
+        let out = run(&state, &args);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{bad:?}: {stderr}");
+    }
+    assert_eq!(md_ok(&state, &["ps", "-a", "-q"]), "");
 }

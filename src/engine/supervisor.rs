@@ -166,11 +166,11 @@ pub fn supervise(
                 stdout,
                 stderr,
             }) => {
-                let (io, logger) = log_pipes(store, id, stdin, Some((stdout, stderr)))?;
+                let (io, logger) = log_pipes(store, record, stdin, Some((stdout, stderr)))?;
                 (io, Some(logger))
             }
             _ => {
-                let (io, logger) = log_pipes(store, id, StdinMode::Null, None)?;
+                let (io, logger) = log_pipes(store, record, StdinMode::Null, None)?;
                 (io, Some(logger))
             }
         };
@@ -257,14 +257,18 @@ pub fn supervise(
 /// lock that thread held. `echo`: where the output is also copied.
 fn log_pipes(
     store: &Store,
-    id: &str,
+    record: &Record,
     stdin: StdinMode,
     echo: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(Stdio, nix::unistd::Pid), SupervisorError> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SupervisorError::Spawn(e.to_string()));
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let path = store.log_path(id);
+    // `--log-driver none`: the same copier, into nothing.
+    let path = match record.config.extra.log_driver {
+        crate::engine::runtime::extra::LogDriver::JsonFile => store.log_path(&record.id),
+        crate::engine::runtime::extra::LogDriver::None => std::path::PathBuf::from("/dev/null"),
+    };
     crate::kernel::process::flush_stdio();
     match unsafe { fork() }.map_err(|e| SupervisorError::Spawn(e.to_string()))? {
         ForkResult::Child => {

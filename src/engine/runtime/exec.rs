@@ -154,9 +154,10 @@ fn prepare(config: &RunConfig, request: &ExecRequest) -> Result<(), RuntimeError
         )?),
         None => None,
     };
+    let groups = super::supplementary_groups(&config.extra.group_add)?;
     config.profile.apply()?;
     if let Some((uid, gid)) = user {
-        become_user(uid, gid)?;
+        become_user(uid, gid, &groups)?;
     }
     Ok(())
 }

@@ -77,3 +77,86 @@ pub struct RunExtras {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidfile: Option<String>,
 }
+
+/// Docker's `--ulimit` names and the kernel's resources.
+pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Docker's `--ulimit NAME=SOFT[:HARD]`.
+pub fn parse_ulimit(text: &str) -> Result<Ulimit, String> {
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {text}"))?;
+    if rlimit_resource(name).is_none() {
+        return Err(format!("invalid ulimit type: {name}"));
+    }
+    let number = |v: &str| -> Result<u64, String> {
+        if v == "-1" {
+            return Ok(libc::RLIM_INFINITY);
+        }
+        v.parse()
+            .map_err(|_| format!("invalid ulimit argument: {text}"))
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (number(s)?, number(h)?),
+        None => (number(values)?, number(values)?),
+    };
+    if soft > hard {
+        return Err(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        ));
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
+
+/// Docker's rule for `--sysctl`: only what the container's own namespaces
+/// hold (IPC: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`;
+/// network: `net.*`, not with the host's network).
+pub fn check_sysctl(key: &str, host_network: bool) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if host_network {
+            return Err(format!(
+                "sysctl {key:?} not allowed in host network namespace"
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "sysctl {key:?} is not whitelisted: only namespaced ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*) can be set for one container"
+    ))
+}

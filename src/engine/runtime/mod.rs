@@ -222,12 +222,15 @@ pub fn start(
             .join("; "),
     );
 
-    let mut spaces = vec![
-        Namespace::Uts,
-        Namespace::Pid,
-        Namespace::Ipc,
-        Namespace::Mount,
-    ];
+    let mut spaces = vec![Namespace::Uts];
+    // `--pid host` and `--ipc host` share the host's.
+    if !config.extra.pid_host {
+        spaces.push(Namespace::Pid);
+    }
+    if config.extra.ipc.as_deref() != Some("host") {
+        spaces.push(Namespace::Ipc);
+    }
+    spaces.push(Namespace::Mount);
     if config.network != NetworkMode::Host {
         spaces.push(Namespace::Net);
     }
@@ -502,6 +505,26 @@ impl ChildSetup<'_> {
         rootfs::mount_kernel_filesystems()?;
         crate::kernel::ipc::mount_mqueue(Path::new("/dev/mqueue"))
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        if let Some(size) = config.extra.shm_size {
+            // --shm-size: /dev/shm again, at that size.
+            let flags = nix::mount::MsFlags::MS_REMOUNT
+                | nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC;
+            mounts::mount_fs(
+                "tmpfs",
+                Path::new("/dev/shm"),
+                flags,
+                Some(&format!("mode=1777,size={size}")),
+            )?;
+        }
+        // --sysctl, namespaced only (checked at create): before /proc/sys
+        // becomes read-only.
+        for (key, value) in &config.extra.sysctls {
+            let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+            std::fs::write(&path, value)
+                .map_err(|e| RuntimeError::Setup(format!("sysctl {key}={value}: {e}")))?;
+        }
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
@@ -569,6 +592,9 @@ impl ChildSetup<'_> {
         let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
         let argv = cstrings(config.command.iter().cloned())?;
         connect_stdio(io, null)?;
+        for limit in &config.extra.ulimits {
+            set_ulimit(limit)?;
+        }
         if config.init {
             // Docker's shape: `docker-init -- CMD ARGS` in /proc/1/cmdline.
             let shown: Vec<String> = [init::INIT_NAME.to_string(), "--".to_string()]
@@ -596,8 +622,16 @@ impl ChildSetup<'_> {
                 "seccomp(SECCOMP_SET_MODE_FILTER) while root still may; capsh --caps=…"
             },
         );
-        if let Some((uid, gid)) = user {
-            become_user(uid, gid)?;
+        let groups = supplementary_groups(&config.extra.group_add)?;
+        match user {
+            Some((uid, gid)) => become_user(uid, gid, &groups)?,
+            None if !groups.is_empty() => {
+                let mut all = vec![nix::unistd::Gid::from_raw(0)];
+                all.extend(groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)));
+                nix::unistd::setgroups(&all)
+                    .map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
+            }
+            None => {}
         }
         explain.step(
             format!(
@@ -626,6 +660,45 @@ pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec
     }
     env.push(("HOSTNAME".into(), config.hostname.clone()));
     env
+}
+
+/// `--group-add`: numbers, or names from the container's /etc/group.
+pub(crate) fn supplementary_groups(names: &[String]) -> Result<Vec<u32>, RuntimeError> {
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    names
+        .iter()
+        .map(|name| {
+            name.parse::<u32>()
+                .ok()
+                .or_else(|| {
+                    groups.lines().find_map(|line| {
+                        let fields: Vec<&str> = line.split(':').collect();
+                        (fields.first() == Some(&name.as_str()))
+                            .then(|| fields.get(2)?.parse().ok())
+                            .flatten()
+                    })
+                })
+                .ok_or_else(|| {
+                    RuntimeError::Setup(format!(
+                        "unable to find group {name}: no matching entries in group file"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `--ulimit NAME=SOFT:HARD`: setrlimit before the program starts.
+fn set_ulimit(limit: &extra::Ulimit) -> Result<(), RuntimeError> {
+    let resource = extra::rlimit_resource(&limit.name)
+        .ok_or_else(|| RuntimeError::Setup(format!("unknown ulimit {}", limit.name)))?;
+    let value = libc::rlimit {
+        rlim_cur: limit.soft,
+        rlim_max: limit.hard,
+    };
+    let done = unsafe { libc::setrlimit(resource, &value) };
+    nix::errno::Errno::result(done)
+        .map(drop)
+        .map_err(|e| RuntimeError::Setup(format!("setrlimit {}: {e}", limit.name)))
 }
 
 /// The signals to a foreground run after which the container is killed.
@@ -671,9 +744,11 @@ fn connect_stdio(io: Stdio, null: OwnedFd) -> Result<(), RuntimeError> {
 /// `-u`: groups, gid, then uid (setuid last: after it we could not change
 /// the others). The kernel clears the capabilities of a non-root user at
 /// execve, as Docker's users see too.
-pub(crate) fn become_user(uid: u32, gid: u32) -> Result<(), RuntimeError> {
+pub(crate) fn become_user(uid: u32, gid: u32, extra: &[u32]) -> Result<(), RuntimeError> {
     let gid = nix::unistd::Gid::from_raw(gid);
-    nix::unistd::setgroups(&[gid]).map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
+    let mut groups = vec![gid];
+    groups.extend(extra.iter().map(|g| nix::unistd::Gid::from_raw(*g)));
+    nix::unistd::setgroups(&groups).map_err(|e| RuntimeError::Setup(format!("setgroups: {e}")))?;
     nix::unistd::setgid(gid).map_err(|e| RuntimeError::Setup(format!("setgid: {e}")))?;
     nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
         .map_err(|e| RuntimeError::Setup(format!("setuid: {e}")))
