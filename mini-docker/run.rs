@@ -446,8 +446,12 @@ impl RunArgs {
             anyhow::bail!("-P needs the bridge network: published ports are DNAT rules to the container's own address");
         }
         for (key, _) in &self.sysctl {
-            extra::check_sysctl(key, self.network == NetworkMode::Host)
-                .map_err(anyhow::Error::msg)?;
+            extra::check_sysctl(
+                key,
+                self.network == NetworkMode::Host,
+                self.ipc.as_deref() == Some("host"),
+            )
+            .map_err(anyhow::Error::msg)?;
         }
         if let Some(file) = &self.cidfile {
             if file.exists() {

@@ -1038,8 +1038,6 @@ fn the_run_flags_reach_the_kernel() {
             "27",
             "--pid",
             "host",
-            "--ipc",
-            "host",
             "--mount",
             "type=tmpfs,target=/t,tmpfs-size=1m",
             "--mount",
@@ -1071,10 +1069,29 @@ fn the_run_flags_reach_the_kernel() {
             .display()
             .to_string()
     };
-    assert_eq!(
-        seen["ns"],
-        format!("{}\n{}\n", host_ns("pid"), host_ns("ipc"))
+    // --pid host: the host's PID namespace; the IPC namespace its own
+    // (its kernel.shmmax is the container's alone).
+    let ns: Vec<&str> = seen["ns"].lines().collect();
+    assert_eq!(ns[0], host_ns("pid"));
+    assert_ne!(ns[1], host_ns("ipc"));
+    assert_ne!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        "123456\n"
     );
+    let ipc = stdout_of(
+        &state,
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--ipc",
+            "host",
+            "busybox",
+            "readlink",
+            "/proc/self/ns/ipc",
+        ],
+    );
+    assert_eq!(ipc, format!("{}\n", host_ns("ipc")));
     assert!(
         seen["bind"].starts_with("from the host\n")
             && seen["bind"].contains("Read-only file system"),
@@ -1121,6 +1138,10 @@ fn the_run_flags_reach_the_kernel() {
     // Bad values: Docker's kind of error, exit 125, nothing made.
     for (bad, says) in [
         (&["--sysctl", "vm.swappiness=1"][..], "not whitelisted"),
+        (
+            &["--ipc", "host", "--sysctl", "kernel.shmmax=1"],
+            "not allowed in host IPC namespace",
+        ),
         (&["--ip", "172.18.0.9"], "user defined networks only"),
         (&["--ulimit", "bogus=1"], "invalid ulimit type"),
         (&["--ulimit", "nofile=10:5"], "soft limit must be less"),
@@ -1141,7 +1162,7 @@ fn the_run_flags_reach_the_kernel() {
     ] {
         let mut args = vec!["--rm"];
         args.extend(bad);
-        let image = if bad[1] == "never" {
+        let image = if bad.get(1) == Some(&"never") {
             "nosuchimage"
         } else {
             "busybox"

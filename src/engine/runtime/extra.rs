@@ -133,8 +133,8 @@ pub fn parse_ulimit(text: &str) -> Result<Ulimit, String> {
 
 /// Docker's rule for `--sysctl`: only what the container's own namespaces
 /// hold (IPC: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`;
-/// network: `net.*`, not with the host's network).
-pub fn check_sysctl(key: &str, host_network: bool) -> Result<(), String> {
+/// network: `net.*`; neither with the host's namespace).
+pub fn check_sysctl(key: &str, host_network: bool, host_ipc: bool) -> Result<(), String> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -146,6 +146,10 @@ pub fn check_sysctl(key: &str, host_network: bool) -> Result<(), String> {
         "kernel.shm_rmid_forced",
     ];
     if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        // With the host's IPC namespace it would be the host's setting.
+        if host_ipc {
+            return Err(format!("sysctl {key:?} not allowed in host IPC namespace"));
+        }
         return Ok(());
     }
     if key.starts_with("net.") {
