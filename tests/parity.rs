@@ -1175,3 +1175,105 @@ fn the_run_flags_reach_the_kernel() {
     }
     assert_eq!(md_ok(&state, &["ps", "-a", "-q"]), "");
 }
+
+/// `mini-docker ARGS` on a terminal of its own (util-linux `script`), our
+/// pipe as the terminal's keyboard.
+fn on_a_terminal(state: &Path, args: &[&str]) -> std::process::Child {
+    let binary = common::binary("mini-docker");
+    let line = std::iter::once(binary.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut command = Command::new("script");
+    command
+        .args(["-qfec", &line, "/dev/null"])
+        .env(container_lab::engine::dirs::ROOT_ENV, state)
+        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    common::in_new_netns(&mut command);
+    command.spawn().expect("start script")
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn stats_redraws_on_a_terminal_and_attach_detaches_with_ctrl_p_ctrl_q() {
+    use std::io::{Read, Write};
+    common::assert_root();
+    let state = common::state_root("parity-terminal");
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = md(&self.0, &["rm", "-f", "live"]);
+        }
+    }
+    let _cleanup = Cleanup(state.clone());
+    md_ok(
+        &state,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "live",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.2; done",
+        ],
+    );
+    // stats on a terminal: the table again and again, until Ctrl-C.
+    let mut stats = on_a_terminal(&state, &["stats", "live"]);
+    let mut stdout = stats.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let redraws = |bytes: &[u8]| bytes.windows(7).filter(|w| *w == b"\x1b[H\x1b[2J").count();
+    let twice = common::wait_for(common::PATIENCE, || {
+        (redraws(&seen.lock().unwrap()) >= 2).then_some(())
+    });
+    assert!(
+        twice.is_some(),
+        "stats did not redraw: {}",
+        String::from_utf8_lossy(&seen.lock().unwrap())
+    );
+    stats.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    let status = stats.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(String::from_utf8_lossy(&seen.lock().unwrap()).contains("live"));
+    // attach: the output, then Ctrl-P Ctrl-Q detaches and leaves it running.
+    let mut attach = on_a_terminal(&state, &["attach", "live"]);
+    let mut out = attach.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = out.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("tick"));
+    attach
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"\x10\x11")
+        .unwrap();
+    let status = attach.wait().unwrap();
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    assert!(status.success(), "{status:?}");
+    assert!(rest.contains("read escape sequence"), "{rest}");
+    assert_eq!(
+        md_ok(&state, &["inspect", "-f", "{{.State.Status}}", "live"]),
+        "running\n"
+    );
+}
