@@ -185,10 +185,10 @@ fn stats_row(before: &Sample, after: &Sample, no_trunc: bool) -> [String; 8] {
         }
         _ => "--".into(),
     };
-    let memory = &after.stats.memory;
-    let used = memory.current.unwrap_or(0);
+    let usage = &after.stats.memory;
+    let used = usage.current.unwrap_or(0);
     let total_memory = host_memory();
-    let limit = match memory.max {
+    let limit = match usage.max {
         Some(Limit::At(n)) if n < total_memory => n,
         _ => total_memory,
     };

@@ -122,12 +122,19 @@ impl Foreground {
 }
 
 impl Drop for Foreground {
-    /// SIGTERM to mini-docker, which stops the container; SIGKILL if it
-    /// is still there after a while (`exec` waits for its command).
+    /// SIGTERM to mini-docker until it ends (a foreground run passes each
+    /// on, and kills the container at the third); SIGKILL if it is still
+    /// there after a while (`exec` waits for its command).
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let ended = common::wait_for(common::PATIENCE, || self.child.try_wait().ok().flatten());
+        let ended = common::wait_for(common::PATIENCE, || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            None
+        });
         if ended.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

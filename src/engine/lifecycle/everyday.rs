@@ -106,7 +106,8 @@ impl Lifecycle {
         if state.status.is_running() {
             let mut resources = changed.resources()?;
             if update.memory_bytes.is_some() {
-                resources.memory.swap = limits.memory_swap;
+                let wanted = &mut resources.memory;
+                wanted.swap = limits.memory_swap;
             }
             Cgroup::open(&state.cgroup_paths)?.update(&resources)?;
         }
