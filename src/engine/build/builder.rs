@@ -253,6 +253,10 @@ impl<'a> Run<'a, '_> {
     }
 
     fn check_cancel(&self) -> Result<()> {
+        // Ctrl-C, where the front end installed kernel::signals' handler.
+        if crate::kernel::signals::interrupted().is_some() {
+            return Err(BuildError::Interrupted);
+        }
         match self.b.cancel {
             Some(flag) if flag.load(Ordering::Relaxed) => Err(BuildError::Interrupted),
             _ => Ok(()),
@@ -832,10 +836,13 @@ impl<'a> Run<'a, '_> {
                     user: &user,
                     workdir: &workdir,
                 })
-                .map_err(|e| BuildError::Runner {
-                    file: self.df.file.clone(),
-                    line,
-                    message: e.to_string(),
+                .map_err(|e| match self.check_cancel() {
+                    Err(interrupted) => interrupted,
+                    Ok(()) => BuildError::Runner {
+                        file: self.df.file.clone(),
+                        line,
+                        message: e.to_string(),
+                    },
                 })?;
             if crate::kernel::mounts::has_mounts_under(scratch).unwrap_or(true) {
                 return Err(self.error(
