@@ -12,14 +12,11 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use container_lab::engine::build::{
-    self, BuildContext, BuildError, BuildEvent, BuildOptions, Builder, CommitOptions, Dockerfile,
-    Kind, MergedView,
+    self, lab_images, BuildContext, BuildError, BuildEvent, BuildOptions, Builder, CommitOptions,
+    Dockerfile, Kind, MergedView,
 };
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::images::{
-    self, build_from_rootfs, busybox, Image, ImageError, ImageStore, Platform, Reference,
-    RootfsImage,
-};
+use container_lab::engine::images::{self, Image, ImageError, ImageStore, Platform, Reference};
 use container_lab::engine::runtime::build_step::StepContainers;
 use container_lab::engine::store::Record;
 use container_lab::engine::supervisor;
@@ -70,42 +67,12 @@ pub struct BuildArgs {
     pub context: PathBuf,
 }
 
-/// The lab's image store: the OCI layout under `<data>/images`.
-pub fn image_store(dirs: &LabDirs) -> anyhow::Result<ImageStore> {
-    Ok(ImageStore::open(&dirs.data.join("images"))?)
+fn image_store(dirs: &LabDirs) -> anyhow::Result<ImageStore> {
+    Ok(lab_images::store(dirs)?)
 }
 
-/// `FROM`, `COPY --from` and `commit`'s base: an image of the store; the
-/// built-in busybox and imported images are copied into the store first
-/// (one layer each), so that the builder finds them as any other image.
 fn find_image(dirs: &LabDirs, store: &ImageStore, name: &str) -> Result<Image, ImageError> {
-    match store.find(name) {
-        Err(ImageError::NotFound { .. }) => {}
-        found => return found,
-    }
-    let Ok(old) = images::imported::resolve(dirs, name) else {
-        return store.find(name);
-    };
-    let [layer] = &old.layers[..] else {
-        return store.find(name);
-    };
-    let reference = Reference::parse(name)?;
-    let env = busybox::env()
-        .into_iter()
-        .filter(|(k, _)| k == "PATH")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    build_from_rootfs(
-        store,
-        &layer.path,
-        &reference,
-        &RootfsImage {
-            env,
-            cmd: vec!["sh".into()],
-            created_by: format!("the lab's {} image", old.reference),
-            ..RootfsImage::default()
-        },
-    )
+    lab_images::find(dirs, store, name)
 }
 
 /// `build`: 0 when built; 1 (Docker's code) when the Dockerfile or a step
