@@ -520,6 +520,7 @@ impl<'a> Run<'a, '_> {
         Ok(())
     }
 
+    // ANCHOR: layer_step
     /// A step that may make a layer: from the cache, or by running `exec`
     /// on a scratch directory; `exec` returns the upper directory.
     #[allow(clippy::too_many_arguments)]
@@ -588,6 +589,7 @@ impl<'a> Run<'a, '_> {
         state.last_created = Some(created);
         Ok(())
     }
+    // ANCHOR_END: layer_step
 
     fn instruction(
         &self,
