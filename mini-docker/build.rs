@@ -16,7 +16,7 @@ use container_lab::engine::build::{
     Dockerfile, Kind, MergedView,
 };
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::images::{self, Image, ImageError, ImageStore, Platform, Reference};
+use container_lab::engine::images::{Image, ImageError, ImageStore, Platform, Reference};
 use container_lab::engine::runtime::build_step::StepContainers;
 use container_lab::engine::store::Record;
 use container_lab::engine::supervisor;
@@ -427,7 +427,8 @@ pub struct CommitArgs {
     pub reference: Option<String>,
 }
 
-/// A container's writable layer and the layers below it (top first).
+/// A container's writable layer and the layers below it (top first): its
+/// image's, as the store has them.
 fn container_layers(record: &Record) -> anyhow::Result<(PathBuf, MergedView)> {
     let lifecycle = lifecycle();
     let upper = supervisor::layer_dir(lifecycle.store(), &record.id).join("upper");
@@ -437,8 +438,9 @@ fn container_layers(record: &Record) -> anyhow::Result<(PathBuf, MergedView)> {
             record.name
         );
     }
-    let image = images::imported::resolve(lifecycle.dirs(), &record.config.image)?;
-    let lowers: Vec<PathBuf> = image.layers.iter().map(|l| l.path.clone()).collect();
+    let dirs = lifecycle.dirs();
+    let image = find_image(dirs, &image_store(dirs)?, &record.config.image)?;
+    let lowers: Vec<PathBuf> = image.layers.iter().map(|l| l.dir.clone()).collect();
     Ok((upper, MergedView::of_layers(&lowers)))
 }
 
