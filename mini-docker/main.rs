@@ -137,7 +137,7 @@ enum Command {
     Export {
         /// Write to a file, instead of STDOUT
         #[arg(short = 'o', long)]
-        output: Option<PathBuf>,
+        output: Option<std::path::PathBuf>,
         container: String,
     },
     /// (internal) supervise a container: mini-docker __supervise ID FD
