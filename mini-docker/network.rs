@@ -107,6 +107,7 @@ pub fn network(command: NetworkCommand) -> anyhow::Result<i32> {
                 subnet,
                 gateway,
                 internal,
+                id: None,
             };
             let created = defined::create(&dirs, &request).map_err(refusal)?;
             println!("{}", created.id);

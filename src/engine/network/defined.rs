@@ -45,7 +45,7 @@ pub struct Definition {
 impl Definition {
     /// The network value the rest of the engine works with.
     pub fn network(&self) -> Network {
-        let short = &self.id[..12];
+        let short = self.id.get(..12).unwrap_or(&self.id);
         Network {
             name: self.name.clone(),
             bridge: format!("br-{short}"),
@@ -68,6 +68,9 @@ pub struct Request {
     /// `--gateway 10.1.2.1`
     pub gateway: Option<String>,
     pub internal: bool,
+    /// The ID to give it (a chapter pins its own); None: a random one,
+    /// or a pinned one when the tests ask for pinned IDs.
+    pub id: Option<String>,
 }
 
 fn dir(dirs: &LabDirs) -> PathBuf {
@@ -164,9 +167,13 @@ pub fn create(dirs: &LabDirs, request: &Request) -> Result<Definition, NetworkEr
         Some(text) => parse_gateway(text, subnet, prefix)?,
         None => Ipv4Addr::from(u32::from(subnet) + 1),
     };
-    let id = match std::env::var_os(crate::engine::store::PIN_IDS_ENV) {
-        Some(_) => pinned_id(&format!("network:{name}")),
-        None => random_id()?,
+    let id = match (
+        &request.id,
+        std::env::var_os(crate::engine::store::PIN_IDS_ENV),
+    ) {
+        (Some(id), _) => id.clone(),
+        (None, Some(_)) => pinned_id(&format!("network:{name}")),
+        (None, None) => random_id()?,
     };
     let definition = Definition {
         name: name.clone(),

@@ -10,7 +10,8 @@
 //! container: `IP OWNER CONTAINER NAME ALIAS…`), and reads it again
 //! whenever it changes. It answers only for containers whose processes
 //! live, so a container that was killed is a name gone at once, even
-//! before anything cleans up after it. Every other name is forwarded to
+//! before anything cleans up after it. A name without a dot that is not a
+//! container's does not exist (NXDOMAIN); every other name is forwarded to
 //! the host's own resolvers (those of `/etc/resolv.conf`, reachable from
 //! the host even when they are on its loopback, as systemd-resolved's
 //! 127.0.0.53 is). The wire format is simple-dns's.
@@ -230,6 +231,12 @@ impl Resolver {
                         let _ = nix::unistd::write(&write, &pid);
                         drop(write);
                         crate::kernel::signals::reset_to_default();
+                        // SIGTERM must end it, whatever the caller blocked.
+                        let _ = nix::sys::signal::sigprocmask(
+                            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                            Some(&nix::sys::signal::SigSet::empty()),
+                            None,
+                        );
                         // Nothing of the caller's: a pipe it holds open
                         // (a test's stdout) must close when it ends.
                         if let Ok(null) = fs::OpenOptions::new()
@@ -272,10 +279,13 @@ impl Resolver {
         let mut idle_since: Option<Instant> = None;
         let mut buffer = [0u8; 1500];
         loop {
+            let received = self.socket.recv_from(&mut buffer);
+            // Read after the wait, so that a question is answered from
+            // the file as it is now.
             if !names.reload(&self.names) {
                 return;
             }
-            match self.socket.recv_from(&mut buffer) {
+            match received {
                 Ok((n, client)) => self.answer(&names, &buffer[..n], client),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -336,6 +346,9 @@ impl Resolver {
                 });
                 reply(&packet, answers, RCODE::NoError)
             }
+            // A name without a dot is a container's or nobody's: no
+            // upstream knows it (and none is asked about the network's own).
+            None if !asked.contains('.') => reply(&packet, None, RCODE::NameError),
             None if self.upstreams.is_empty() => reply(&packet, None, RCODE::ServerFailure),
             None => {
                 self.forward(query.to_vec(), client);
@@ -390,7 +403,9 @@ fn reply(query: &Packet, answer: Option<ResourceRecord>, rcode: RCODE) -> Option
 /// The names file as last read.
 #[derive(Default)]
 struct Names {
-    modified: Option<SystemTime>,
+    /// Its inode and change time: each rewrite is a new file (renamed into
+    /// place), so the inode tells even two rewrites within a clock tick.
+    modified: Option<(u64, SystemTime)>,
     lines: Vec<NameLine>,
 }
 
@@ -403,7 +418,8 @@ struct NameLine {
 impl Names {
     /// Reads the file again if it changed; false once it is gone.
     fn reload(&mut self, path: &Path) -> bool {
-        let Ok(modified) = fs::metadata(path).and_then(|m| m.modified()) else {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(modified) = fs::metadata(path).and_then(|m| Ok((m.ino(), m.modified()?))) else {
             return false;
         };
         if self.modified == Some(modified) {
