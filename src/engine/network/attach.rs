@@ -83,6 +83,11 @@ pub fn attach_endpoint(
     // Attachment exists: its Drop takes the lock itself, so it must never
     // run while we hold it (flock would wait for us for ever).
     let lock = NetworkLock::take(dirs)?;
+    // A user-defined network may have been removed (or made again) since
+    // the caller looked it up: only `network rm` under this lock decides.
+    if network.dns && Network::named(dirs, &network.name)?.as_ref() != Some(network) {
+        return Err(NetworkError::NotFound(network.name.clone()));
+    }
     let entry = allocate(&lock, network, endpoint, pid, link_names)?;
     let connected = connect(network, &entry, pid).and_then(|()| {
         if network.dns {

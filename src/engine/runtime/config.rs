@@ -330,6 +330,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn network_modes_are_stored_as_docker_spells_them() {
+        for (text, mode) in [
+            ("bridge", NetworkMode::Bridge),
+            ("none", NetworkMode::None),
+            ("host", NetworkMode::Host),
+            ("front", NetworkMode::Named("front".into())),
+            ("container:web", NetworkMode::Container("web".into())),
+        ] {
+            assert_eq!(NetworkMode::parse(text), mode);
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("{text:?}"));
+            assert_eq!(serde_json::from_str::<NetworkMode>(&json).unwrap(), mode);
+        }
+        assert_eq!(NetworkMode::parse("default"), NetworkMode::Bridge);
+        assert!(NetworkMode::Named("x".into()).has_bridge());
+        assert!(!NetworkMode::Container("x".into()).own_namespace());
+    }
+
+    #[test]
     fn restart_policies_and_backoff_follow_docker() {
         use std::time::Duration;
         assert_eq!(
