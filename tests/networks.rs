@@ -677,3 +677,51 @@ fn network_container_shares_another_containers_namespace() {
     ]);
     assert_eq!(stopped.status.code(), Some(125));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn network_ls_and_inspect_are_shaped_as_dockers_and_prune_keeps_used_ones() {
+    let lab = Lab::new("networks-ls");
+    lab.ok(&["network", "create", "--subnet", "10.60.0.0/24", "front"]);
+    lab.ok(&["network", "create", "--internal", "unused"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lweb",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ls = lab.ok(&["network", "ls"]);
+    let inspect = lab.ok(&["network", "inspect", "front", "unused"]);
+    // A restarted container is known again by its name.
+    lab.ok(&["restart", "-t", "0", "lweb"]);
+    let again = lab.lookup("front", "www", "10.60.0.1");
+    let pruned = lab.ok(&["network", "prune", "-f"]);
+    let left = lab.ok(&["network", "ls", "-q"]);
+    let missing = lab.md(&["network", "inspect", "nosuch"]);
+    let predefined = lab.md(&["network", "rm", "bridge"]);
+    assert_eq!(again, Some(Ipv4Addr::new(10, 60, 0, 2)));
+    assert_eq!(pruned, "Deleted Networks:\nunused\n");
+    assert_eq!(left.lines().count(), 4, "{left}");
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(predefined.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&predefined.stderr).contains("pre-defined network"));
+    let mut settings = insta::Settings::clone_current();
+    // Only what the clock chooses.
+    settings.add_filter(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| {
+        insta::assert_snapshot!("networks-ls", ls);
+        insta::assert_snapshot!("networks-inspect", inspect);
+    });
+}
