@@ -721,7 +721,7 @@ fn network_ls_and_inspect_are_shaped_as_dockers_and_prune_keeps_used_ones() {
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.bind(|| {
-        insta::assert_snapshot!("networks-ls", ls);
-        insta::assert_snapshot!("networks-inspect", inspect);
+        insta::assert_snapshot!("mini-docker-network-ls", ls);
+        insta::assert_snapshot!("mini-docker-network-inspect", inspect);
     });
 }
