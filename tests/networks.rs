@@ -725,3 +725,92 @@ fn network_ls_and_inspect_are_shaped_as_dockers_and_prune_keeps_used_ones() {
         insta::assert_snapshot!("mini-docker-network-inspect", inspect);
     });
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn concurrent_creates_and_runs_never_share_a_subnet_or_an_address() {
+    let lab = Lab::new("networks-concurrent");
+    // Eight creates at once: eight names, eight subnets.
+    let creates: Vec<_> = (0..8)
+        .map(|n| {
+            lab.command(&["network", "create", &format!("par{n}")])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in creates {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut subnets: Vec<String> = (0..8)
+        .map(|n| {
+            let doc: Value =
+                serde_json::from_str(&lab.ok(&["network", "inspect", &format!("par{n}")])).unwrap();
+            doc[0]["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 8, "{subnets:?}");
+    // Ten runs at once on one network: ten addresses, one resolver.
+    let runs: Vec<_> = (0..10)
+        .map(|n| {
+            lab.command(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("par-{n}"),
+                "--network",
+                "par0",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut child in runs {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut ips: Vec<Ipv4Addr> = (0..10).map(|n| lab.ip_of(&format!("par-{n}"))).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 10, "{ips:?}");
+    let names = fs::read_to_string(dns::names_file(&lab.dirs(), "par0")).unwrap();
+    assert_eq!(names.lines().count(), 10, "{names}");
+    let resolver = lab.resolver("par0").expect("a resolver");
+    // Seen from /proc: the processes of this host namespace that hold a
+    // socket and nothing else but /dev/null, as the resolver does.
+    let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let only_a_socket = |pid: i32| {
+        let fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| fs::read_link(e.path()).ok())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        fds.iter().filter(|t| t.starts_with("socket:")).count() == 1
+            && fds
+                .iter()
+                .all(|t| t.starts_with("socket:") || t == "/dev/null")
+    };
+    let resolvers: Vec<i32> = common::processes_with("__supervise")
+        .into_iter()
+        .filter(|pid| netns(*pid) == netns(resolver) && only_a_socket(*pid))
+        .collect();
+    assert_eq!(
+        resolvers,
+        [resolver],
+        "one resolver for the network, not one per run"
+    );
+}
