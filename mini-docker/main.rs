@@ -7,6 +7,7 @@
 
 mod build;
 mod lifecycle;
+mod network;
 mod present;
 mod run;
 mod terminal;
@@ -124,6 +125,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Remove what is not in use
     #[command(subcommand)]
     System(SystemCommand),
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => build::commit(&args),
         Command::Diff { container } => build::diff(&container),
         Command::Export { output, container } => build::export(&container, output.as_deref()),
+        Command::Network(command) => network::network(command),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
