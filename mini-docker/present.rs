@@ -332,11 +332,7 @@ pub fn inspect_document(inspection: &Inspection, image_id: Option<&str>) -> serd
     } else {
         (cap_add, cap_drop)
     };
-    let network_mode = match config.network {
-        NetworkMode::Bridge => "bridge",
-        NetworkMode::None => "none",
-        NetworkMode::Host => "host",
-    };
+    let network_mode = config.network_name();
     value["ResolvConfPath"] = "".into();
     value["HostnamePath"] = "".into();
     value["HostsPath"] = "".into();
@@ -422,18 +418,22 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
         .map(|(k, v)| (k.clone(), v.clone().into()))
         .collect();
     let ip = state.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let bridge = container_lab::engine::network::Network::default_bridge();
-    let on_bridge = config.network == NetworkMode::Bridge && state.ip.is_some();
-    let (gateway, prefix) = if on_bridge {
-        (bridge.gateway.to_string(), bridge.prefix)
-    } else {
-        (String::new(), 0)
+    // The gateway and prefix of the network it has its address on.
+    let joined = match &config.network {
+        NetworkMode::Bridge => Some(container_lab::engine::network::Network::default_bridge()),
+        NetworkMode::Named(name) => container_lab::engine::network::Network::named(
+            &container_lab::engine::dirs::LabDirs::from_env(),
+            name,
+        )
+        .ok()
+        .flatten(),
+        _ => None,
     };
-    let network_name = match config.network {
-        NetworkMode::Bridge => "bridge",
-        NetworkMode::None => "none",
-        NetworkMode::Host => "host",
+    let (gateway, prefix) = match (&joined, state.ip) {
+        (Some(net), Some(_)) => (net.gateway.to_string(), net.prefix),
+        _ => (String::new(), 0),
     };
+    let network_name = config.network_name();
     json!({
         "Id": record.id,
         "Created": format_rfc3339(record.created),
@@ -484,7 +484,7 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
             "IPPrefixLen": prefix,
             "MacAddress": "",
             "Networks": {
-                network_name: {
+                network_name.clone(): {
                     "IPAddress": ip,
                     "Gateway": gateway,
                     "IPPrefixLen": prefix,

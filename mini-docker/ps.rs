@@ -157,11 +157,7 @@ fn row(record: &Record, now: SystemTime, size: Option<u64>, no_trunc: bool) -> V
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let network = match record.config.network {
-        container_lab::engine::runtime::NetworkMode::Bridge => "bridge",
-        container_lab::engine::runtime::NetworkMode::None => "none",
-        container_lab::engine::runtime::NetworkMode::Host => "host",
-    };
+    let network = record.config.network_name();
     let mounts: Vec<String> = record
         .config
         .volumes

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use container_lab::engine::network::PortMapping;
+use container_lab::engine::network::{self, PortMapping};
 use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
 use container_lab::engine::runtime::extra::{self, LogDriver, RunExtras};
 use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
@@ -100,9 +100,16 @@ pub struct RunArgs {
     /// Publish a container's port to the host ([IP:][HOST_PORT:]PORT[/tcp|udp])
     #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = config::parse_publish)]
     publish: Vec<PortMapping>,
-    /// Connect a container to a network: bridge, none or host
+    /// Connect a container to a network: bridge, none, host, a network's
+    /// name or container:NAME
     #[arg(long, default_value = "bridge", value_parser = parse_network)]
     network: NetworkMode,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias", value_name = "ALIAS", value_parser = parse_alias)]
+    network_aliases: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
@@ -175,9 +182,6 @@ pub struct RunArgs {
     /// IPC mode to use: private, shareable, none or host
     #[arg(long = "ipc", value_name = "MODE", value_parser = ["private", "shareable", "none", "host"])]
     ipc: Option<String>,
-    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network
-    #[arg(long = "ip", value_name = "ADDRESS", value_parser = clap::value_parser!(std::net::Ipv4Addr))]
-    ip: Option<std::net::Ipv4Addr>,
     /// Security options: no-new-privileges[:true|false], seccomp=unconfined|FILE
     #[arg(long = "security-opt", value_name = "OPTION")]
     security_opt: Vec<String>,
@@ -403,14 +407,20 @@ fn parse_cap(value: &str) -> Result<String, String> {
 }
 
 fn parse_network(value: &str) -> Result<NetworkMode, String> {
-    match value {
-        "bridge" | "default" => Ok(NetworkMode::Bridge),
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        other => Err(format!(
-            "unknown network {other:?}: use bridge, none or host"
+    match NetworkMode::parse(value) {
+        NetworkMode::Container(name) if name.is_empty() => {
+            Err("container: needs a container's name or ID, e.g. container:web".to_string())
+        }
+        NetworkMode::Named(name) if network::defined::check_name(&name).is_err() => Err(format!(
+            "unknown network {name:?}: use bridge, none, host, container:NAME or a network's name"
         )),
+        mode => Ok(mode),
     }
+}
+
+fn parse_alias(value: &str) -> Result<String, String> {
+    cli::parse_hostname(value)
+        .map_err(|_| format!("invalid --network-alias {value:?}: use letters, digits, - and ."))
 }
 
 impl RunArgs {
@@ -432,15 +442,6 @@ impl RunArgs {
                 "minimum memoryswap limit should be larger than memory limit, see usage"
             ),
             _ => {}
-        }
-        // Docker: an address of one's choosing only on a user-defined network.
-        if self.ip.is_some()
-            && matches!(
-                self.network,
-                NetworkMode::Bridge | NetworkMode::None | NetworkMode::Host
-            )
-        {
-            anyhow::bail!("user specified IP address is supported on user defined networks only");
         }
         if self.publish_all && self.network != NetworkMode::Bridge {
             anyhow::bail!("-P needs the bridge network: published ports are DNAT rules to the container's own address");
@@ -471,8 +472,21 @@ impl RunArgs {
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
         }
-        if !self.publish.is_empty() && self.network != NetworkMode::Bridge {
-            anyhow::bail!("-p needs the bridge network: published ports are DNAT rules to the container's own address");
+        if !self.publish.is_empty() && !self.network.has_bridge() {
+            anyhow::bail!("-p needs the bridge network or a user-defined one: published ports are DNAT rules to the container's own address");
+        }
+        if let NetworkMode::Named(name) = &self.network {
+            let dirs = container_lab::engine::dirs::LabDirs::from_env();
+            // Unreadable without root: then the start checks it.
+            if let Ok(None) = network::Network::named(&dirs, name) {
+                anyhow::bail!("network {name} not found; create it with `network create {name}` or list them with `network ls`");
+            }
+        } else if !self.network_aliases.is_empty() {
+            anyhow::bail!(
+                "network-scoped alias is supported only for containers in user defined networks"
+            );
+        } else if self.ip.is_some() {
+            anyhow::bail!("user specified IP address is supported on user defined networks only");
         }
         let mut env = Vec::new();
         for file in &self.env_file {
@@ -541,7 +555,9 @@ impl RunArgs {
             read_only: self.read_only,
             privileged: self.privileged,
             profile,
-            network: self.network,
+            network: self.network.clone(),
+            network_aliases: self.network_aliases.clone(),
+            ip: self.ip,
             publish: self.all_published(),
             volumes: self.all_volumes(),
             tmpfs: self
@@ -646,7 +662,7 @@ impl RunArgs {
     /// The hostname for the record: `-h`, or with `--network host` the
     /// host's own (the store's default is the short ID).
     pub fn record_hostname(&self) -> Option<String> {
-        match (&self.hostname, self.network) {
+        match (&self.hostname, &self.network) {
             (Some(name), _) => Some(name.clone()),
             (None, NetworkMode::Host) => Some(container_lab::kernel::hostname::get()),
             (None, _) => None,

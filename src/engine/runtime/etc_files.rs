@@ -5,9 +5,11 @@
 //!
 //! - hosts: localhost (v4 and v6), Docker's IPv6 names, `--add-host`
 //!   lines, and the container's own address with its hostname.
-//! - resolv.conf: the host's, without resolvers on loopback (they would be
-//!   the container's own loopback; Docker falls back to Google's public
-//!   ones when none is left), or `--dns`/`--dns-search` in their place.
+//! - resolv.conf: on a user-defined network its resolver (see
+//!   `network::dns`); on the default bridge the host's, without resolvers on
+//!   loopback (they would be the container's own loopback; Docker falls
+//!   back to Google's public ones when none is left); `--dns` and
+//!   `--dns-search` in their place.
 //! - hostname: the container's hostname.
 //!
 //! With `--network host` the container shares the host's: its hosts and
@@ -84,8 +86,18 @@ pub fn resolv_conf(config: &RunConfig, host: &str) -> String {
 }
 
 /// Writes the three files into `dir` (the container's run directory).
-pub fn write(dir: &Path, config: &RunConfig, ip: Option<Ipv4Addr>) -> Result<(), RuntimeError> {
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+/// `network_resolv`: the resolv.conf of the network it joins, if that
+/// network resolves names itself.
+pub fn write(
+    dir: &Path,
+    config: &RunConfig,
+    ip: Option<Ipv4Addr>,
+    network_resolv: Option<String>,
+) -> Result<(), RuntimeError> {
+    let host_resolv = match network_resolv {
+        Some(text) => text,
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
     let contents = [
         hosts(config, ip),
         resolv_conf(config, &host_resolv),
