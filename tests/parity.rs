@@ -1277,3 +1277,57 @@ fn stats_redraws_on_a_terminal_and_attach_detaches_with_ctrl_p_ctrl_q() {
         "running\n"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_user_defined_network_gives_its_resolver_in_resolv_conf() {
+    common::assert_root();
+    let state = common::state_root("parity-netresolv");
+    let host = common::HostNetns::new();
+    let upstream = state.join("resolv.conf");
+    fs::write(&upstream, "# no resolvers\n").unwrap();
+    let md_here = |args: &[&str]| {
+        let mut command = common::mini_docker(&state, args);
+        command.env(
+            container_lab::engine::network::dns::RESOLV_CONF_ENV,
+            &upstream,
+        );
+        common::run(host.command(command))
+    };
+    let made = md_here(&["network", "create", "--subnet", "10.77.0.0/24", "parnet"]);
+    assert_eq!(
+        made.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = md_here(&[
+        "run",
+        "--rm",
+        "--name",
+        "resolving",
+        "--network",
+        "parnet",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; echo ===; tail -n 1 /etc/hosts",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = md_here(&["network", "rm", "parnet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (resolv, hosts) = text.split_once("===\n").unwrap();
+    assert_eq!(resolv, "nameserver 10.77.0.1\noptions ndots:0\n");
+    assert!(
+        hosts.starts_with("10.77.0.") && hosts.split_whitespace().count() == 2,
+        "{hosts}"
+    );
+}

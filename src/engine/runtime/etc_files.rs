@@ -94,15 +94,17 @@ pub fn write(
     ip: Option<Ipv4Addr>,
     network_resolv: Option<String>,
 ) -> Result<(), RuntimeError> {
-    let host_resolv = match network_resolv {
-        Some(text) => text,
-        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    let asked = !config.extra.dns.is_empty() || !config.extra.dns_search.is_empty();
+    let resolv = match network_resolv {
+        // The network's resolver, as the network writes it.
+        Some(text) if !asked => text,
+        Some(text) => resolv_conf(config, &text),
+        None => resolv_conf(
+            config,
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
     };
-    let contents = [
-        hosts(config, ip),
-        resolv_conf(config, &host_resolv),
-        format!("{}\n", config.hostname),
-    ];
+    let contents = [hosts(config, ip), resolv, format!("{}\n", config.hostname)];
     for (name, text) in FILES.iter().zip(contents) {
         let path = dir.join(name);
         std::fs::write(&path, text)
