@@ -1251,9 +1251,10 @@ fn stats_redraws_on_a_terminal_and_attach_detaches_with_ctrl_p_ctrl_q() {
         String::from_utf8_lossy(&seen.lock().unwrap())
     );
     stats.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    // Ctrl-C ends it (0 here; Docker's client dies of the SIGINT, 130).
     let status = stats.wait().unwrap();
     reader.join().unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(matches!(status.code(), Some(0 | 130)), "{status:?}");
     assert!(String::from_utf8_lossy(&seen.lock().unwrap()).contains("live"));
     // attach: the output, then Ctrl-P Ctrl-Q detaches and leaves it running.
     let mut attach = on_a_terminal(&state, &["attach", "live"]);
