@@ -38,6 +38,18 @@ pub fn main(run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// What a process the exercise runs inside the container returns: 0, or
+/// 1 after saying its error.
+pub fn exit_code(result: anyhow::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {}", crate::lab::cli::one_line(&err));
+            1
+        }
+    }
+}
+
 /// Hands the container to the lab (its init's PID, as the host sees it)
 /// and waits until the lab has looked at it.
 pub fn to_lab(container: &Container) -> anyhow::Result<()> {
