@@ -273,7 +273,7 @@ pub fn check(
             report::check(check);
         }
         if !outcome.printed.trim().is_empty() {
-            report::fact("", "what your program printed:");
+            println!("         what your program printed:");
             report::quoted(outcome.printed.trim_end());
         }
     }

@@ -54,7 +54,13 @@ fn limits(s: &Subject, pid: Pid) -> Vec<Check> {
     let memory_value = read(&memory, file);
     let pids_value = read(&pids, "pids.max");
     let memory_ok = memory_value.parse::<u64>() == Ok(MEMORY);
-    let mut memory_fail = format!("{file} is {memory_value}, not {MEMORY} (64 MiB)");
+    let unlimited = memory_value == "max" || memory_value.parse::<u64>().is_ok_and(|v| v > 1 << 60);
+    let shown = if unlimited {
+        format!("{memory_value} (no limit)")
+    } else {
+        memory_value.clone()
+    };
+    let mut memory_fail = format!("{file} is {shown}, not {MEMORY} (64 MiB)");
     if s.stderr.contains(other) {
         memory_fail.push_str(&format!(
             ": {other}, which your program wrote, is the other version's file; this host \
@@ -74,7 +80,14 @@ fn limits(s: &Subject, pid: Pid) -> Vec<Check> {
         Check::new(
             pids_value.parse::<u64>() == Ok(PIDS),
             format!("pids.max is {PIDS}"),
-            format!("pids.max is {pids_value}, not {PIDS}"),
+            format!(
+                "pids.max is {pids_value}, not {PIDS}{}",
+                if pids_value == "max" {
+                    " (no limit)"
+                } else {
+                    ""
+                }
+            ),
         ),
         Check::new(
             members.contains(&pid.as_raw()),

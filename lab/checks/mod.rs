@@ -11,7 +11,6 @@ mod ch06;
 mod ch07;
 mod ch08;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use container_lab::kernel::cgroups::Cgroup;
@@ -74,24 +73,32 @@ pub struct Subject {
 impl Subject {
     /// Mounts the stand-in host gained since it started: what propagated
     /// from a container, or what the program mounted outside it.
+    /// (A mount on top of another at the same point counts too.)
     pub fn host_mounts_gained(&self) -> Vec<String> {
-        mount_points(self.host)
-            .into_iter()
-            .filter(|m| !self.baseline.mounts.contains(m))
-            .collect()
+        let mut before = self.baseline.mounts.clone();
+        let mut gained = Vec::new();
+        for mount in mount_points(self.host) {
+            match before.iter().position(|m| *m == mount) {
+                Some(at) => {
+                    before.remove(at);
+                }
+                None => gained.push(mount),
+            }
+        }
+        gained
     }
 }
 
 /// The lab's own view before the exercise ran.
 pub struct Baseline {
-    /// `MOUNT_POINT TYPE` of every mount.
-    pub mounts: BTreeSet<String>,
+    /// `MOUNT_POINT TYPE` of every mount, in order.
+    pub mounts: Vec<String>,
 }
 
 impl Baseline {
     pub fn of_lab() -> anyhow::Result<Baseline> {
         Ok(Baseline {
-            mounts: mount_points(Pid::this()).into_iter().collect(),
+            mounts: mount_points(Pid::this()),
         })
     }
 }
@@ -99,7 +106,7 @@ impl Baseline {
 fn mount_points(pid: Pid) -> Vec<String> {
     evidence::mounts(pid)
         .into_iter()
-        .map(|m| format!("{} {}", m.mount_point.display(), m.fs_type))
+        .map(|m| format!("{} on {}", m.fs_type, m.mount_point.display()))
         .collect()
 }
 
@@ -142,7 +149,7 @@ pub fn explain_failure(ex: &Exercise, stderr: &str, _cgroup_version: Option<u8>)
                 .into(),
         );
     }
-    if ex.chapter == "ch08" && said(&["bounding"]) {
+    if ex.chapter == "ch08" && said(&["PR_CAPBSET_DROP"]) {
         return Some(
             "the bounding set could not be changed: dropping from it needs CAP_SETPCAP in \
              the effective set; drop the bounding set before narrowing the process's own sets"
