@@ -115,7 +115,7 @@ fn list(checkout: &Checkout) -> anyhow::Result<ExitCode> {
         String::new(),
         "exercise".into(),
         "status".into(),
-        "what its check verifies".into(),
+        "what you build".into(),
     ]];
     for (number, ex) in EXERCISES.iter().enumerate() {
         let status = if progress.is_done(ex.id) {
@@ -127,7 +127,7 @@ fn list(checkout: &Checkout) -> anyhow::Result<ExitCode> {
             format!("{:>2}", number + 1),
             ex.id.into(),
             status.into(),
-            ex.verifies.into(),
+            ex.title.into(),
         ]);
     }
     report::table(&rows);

@@ -37,10 +37,14 @@ pub fn check(check: &Check) {
     }
 }
 
-/// A label and what follows it, aligned as the chapters align facts.
+/// A label and what follows it, aligned as the chapters align facts,
+/// wrapped to the width of a page.
 pub fn fact(label: &str, value: &str) {
     colour();
-    println!("   {:<10} {value}", label.dimmed());
+    for (i, line) in wrap(value, 63).iter().enumerate() {
+        let label = if i == 0 { label } else { "" };
+        println!("   {:<10} {line}", label.dimmed());
+    }
 }
 
 /// Text another program printed, indented under the check.

@@ -187,7 +187,7 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     report::heading(&format!(
-        "the exercises on this machine ({}), checked one by one, time limit {limit} s each",
+        "the exercises on {}, checked one by one, time limit {limit} s each",
         if host.is_empty() { "?" } else { &host }
     ));
     println!();
@@ -210,7 +210,7 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
             .checks
             .iter()
             .find(|c| !c.passed)
-            .map(|c| shorten(&c.said, 52))
+            .map(|c| shorten(&c.said, 44))
             .unwrap_or_default();
         progress.set_done(ex.id, outcome.passed());
         done += usize::from(outcome.passed());
@@ -293,7 +293,11 @@ fn run(ex: &'static Exercise, binary: &Path, limit: u64) -> anyhow::Result<Ran> 
     let run_dir = dirs.container_dir(ex.id);
     // A cgroup of the exercise's, beneath the lab's own (removed on drop).
     let cgroup = if ex.gets(Given::Cgroup) {
-        Some(Cgroup::create(&format!("lab-{}", ex.id))?)
+        Some(Cgroup::create(&format!(
+            "lab-{}-{}",
+            ex.id,
+            std::process::id()
+        ))?)
     } else {
         None
     };

@@ -18,12 +18,18 @@ pub fn verify(s: &Subject, pid: Pid) -> Vec<Check> {
 }
 
 fn uts(s: &Subject, pid: Pid) -> Vec<Check> {
-    let nspid = format!("; NSpid: {}", evidence::status(pid, "NSpid"));
+    let nspid = evidence::status(pid, "NSpid");
+    let inner = nspid.split(' ').nth(1).unwrap_or_default().to_string();
     let inside = evidence::hostname(pid);
     let host = evidence::hostname(s.host);
     vec![
-        own_namespace(s, pid, Namespace::Uts, ""),
-        own_namespace(s, pid, Namespace::Pid, &nspid),
+        own_namespace(s, pid, Namespace::Uts),
+        own_namespace(s, pid, Namespace::Pid),
+        Check::new(
+            inner == "1",
+            format!("its init is PID 1 inside: NSpid: {nspid}"),
+            format!("its init has no PID of its own inside: NSpid: {nspid}"),
+        ),
         Check::new(
             inside == WANTED,
             format!("the hostname inside is {inside:?}"),

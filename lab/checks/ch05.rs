@@ -81,7 +81,7 @@ fn limits(s: &Subject, pid: Pid) -> Vec<Check> {
             pids_value.parse::<u64>() == Ok(PIDS),
             format!("pids.max is {PIDS}"),
             format!(
-                "pids.max is {pids_value}, not {PIDS}{}",
+                "pids.max is {pids_value}{}, not {PIDS}",
                 if pids_value == "max" {
                     " (no limit)"
                 } else {

@@ -35,7 +35,7 @@ fn loopback(s: &Subject, pid: Pid) -> Vec<Check> {
     let links = evidence::links(pid);
     let lo = find(&links, "lo");
     vec![
-        own_namespace(s, pid, Namespace::Net, ""),
+        own_namespace(s, pid, Namespace::Net),
         Check::new(
             lo.is_some_and(|l| l.up),
             "lo is UP inside",

@@ -163,12 +163,12 @@ pub fn explain_failure(ex: &Exercise, stderr: &str, _cgroup_version: Option<u8>)
 }
 
 /// `the child's uts namespace is its own: A, the host's B` or the failure.
-pub fn own_namespace(s: &Subject, pid: Pid, kind: Namespace, extra: &str) -> Check {
+pub fn own_namespace(s: &Subject, pid: Pid, kind: Namespace) -> Check {
     let name = kind.proc_name();
     let (ours, theirs) = (evidence::ns(s.host, kind), evidence::ns(pid, kind));
     Check::new(
         theirs != 0 && ours != theirs,
-        format!("the child's {name} namespace is its own: {theirs}, the host's {ours}{extra}"),
+        format!("the child's {name} namespace is its own: {theirs}, the host's {ours}"),
         format!("the child's {name} namespace is the host's: {ours} on both sides"),
     )
 }
