@@ -94,7 +94,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// a moment later. Wait for that, so the listing shows the new program.
 fn wait_for_exec(pid: Pid, name: &str) {
     for _ in 0..1000 {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default();
         if comm.trim() == name {
             return;
         }
@@ -149,7 +150,9 @@ mod narration {
 
     pub fn compare(pid: Pid) -> Step {
         Step::new("compare its namespaces with ours")
-            .primitive("readlink /proc/PID/ns/*: each link names a namespace by inode")
+            .primitive(
+                "readlink /proc/PID/ns/*: each link names a namespace by inode",
+            )
             .shell(format!("ls -l /proc/self/ns/ /proc/{pid}/ns/"))
             .look("every inode is the same: nothing is isolated yet")
     }

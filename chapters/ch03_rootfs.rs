@@ -170,7 +170,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// What an escape found.
 fn report(book: &Narrator, outcome: Escape) {
     match outcome {
-        Escape::Escaped(text) => book.say(format!("escaped: read the host's file: \"{text}\"")),
+        Escape::Escaped(text) => {
+            book.say(format!("escaped: read the host's file: \"{text}\""))
+        }
         Escape::Contained(why) => {
             book.say(format!("contained: the host's file is not there ({why})"))
         }
@@ -251,7 +253,9 @@ mod narration {
 
     pub fn pivot_escape() -> Step {
         Step::new("try the same escape again")
-            .primitive("chroot(\"/escape-hatch\"), chdir(\"..\") × 64, chroot(\".\")")
+            .primitive(
+                "chroot(\"/escape-hatch\"), chdir(\"..\") × 64, chroot(\".\")",
+            )
             .shell("the same escape, now inside the pivoted root")
             .look(
                 "the walk ends at the container's own /: the host's tree \

@@ -200,7 +200,9 @@ fn start_container(layers: &[Layer]) -> anyhow::Result<Container> {
 /// The `lowerdir=` option of the container's root mount, read by the host
 /// from the container's own mount table.
 fn root_lowerdir(container: &Container) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{}/mountinfo", container.pid())).ok()?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", container.pid()))
+            .ok()?;
     let root = text
         .lines()
         .find(|line| line.split(' ').nth(4) == Some("/"))?;
@@ -217,9 +219,13 @@ fn report(book: &Narrator, place: &str, path: &Path, name: &str) {
     let what = match overlay::inspect_upper(path) {
         UpperEntry::Missing => "missing".to_string(),
         UpperEntry::Whiteout => "character device 0/0: a whiteout".to_string(),
-        UpperEntry::OpaqueDir => "directory, opaque (trusted.overlay.opaque=y)".to_string(),
+        UpperEntry::OpaqueDir => {
+            "directory, opaque (trusted.overlay.opaque=y)".to_string()
+        }
         UpperEntry::Dir => "directory".to_string(),
-        UpperEntry::File(text) => format!("file: {:?}", text.lines().next().unwrap_or("")),
+        UpperEntry::File(text) => {
+            format!("file: {:?}", text.lines().next().unwrap_or(""))
+        }
     };
     book.fact(&format!("host sees {place}{name}"), what);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::network::{self, PortMapping, BRIDGE, GATEWAY};
+use container_lab::engine::network::{self, Network, PortMapping};
 use container_lab::kernel::namespaces::Namespace;
 use container_lab::kernel::net::netlink::Netlink;
 use container_lab::kernel::net::{links, nft, sysctl};
@@ -54,7 +54,8 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut book = lab::begin!(&cli.chapter)?;
     let dirs = LabDirs::from_env();
-    let gateway = GATEWAY.to_string();
+    let net = Network::default_bridge();
+    let gateway = net.gateway.to_string();
 
     book.next(narration::empty())?;
     // ANCHOR: empty
@@ -70,7 +71,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.next(narration::veth())?;
     // ANCHOR: veth
     let mut a_net = connect_to_network(&dirs, &a.name, &a.container)?;
-    let bridge = format!("bridge {BRIDGE} {GATEWAY}/24");
+    let bridge = format!("bridge {} {gateway}/24", net.bridge);
     let host_end = &a_net.host_end;
     book.fact("host side", format!("{bridge}, {host_end} attached to it"));
     show(&book, &a.container, &["ip", "-4", "addr", "show", "eth0"])?;
@@ -116,16 +117,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     a_net.publish(std::slice::from_ref(&port))?;
     // The shared table, then the one of a's published port.
-    let a_table = format!("{}_{}", network::NFT_TABLE, a_ip.octets()[3]);
-    for table in [network::NFT_TABLE, &a_table] {
+    for table in [&net.table, &a_net.table] {
         book.on_host(&format!("nft list table ip {table}"));
         book.output(&nft::list_table(table).unwrap_or_default());
     }
-    let localnet = format!("net.ipv4.conf.{BRIDGE}.route_localnet");
+    let localnet = format!("net.ipv4.conf.{}.route_localnet", net.bridge);
     book.fact(&localnet, sysctl::get(&localnet)?);
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, cli.publish));
     book.fact(&format!("host GET http://{local}/"), http_get(local));
-    let url = format!("http://{GATEWAY}:{}/", cli.publish);
+    let url = format!("http://{gateway}:{}/", cli.publish);
     show(&book, &b.container, &["wget", "-q", "-O", "-", &url])?;
     // A host port leads to one container: the lab refuses a second claim.
     let second = match b_net.publish(std::slice::from_ref(&port)) {
@@ -147,7 +147,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     b.container.stop(Duration::from_secs(10))?;
     let left = links::link_names(&mut Netlink::open()?)?;
     book.fact("interfaces left on the host side", left.join(" "));
-    let table = network::nft_list().is_some();
+    let table = network::nft_list(&net).is_some();
     book.fact("lab nftables table left", yes_no(table));
     // ANCHOR_END: cleanup
 
@@ -160,7 +160,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// Chapter 3's container with a network namespace too, and a web page
 /// that names it.
-fn start_container(dirs: &LabDirs, name: &str, cli: &Cli) -> anyhow::Result<BusyboxContainer> {
+fn start_container(
+    dirs: &LabDirs,
+    name: &str,
+    cli: &Cli,
+) -> anyhow::Result<BusyboxContainer> {
     let page = format!("hello from {name}\n");
     let hostname = &cli.container.hostname;
     BusyboxContainer::start(dirs, name, &NAMESPACES, hostname, |root| {
@@ -173,7 +177,8 @@ fn start_container(dirs: &LabDirs, name: &str, cli: &Cli) -> anyhow::Result<Busy
 /// network namespace: the body, or what went wrong.
 fn http_get(address: SocketAddr) -> String {
     let get = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+        let mut stream =
+            TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
         stream.set_read_timeout(Some(Duration::from_secs(3)))?;
         stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut response = String::new();
@@ -187,7 +192,7 @@ fn http_get(address: SocketAddr) -> String {
 /// What the narrator says before each step: its title, the primitive it
 /// applies, the shell command that does the same, and what to look at.
 mod narration {
-    use container_lab::engine::network::{BRIDGE, GATEWAY, NFT_TABLE};
+    use container_lab::engine::network::Network;
     use container_lab::lab::narrate::Step;
 
     pub fn empty() -> Step {
@@ -200,18 +205,20 @@ mod narration {
     }
 
     pub fn veth() -> Step {
+        let net = Network::default_bridge();
+        let (bridge, gateway) = (&net.bridge, net.gateway);
         Step::new("a bridge on the host and a veth pair into the container")
             .primitive(
                 "rtnetlink RTM_NEWLINK (bridge, veth), RTM_SETLINK (master, netns, name, up), \
                  RTM_NEWADDR, RTM_NEWROUTE",
             )
             .shell(format!(
-                "ip link add {BRIDGE} type bridge; ip addr add {GATEWAY}/24 dev {BRIDGE}; \
+                "ip link add {bridge} type bridge; ip addr add {gateway}/24 dev {bridge}; \
                  ip link add vh-NAME type veth peer name vc-NAME; \
-                 ip link set vh-NAME master {BRIDGE} up; ip link set vc-NAME netns PID; \
+                 ip link set vh-NAME master {bridge} up; ip link set vc-NAME netns PID; \
                  (inside) ip link set vc-NAME name eth0; \
                  ip addr add 172.29.0.2/24 dev eth0; ip link set eth0 up; \
-                 ip route add default via {GATEWAY}"
+                 ip route add default via {gateway}"
             ))
             .look("eth0 with an address inside, the other end on the bridge, and the gateway answering")
     }
@@ -229,6 +236,7 @@ mod narration {
     }
 
     pub fn nat(port: u16, name: &str) -> Step {
+        let bridge = Network::default_bridge().bridge;
         Step::new(format!(
             "NAT: masquerade outgoing traffic, publish port {port} to {name}:80"
         ))
@@ -238,7 +246,7 @@ mod narration {
         )
         .shell(format!(
             "nft -f rules.nft; \
-             sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{BRIDGE}.route_localnet=1"
+             sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.{bridge}.route_localnet=1"
         ))
         .look(
             "the published port answers on the host's own 127.0.0.1 and on the bridge \
@@ -247,6 +255,8 @@ mod narration {
     }
 
     pub fn cleanup() -> Step {
+        let net = Network::default_bridge();
+        let (bridge, table) = (&net.bridge, &net.table);
         Step::new("stop both containers and take the network down")
             .primitive(
                 "RTM_DELLINK for each host end (its peer goes with it), \
@@ -254,8 +264,8 @@ mod narration {
                  then the bridge and the shared table with the last container",
             )
             .shell(format!(
-                "ip link del vh-NAME; nft delete table ip {NFT_TABLE}_2; \
-                 ip link del {BRIDGE}; nft delete table ip {NFT_TABLE}"
+                "ip link del vh-NAME; nft delete table ip {table}_2; \
+                 ip link del {bridge}; nft delete table ip {table}"
             ))
             .look("the host is back to its loopback interface and no lab rules")
     }

@@ -231,7 +231,8 @@ fn finish(
 }
 
 /// What the file step runs inside.
-const TOUCH_AND_STAT: &str = "touch /root/made-inside && stat -c '%u:%g %n' /root/made-inside";
+const TOUCH_AND_STAT: &str =
+    "touch /root/made-inside && stat -c '%u:%g %n' /root/made-inside";
 /// What the rootless container's shell looks at.
 const LOOK_AROUND: &str = "id; hostname; cat /proc/self/uid_map; ls -C /";
 
@@ -284,9 +285,12 @@ fn overlay_of(image: &Path, dir: &Path) -> Result<(), OverlayError> {
 /// finit_module(2) on any file: the kernel checks CAP_SYS_MODULE in the
 /// initial user namespace before it looks at the file.
 fn load_module() -> nix::Result<()> {
-    let null = fs::File::open("/dev/null").map_err(|_| nix::errno::Errno::ENOENT)?;
+    let null =
+        fs::File::open("/dev/null").map_err(|_| nix::errno::Errno::ENOENT)?;
     // Safety: a file descriptor and an empty, NUL-terminated string.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, null.as_raw_fd(), c"".as_ptr(), 0) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_finit_module, null.as_raw_fd(), c"".as_ptr(), 0)
+    };
     nix::errno::Errno::result(ret).map(drop)
 }
 
@@ -299,7 +303,8 @@ mod narration {
     use container_lab::lab::narrate::Step;
 
     pub fn map(map: &UserMap) -> Step {
-        let (inside, outside, count) = (map.uid.inside, map.uid.outside, map.uid.count);
+        let (inside, outside, count) =
+            (map.uid.inside, map.uid.outside, map.uid.count);
         Step::new("clone into a new user namespace, root mapped to an unprivileged range")
             .primitive(format!(
                 "clone({}), then write /proc/PID/uid_map and gid_map",

@@ -190,7 +190,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// Docker's default profile, with capabilities added and dropped as
 /// `--cap-add` and `--cap-drop` do.
 fn profile(add: &[&str], drop: &[&str]) -> anyhow::Result<Option<Profile>> {
-    let names = |caps: &[&str]| caps.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let names =
+        |caps: &[&str]| caps.iter().map(|c| c.to_string()).collect::<Vec<_>>();
     let profile = Profile::docker_default(&names(add), &names(drop));
     Ok(Some(profile.map_err(anyhow::Error::msg)?))
 }
@@ -206,7 +207,10 @@ fn capabilities(status: &str) -> String {
 }
 
 /// Shows the effective capabilities of a program run inside, decoded.
-fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<()> {
+fn show_capabilities(
+    book: &Narrator,
+    container: &Container,
+) -> anyhow::Result<()> {
     let (_, status) = container.exec_output(&["cat", "/proc/self/status"])?;
     let eff = capabilities(&status);
     let names = hardening::decode_capabilities(&eff);
@@ -218,7 +222,8 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
 }
 
 /// What the container runs in the steps above.
-const MOUNT_TMPFS: &str = "mount -t tmpfs none /tmp && echo mounted && umount /tmp";
+const MOUNT_TMPFS: &str =
+    "mount -t tmpfs none /tmp && echo mounted && umount /tmp";
 const WRITE_NULL: &str = "echo hi > /dev/null && echo null works";
 const WRITE_PROC_SYS: &str = "echo other > /proc/sys/kernel/hostname";
 const SERVE_ON_80: &str = "httpd -p 80 -h / && echo httpd listens on port 80";
@@ -228,7 +233,10 @@ const LEAKED_FD: i32 = 77;
 
 /// Opens `dir` without close-on-exec at descriptor `at`, as a careless
 /// caller (or runc before 1.1.12) would leave one open.
-fn leak_directory(dir: &std::path::Path, at: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+fn leak_directory(
+    dir: &std::path::Path,
+    at: i32,
+) -> anyhow::Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd};
     anyhow::ensure!(
         nix::fcntl::fcntl(at, nix::fcntl::FcntlArg::F_GETFD).is_err(),
@@ -347,7 +355,9 @@ mod narration {
 
     pub fn seccomp() -> Step {
         Step::new("no_new_privs and a seccomp allow-list")
-            .primitive("prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)")
+            .primitive(
+                "prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
+            )
             .shell("docker run …   (Docker's default seccomp profile)")
             .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
     }

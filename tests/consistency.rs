@@ -59,6 +59,10 @@ fn every_chapter_has_a_binary_and_every_binary_a_chapter() {
     }
     for entry in fs::read_dir(repo().join("chapters")).unwrap() {
         let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        // rustfmt.toml keeps the chapters within the page's width.
+        if !file.ends_with(".rs") {
+            continue;
+        }
         assert!(
             CHAPTERS.iter().any(|c| c.source == file),
             "chapters/{file} is not in the chapter manifest"
@@ -336,7 +340,7 @@ fn the_mini_docker_page_quotes_only_the_readmes_timings() {
 /// Chapters not yet moved to `lab::begin!` and a step table (chapter 5 is
 /// being rewritten); the checks of that style skip them. Remove a chapter
 /// from here once it is converted.
-const NOT_YET_CONVERTED: &[&str] = &["ch05"];
+const NOT_YET_CONVERTED: &[&str] = &[];
 
 fn converted() -> impl Iterator<Item = &'static Chapter> {
     CHAPTERS
@@ -437,6 +441,8 @@ fn the_hostname_is_set_one_way() {
         .map(|c| repo().join("chapters").join(c.source))
         .collect();
     files.extend(rust_files(&repo().join("src/lab")));
+    files.extend(rust_files(&repo().join("src/engine")));
+    files.extend(rust_files(&repo().join("mini-docker")));
     for file in files {
         let text = read(&file);
         for call in [
@@ -504,12 +510,7 @@ fn anchored_includes() -> Vec<(String, String, String, Vec<String>)> {
 /// A listing wider than the page is cut off at its right edge. The files
 /// of the floors below are being wrapped by their owners: remove each
 /// prefix here once its files fit.
-const WIDTH_NOT_YET_CHECKED: &[&str] = &[
-    "chapters/ch05_cgroups.rs",
-    "src/kernel/",
-    "src/engine/",
-    "mini-docker/",
-];
+const WIDTH_NOT_YET_CHECKED: &[&str] = &["src/kernel/", "src/engine/", "mini-docker/"];
 
 /// What the book includes of the chapters and the harness fits in 80
 /// columns, the width of a listing on the page.

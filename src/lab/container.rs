@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
+use crate::kernel::init_pipe::Reporter;
 use crate::kernel::namespaces::{self, Cloned, Namespace, NamespaceError};
 use crate::kernel::process::{flush_stdio, status_code};
 use crate::kernel::signals::{self, Interrupted};
@@ -83,7 +84,7 @@ impl Container {
                 // Keep no reference to the host's directory tree: a later
                 // pivot_root would leave it reachable through our cwd.
                 let _ = std::env::set_current_dir("/");
-                init::run(&main, &env, ready_write)
+                init::run(&main, &env, Reporter::new(ready_write))
             }
             Cloned::Parent { child } => {
                 drop((ready_write, maps_read));
@@ -135,7 +136,7 @@ impl Container {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let argv = to_cstrings(&argv)?;
         let env = self.env.clone();
-        self.run_hardened(move || init::exec_or_exit(&argv, &env))
+        self.run_hardened(move || exec_or_exit(&argv, &env))
     }
     // ANCHOR_END: exec
 
@@ -157,7 +158,7 @@ impl Container {
             let _ = nix::unistd::dup2(write_end.as_raw_fd(), 1);
             let _ = nix::unistd::dup2(write_end.as_raw_fd(), 2);
             drop(write_end);
-            init::exec_or_exit(&argv, &env)
+            exec_or_exit(&argv, &env)
         });
         let text = reader.join().unwrap_or_default();
         Ok((code?, text))
@@ -347,6 +348,13 @@ fn wait_for_eof(fd: OwnedFd) -> Result<()> {
             Err(err) => return Err(ContainerError::Ready(err)),
         }
     }
+}
+
+/// execve, or why not on stderr and the shell's exit code (127, 126).
+fn exec_or_exit(argv: &[CString], env: &[CString]) -> ! {
+    let failure = init::execute(argv, env);
+    eprintln!("error: {failure}");
+    init::exit_now(failure.exit_code())
 }
 
 fn wait_code(child: Pid) -> i32 {

@@ -56,9 +56,35 @@ pub struct StepBuilder<'a> {
     step: Step,
 }
 
+/// Shows the engine's warnings (a record skipped, a cleanup that failed:
+/// what it hands to the `log` facade) as one `warning: …` line each on
+/// stderr. Every chapter does (see `Narrator::new`), and mini-docker.
+pub fn show_warnings() {
+    if log::set_logger(&Warnings).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+struct Warnings;
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("warning: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 impl Narrator {
     /// Prints the chapter's title and decides about colour and pauses.
     pub fn new(chapter: &Chapter, args: &ChapterArgs) -> Narrator {
+        show_warnings();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         colored::control::set_override(std::io::stdout().is_terminal() && !no_color);
         let interactive =

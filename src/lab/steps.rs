@@ -150,10 +150,13 @@ pub fn connect_to_network(
     let (host_end, peer) = network::veth_names(name);
     let pid = container.pid().as_raw();
     let names = (host_end, peer.clone());
-    let attachment = network::attach_process(dirs, name, pid, |_| names)?;
+    let bridge = network::Network::default_bridge();
+    let attachment = network::attach(dirs, &bridge, name, pid, |_| names)?;
     // The rest happens inside the container's network namespace.
     let ip = attachment.ip;
-    inside(container, move || Ok(network::configure_inside(&peer, ip)?))?;
+    inside(container, move || {
+        Ok(network::configure_inside(&bridge, &peer, ip)?)
+    })?;
     Ok(attachment)
 }
 // ANCHOR_END: attach

@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::Path;
 
+use container_lab::kernel::cgroups::{self, Layout};
 use container_lab::lab::container::{Container, ContainerSpec};
 use container_lab::lab::handoff;
 
@@ -15,8 +16,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    // cgroup v2 has one hierarchy, with cgroup.controllers at its root.
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // The lab uses cgroup v2 where it is the host's only version (one
+    // hierarchy), v1 otherwise (a hierarchy per controller), as ch05 does.
+    let v2 = cgroups::detect_layout()? == Layout::Unified;
     // The lab made the cgroup beneath its own: one directory on v2, one in
     // each controller's hierarchy on v1.
     let memory = handoff::cgroup_dir("memory")?;
