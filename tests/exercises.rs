@@ -155,7 +155,52 @@ impl Room {
             "mounts left beneath {}",
             self.state.display()
         );
+        let cgroups = lab_cgroups_of(id);
+        assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+        // The network exercises' links live in the stand-in's namespace;
+        // none may show up in ours.
+        let links: Vec<String> = fs::read_dir("/sys/class/net")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.contains("ex06"))
+            .collect();
+        assert!(links.is_empty(), "links left behind: {links:?}");
     }
+}
+
+/// The cgroups `lab check ID` makes (`container-lab/lab-ID-PID` beneath
+/// the cgroup it runs in, which is ours) that still exist, in every
+/// hierarchy this process is in.
+fn lab_cgroups_of(id: &str) -> Vec<PathBuf> {
+    let v2_only = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mut found = Vec::new();
+    for line in fs::read_to_string("/proc/self/cgroup").unwrap().lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let base = match controllers {
+            "" if v2_only => PathBuf::from("/sys/fs/cgroup"),
+            "" => PathBuf::from("/sys/fs/cgroup/unified"),
+            named if named.starts_with("name=") => continue,
+            controllers => Path::new("/sys/fs/cgroup").join(controllers),
+        };
+        let parent = base
+            .join(path.trim_start_matches('/'))
+            .join("container-lab");
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
+        found.extend(
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("lab-{id}-"))
+                })
+                .map(|e| e.path()),
+        );
+    }
+    found
 }
 
 /// A `lab` running in the background, killed when dropped unless waited for.
@@ -555,6 +600,11 @@ fn snapshots_of_list_and_of_a_failing_and_a_passing_check() {
     let (code, list) = room.run(&["list"]);
     assert_eq!(code, Some(0));
     assert_chapter_snapshot!("lab-list", list);
+    // Without a terminal the output is plain, NO_COLOR or not.
+    let mut command = room.lab(&["list"]);
+    command.env_remove("NO_COLOR");
+    let plain = common::run(command);
+    assert_eq!(String::from_utf8(plain.stdout).unwrap(), list);
 
     let (code, hint) = room.run(&["hint", "ch02-uts"]);
     assert_eq!(code, Some(0));
