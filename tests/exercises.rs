@@ -84,6 +84,8 @@ fn says(out: &str, wanted: &str) -> bool {
 struct Room {
     state: PathBuf,
     bin: PathBuf,
+    /// The PID of the last `lab` started: its cgroups are named after it.
+    last_lab: std::cell::Cell<u32>,
 }
 
 impl Room {
@@ -91,7 +93,11 @@ impl Room {
         let state = common::state_root(&format!("lab-{test}"));
         let bin = state.join("bin");
         fs::create_dir_all(&bin).unwrap();
-        Room { state, bin }
+        Room {
+            state,
+            bin,
+            last_lab: Default::default(),
+        }
     }
 
     /// `lab check ID` will run `binary` for ID.
@@ -120,7 +126,12 @@ impl Room {
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = common::run(self.lab(args));
+        let mut command = self.lab(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let out = self.spawn(command).wait_with_output();
+        println!("--- exit: {:?}", out.status.code());
+        println!("--- stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        println!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
         (out.status.code(), String::from_utf8(out.stdout).unwrap())
     }
 
@@ -142,7 +153,9 @@ impl Room {
     /// Starts `lab ARGS` in the background; it is ended (and its
     /// exercise with it, by the parent-death signal) if the test fails.
     fn spawn(&self, mut command: Command) -> Running {
-        Running(Some(command.spawn().unwrap()))
+        let child = command.spawn().unwrap();
+        self.last_lab.set(child.id());
+        Running(Some(child))
     }
 
     fn assert_clean(&self, id: &str) {
@@ -155,7 +168,7 @@ impl Room {
             "mounts left beneath {}",
             self.state.display()
         );
-        let cgroups = lab_cgroups_of(id);
+        let cgroups = lab_cgroups(&format!("lab-{id}-{}", self.last_lab.get()));
         assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
         // The network exercises' links live in the stand-in's namespace;
         // none may show up in ours.
@@ -168,10 +181,10 @@ impl Room {
     }
 }
 
-/// The cgroups `lab check ID` makes (`container-lab/lab-ID-PID` beneath
-/// the cgroup it runs in, which is ours) that still exist, in every
-/// hierarchy this process is in.
-fn lab_cgroups_of(id: &str) -> Vec<PathBuf> {
+/// The cgroups named `name` that `lab check` made (`container-lab/lab-ID-PID`
+/// beneath the cgroup it runs in, which is ours) and that still exist, in
+/// every hierarchy this process is in.
+fn lab_cgroups(name: &str) -> Vec<PathBuf> {
     let v2_only = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let mut found = Vec::new();
     for line in fs::read_to_string("/proc/self/cgroup").unwrap().lines() {
@@ -192,11 +205,7 @@ fn lab_cgroups_of(id: &str) -> Vec<PathBuf> {
         found.extend(
             entries
                 .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("lab-{id}-"))
-                })
+                .filter(|e| e.file_name() == name)
                 .map(|e| e.path()),
         );
     }
@@ -402,8 +411,9 @@ fn a_panic_or_a_hang_fails_and_leaves_nothing_behind() {
     room.assert_clean("ch02-uts");
 
     // The hang started a container first: the time limit ends both.
-    room.give("ch02-uts", &example("wrong-hangs"));
-    let (code, out) = room.run(&["check", "ch02-uts", "--time-limit", "2"]);
+    // In ch05's cgroups, which can go only once its processes have.
+    room.give("ch05-limits", &example("wrong-hangs"));
+    let (code, out) = room.run(&["check", "ch05-limits", "--time-limit", "2"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("time limit 2 s"), "the limit is said: {out}");
     assert!(
@@ -413,7 +423,7 @@ fn a_panic_or_a_hang_fails_and_leaves_nothing_behind() {
         ),
         "{out}"
     );
-    room.assert_clean("ch02-uts");
+    room.assert_clean("ch05-limits");
 }
 
 #[test]
@@ -424,8 +434,8 @@ fn a_panic_or_a_hang_fails_and_leaves_nothing_behind() {
 fn ctrl_c_during_a_check_removes_everything() {
     common::assert_root();
     let room = Room::new("interrupt");
-    room.give("ch02-uts", &example("wrong-hangs"));
-    let mut command = room.lab(&["check", "ch02-uts", "--time-limit", "120"]);
+    room.give("ch05-join", &example("wrong-hangs"));
+    let mut command = room.lab(&["check", "ch05-join", "--time-limit", "120"]);
     command.stdout(Stdio::piped());
     let child = room.spawn(command);
     // Wait until the exercise's container runs.
@@ -433,6 +443,10 @@ fn ctrl_c_during_a_check_removes_everything() {
         (room.leftovers().len() >= 2).then_some(())
     });
     assert!(running.is_some(), "the exercise never started");
+    assert!(
+        !lab_cgroups(&format!("lab-ch05-join-{}", child.pid())).is_empty(),
+        "the lab made ch05-join's cgroups, and they are what must go"
+    );
     child.interrupt();
     let out = child.wait_with_output();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -445,7 +459,7 @@ fn ctrl_c_during_a_check_removes_everything() {
         ),
         "{stdout}"
     );
-    room.assert_clean("ch02-uts");
+    room.assert_clean("ch05-join");
 }
 
 /// A file with a syntax error is a failed check that shows the compiler's
@@ -634,6 +648,73 @@ fn solution_is_refused_without_a_terminal() {
     );
 }
 
+/// On a terminal (`script` gives it one; what the test writes is typed
+/// there) `lab solution` asks first, and shows the lines only after a yes.
+#[test]
+fn solution_shows_the_answer_only_after_a_yes_on_a_terminal() {
+    use std::io::{Read, Write};
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("skipped: script (util-linux) is not installed");
+        return;
+    }
+    for (key, shown) in [("n", false), ("y", true)] {
+        let lab = common::binary("lab");
+        let mut child = Running(Some(
+            Command::new("script")
+                .args([
+                    "-qec",
+                    &format!("{} solution ch02-uts", lab.display()),
+                    "/dev/null",
+                ])
+                .env("LAB_PROGRESS", "/nonexistent/progress")
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let seen = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let seen = seen.clone();
+            let mut stdout = child.take_stdout();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let asked = common::wait_for(common::PATIENCE, || {
+            seen.lock().unwrap().contains("[y/N]").then_some(())
+        });
+        assert!(asked.is_some(), "it never asked: {}", seen.lock().unwrap());
+        assert!(
+            !seen.lock().unwrap().contains("Namespace::Uts"),
+            "nothing is shown before the answer"
+        );
+        let mut stdin = child.0.as_mut().unwrap().stdin.take().unwrap();
+        stdin.write_all(key.as_bytes()).unwrap();
+        let status = child.0.as_mut().unwrap().wait().unwrap();
+        drop(stdin);
+        reader.join().unwrap();
+        let text = seen.lock().unwrap().clone();
+        assert!(status.success(), "{text}");
+        assert_eq!(
+            text.contains("+         namespaces: vec![Namespace::Uts, Namespace::Pid],"),
+            shown,
+            "after {key:?}: {text}"
+        );
+        if !shown {
+            assert!(text.contains("not shown."), "{text}");
+        }
+    }
+}
+
 #[test]
 fn an_unknown_exercise_is_named() {
     let out = Command::new(common::binary("lab"))
@@ -668,6 +749,7 @@ fn reset_puts_the_file_back_and_marks_it_pending() {
     let room = Room {
         state: std::env::temp_dir().join(format!("lab-reset-{}", std::process::id())),
         bin: PathBuf::new(),
+        last_lab: Default::default(),
     };
     let _ = fs::remove_dir_all(&room.state);
     let checkout = checkout_copy(&room);
