@@ -52,7 +52,7 @@ pub fn super_options(pid: Pid, point: &Path) -> String {
         .filter(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
         .filter_map(|l| l.split(" - ").nth(1))
         .filter_map(|tail| tail.split(' ').nth(2))
-        .last()
+        .next_back()
         .unwrap_or_default()
         .to_string()
 }
@@ -61,8 +61,7 @@ pub fn super_options(pid: Pid, point: &Path) -> String {
 pub fn mount_at(pid: Pid, point: &str) -> Option<MountEntry> {
     mounts(pid)
         .into_iter()
-        .filter(|m| m.mount_point == Path::new(point))
-        .last()
+        .rfind(|m| m.mount_point == Path::new(point))
 }
 
 /// The hostname of the process's UTS namespace, read by a thread that

@@ -102,15 +102,14 @@ fn start(
 
 /// Filesystems whose files may change without the local kernel knowing.
 fn seen_only_by_polling(dir: &Path) -> bool {
-    const NFS: i64 = 0x6969;
-    const SMB2: i64 = 0xfe53_4d42;
-    const CIFS: i64 = 0xff53_4d42;
-    const V9FS: i64 = 0x0102_1997;
-    const VBOXSF: i64 = 0x786f_4256;
-    const FUSE: i64 = 0x6573_5546;
-    let Ok(fs) = nix::sys::statfs::statfs(dir) else {
-        return false;
-    };
-    let kind = fs.filesystem_type().0 as i64;
-    [NFS, SMB2, CIFS, V9FS, VBOXSF, FUSE].contains(&kind)
+    use nix::sys::statfs::FsType;
+    const POLLED: [FsType; 6] = [
+        FsType(0x6969),      // NFS
+        FsType(0xfe53_4d42), // SMB2
+        FsType(0xff53_4d42), // CIFS
+        FsType(0x0102_1997), // 9p
+        FsType(0x786f_4256), // vboxsf
+        FsType(0x6573_5546), // FUSE
+    ];
+    nix::sys::statfs::statfs(dir).is_ok_and(|fs| POLLED.contains(&fs.filesystem_type()))
 }

@@ -334,9 +334,11 @@ pub fn exercise_text(solution: &str) -> String {
     let mut in_todo = false;
     for line in solution.lines() {
         let trimmed = line.trim_start();
+        // A TODO's comment goes on while its lines do.
+        let comment_goes_on = trimmed.starts_with("//") && !trimmed.starts_with(END_TODO);
         if trimmed.starts_with("// TODO:") {
             in_todo = true;
-        } else if in_todo && !(trimmed.starts_with("//") && !trimmed.starts_with(END_TODO)) {
+        } else if in_todo && !comment_goes_on {
             in_todo = false;
             in_answer = true;
         }
