@@ -80,6 +80,7 @@ impl TestRoot {
     fn mini(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(common::binary("mini-docker"))
             .env(container_lab::engine::dirs::ROOT_ENV, &self.path)
+            .env("CONTAINER_LAB_OFFLINE", "1")
             .envs(env.iter().copied())
             .args(args)
             .output()
