@@ -368,7 +368,10 @@ pub fn rmi(args: &RmiArgs) -> anyhow::Result<i32> {
                 }
             }
             Err(err) => {
-                eprintln!("mini-docker: error: {err}");
+                // Alone, the error is main's to print.
+                if args.images.len() > 1 {
+                    eprintln!("mini-docker: error: {err}");
+                }
                 failed = Some(err);
             }
         }

@@ -659,6 +659,8 @@ fn ps_and_inspect_snapshots() {
     settings.add_filter(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
     settings.add_filter(r#""(Pid|SupervisorPid)": \d+"#, r#""$1": [PID]"#);
     settings.add_filter(r"/proc/\d+/ns", "/proc/[PID]/ns");
+    // The lab's busybox image id: the host's busybox-static decides it.
+    settings.add_filter(r#""image_id": "sha256:[0-9a-f]{64}""#, r#""image_id": "[BUSYBOX ID]""#);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.bind(|| {
