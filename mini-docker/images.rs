@@ -204,10 +204,10 @@ fn pull_image(
     let reference = parse_reference(text)?;
     let host = reference.registry_host();
     if std::env::var_os(OFFLINE_ENV).is_some() && !registry::is_loopback(host) {
-        return Err(refused(format!(
+        anyhow::bail!(
             "unable to find image '{}' locally, and {OFFLINE_ENV} is set: {host} was not contacted",
             reference.familiar()
-        )));
+        );
     }
     let mut options = PullOptions {
         registry: registry_args.options(),
