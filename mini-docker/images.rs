@@ -232,12 +232,7 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<i32> {
         to_stderr: false,
         quiet: args.quiet,
     };
-    let image = pull_image(
-        &args.name,
-        args.platform.as_deref(),
-        &args.registry,
-        &lines,
-    )?;
+    let image = pull_image(&args.name, args.platform.as_deref(), &args.registry, &lines)?;
     println!("{}", image.reference);
     Ok(0)
 }
@@ -330,7 +325,9 @@ pub fn list(args: &ImagesArgs) -> anyhow::Result<i32> {
     let mut list = store.list()?;
     if let Some(wanted) = &args.repository {
         // A repository alone matches every tag; with a tag, that one.
-        let with_tag = wanted.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/'));
+        let with_tag = wanted
+            .rsplit_once(':')
+            .is_some_and(|(_, t)| !t.contains('/'));
         let wanted = parse_reference(wanted)?;
         list.retain(|i| {
             i.reference.name() == wanted.name() && (!with_tag || i.reference.tag == wanted.tag)
@@ -586,7 +583,11 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<i32> {
         } else {
             format!("{}…", by.chars().take(44).collect::<String>())
         };
-        let image_col = if i == 0 { id.clone() } else { "<missing>".into() };
+        let image_col = if i == 0 {
+            id.clone()
+        } else {
+            "<missing>".into()
+        };
         table.push([image_col, age, by, human_size(size), comment]);
     }
     let widths: Vec<usize> = (0..4)

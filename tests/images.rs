@@ -48,7 +48,11 @@ impl TestRoot {
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let path = entry.path();
-                let rel = path.strip_prefix(self.images()).unwrap().display().to_string();
+                let rel = path
+                    .strip_prefix(self.images())
+                    .unwrap()
+                    .display()
+                    .to_string();
                 // The layers' trees are compared by their directories.
                 if rel.ends_with("/root") || rel.ends_with("lock") {
                     out.insert(rel);
@@ -169,9 +173,15 @@ fn busybox_and_imports_are_ordinary_images_sharing_layers() {
     assert_eq!(bb.layers.len(), 1);
     assert!(root.images().join("oci-layout").is_file());
     let index = fs::read_to_string(root.images().join("index.json")).unwrap();
-    assert!(index.contains("docker.io/library/busybox:latest"), "{index}");
+    assert!(
+        index.contains("docker.io/library/busybox:latest"),
+        "{index}"
+    );
     assert!(bb.layers[0].dir.join("bin/busybox").is_file());
-    assert!(!root.images().join("busybox").exists(), "no tree of its own");
+    assert!(
+        !root.images().join("busybox").exists(),
+        "no tree of its own"
+    );
     assert!(!root.images().join("imported").exists(), "no second store");
     let (again, built) = busybox::ensure(&store, &root.dirs).unwrap();
     assert!(!built);
@@ -185,11 +195,30 @@ fn busybox_and_imports_are_ordinary_images_sharing_layers() {
     let plain = root.path.join("rootfs.tar");
     let gzipped = root.path.join("rootfs.tar.gz");
     let src = source.to_str().unwrap();
-    tar(&["-C", src, "--numeric-owner", "-cf", plain.to_str().unwrap(), "."]);
-    tar(&["-C", src, "--numeric-owner", "-czf", gzipped.to_str().unwrap(), "."]);
+    tar(&[
+        "-C",
+        src,
+        "--numeric-owner",
+        "-cf",
+        plain.to_str().unwrap(),
+        ".",
+    ]);
+    tar(&[
+        "-C",
+        src,
+        "--numeric-owner",
+        "-czf",
+        gzipped.to_str().unwrap(),
+        ".",
+    ]);
     let imported = import(&root, &plain, "lab/tools:v1").unwrap();
     let image = &imported.image;
-    assert_eq!(imported.skipped.len(), 1, "the device node: {:?}", imported.skipped);
+    assert_eq!(
+        imported.skipped.len(),
+        1,
+        "the device node: {:?}",
+        imported.skipped
+    );
     assert_eq!(image.layers.len(), 1);
     let layer = &image.layers[0];
     assert_eq!(
@@ -234,7 +263,10 @@ fn busybox_and_imports_are_ordinary_images_sharing_layers() {
     assert_eq!(second.image.layers[0].diff_id, layer.diff_id);
     assert_ne!(second.image.layers[0].digest, layer.digest);
     assert_eq!(root.layers(), layers_before, "stored and unpacked once");
-    assert_eq!(names(&root), ["busybox:latest", "lab/tools:v1", "tools:latest"]);
+    assert_eq!(
+        names(&root),
+        ["busybox:latest", "lab/tools:v1", "tools:latest"]
+    );
 
     // `images` shows them as Docker does; `rmi` of one keeps the shared
     // layer, of the last removes it and both blobs.
@@ -247,7 +279,10 @@ fn busybox_and_imports_are_ordinary_images_sharing_layers() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Untagged: lab/tools:v1\n"), "{text}");
-    assert!(text.contains(&format!("Deleted: {}", image.manifest_digest)), "{text}");
+    assert!(
+        text.contains(&format!("Deleted: {}", image.manifest_digest)),
+        "{text}"
+    );
     assert!(layer.dir.is_dir(), "tools:latest still needs the layer");
     assert!(!root.store().blob_path(&layer.digest).unwrap().exists());
     let out = root.mini(&["rmi", "tools"], &[]);
@@ -310,7 +345,13 @@ fn hostile_truncated_and_foreign_tarballs_leave_the_store_as_it_was() {
     };
     add("dotdot.tar", "..", &|b| {
         raw_entry(b, Regular, "ok.txt", "", b"fine\n");
-        raw_entry(b, Regular, &format!("{depth}{}/x.txt", &out_str[1..]), "", b"escaped\n");
+        raw_entry(
+            b,
+            Regular,
+            &format!("{depth}{}/x.txt", &out_str[1..]),
+            "",
+            b"escaped\n",
+        );
     });
     add("absolute.tar", "absolute", &|b| {
         raw_entry(b, Regular, &format!("{out_str}/abs.txt"), "", b"escaped\n");
@@ -321,7 +362,13 @@ fn hostile_truncated_and_foreign_tarballs_leave_the_store_as_it_was() {
     });
     add("climbing.tar", "symlink", &|b| {
         raw_entry(b, Directory, "a", "", b"");
-        raw_entry(b, Symlink, "a/up", &format!("{depth}{}", &out_str[1..]), b"");
+        raw_entry(
+            b,
+            Symlink,
+            "a/up",
+            &format!("{depth}{}", &out_str[1..]),
+            b"",
+        );
         raw_entry(b, Regular, "a/up/climbed.txt", "", b"escaped\n");
     });
     add("hardlink.tar", "link", &|b| {
@@ -330,11 +377,18 @@ fn hostile_truncated_and_foreign_tarballs_leave_the_store_as_it_was() {
     // Truncated inside a file, garbage, empty, and an empty gzip stream.
     let good = t("good.tar");
     let (bb, _) = busybox::image(&root.dirs).unwrap();
-    tar(&["-C", bb.to_str().unwrap(), "-cf", good.to_str().unwrap(), "."]);
+    tar(&[
+        "-C",
+        bb.to_str().unwrap(),
+        "-cf",
+        good.to_str().unwrap(),
+        ".",
+    ]);
     let bytes = fs::read(&good).unwrap();
     fs::write(t("truncated.tar"), &bytes[..bytes.len() / 2 + 100]).unwrap();
     cases.push((t("truncated.tar"), ""));
-    let garbage = b"SECRET: not a tar archive, only text long enough for a header block. ".repeat(10);
+    let garbage =
+        b"SECRET: not a tar archive, only text long enough for a header block. ".repeat(10);
     fs::write(t("garbage.tar"), garbage).unwrap();
     cases.push((t("garbage.tar"), "not a tar archive"));
     fs::write(t("empty.tar"), b"").unwrap();
@@ -351,7 +405,10 @@ fn hostile_truncated_and_foreign_tarballs_leave_the_store_as_it_was() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         println!("{file}: {stderr}");
         assert_eq!(out.status.code(), Some(125), "{file}: {out:?}");
-        assert!(stderr.contains(&file), "{file}: the error names it: {stderr}");
+        assert!(
+            stderr.contains(&file),
+            "{file}: the error names it: {stderr}"
+        );
         assert!(stderr.contains(wanted), "{file}: {stderr}");
         assert!(!stderr.contains("SECRET"), "content echoed: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");

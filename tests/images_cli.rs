@@ -58,7 +58,10 @@ impl Lab {
         let out = self.md(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(125), "mini-docker {args:?}");
-        assert!(stderr.contains(wanted), "{args:?}: wanted {wanted:?} in {stderr}");
+        assert!(
+            stderr.contains(wanted),
+            "{args:?}: wanted {wanted:?} in {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
         stderr
     }
@@ -192,12 +195,17 @@ fn what_mini_docker_pushes_skopeo_reads_and_copies_back_byte_identical() {
         registry.host
     )));
     assert!(out.contains("Pushed\n"), "{out}");
-    assert!(out.contains(&format!("1: digest: {manifest_digest} size: ")), "{out}");
+    assert!(
+        out.contains(&format!("1: digest: {manifest_digest} size: ")),
+        "{out}"
+    );
 
-    let blob = |digest: &str| fs::read(lab.images().join("blobs/sha256").join(&digest[7..])).unwrap();
+    let blob =
+        |digest: &str| fs::read(lab.images().join("blobs/sha256").join(&digest[7..])).unwrap();
     let raw = registry.skopeo(&["inspect", "--raw"], "lab/busybox:1");
     assert_eq!(raw.as_bytes(), blob(manifest_digest));
-    let seen: Value = serde_json::from_str(&registry.skopeo(&["inspect"], "lab/busybox:1")).unwrap();
+    let seen: Value =
+        serde_json::from_str(&registry.skopeo(&["inspect"], "lab/busybox:1")).unwrap();
     let manifest: Value = serde_json::from_slice(&blob(manifest_digest)).unwrap();
     assert_eq!(seen["Layers"][0], manifest["layers"][0]["digest"]);
     assert_eq!(seen["Architecture"], host_arch());
@@ -214,10 +222,19 @@ fn what_mini_docker_pushes_skopeo_reads_and_copies_back_byte_identical() {
         manifest_digest.to_string(),
         manifest["config"]["digest"].as_str().unwrap().to_string(),
     ];
-    digests.push(manifest["layers"][0]["digest"].as_str().unwrap().to_string());
+    digests.push(
+        manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     for digest in &digests {
         let theirs = fs::read(back.join("blobs/sha256").join(&digest[7..])).unwrap();
-        assert_eq!(theirs, blob(digest), "{digest} differs after the round trip");
+        assert_eq!(
+            theirs,
+            blob(digest),
+            "{digest} differs after the round trip"
+        );
     }
     // Pushed again: the registry has every blob; a HEAD says so.
     let again = lab.ok(&["push", &target]);
@@ -263,7 +280,12 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
         ],
     );
     let other = tree_tar(&[("other/file", b"another top\n", 0o644)], &[]);
-    umoci_app(&layout, "app2", &[base.clone(), other], &["--config.cmd=/bin/sh"]);
+    umoci_app(
+        &layout,
+        "app2",
+        &[base.clone(), other],
+        &["--config.cmd=/bin/sh"],
+    );
     registry.skopeo_push(&format!("oci:{}:app", layout.display()), "lab/app:1", &[]);
     registry.skopeo_push(&format!("oci:{}:app2", layout.display()), "lab/app2:1", &[]);
     let app = format!("{host}/lab/app:1");
@@ -271,17 +293,22 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
 
     let out = lab.ok(&["pull", &app]);
     println!("{out}");
-    assert!(out.starts_with(&format!("1: Pulling from lab/app\n")), "{out}");
+    assert!(out.starts_with("1: Pulling from lab/app\n"), "{out}");
     assert_eq!(out.matches(": Pull complete\n").count(), 2, "{out}");
     assert!(out.contains(&format!("Status: Downloaded newer image for {app}\n")));
     assert!(out.ends_with(&format!("\n{app}\n")), "{out}");
     let table = lab.ok(&["images"]);
     assert!(
-        table.lines().any(|l| l.starts_with(&format!("{host}/lab/app ")) && l.contains(" 1 ")),
+        table
+            .lines()
+            .any(|l| l.starts_with(&format!("{host}/lab/app ")) && l.contains(" 1 ")),
         "{table}"
     );
     let again = lab.ok(&["pull", &app]);
-    assert!(again.contains(&format!("Status: Image is up to date for {app}")), "{again}");
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {app}")),
+        "{again}"
+    );
     let image = lab.inspect(&app);
     assert_eq!(image["Config"]["ExposedPorts"], json!({"8080/tcp": {}}));
     assert_eq!(image["Config"]["StopSignal"], "SIGQUIT");
@@ -291,7 +318,10 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
     println!("{history}");
     assert!(history.starts_with("IMAGE"), "{history}");
     let id = image["Id"].as_str().unwrap();
-    assert!(history.lines().nth(1).unwrap().starts_with(&id[7..19]), "{history}");
+    assert!(
+        history.lines().nth(1).unwrap().starts_with(&id[7..19]),
+        "{history}"
+    );
 
     // The config decides what runs, where and as whom; the flags win.
     let run = |extra: &[&str], image: &str, command: &[&str]| -> String {
@@ -312,14 +342,29 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
         run(&["--entrypoint", "/bin/busybox"], &app, &["echo", "hi"]),
         "hi\n"
     );
-    lab.fails(&["run", "--rm", "--entrypoint", "", &app], "no command specified");
+    lab.fails(
+        &["run", "--rm", "--entrypoint", "", &app],
+        "no command specified",
+    );
 
     // Not in the store: run pulls it first, as Docker says.
     let before = lab.layers();
-    let out = lab.md(&["run", "--rm", "--network", "none", &app2, "/bin/busybox", "cat", "/other/file"]);
+    let out = lab.md(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &app2,
+        "/bin/busybox",
+        "cat",
+        "/other/file",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("Unable to find image '{app2}' locally\n")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Unable to find image '{app2}' locally\n")),
+        "{stderr}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "another top\n");
     // The base layer is shared: stored and unpacked once.
     let after = lab.layers();
@@ -329,7 +374,11 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
 
     // A named volume starts with what the image has at its mount point.
     assert_eq!(
-        run(&["-v", "seeded:/work", "-u", "0"], &app, &["cat", "/work/file"]),
+        run(
+            &["-v", "seeded:/work", "-u", "0"],
+            &app,
+            &["cat", "/work/file"]
+        ),
         "from the image\n"
     );
     let seeded = lab.state.join("lib/volumes/seeded/_data/file");
@@ -337,10 +386,16 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
 
     // rmi: the shared layer stays while app2 needs it.
     let out = lab.ok(&["rmi", &app]);
-    assert!(out.starts_with(&format!("Untagged: {app}\nDeleted: sha256:")), "{out}");
+    assert!(
+        out.starts_with(&format!("Untagged: {app}\nDeleted: sha256:")),
+        "{out}"
+    );
     let left = lab.layers();
     assert_eq!(left.len(), after.len() - 1);
-    assert!(left.contains(&base_id[7..].to_string()), "the shared layer went");
+    assert!(
+        left.contains(&base_id[7..].to_string()),
+        "the shared layer went"
+    );
     lab.ok(&["rmi", &app2]);
     assert!(!lab.layers().contains(&base_id[7..].to_string()));
     assert_eq!(lab.tmp_entries(), 0);
@@ -355,7 +410,12 @@ fn login_stores_docker_credentials_and_bearer_gets_a_token() {
     common::assert_root();
     let lab = Lab::new("images-cli-auth");
     let layout = lab.state.join("layout");
-    umoci_app(&layout, "t", &[layer_tar(&[("f", Some(b"x"))])], &["--config.cmd=/f"]);
+    umoci_app(
+        &layout,
+        "t",
+        &[layer_tar(&[("f", Some(b"x"))])],
+        &["--config.cmd=/f"],
+    );
     let source = format!("oci:{}:t", layout.display());
 
     // Basic: refused without credentials, pulled after login.
@@ -374,7 +434,10 @@ fn login_stores_docker_credentials_and_bearer_gets_a_token() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
     let config = lab.state.join("docker/config.json");
-    assert_eq!(fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let stored: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
     // base64("lab:s3cret"), as Docker writes it.
     assert_eq!(stored["auths"][&basic.host]["auth"], "bGFiOnMzY3JldA==");
@@ -424,7 +487,7 @@ fn lying_images() -> Vec<(&'static str, ServedImage, &'static str)> {
         (d, c)
     };
     // The config's diff_id is not the layer's.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     let (old, mut config) = config_of(&image);
     config["rootfs"]["diff_ids"][0] = json!(format!("sha256:{}", "0".repeat(64)));
     let bytes = serde_json::to_vec(&config).unwrap();
@@ -437,7 +500,7 @@ fn lying_images() -> Vec<(&'static str, ServedImage, &'static str)> {
     rebuild(&mut image, manifest);
     out.push(("diff-id", image, "but the image config's diff_id is"));
     // Said gzip, sent plain.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
     let plain = reg::sha256(&tar);
     image.blobs.insert(plain.clone(), tar.clone());
@@ -446,26 +509,26 @@ fn lying_images() -> Vec<(&'static str, ServedImage, &'static str)> {
     rebuild(&mut image, manifest);
     out.push(("mislabelled", image, "but its first bytes are"));
     // A compression nobody speaks.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
     manifest["layers"][0]["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+bzip2");
     rebuild(&mut image, manifest);
     out.push(("bzip2", image, "which this engine cannot unpack"));
     // An artifact, not an image.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
     manifest["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json");
     rebuild(&mut image, manifest);
     out.push(("artifact", image, "an artifact, not a container image"));
     // Schema 1, long gone.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     rebuild(
         &mut image,
         json!({"schemaVersion": 1, "name": "lab/old", "tag": "1", "fsLayers": []}),
     );
     out.push(("schema1", image, "schema 1 manifest"));
     // More layers than diff_ids.
-    let mut image = ServedImage::new(&[tar.clone()]);
+    let mut image = ServedImage::new(std::slice::from_ref(&tar));
     let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
     let layer = manifest["layers"][0].clone();
     manifest["layers"] = json!([layer.clone(), layer]);
@@ -486,7 +549,8 @@ fn a_lying_registry_is_refused_and_the_store_stays_as_it_was() {
     let files = lab.files();
     let images = lab.ok(&["images"]);
     for (name, image, wanted) in lying_images() {
-        let server = Server::start(move |r| image.answer(r).unwrap_or_else(|| Reply::json(404, "{}")));
+        let server =
+            Server::start(move |r| image.answer(r).unwrap_or_else(|| Reply::json(404, "{}")));
         let reference = format!("{}/lab/{name}:1", server.host);
         lab.fails(&["pull", &reference], wanted);
         lab.fails(&["run", "--rm", &reference, "true"], wanted);
@@ -502,9 +566,15 @@ fn a_lying_registry_is_refused_and_the_store_stays_as_it_was() {
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = gone.local_addr().unwrap().port();
     drop(gone);
-    lab.fails(&["pull", &format!("127.0.0.1:{port}/lab/x:1")], &format!("127.0.0.1:{port}"));
+    lab.fails(
+        &["pull", &format!("127.0.0.1:{port}/lab/x:1")],
+        &format!("127.0.0.1:{port}"),
+    );
     // The tests never leave loopback: another registry is not contacted.
-    lab.fails(&["pull", "registry.invalid/lab/x:1"], "CONTAINER_LAB_OFFLINE");
+    lab.fails(
+        &["pull", "registry.invalid/lab/x:1"],
+        "CONTAINER_LAB_OFFLINE",
+    );
     assert_eq!(lab.files(), files);
 }
 
@@ -559,10 +629,13 @@ fn sigint_and_sigkill_mid_pull_leave_no_image_and_the_next_pull_completes() {
         rx.recv_timeout(Duration::from_secs(60))
             .expect("the pull never reached the big layer");
         let partial = common::wait_for(common::PATIENCE, || {
-            fs::read_dir(lab.images().join("tmp")).ok()?.flatten().find(|e| {
-                e.file_name().to_string_lossy().starts_with("blob")
-                    && e.metadata().is_ok_and(|m| m.len() > 0)
-            })
+            fs::read_dir(lab.images().join("tmp"))
+                .ok()?
+                .flatten()
+                .find(|e| {
+                    e.file_name().to_string_lossy().starts_with("blob")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
         });
         assert!(partial.is_some(), "no partial download in tmp/");
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -572,7 +645,10 @@ fn sigint_and_sigkill_mid_pull_leave_no_image_and_the_next_pull_completes() {
             assert_eq!(out.status.code(), Some(130), "{out:?}");
             assert_eq!(lab.tmp_entries(), 0, "the partial download was left");
         } else {
-            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(signal));
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+                Some(signal)
+            );
         }
         // No image listed; the next open sweeps what a kill left; only
         // complete verified blobs (the small layer's, perhaps) remain.

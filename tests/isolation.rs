@@ -172,7 +172,10 @@ fn ch03_interrupted_before_pivot_leaves_nothing() {
     assert!(!state.join("run/containers/ch03").exists());
     // The image cache is kept on purpose: it is the lab's, not the run's.
     let index = std::fs::read_to_string(state.join("lib/images/index.json")).unwrap();
-    assert!(index.contains("docker.io/library/busybox:latest"), "{index}");
+    assert!(
+        index.contains("docker.io/library/busybox:latest"),
+        "{index}"
+    );
 }
 
 #[test]

@@ -660,7 +660,10 @@ fn ps_and_inspect_snapshots() {
     settings.add_filter(r#""(Pid|SupervisorPid)": \d+"#, r#""$1": [PID]"#);
     settings.add_filter(r"/proc/\d+/ns", "/proc/[PID]/ns");
     // The lab's busybox image id: the host's busybox-static decides it.
-    settings.add_filter(r#""image_id": "sha256:[0-9a-f]{64}""#, r#""image_id": "[BUSYBOX ID]""#);
+    settings.add_filter(
+        r#""image_id": "sha256:[0-9a-f]{64}""#,
+        r#""image_id": "[BUSYBOX ID]""#,
+    );
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.bind(|| {
@@ -996,7 +999,10 @@ fn rmi_refuses_an_image_a_container_uses_as_docker_does() {
     );
     assert!(layer.is_dir());
     let removed = lab.ok(&["rmi", "-f", "tools:1"]);
-    assert!(removed.starts_with("Untagged: tools:1\nDeleted: sha256:"), "{removed}");
+    assert!(
+        removed.starts_with("Untagged: tools:1\nDeleted: sha256:"),
+        "{removed}"
+    );
     assert!(!layer.exists());
     assert!(!lab.ok(&["images"]).contains("tools"));
     lab.ok(&["rm", "user"]);

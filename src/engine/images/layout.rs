@@ -124,7 +124,11 @@ impl Layout {
         mkdir(root, 0o711)?;
         // Blobs and temporaries root's alone; layers passable (each
         // layer's own directory is 0700: see ImageStore::commit_layer).
-        for (sub, mode) in [("blobs/sha256", 0o700), ("layers/sha256", 0o711), ("tmp", 0o700)] {
+        for (sub, mode) in [
+            ("blobs/sha256", 0o700),
+            ("layers/sha256", 0o711),
+            ("tmp", 0o700),
+        ] {
             mkdir(&root.join(sub), mode)?;
         }
         let lock_path = root.join("lock");

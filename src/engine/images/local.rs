@@ -43,7 +43,9 @@ pub fn resolve(store: &ImageStore, dirs: &LabDirs, text: &str) -> Result<Image> 
         }
         Ok(image) if names_busybox(text) => {
             // An older build of the lab's own is rebuilt.
-            Ok(busybox::ensure(store, dirs).map(|(i, _)| i).unwrap_or(image))
+            Ok(busybox::ensure(store, dirs)
+                .map(|(i, _)| i)
+                .unwrap_or(image))
         }
         other => other,
     }
@@ -122,7 +124,9 @@ pub fn import(
     // succeeded, so a refused tarball leaves nothing.
     let head = {
         let file = File::open(&temp.path).map_err(io_err("open", &temp.path))?;
-        compression::peek(file).map_err(io_err("read", &temp.path))?.0
+        compression::peek(file)
+            .map_err(io_err("read", &temp.path))?
+            .0
     };
     let compression = Compression::sniff(&head);
     let media_type = compression.oci_media_type();

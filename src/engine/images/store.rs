@@ -313,7 +313,7 @@ impl ImageStore {
             &temp.path,
             <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
         )
-            .map_err(io_err("chmod", &temp.path))?;
+        .map_err(io_err("chmod", &temp.path))?;
         match fs::rename(&temp.path, &final_dir) {
             Ok(()) => temp.keep(),
             Err(_) if self.layout.has_layer(diff_id) => {}

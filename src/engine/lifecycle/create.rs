@@ -1,8 +1,8 @@
 //! `create`, `run` and `start`: the record first, then a supervisor, in
 //! the foreground (this process) or detached (a process of its own).
 
-use super::{Lifecycle, LifecycleError};
 use super::from_image;
+use super::{Lifecycle, LifecycleError};
 use crate::engine::images::local;
 use crate::engine::logs::{self, Entry};
 use crate::engine::runtime::{self, Explain};

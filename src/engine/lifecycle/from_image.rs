@@ -87,7 +87,10 @@ mod tests {
         let ep = words("/entry.sh --flag");
         let cmd = words("serve --port 80");
         let run = |flag: Option<&str>, args: &str| command(&ep, &cmd, flag, &words(args));
-        assert_eq!(run(None, ""), Some(words("/entry.sh --flag serve --port 80")));
+        assert_eq!(
+            run(None, ""),
+            Some(words("/entry.sh --flag serve --port 80"))
+        );
         assert_eq!(run(None, "debug"), Some(words("/entry.sh --flag debug")));
         // --entrypoint drops the image's Cmd too.
         assert_eq!(run(Some("sh"), ""), Some(words("sh")));
@@ -95,10 +98,7 @@ mod tests {
         assert_eq!(run(Some(""), "echo hi"), Some(words("echo hi")));
         assert_eq!(run(Some(""), ""), None);
         // No Entrypoint: Cmd alone, or the run's words alone.
-        assert_eq!(
-            command(&[], &words("sh"), None, &[]),
-            Some(words("sh"))
-        );
+        assert_eq!(command(&[], &words("sh"), None, &[]), Some(words("sh")));
         assert_eq!(command(&[], &[], None, &[]), None);
     }
 }
