@@ -137,6 +137,19 @@ pub const CHAPTERS: &[Chapter] = &[
             Need::Cgroups,
         ],
     },
+    Chapter {
+        id: "ch09",
+        title: "Images and registries",
+        source: "ch09_images.rs",
+        page: "ch09-images.md",
+        needs: &[
+            Need::Root {
+                why: "the container at the end needs namespaces, mounts and pivot_root",
+            },
+            Need::Busybox,
+            Need::Overlay,
+        ],
+    },
 ];
 
 /// Looks a chapter up by its binary name.
