@@ -119,7 +119,10 @@ fn ch08_snapshot() {
     ignore = "needs root: run the test suite as root (sudo -E cargo test)"
 )]
 fn ch09_snapshot() {
-    let output = chapter_output("ch09", &["--hostname", "lab-ch09", "--", "cat", "/etc/motd"]);
+    let output = chapter_output(
+        "ch09",
+        &["--hostname", "lab-ch09", "--", "cat", "/etc/motd"],
+    );
     // The registry's port is the kernel's pick; every digest depends on
     // the host's busybox-static, whose tree is the base layer.
     let port = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();

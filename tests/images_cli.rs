@@ -669,3 +669,55 @@ fn sigint_and_sigkill_mid_pull_leave_no_image_and_the_next_pull_completes() {
         assert_eq!(lab.files(), files, "rmi left something of the pull");
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn save_and_load_carry_images_to_a_machine_without_a_registry() {
+    common::assert_root();
+    let lab = Lab::new("images-cli-save");
+    let other = Lab::new("images-cli-load");
+    lab.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    lab.ok(&["tag", "busybox", "lab/carried:1"]);
+    let id = lab.inspect("busybox")["Id"].as_str().unwrap().to_string();
+    for (format, transport) in [
+        ("docker-archive", "docker-archive"),
+        ("oci-archive", "oci-archive"),
+    ] {
+        let file = lab.state.join(format!("images.{format}.tar"));
+        let path = file.display().to_string();
+        lab.ok(&["save", "--format", format, "-o", &path, "lab/carried:1"]);
+        // Someone else reads it: skopeo knows both transports.
+        let seen = reg::run(
+            Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("{transport}:{path}")),
+        );
+        let seen: Value = serde_json::from_str(&seen).unwrap();
+        assert_eq!(seen["Architecture"], host_arch(), "{format}");
+        let out = other.ok(&["load", "-i", &path]);
+        assert_eq!(out, "Loaded image: lab/carried:1\n", "{format}");
+        assert_eq!(other.inspect("lab/carried:1")["Id"], id.as_str());
+        let ran = other.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "lab/carried:1",
+            "echo",
+            "carried",
+        ]);
+        assert_eq!(ran, "carried\n");
+        other.ok(&["rmi", "lab/carried:1"]);
+    }
+    // No half archive when the image does not exist.
+    let missing = lab.state.join("missing.tar");
+    lab.fails(
+        &["save", "-o", missing.to_str().unwrap(), "lab/nothing:1"],
+        "lab/nothing",
+    );
+    assert!(!missing.exists());
+    assert!(!lab.state.join("missing.partial").exists());
+}
