@@ -323,7 +323,7 @@ fn with_motd(
     store.write_image(
         &serde_json::to_vec(&config)?,
         &layers,
-        &[reference.clone()],
+        std::slice::from_ref(&reference),
     )?;
     Ok(store.image(&reference)?)
 }

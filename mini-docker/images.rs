@@ -120,10 +120,25 @@ struct Lines {
     terminal: bool,
     to_stderr: bool,
     quiet: bool,
+    /// On a terminal: the layers in the order their lines were printed.
+    rows: std::sync::Mutex<Vec<String>>,
 }
 
 impl Lines {
+    fn new(terminal: bool, to_stderr: bool, quiet: bool) -> Lines {
+        Lines {
+            terminal,
+            to_stderr,
+            quiet,
+            rows: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     fn show(&self, event: Event) {
+        let layer_id = match &event {
+            Event::Layer(layer) if self.terminal => Some(layer.short_id().to_string()),
+            _ => None,
+        };
         let line = match event {
             Event::PullStarted { reference } => Some(format!(
                 "{}: Pulling from {}",
@@ -183,14 +198,36 @@ impl Lines {
             )),
             Event::Loaded { reference } => Some(format!("Loaded image: {}", reference.familiar())),
         };
-        if let (Some(line), false) = (line, self.quiet) {
-            if self.to_stderr {
-                eprintln!("{line}");
-            } else {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
+        let (Some(mut line), false) = (line, self.quiet) else {
+            return;
+        };
+        line.push('\n');
+        // A layer's line is rewritten in place, as Docker draws it: up to
+        // its row, clear it, write, and back down.
+        if let Some(id) = layer_id {
+            let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+            match rows.iter().position(|r| *r == id) {
+                Some(row) => {
+                    let up = rows.len() - row;
+                    line = format!("\x1b[{up}A\r\x1b[2K{}\x1b[{up}B\r", line.trim_end());
+                }
+                None => rows.push(id),
             }
+            self.write(&line);
+            return;
+        }
+        self.write(&line);
+    }
+
+    fn write(&self, text: &str) {
+        if self.to_stderr {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
         }
     }
 }
@@ -227,11 +264,7 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<i32> {
     if !args.name.contains(':') && !args.name.contains('@') && !args.quiet {
         println!("Using default tag: latest");
     }
-    let lines = Lines {
-        terminal: std::io::stdout().is_terminal(),
-        to_stderr: false,
-        quiet: args.quiet,
-    };
+    let lines = Lines::new(std::io::stdout().is_terminal(), false, args.quiet);
     let image = pull_image(&args.name, args.platform.as_deref(), &args.registry, &lines)?;
     println!("{}", image.reference);
     Ok(0)
@@ -252,11 +285,7 @@ pub fn pull_if_missing(text: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     eprintln!("Unable to find image '{}' locally", reference.familiar());
-    let lines = Lines {
-        terminal: std::io::stderr().is_terminal(),
-        to_stderr: true,
-        quiet: false,
-    };
+    let lines = Lines::new(std::io::stderr().is_terminal(), true, false);
     let registry = RegistryArgs {
         insecure: Vec::new(),
     };
@@ -288,11 +317,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
         registry: args.registry.options(),
         chunk_size: args.chunk_size,
     };
-    let lines = Lines {
-        terminal: std::io::stdout().is_terminal(),
-        to_stderr: false,
-        quiet: args.quiet,
-    };
+    let lines = Lines::new(std::io::stdout().is_terminal(), false, args.quiet);
     stop_on_interrupt(&store);
     let show = |event: Event| lines.show(event);
     let pushed = registry::push(&store, &args.name, &target, &options, &show)?;
@@ -687,11 +712,7 @@ pub struct LoadArgs {
 
 pub fn load(args: &LoadArgs) -> anyhow::Result<i32> {
     let store = store()?;
-    let lines = Lines {
-        terminal: false,
-        to_stderr: false,
-        quiet: args.quiet,
-    };
+    let lines = Lines::new(false, false, args.quiet);
     let show = |event: Event| lines.show(event);
     let input: Box<dyn Read> = match &args.input {
         Some(path) => Box::new(std::io::BufReader::new(
