@@ -287,9 +287,6 @@ fn inspect_ports(ports: &[String]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-/// Docker's `docker images` table: REPOSITORY TAG IMAGE ID CREATED SIZE,
-/// columns padded like Go's tabwriter in the docker CLI (cells at least 10
-/// wide including 3 spaces of padding; the last column unpadded).
 /// One line of `images`: "name:tag" as Docker shortens it, the image id's
 /// hex, its config's `created` (if it has one) and its unpacked size.
 #[derive(Debug, Clone)]
@@ -299,6 +296,10 @@ pub struct ImageRow {
     pub created: Option<SystemTime>,
     pub size_bytes: u64,
 }
+
+/// Docker's `docker images` table: REPOSITORY TAG IMAGE ID CREATED SIZE,
+/// columns padded like Go's tabwriter in the docker CLI (cells at least 10
+/// wide including 3 spaces of padding; the last column unpadded).
 
 pub fn images_table(images: &[ImageRow], now: SystemTime) -> String {
     let mut rows: Vec<[String; 5]> = vec![[

@@ -186,6 +186,7 @@ impl RunArgs {
             entrypoint: self.entrypoint.clone(),
             image_id: None,
             stop_signal: None,
+            exposed_ports: Vec::new(),
             limits: Limits {
                 memory_bytes: self.memory,
                 cpus: self.cpus,

@@ -332,6 +332,14 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
         lab.ok(&args)
     };
     assert_eq!(run(&[], &app, &[]), "hello from /work as 1234:5678\n");
+    // A container of it shows what the image exposes and how it stops.
+    let id = lab.ok(&["create", "--network", "none", &app]);
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", id.trim()])).unwrap();
+    assert_eq!(doc[0]["Config"]["exposed_ports"], json!(["8080/tcp"]));
+    assert_eq!(doc[0]["Config"]["stop_signal"], "SIGQUIT");
+    assert_eq!(doc[0]["Config"]["working_dir"], Value::Null);
+    assert_eq!(doc[0]["Config"]["workdir"], "/work");
+    lab.ok(&["rm", id.trim()]);
     assert_eq!(
         run(&["-e", "GREETING=bye", "-w", "/", "-u", "0"], &app, &[]),
         "bye from / as 0:0\n"

@@ -70,6 +70,7 @@ pub fn apply(config: &mut RunConfig, image: &Image) -> Result<(), String> {
         config.user = c.user().clone().filter(|u| !u.is_empty());
     }
     config.stop_signal = c.stop_signal().clone().filter(|s| !s.is_empty());
+    config.exposed_ports = c.exposed_ports().clone().unwrap_or_default();
     config.image_id = Some(image.id().to_string());
     Ok(())
 }

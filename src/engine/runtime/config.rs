@@ -49,6 +49,10 @@ pub struct RunConfig {
     /// The image's StopSignal (Docker: SIGTERM when there is none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// The image's ExposedPorts (`80/tcp`): documentation, shown by
+    /// `inspect`; only `-p` publishes a port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
     pub limits: Limits,
     pub read_only: bool,
     pub privileged: bool,
@@ -91,6 +95,7 @@ impl RunConfig {
             entrypoint: None,
             image_id: None,
             stop_signal: None,
+            exposed_ports: Vec::new(),
             limits: Limits::default(),
             read_only: false,
             privileged: false,
