@@ -300,7 +300,6 @@ pub struct ImageRow {
 /// Docker's `docker images` table: REPOSITORY TAG IMAGE ID CREATED SIZE,
 /// columns padded like Go's tabwriter in the docker CLI (cells at least 10
 /// wide including 3 spaces of padding; the last column unpadded).
-
 pub fn images_table(images: &[ImageRow], now: SystemTime) -> String {
     let mut rows: Vec<[String; 5]> = vec![[
         "REPOSITORY".into(),
