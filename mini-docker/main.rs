@@ -7,6 +7,7 @@
 
 mod images;
 mod lifecycle;
+mod network;
 mod present;
 mod run;
 mod terminal;
@@ -129,6 +130,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Remove what is not in use
     #[command(subcommand)]
     System(SystemCommand),
@@ -214,6 +218,7 @@ fn main() -> ExitCode {
         Command::Login(args) => images::login(&args),
         Command::Logout(args) => images::logout(&args),
         Command::Volume(command) => volume(command),
+        Command::Network(command) => network::network(command),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

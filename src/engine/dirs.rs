@@ -60,6 +60,7 @@ impl LabDirs {
             (data("images/layers"), TRAVERSE_ONLY),
             (data("images/layers/sha256"), TRAVERSE_ONLY),
             (data("lifecycle"), PRIVATE),
+            (data("networks"), PRIVATE),
             (data("volumes"), PRIVATE),
             (self.run.clone(), TRAVERSE_ONLY),
             (run("containers"), TRAVERSE_ONLY),
