@@ -75,23 +75,38 @@ fn store() -> anyhow::Result<ImageStore> {
 /// Ctrl-C (or SIGTERM) during a transfer: this process's temporaries in
 /// the store's tmp/ go, then it exits as a killed process would. What is
 /// in place is complete and verified (every write is a rename), and no
-/// image is listed before all of it is.
-fn stop_on_interrupt(store: &ImageStore) {
+/// image is listed before all of it is. Only while the guard lives: `run`
+/// passes a later Ctrl-C to its container instead.
+fn stop_on_interrupt(store: &ImageStore) -> InterruptGuard {
     let tmp = store.root().join("tmp");
-    std::thread::spawn(move || loop {
-        if let Some(signal) = container_lab::kernel::signals::interrupted() {
-            let ours = format!("-{}-", std::process::id());
-            for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().contains(&ours) {
-                    let path = entry.path();
-                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = done.clone();
+    std::thread::spawn(move || {
+        while !watching.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(signal) = container_lab::kernel::signals::interrupted() {
+                let ours = format!("-{}-", std::process::id());
+                for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+                    if entry.file_name().to_string_lossy().contains(&ours) {
+                        let path = entry.path();
+                        let _ =
+                            std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                    }
                 }
+                eprintln!("mini-docker: interrupted; nothing half-done was kept");
+                std::process::exit(128 + signal as i32);
             }
-            eprintln!("mini-docker: interrupted; nothing half-done was kept");
-            std::process::exit(128 + signal as i32);
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     });
+    InterruptGuard(done)
+}
+
+struct InterruptGuard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn parse_reference(text: &str) -> anyhow::Result<Reference> {
@@ -254,7 +269,7 @@ fn pull_image(
         options.platform = Platform::parse(platform)?;
     }
     let store = store()?;
-    stop_on_interrupt(&store);
+    let _interrupt = stop_on_interrupt(&store);
     let show = |event: Event| lines.show(event);
     let pulled = registry::pull(&store, &reference, &options, &show)?;
     Ok(pulled.image)
@@ -318,7 +333,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
         chunk_size: args.chunk_size,
     };
     let lines = Lines::new(std::io::stdout().is_terminal(), false, args.quiet);
-    stop_on_interrupt(&store);
+    let _interrupt = stop_on_interrupt(&store);
     let show = |event: Event| lines.show(event);
     let pushed = registry::push(&store, &args.name, &target, &options, &show)?;
     if args.quiet {
@@ -729,7 +744,7 @@ pub fn load(args: &LoadArgs) -> anyhow::Result<i32> {
             Box::new(std::io::stdin().lock())
         }
     };
-    stop_on_interrupt(&store);
+    let _interrupt = stop_on_interrupt(&store);
     images::load(&store, input, UnpackLimits::default(), &show)?;
     Ok(0)
 }
