@@ -393,7 +393,11 @@ pub fn list(args: &ImagesArgs) -> anyhow::Result<i32> {
     let rows: Vec<ImageRow> = list
         .iter()
         .map(|image| ImageRow {
-            reference: image.reference.familiar(),
+            // Pulled by digest: no tag, as Docker shows it.
+            reference: match &image.reference.tag {
+                Some(tag) => format!("{}:{tag}", image.reference.familiar_name()),
+                None => format!("{}:<none>", image.reference.familiar_name()),
+            },
             id: image.id()[7..].to_string(),
             created: created(image),
             size_bytes: image.size(),
