@@ -729,3 +729,59 @@ fn save_and_load_carry_images_to_a_machine_without_a_registry() {
     assert!(!missing.exists());
     assert!(!lab.state.join("missing.partial").exists());
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn pull_picks_this_platform_or_the_one_asked_for_and_pulls_by_digest() {
+    common::assert_root();
+    let registry = registry(Auth::None);
+    let lab = Lab::new("images-cli-platform");
+    let layout = lab.state.join("layout");
+    let arch = |a: &str| vec![layer_tar(&[("arch", Some(a.as_bytes()))])];
+    reg::umoci_image(&layout, "amd", &arch("amd64"), "amd64");
+    reg::umoci_image(&layout, "arm", &arch("arm64"), "arm64");
+    reg::index_over(
+        &layout,
+        "multi",
+        &[("amd", "amd64", None), ("arm", "arm64", Some("v8"))],
+    );
+    registry.skopeo_push(
+        &format!("oci:{}:multi", layout.display()),
+        "lab/multi:cli",
+        &["--all"],
+    );
+    let name = format!("{}/lab/multi:cli", registry.host);
+    let index = registry.skopeo(&["inspect", "--raw"], "lab/multi:cli");
+    let index_digest = reg::sha256(index.as_bytes());
+
+    let out = lab.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert!(out.contains(&format!("Digest: {index_digest}\n")), "{out}");
+    let image = lab.inspect(&name);
+    assert_eq!(image["Architecture"], "arm64");
+    assert_eq!(
+        image["RepoDigests"][0],
+        format!("{}/lab/multi@{index_digest}", registry.host)
+    );
+    lab.ok(&["rmi", &name]);
+    lab.ok(&["pull", &name]);
+    assert_eq!(lab.inspect(&name)["Architecture"], host_arch());
+    let err = lab.fails(
+        &["pull", "--platform", "linux/riscv64", &name],
+        "has no image for linux/riscv64; it has linux/amd64, linux/arm64/v8",
+    );
+    println!("{err}");
+    // By digest: stored under the digest, listed with no tag.
+    let by_digest = format!("{}/lab/multi@{index_digest}", registry.host);
+    lab.ok(&["pull", &by_digest]);
+    let table = lab.ok(&["images"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&format!("{}/lab/multi ", registry.host))
+                && l.contains(" <none> ")),
+        "{table}"
+    );
+}
