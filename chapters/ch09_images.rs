@@ -24,6 +24,7 @@ use container_lab::lab::container::{Container, ContainerSpec};
 use container_lab::lab::narrate::yes_no;
 use container_lab::lab::registry::LocalRegistry;
 use container_lab::lab::steps::{inside, set_hostname, show};
+use oci_spec::image::ImageIndex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -153,13 +154,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let host_platform = Platform::host();
     if let Some(list) = manifest["manifests"].as_array() {
         book.fact("an index of", format!("{} manifests", list.len()));
-        let wanted = list
-            .iter()
-            .find(|m| platform_of(m) == host_platform.to_string());
-        let digest = wanted
-            .and_then(|m| m["digest"].as_str())
-            .unwrap_or_default();
-        book.fact(&format!("for {host_platform}"), digest);
+        let index: ImageIndex = serde_json::from_value(manifest.clone())?;
+        // The closest match, as Docker picks it (arm64 takes v8 or none).
+        let chosen = host_platform.select(index.manifests(), &name)?;
+        let digest = chosen.digest().to_string();
+        book.fact(&format!("for {host_platform}"), &digest);
         let url = format!("{api}/{}/manifests/{digest}", reference.path);
         let answer = get(&url, Some(accept), token.as_deref())?;
         manifest = serde_json::from_slice(&answer.body)?;
@@ -392,20 +391,6 @@ fn short(digest: &str) -> String {
         .chars()
         .take(12)
         .collect()
-}
-
-fn platform_of(m: &Value) -> String {
-    let p = &m["platform"];
-    let mut text = format!(
-        "{}/{}",
-        p["os"].as_str().unwrap_or(""),
-        p["architecture"].as_str().unwrap_or("")
-    );
-    if let Some(variant) = p["variant"].as_str() {
-        text.push('/');
-        text.push_str(variant);
-    }
-    text
 }
 
 /// What the narrator says before each step: its title, the primitive it
