@@ -150,6 +150,19 @@ pub const CHAPTERS: &[Chapter] = &[
             Need::Overlay,
         ],
     },
+    Chapter {
+        id: "ch10",
+        title: "Building images: a Dockerfile, one layer per step",
+        source: "ch10_build.rs",
+        page: "ch10-build.md",
+        needs: &[
+            Need::Root {
+                why: "a build step is a container: namespaces, mounts and a cgroup",
+            },
+            Need::Busybox,
+            Need::Cgroups,
+        ],
+    },
 ];
 
 /// Looks a chapter up by its binary name.
