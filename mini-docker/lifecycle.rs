@@ -23,7 +23,7 @@ use crate::present;
 #[error("{0}")]
 pub struct Refused(pub String);
 
-fn refused(message: impl Into<String>) -> anyhow::Error {
+pub fn refused(message: impl Into<String>) -> anyhow::Error {
     Refused(message.into()).into()
 }
 

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use container_lab::engine::images::imported::Image;
 use container_lab::engine::lifecycle::Inspection;
 use container_lab::engine::store::{Record, State, Status};
 use container_lab::support::time::{format_rfc3339, ZERO_TIME};
@@ -288,10 +287,20 @@ fn inspect_ports(ports: &[String]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// One line of `images`: "name:tag" as Docker shortens it, the image id's
+/// hex, its config's `created` (if it has one) and its unpacked size.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub reference: String,
+    pub id: String,
+    pub created: Option<SystemTime>,
+    pub size_bytes: u64,
+}
+
 /// Docker's `docker images` table: REPOSITORY TAG IMAGE ID CREATED SIZE,
 /// columns padded like Go's tabwriter in the docker CLI (cells at least 10
 /// wide including 3 spaces of padding; the last column unpadded).
-pub fn images_table(images: &[Image], now: SystemTime) -> String {
+pub fn images_table(images: &[ImageRow], now: SystemTime) -> String {
     let mut rows: Vec<[String; 5]> = vec![[
         "REPOSITORY".into(),
         "TAG".into(),
@@ -304,12 +313,18 @@ pub fn images_table(images: &[Image], now: SystemTime) -> String {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (image.reference.as_str(), ""),
         };
-        let age = now.duration_since(image.created).unwrap_or(Duration::ZERO);
+        let created = match image.created {
+            Some(created) => {
+                let age = now.duration_since(created).unwrap_or(Duration::ZERO);
+                format!("{} ago", human_duration(age))
+            }
+            None => "N/A".to_string(),
+        };
         rows.push([
             name.to_string(),
             tag.to_string(),
             image.id.chars().take(12).collect(),
-            format!("{} ago", human_duration(age)),
+            created,
             human_size(image.size_bytes),
         ]);
     }
@@ -682,12 +697,11 @@ mod tests {
         }
     }
 
-    fn image(reference: &str, id_digit: char, age: u64, size: u64, now: SystemTime) -> Image {
-        Image {
+    fn image(reference: &str, id_digit: char, age: u64, size: u64, now: SystemTime) -> ImageRow {
+        ImageRow {
             reference: reference.to_string(),
             id: id_digit.to_string().repeat(64),
-            layers: Vec::new(),
-            created: now - Duration::from_secs(age),
+            created: Some(now - Duration::from_secs(age)),
             size_bytes: size,
         }
     }

@@ -120,7 +120,7 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     stop_timeout: u32,
-    /// The image: busybox, or one brought in with `mini-docker import`
+    /// The image: busybox, or any in the store (pulled when missing)
     pub image: String,
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -180,15 +180,6 @@ impl RunArgs {
             env.extend(config::read_env_file(file).map_err(anyhow::Error::msg)?);
         }
         env.extend(self.env.iter().cloned());
-        // The busybox image has no ENTRYPOINT and runs `sh` by default.
-        let mut command: Vec<String> = match self.entrypoint.as_deref() {
-            Some(entrypoint) if !entrypoint.is_empty() => vec![entrypoint.to_string()],
-            _ => Vec::new(),
-        };
-        command.extend(self.command.iter().cloned());
-        if command.is_empty() {
-            command.push("sh".to_string());
-        }
         for device in &self.devices {
             device.resolve().map_err(anyhow::Error::msg)?;
         }
@@ -215,7 +206,13 @@ impl RunArgs {
             // Empty is Docker's default, the image's (here /).
             workdir: self.workdir.clone().filter(|d| !d.is_empty()),
             user: self.user.clone(),
-            command,
+            // Combined with the image's Entrypoint and Cmd when the record
+            // is made (engine::lifecycle::from_image).
+            command: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            image_id: None,
+            stop_signal: None,
+            exposed_ports: Vec::new(),
             limits: Limits {
                 memory_bytes: self.memory,
                 cpus: self.cpus,

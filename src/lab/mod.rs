@@ -13,6 +13,7 @@ pub mod layers;
 pub mod narrate;
 pub mod needs;
 pub mod privilege;
+pub mod registry;
 pub mod steps;
 
 /// The first line of every chapter: `let mut book = lab::begin!(&cli.chapter)?;`

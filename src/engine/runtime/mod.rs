@@ -22,7 +22,6 @@ use nix::unistd::Pid;
 pub use self::config::{NetworkMode, RunConfig};
 pub use self::explain::Explain;
 use crate::engine::dirs::{LabDirs, RunDir};
-use crate::engine::images::busybox;
 use crate::engine::network::{self, Attachment};
 use crate::engine::volumes::{self, Source};
 use crate::kernel::cgroups::devices::{self, DeviceNode};
@@ -154,7 +153,7 @@ pub fn start(
     io: Stdio,
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
-    let layers = image_layers(dirs, &config.image)?;
+    let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
     let joined = joined_network(dirs, config)?;
     let shared_netns = shared_network_namespace(dirs, config)?;
@@ -165,9 +164,15 @@ pub fn start(
         .collect::<Result<Vec<DeviceNode>, _>>()?;
     explain.step(
         format!(
-            "image {}: read-only layer {}",
+            "image {}: read-only layer{} {}",
             config.image,
-            layers[0].path.display()
+            if layers.len() > 1 { "s" } else { "" },
+            layers
+                .iter()
+                .rev()
+                .map(|l| l.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
         ),
         "(built once, shared by every container)",
     );
@@ -583,7 +588,7 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
         let user = match &config.user {
             // Looked up in the container's own files, as Docker does.
-            Some(spec) => Some(crate::engine::images::imported::lookup_user(
+            Some(spec) => Some(crate::engine::images::users::lookup_user(
                 Path::new("/"),
                 spec,
             )?),
@@ -625,11 +630,14 @@ impl ChildSetup<'_> {
     // ANCHOR_END: prepare
 }
 
-/// The image's environment, then `-e` (the run's, then `extra`), then
-/// HOSTNAME; TERM only with a terminal.
+/// Docker's defaults (PATH, HOME), then the image's environment and `-e`
+/// (merged into the run's at create), then `extra`, then HOSTNAME; TERM
+/// only with a terminal.
 pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = busybox::env();
-    env.retain(|(k, _)| k != "TERM");
+    let mut env = vec![
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
     if config.tty {
         env.push(("TERM".into(), "xterm".into()));
     }
@@ -782,9 +790,27 @@ impl Drop for Started {
     }
 }
 
-/// The image's layers, bottom first.
-fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
-    Ok(crate::engine::images::imported::resolve(dirs, reference)?.layers)
+/// Docker's PATH for an image that sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image's unpacked layers, bottom first: the store's own directories,
+/// shared by every container of every image that has the layer. By id
+/// when the record has one, so that a tag moved since keeps its layers.
+fn image_layers(dirs: &LabDirs, config: &RunConfig) -> Result<Vec<Layer>, RuntimeError> {
+    use crate::engine::images::local;
+    let store = local::open(dirs)?;
+    let image = match &config.image_id {
+        Some(id) => store.find(id)?,
+        None => local::resolve(&store, dirs, &config.image)?,
+    };
+    Ok(image
+        .layers
+        .iter()
+        .map(|l| Layer {
+            name: l.diff_id[7..19].to_string(),
+            path: l.dir.clone(),
+        })
+        .collect())
 }
 
 fn shell_writes(cgroup: &Cgroup, written: &[Written]) -> String {
@@ -815,7 +841,9 @@ pub(crate) fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CStrin
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(transparent)]
-    Image(#[from] crate::engine::images::imported::ImageError),
+    Image(#[from] crate::engine::images::ImageError),
+    #[error(transparent)]
+    User(#[from] crate::engine::images::users::UserError),
     #[error(transparent)]
     Rootfs(#[from] crate::kernel::rootfs::RootfsError),
     #[error(transparent)]
