@@ -255,16 +255,10 @@ pub struct InspectArgs {
 /// `inspect [-f TEMPLATE]`: Docker's shape, plus where the kernel objects are.
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<i32> {
     let lifecycle = lifecycle();
-    let dirs = LabDirs::from_env();
     let mut all = Vec::new();
     for key in &args.containers {
         let inspection = lifecycle.inspect(key)?;
-        let image = container_lab::engine::images::imported::resolve(
-            &dirs,
-            &inspection.record.config.image,
-        )
-        .ok()
-        .map(|i| i.id);
+        let image = inspection.record.config.image_id.clone();
         all.push(present::inspect_document(&inspection, image.as_deref()));
     }
     match &args.format {

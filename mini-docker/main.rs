@@ -8,6 +8,7 @@
 mod build;
 mod commands;
 mod format;
+mod images;
 mod lifecycle;
 mod network;
 mod present;
@@ -16,13 +17,10 @@ mod run;
 mod terminal;
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::images::imported as images;
 use container_lab::engine::lifecycle::LifecycleError;
 use container_lab::engine::runtime::{Explain, StdinMode};
 use container_lab::engine::store::NewContainer;
@@ -45,23 +43,31 @@ struct Cli {
 enum Command {
     /// Create and run a new container from an image
     Run(Box<run::RunArgs>),
-    /// Import a root filesystem tarball (.tar or .tar.gz) as an image
-    Import {
-        /// The tarball
-        file: PathBuf,
-        /// The image's name, NAME[:TAG]
-        reference: String,
-    },
+    /// Import a root filesystem tarball (.tar, .tar.gz, .tar.zst) as an image
+    Import(images::ImportArgs),
     /// List images
-    Images,
-    /// Remove an imported image
-    Rmi {
-        /// Remove it even if a stopped container uses it
-        #[arg(short = 'f', long)]
-        force: bool,
-        /// The image's name, NAME[:TAG]
-        reference: String,
-    },
+    Images(images::ImagesArgs),
+    /// Remove one or more images
+    Rmi(images::RmiArgs),
+    /// Download an image from a registry
+    Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(images::TagArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadArgs),
+    /// Log in to a registry
+    Login(images::LoginArgs),
+    /// Log out from a registry
+    Logout(images::LogoutArgs),
     /// Create a new container without starting it
     Create(Box<run::RunArgs>),
     /// Start one or more stopped containers
@@ -281,9 +287,18 @@ fn main() -> ExitCode {
         Command::Exec(args) => lifecycle::exec(&args),
         Command::System(SystemCommand::Prune { force }) => lifecycle::prune(force),
         Command::Supervise { id, ready_fd } => supervise(&id, ready_fd),
-        Command::Import { file, reference } => import(&file, &reference),
-        Command::Images => images(),
-        Command::Rmi { force, reference } => rmi(&reference, force),
+        Command::Import(args) => images::import(&args),
+        Command::Images(args) => images::list(&args),
+        Command::Rmi(args) => images::rmi(&args),
+        Command::Pull(args) => images::pull(&args),
+        Command::Push(args) => images::push(&args),
+        Command::Tag(args) => images::tag(&args),
+        Command::Image(command) => images::image(&command),
+        Command::History(args) => images::history(&args),
+        Command::Save(args) => images::save(&args),
+        Command::Load(args) => images::load(&args),
+        Command::Login(args) => images::login(&args),
+        Command::Logout(args) => images::logout(&args),
         Command::Volume(command) => volume(command),
         Command::Build(args) => build::build(&args),
         Command::Commit(args) => build::commit(&args),
@@ -341,6 +356,9 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         "mini-docker",
         "containers need namespaces, mounts and cgroups",
     )?;
+    if args.may_pull() {
+        images::pull_if_missing(&args.image)?;
+    }
     let lifecycle = lifecycle();
     let record = lifecycle.create(NewContainer {
         name: args.name.clone(),
@@ -398,32 +416,6 @@ fn supervise(id: &str, ready_fd: i32) -> anyhow::Result<i32> {
         id,
         ready,
     )?)
-}
-
-/// `docker import FILE NAME`: prints the new image's ID.
-fn import(file: &std::path::Path, reference: &str) -> anyhow::Result<i32> {
-    let imported = images::import_tarball(&LabDirs::from_env(), file, reference)?;
-    if imported.skipped_special > 0 {
-        eprintln!(
-            "mini-docker: skipped {} device nodes and FIFOs (a container gets its own /dev)",
-            imported.skipped_special
-        );
-    }
-    println!("sha256:{}", imported.image.id);
-    Ok(0)
-}
-
-fn images() -> anyhow::Result<i32> {
-    let list = images::list(&LabDirs::from_env())?;
-    print!("{}", present::images_table(&list, SystemTime::now()));
-    Ok(0)
-}
-
-/// `docker rmi [-f]`
-fn rmi(reference: &str, force: bool) -> anyhow::Result<i32> {
-    lifecycle().remove_image(reference, force)?;
-    println!("Untagged: {reference}");
-    Ok(0)
 }
 
 fn volume(command: VolumeCommand) -> anyhow::Result<i32> {

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use container_lab::engine::images::imported::Image;
 use container_lab::engine::lifecycle::Inspection;
 use container_lab::engine::runtime::{self, config::RestartPolicy, extra::LogDriver, NetworkMode};
 use container_lab::engine::store::{Record, State, Status};
@@ -243,7 +242,7 @@ pub fn inspect_document(inspection: &Inspection, image_id: Option<&str>) -> serd
     let limits = &config.limits;
     let mut value = inspect_json(record);
     if let Some(id) = image_id {
-        value["Image"] = format!("sha256:{id}").into();
+        value["Image"] = format!("sha256:{}", id.trim_start_matches("sha256:")).into();
     }
     let namespaces: serde_json::Map<String, serde_json::Value> = namespaces
         .iter()
@@ -394,14 +393,19 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
     let extra = &config.extra;
     let time = |t: Option<SystemTime>| t.map_or_else(|| ZERO_TIME.to_string(), format_rfc3339);
     // Entrypoint and Cmd apart again, as Docker keeps them.
-    let (entrypoint, cmd) = match &extra.entrypoint {
+    let (entrypoint, cmd) = match config.entrypoint.as_ref().filter(|e| !e.is_empty()) {
         Some(entrypoint) => (
             json!([entrypoint]),
             record.command().iter().skip(1).cloned().collect::<Vec<_>>(),
         ),
         None => (serde_json::Value::Null, record.command().to_vec()),
     };
-    let mut env = vec![format!("PATH={}", runtime::DEFAULT_PATH)];
+    // Docker's PATH unless the image or -e set one.
+    let mut env: Vec<String> = if config.env.iter().any(|(k, _)| k == "PATH") {
+        Vec::new()
+    } else {
+        vec![format!("PATH={}", runtime::DEFAULT_PATH)]
+    };
     env.extend(config.env.iter().map(|(k, v)| format!("{k}={v}")));
     let mut exposed = serde_json::Map::new();
     for port in extra.expose.iter().cloned().chain(
@@ -525,10 +529,20 @@ fn inspect_ports(ports: &[String]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// One line of `images`: "name:tag" as Docker shortens it, the image id's
+/// hex, its config's `created` (if it has one) and its unpacked size.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub reference: String,
+    pub id: String,
+    pub created: Option<SystemTime>,
+    pub size_bytes: u64,
+}
+
 /// Docker's `docker images` table: REPOSITORY TAG IMAGE ID CREATED SIZE,
 /// columns padded like Go's tabwriter in the docker CLI (cells at least 10
 /// wide including 3 spaces of padding; the last column unpadded).
-pub fn images_table(images: &[Image], now: SystemTime) -> String {
+pub fn images_table(images: &[ImageRow], now: SystemTime) -> String {
     let mut rows: Vec<[String; 5]> = vec![[
         "REPOSITORY".into(),
         "TAG".into(),
@@ -541,12 +555,18 @@ pub fn images_table(images: &[Image], now: SystemTime) -> String {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (image.reference.as_str(), ""),
         };
-        let age = now.duration_since(image.created).unwrap_or(Duration::ZERO);
+        let created = match image.created {
+            Some(created) => {
+                let age = now.duration_since(created).unwrap_or(Duration::ZERO);
+                format!("{} ago", human_duration(age))
+            }
+            None => "N/A".to_string(),
+        };
         rows.push([
             name.to_string(),
             tag.to_string(),
             image.id.chars().take(12).collect(),
-            format!("{} ago", human_duration(age)),
+            created,
             human_size(image.size_bytes),
         ]);
     }
@@ -920,12 +940,11 @@ mod tests {
         }
     }
 
-    fn image(reference: &str, id_digit: char, age: u64, size: u64, now: SystemTime) -> Image {
-        Image {
+    fn image(reference: &str, id_digit: char, age: u64, size: u64, now: SystemTime) -> ImageRow {
+        ImageRow {
             reference: reference.to_string(),
             id: id_digit.to_string().repeat(64),
-            layers: Vec::new(),
-            created: now - Duration::from_secs(age),
+            created: Some(now - Duration::from_secs(age)),
             size_bytes: size,
         }
     }

@@ -188,7 +188,7 @@ pub struct RunArgs {
     /// Proxy received signals to the process (default true)
     #[arg(long = "sig-proxy", value_name = "BOOL", default_value = "true", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     sig_proxy: bool,
-    /// The image: busybox, or one brought in with `mini-docker import`
+    /// The image: busybox, or any in the store (pulled when missing)
     pub image: String,
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -463,11 +463,11 @@ impl RunArgs {
             }
         }
         if self.pull == "never" {
-            container_lab::engine::images::imported::resolve(
-                &container_lab::engine::dirs::LabDirs::from_env(),
-                &self.image,
-            )
-            .map_err(|_| anyhow::anyhow!("No such image: {}", self.image))?;
+            use container_lab::engine::images::local;
+            let dirs = container_lab::engine::dirs::LabDirs::from_env();
+            local::open(&dirs)
+                .and_then(|store| local::resolve(&store, &dirs, &self.image))
+                .map_err(|_| anyhow::anyhow!("No such image: {}", self.image))?;
         }
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
@@ -498,15 +498,6 @@ impl RunArgs {
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.clone()?))),
         );
-        // The busybox image has no ENTRYPOINT and runs `sh` by default.
-        let mut command: Vec<String> = match self.entrypoint.as_deref() {
-            Some(entrypoint) if !entrypoint.is_empty() => vec![entrypoint.to_string()],
-            _ => Vec::new(),
-        };
-        command.extend(self.command.iter().cloned());
-        if command.is_empty() {
-            command.push("sh".to_string());
-        }
         for device in &self.devices {
             device.resolve().map_err(anyhow::Error::msg)?;
         }
@@ -534,7 +525,13 @@ impl RunArgs {
             // Empty is Docker's default, the image's (here /).
             workdir: self.workdir.clone().filter(|d| !d.is_empty()),
             user: self.user.clone(),
-            command,
+            // Combined with the image's Entrypoint and Cmd when the record
+            // is made (engine::lifecycle::from_image).
+            command: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            image_id: None,
+            stop_signal: None,
+            exposed_ports: Vec::new(),
             limits: Limits {
                 memory_bytes: self.memory,
                 // Docker: as much swap again as memory, unless --memory-swap.
@@ -580,7 +577,6 @@ impl RunArgs {
                 no_sig_proxy: !self.sig_proxy,
                 add_hosts: self.add_host.clone(),
                 labels: self.label.clone(),
-                entrypoint: self.entrypoint.clone().filter(|e| !e.is_empty()),
                 expose: self.expose.iter().flatten().cloned().collect(),
                 publish_all: self.publish_all,
                 ulimits: self.ulimit.clone(),
@@ -657,6 +653,11 @@ impl RunArgs {
             out.write_all(id.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// `--pull never`: no pull, even of a missing image.
+    pub fn may_pull(&self) -> bool {
+        self.pull != "never"
     }
 
     /// The hostname for the record: `-h`, or with `--network host` the

@@ -118,6 +118,27 @@ fn ch08_snapshot() {
     not(lab_root),
     ignore = "needs root: run the test suite as root (sudo -E cargo test)"
 )]
+fn ch09_snapshot() {
+    let output = chapter_output(
+        "ch09",
+        &["--hostname", "lab-ch09", "--", "cat", "/etc/motd"],
+    );
+    // The registry's port is the kernel's pick; every digest depends on
+    // the host's busybox-static, whose tree is the base layer.
+    let port = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
+    let output = port.replace_all(&output, "127.0.0.1:[PORT]");
+    let digest = regex::Regex::new(r"sha256:[0-9a-f]{64}").unwrap();
+    let output = digest.replace_all(&output, "sha256:[DIGEST]");
+    let short = regex::Regex::new(r"\b[0-9a-f]{12}:").unwrap();
+    let output = short.replace_all(&output, "[LAYER]:");
+    assert_chapter_snapshot!("ch09", output.into_owned());
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn ch10_snapshot() {
     // The busybox layer's digest depends on when the lab built its tree
     // (the files keep their times), and so do the image ids above it;

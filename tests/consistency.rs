@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use container_lab::lab::chapters::{Chapter, Need, CHAPTERS};
+use container_lab::lab::exercises::{self, EXERCISES};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,9 +18,17 @@ fn read(path: &Path) -> String {
 
 /// `(name, path)` of every `[[bin]]` in Cargo.toml.
 fn cargo_binaries() -> Vec<(String, String)> {
-    let manifest = read(&repo().join("Cargo.toml"));
+    cargo_targets(&repo().join("Cargo.toml"), "[[bin]]")
+}
+
+/// `(name, path)` of every `KIND` section (`[[bin]]`, `[[example]]`) of a
+/// Cargo manifest.
+fn cargo_targets(manifest: &Path, kind: &str) -> Vec<(String, String)> {
+    let manifest = read(manifest);
     let mut bins = Vec::new();
-    for section in manifest.split("[[bin]]").skip(1) {
+    for section in manifest.split(kind).skip(1) {
+        // Up to the next section.
+        let section = section.split("\n[").next().unwrap_or_default();
         let field = |key: &str| {
             section
                 .lines()
@@ -134,6 +143,8 @@ fn every_snapshot_belongs_to_a_chapter_and_no_review_is_pending() {
         assert!(
             file.starts_with("mini-docker")
                 || file.starts_with("lifecycle")
+                // The exercises' checker (tests/exercises.rs).
+                || file.starts_with("lab-")
                 || CHAPTERS.iter().any(|c| file.starts_with(c.id)),
             "snapshot {file} does not belong to any chapter"
         );
@@ -782,4 +793,108 @@ fn the_network_diagram_is_drawn_from_the_snapshot() {
     );
     let page = read(&repo().join("book/src/ch06-network.md"));
     assert!(page.contains("{{#include generated/ch06-topology.txt}}"));
+}
+
+/// The exercise manifest (`src/lab/exercises.rs`) is the one list of
+/// exercises: each has its file, its reference solution, a binary and an
+/// example in the exercises' package, and its chapter's page points to it;
+/// nothing under exercises/ is outside the list.
+#[test]
+fn every_exercise_has_its_files_its_binaries_and_its_pages() {
+    let package = repo().join("exercises/Cargo.toml");
+    let bins = cargo_targets(&package, "[[bin]]");
+    let examples = cargo_targets(&package, "[[example]]");
+    let exercises_page = read(&repo().join("book/src/exercises.md"));
+    for ex in EXERCISES {
+        let file = ex.file.to_string();
+        let solution = format!("{}/{}", exercises::SOLUTIONS, ex.file);
+        assert!(
+            bins.contains(&(ex.id.to_string(), file.clone())),
+            "exercises/Cargo.toml needs [[bin]] name = \"{}\" path = \"{file}\"",
+            ex.id
+        );
+        assert!(
+            examples.contains(&(ex.solution_binary(), solution.clone())),
+            "exercises/Cargo.toml needs [[example]] name = \"{}\" path = \"{solution}\"",
+            ex.solution_binary()
+        );
+        let answer = read(&repo().join(ex.solution_path()));
+        let gaps = exercises::gaps(&answer);
+        assert!(!gaps.is_empty(), "{} has no TODO", ex.solution_path());
+        for gap in &gaps {
+            assert!(
+                gap.answer.iter().any(|l| !l.trim().is_empty()),
+                "{} line {}: a TODO without the lines that fill it",
+                ex.solution_path(),
+                gap.line
+            );
+        }
+        // The learner's file is the solution without its answers, so
+        // `lab reset` and the file cannot disagree.
+        assert_eq!(
+            read(&repo().join(ex.path())),
+            exercises::exercise_text(&answer),
+            "{} is not {} without the lines after each TODO",
+            ex.path(),
+            ex.solution_path()
+        );
+        let page = ex.chapter().page;
+        assert!(
+            read(&repo().join("book/src").join(page)).contains(&format!("`lab check {}`", ex.id)),
+            "{page}'s \"Try it\" must point to its exercise: `lab check {}`",
+            ex.id
+        );
+        assert!(
+            exercises_page.contains(&format!("`{}`", ex.id)),
+            "exercises.md must list `{}`",
+            ex.id
+        );
+    }
+    // Nothing under exercises/ that the manifest does not name.
+    for (name, _) in bins.iter().chain(&examples) {
+        let id = name.strip_suffix("-solution").unwrap_or(name);
+        assert!(
+            name.starts_with("wrong-") || exercises::exercise(id).is_some(),
+            "exercises/Cargo.toml builds {name}, which is not in the exercise manifest"
+        );
+    }
+    for path in rust_files(&repo().join("exercises")) {
+        let relative = path.strip_prefix(repo().join("exercises")).unwrap();
+        let relative = relative.to_string_lossy();
+        let file = relative
+            .strip_prefix(&format!("{}/", exercises::SOLUTIONS))
+            .unwrap_or(&relative);
+        assert!(
+            EXERCISES.iter().any(|e| e.file == file),
+            "exercises/{relative} is not in the exercise manifest"
+        );
+    }
+}
+
+/// The exercises' page shows the real `lab` output, and the workshop page
+/// the summary and the measured timings.
+#[test]
+fn the_exercise_pages_include_the_real_lab_output() {
+    let exercises_page = read(&repo().join("book/src/exercises.md"));
+    for snapshot in [
+        "lab-list.snap",
+        "lab-check-failing.snap",
+        "lab-check-passing.snap",
+        "lab-hint.snap",
+    ] {
+        assert!(
+            exercises_page.contains(&format!("{{{{#include ../../tests/snapshots/{snapshot}")),
+            "exercises.md must include {snapshot}"
+        );
+    }
+    let workshop = read(&repo().join("book/src/workshop.md"));
+    for included in [
+        "../../tests/snapshots/lab-check-all-pending.snap",
+        "measurements/workshop.txt",
+    ] {
+        assert!(
+            workshop.contains(&format!("{{{{#include {included}")),
+            "workshop.md must include {included}"
+        );
+    }
 }

@@ -600,10 +600,17 @@ fn an_image_without_mount_points_starts_and_a_symlinked_one_is_refused() {
     ] {
         lab.ok(&["import", &file.display().to_string(), image]);
     }
-    assert_eq!(
-        mode(&lab.state.join("lib/images/imported")),
-        container_lab::engine::dirs::PRIVATE
-    );
+    // Each imported layer's directory is root's alone (setuid files).
+    for image in ["bare:1", "files:1", "linked:1"] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&lab.ok(&["image", "inspect", image])).unwrap();
+        let lower = doc[0]["GraphDriver"]["Data"]["LowerDir"].as_str().unwrap();
+        assert_eq!(
+            mode(Path::new(lower).parent().unwrap()),
+            container_lab::engine::dirs::PRIVATE,
+            "{image}"
+        );
+    }
 
     let look = "for d in /proc /sys /dev; do busybox stat -c '%n %F' $d; done; busybox test -e /proc/self/stat && echo proc mounted";
     for image in ["bare:1", "files:1"] {

@@ -808,7 +808,7 @@ fn an_imported_tarball_runs_as_an_image() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "imported\n4242\n");
     // The layer itself did not change: the container wrote to its own upper.
-    let layers = state.join("lib/images/imported");
+    let layers = state.join("lib/images/layers");
     let out = mini_docker(
         &state,
         &["--rm", "mybox:1", "sh", "-c", "echo changed > /etc/marker"],

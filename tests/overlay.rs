@@ -19,8 +19,17 @@ fn layers_stay_unchanged_and_the_upper_holds_copy_up_whiteout_and_opaque_dir() {
     // A first run builds the layers; fingerprint them before the second run.
     let first = common::run(common::chapter("ch04", &state));
     assert_eq!(first.status.code(), Some(0));
+    // The base is the lab's busybox image: its one layer in the image store.
+    let index = fs::read_to_string(state.join("lib/images/index.json")).unwrap();
+    assert!(index.contains("library/busybox:latest"), "{index}");
+    let busybox = fs::read_dir(state.join("lib/images/layers/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("root"))
+        .find(|root| root.join("bin/busybox").is_file())
+        .expect("the busybox layer");
+    let busybox = busybox.strip_prefix(&state).unwrap().display().to_string();
     let layers = [
-        "lib/images/busybox",
+        busybox.as_str(),
         "lib/images/layers/runtime",
         "lib/images/layers/app",
     ];

@@ -52,8 +52,13 @@ impl LabDirs {
         vec![
             (self.data.clone(), TRAVERSE_ONLY),
             (data("images"), TRAVERSE_ONLY),
-            (data("images/imported"), PRIVATE),
-            (data("images/layers"), PRIVATE),
+            // The image store: blobs and temporaries root's alone; each
+            // unpacked layer's directory is 0700 (setuid files of pulled
+            // images), the two above it passable for the lab's busybox.
+            (data("images/blobs"), PRIVATE),
+            (data("images/tmp"), PRIVATE),
+            (data("images/layers"), TRAVERSE_ONLY),
+            (data("images/layers/sha256"), TRAVERSE_ONLY),
             (data("lifecycle"), PRIVATE),
             (data("networks"), PRIVATE),
             (data("volumes"), PRIVATE),
@@ -116,12 +121,13 @@ impl LabDirs {
 /// them), no record (with its `-e` values) and no log is reachable by a
 /// host user.
 ///
-/// `PRIVATE` (0700): root only: records, logs, layers, volumes, imported
-/// images (their setuid files).
+/// `PRIVATE` (0700): root only: records, logs, writable layers, volumes,
+/// image blobs and each unpacked image layer (their setuid files).
 pub const PRIVATE: u32 = 0o700;
 /// `TRAVERSE_ONLY` (0711): others may pass through but not list: the two
 /// roots, `images/` and `run/containers/`. Chapter 7's rootless step mounts
-/// the built-in busybox image (made by the lab, no setuid file) as user
+/// the lab's busybox layer (made by the lab, no setuid file; its directory
+/// 0711 where every other layer's is 0700) as user
 /// nobody, who must reach it; everything else below sits in a 0700 or 0710
 /// directory.
 pub const TRAVERSE_ONLY: u32 = 0o711;

@@ -207,6 +207,11 @@ pub fn host_path(
 // ANCHOR: mount_volume
 pub fn mount_volume(root: &Path, source: &Path, spec: &VolumeSpec) -> Result<(), VolumeError> {
     let target = inside(root, &spec.target)?;
+    // A named or anonymous volume mounted for the first time starts with
+    // what the image has at its mount point, as Docker's does.
+    if !matches!(spec.source, Source::Bind(_)) && target.is_dir() && is_empty_dir(source) {
+        seed(&target, source)?;
+    }
     if source.is_dir() {
         fs::create_dir_all(&target).map_err(io_err("create", &target))?;
     } else if !target.exists() {
@@ -225,6 +230,44 @@ pub fn mount_volume(root: &Path, source: &Path, spec: &VolumeSpec) -> Result<(),
     Ok(())
 }
 // ANCHOR_END: mount_volume
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// `cp -a FROM/. TO/`: the image's files with their modes and owners
+/// (symlinks copied as links, never followed), and the directory's own.
+fn seed(from: &Path, to: &Path) -> Result<(), VolumeError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::symlink_metadata(from).map_err(io_err("stat", from))?;
+    for entry in fs::read_dir(from).map_err(io_err("read", from))? {
+        let entry = entry.map_err(io_err("read", from))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(io_err("stat", &src))?;
+        if kind.is_dir() {
+            fs::create_dir(&dst).map_err(io_err("create", &dst))?;
+            seed(&src, &dst)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(&src).map_err(io_err("read link", &src))?;
+            std::os::unix::fs::symlink(link, &dst).map_err(io_err("link", &dst))?;
+            let m = fs::symlink_metadata(&src).map_err(io_err("stat", &src))?;
+            let _ = std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()));
+        } else if kind.is_file() {
+            fs::copy(&src, &dst).map_err(io_err("copy", &dst))?;
+            let m = fs::metadata(&src).map_err(io_err("stat", &src))?;
+            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))
+                .map_err(io_err("chown", &dst))?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(m.mode()))
+                .map_err(io_err("chmod", &dst))?;
+        }
+        // Devices, FIFOs and sockets stay in the image.
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+        .map_err(io_err("chown", to))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode()))
+        .map_err(io_err("chmod", to))?;
+    Ok(())
+}
 
 /// `mount -t tmpfs -o OPTIONS tmpfs root/TARGET`
 pub fn mount_tmpfs(root: &Path, spec: &TmpfsSpec) -> Result<(), VolumeError> {

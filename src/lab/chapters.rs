@@ -138,6 +138,19 @@ pub const CHAPTERS: &[Chapter] = &[
         ],
     },
     Chapter {
+        id: "ch09",
+        title: "Images and registries",
+        source: "ch09_images.rs",
+        page: "ch09-images.md",
+        needs: &[
+            Need::Root {
+                why: "the container at the end needs namespaces, mounts and pivot_root",
+            },
+            Need::Busybox,
+            Need::Overlay,
+        ],
+    },
+    Chapter {
         id: "ch10",
         title: "Building images: a Dockerfile, one layer per step",
         source: "ch10_build.rs",

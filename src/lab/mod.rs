@@ -1,15 +1,19 @@
 //! The teaching harness: what the chapter binaries share. The chapter
 //! manifest (and `begin`, which applies what a chapter needs), the
 //! narrator that prints each step, the chapters' command-line flags, the
-//! chapters' container and the few steps they all repeat.
+//! chapters' container and the few steps they all repeat; the exercise
+//! manifest, and an exercise's side of `lab check` (`handoff`).
 
 pub mod chapters;
 pub mod cli;
 pub mod container;
+pub mod exercises;
+pub mod handoff;
 pub mod layers;
 pub mod narrate;
 pub mod needs;
 pub mod privilege;
+pub mod registry;
 pub mod steps;
 
 /// The first line of every chapter: `let mut book = lab::begin!(&cli.chapter)?;`

@@ -20,6 +20,9 @@ const KEPT_VARIABLES: &[&str] = &[
     "TERM",
     crate::engine::dirs::ROOT_ENV,
     "CONTAINER_LAB_HOLD_AT_STEP",
+    // `lab check` builds an exercise as the user, with the cargo that ran it.
+    "CARGO",
+    "CARGO_TARGET_DIR",
 ];
 
 /// Returns when running as root; otherwise re-executes the program with sudo

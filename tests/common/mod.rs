@@ -58,6 +58,8 @@ pub fn mini_docker(state: &Path, args: &[&str]) -> Command {
     command
         .env(container_lab::engine::dirs::ROOT_ENV, state)
         .env(container_lab::engine::store::PIN_IDS_ENV, "1")
+        // Tests talk to registries on 127.0.0.1 only.
+        .env("CONTAINER_LAB_OFFLINE", "1")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .args(args);
@@ -111,6 +113,9 @@ pub fn run(mut command: Command) -> Output {
 pub fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r"\b4026\d{6}\b", "[INODE]"),
+        // The lab's busybox layer is named by the sha256 of its tar, which
+        // the host's busybox-static package decides.
+        (r"layers/sha256/[0-9a-f]{64}", "layers/sha256/[DIFF_ID]"),
         (
             r"(pid on the host:\s+|our pid:\s+|the child's pid:\s+|PPid: )\d+",
             "${1}[PID]",

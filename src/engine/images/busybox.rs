@@ -1,19 +1,23 @@
 //! The lab's own first image: a root filesystem made of one static
 //! busybox binary (the host's busybox-static) and its applet links, built
-//! once into the lab's data directory, so that every chapter works without
-//! a network.
+//! once into the lab's image store as an ordinary one-layer image, so that
+//! every chapter (and `run busybox`) works without a network.
 
 use std::fs;
-use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::{build_from_rootfs, Image, ImageError, ImageStore, Reference, RootfsImage};
 use crate::engine::dirs::LabDirs;
 use crate::kernel::rootfs::RootfsError;
 use crate::support::error::io_err;
 
 /// Where Debian and Ubuntu's busybox-static package puts the binary.
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// The config label naming the host binary the lab's image was built from.
+pub const SOURCE_LABEL: &str = "io.container-lab.busybox-source";
 
 /// Overrides where busybox is looked for.
 pub const BUSYBOX_ENV: &str = "CONTAINER_LAB_BUSYBOX";
@@ -33,40 +37,86 @@ pub fn env() -> Vec<(String, String)> {
     env
 }
 
-/// Returns the cached busybox root filesystem, building it first if needed.
-/// The second value says whether it was built just now.
+/// The lab's busybox image, `busybox:latest` in the image store, built
+/// from the host's busybox-static when the store has none (or has an
+/// older build of the lab's): its one layer's unpacked tree, and whether
+/// it was built just now. A busybox pulled under that name is used as it
+/// is: any busybox will do.
 // ANCHOR: image
 pub fn image(dirs: &LabDirs) -> Result<(PathBuf, bool), BusyboxError> {
+    let store = super::local::open(dirs)?;
+    let (image, built) = ensure(&store, dirs)?;
+    Ok((image.layers[0].dir.clone(), built))
+}
+
+/// [`image`], as an [`Image`] of `store`.
+pub fn ensure(store: &ImageStore, dirs: &LabDirs) -> Result<(Image, bool), BusyboxError> {
     let busybox = find_static()?;
-    let image = dirs.data.join("images").join("busybox");
-    let stamp = image.join(".lab-image");
     let source_id = file_identity(&busybox)?;
-    if fs::read_to_string(&stamp).is_ok_and(|s| s == source_id) {
+    let current = |store: &ImageStore| match store.image(&reference()) {
+        Ok(image) if image.layers.len() == 1 => match lab_source(&image) {
+            // Pulled, not built by the lab: kept.
+            None => Some(image),
+            Some(source) if source == source_id => Some(image),
+            Some(_) => None,
+        },
+        _ => None,
+    };
+    if let Some(image) = current(store) {
         return Ok((image, false));
     }
     // One builder at a time; whoever waited finds the image built.
     let _lock = lock(dirs)?;
-    if fs::read_to_string(&stamp).is_ok_and(|s| s == source_id) {
+    if let Some(image) = current(store) {
         return Ok((image, false));
     }
-    // Build beside it and rename into place: an interrupted build never
-    // leaves a half-made image that a later run would trust.
-    let building = dirs
-        .data
-        .join("images")
-        .join(format!(".busybox.{}", std::process::id()));
-    let _ = fs::remove_dir_all(&building);
-    let result = build_busybox_tree(&busybox, &building).and_then(|()| {
-        fs::write(building.join(".lab-image"), &source_id).map_err(io_err("write", &building))?;
-        let _ = fs::remove_dir_all(&image);
-        Ok(fs::rename(&building, &image).map_err(io_err("rename", &image))?)
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&building);
-    }
-    result.map(|()| (image, true))
+    // The tree is built in the store's tmp/ and stored as an ordinary
+    // image; an interrupted build leaves only a temporary the next open
+    // clears.
+    let scratch = store.scratch_dir("busybox")?;
+    let tree = scratch.path().join("rootfs");
+    build_busybox_tree(&busybox, &tree)?;
+    let mtime = fs::metadata(&busybox)
+        .map_err(io_err("stat", &busybox))?
+        .mtime()
+        .max(0) as u64;
+    let config = RootfsImage {
+        env: env()
+            .into_iter()
+            .filter(|(k, _)| k != "TERM")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        cmd: vec!["sh".into()],
+        created_by: format!("container-lab: {} and its applet links", busybox.display()),
+        labels: [(SOURCE_LABEL.to_string(), source_id)].into(),
+        mtime: Some(mtime),
+        ..RootfsImage::default()
+    };
+    let image = build_from_rootfs(store, &tree, &reference(), &config)?;
+    // Made by the lab, with no setuid file: passable, so that chapter 7's
+    // rootless container (uid nobody) reaches its tree.
+    let layer = image.layers[0].dir.parent().unwrap_or(&image.layers[0].dir);
+    fs::set_permissions(layer, fs::Permissions::from_mode(0o711))
+        .map_err(io_err("chmod", layer))?;
+    Ok((image, true))
 }
 // ANCHOR_END: image
+
+/// `busybox:latest`, Docker Hub's name: what `run busybox` asks for.
+pub fn reference() -> Reference {
+    Reference::parse("busybox:latest").expect("a valid reference")
+}
+
+/// Which host binary the lab built the image from, if the lab built it.
+fn lab_source(image: &Image) -> Option<String> {
+    image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().as_ref())
+        .and_then(|l| l.get(SOURCE_LABEL))
+        .cloned()
+}
 
 /// An exclusive lock on the lab's image directory, held while an image or
 /// a layer is built, so that runs started together never race.
@@ -178,10 +228,9 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 fn file_identity(path: &Path) -> Result<String, BusyboxError> {
-    use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).map_err(io_err("stat", path))?;
     Ok(format!(
-        "{} {} {}\n",
+        "{} {} {}",
         path.display(),
         meta.len(),
         meta.mtime()
@@ -200,6 +249,8 @@ pub enum BusyboxError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     State(#[from] crate::engine::dirs::StateError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
 #[cfg(test)]

@@ -137,6 +137,18 @@ pub enum ImageError {
 
     #[error("{0}")]
     Refused(String),
+
+    #[error(transparent)]
+    Busybox(Box<super::busybox::BusyboxError>),
+}
+
+impl From<super::busybox::BusyboxError> for ImageError {
+    fn from(err: super::busybox::BusyboxError) -> ImageError {
+        match err {
+            super::busybox::BusyboxError::Image(inner) => inner,
+            other => ImageError::Busybox(Box::new(other)),
+        }
+    }
 }
 
 fn detail_suffix(detail: &str) -> String {

@@ -33,6 +33,12 @@ pub struct RootfsImage {
     pub created: Option<String>,
     /// The history entry's `created_by`.
     pub created_by: String,
+    /// The config's `Labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Every entry's mtime in the layer, so that the same tree built again
+    /// gives the same digests (as `SOURCE_DATE_EPOCH` does); None keeps
+    /// the files' own.
+    pub mtime: Option<u64>,
 }
 
 /// Builds `reference` from the tree at `rootfs` (files, directories,
@@ -50,7 +56,7 @@ pub fn build_from_rootfs(
     let blob_writer = HashingWriter::new(file);
     let gzip = flate2::write::GzEncoder::new(blob_writer, flate2::Compression::default());
     let mut builder = tar::Builder::new(HashingWriter::new(gzip));
-    append_tree(&mut builder, rootfs)?;
+    append_tree(&mut builder, rootfs, image.mtime)?;
     let failed = |e: std::io::Error| ImageError::Io(IoError::new("write the layer of", rootfs, e));
     let diff_writer = builder.into_inner().map_err(failed)?;
     let (gzip, diff_id, _) = diff_writer.finish();
@@ -90,6 +96,9 @@ pub fn build_from_rootfs(
     if let Some(dir) = &image.working_dir {
         c["WorkingDir"] = json!(dir);
     }
+    if !image.labels.is_empty() {
+        c["Labels"] = json!(image.labels);
+    }
     let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::invalid("config", e))?;
     let config_digest = layout.write_blob_bytes(&config_bytes)?;
     let manifest = json!({
@@ -105,7 +114,11 @@ pub fn build_from_rootfs(
 }
 
 /// The tree, depth first in name order, with numeric owners and modes.
-fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> Result<()> {
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    mtime: Option<u64>,
+) -> Result<()> {
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
@@ -123,6 +136,9 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> Result<(
             let kind = meta.file_type();
             let mut header = tar::Header::new_ustar();
             header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            if let Some(mtime) = mtime {
+                header.set_mtime(mtime);
+            }
             let failed = io_err("add to the layer", &path);
             if kind.is_dir() {
                 header.set_size(0);

@@ -56,10 +56,10 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn mkdir(path: &Path) -> Result<()> {
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
     Ok(fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o755)
+        .mode(mode)
         .create(path)
         .map_err(io_err("create", path))?)
 }
@@ -121,9 +121,15 @@ fn make_writable(dir: &Path) {
 impl Layout {
     /// Opens (creating it when missing) the layout at `root`.
     pub fn open(root: &Path) -> Result<Layout> {
-        mkdir(root)?;
-        for sub in ["blobs/sha256", "layers/sha256", "tmp"] {
-            mkdir(&root.join(sub))?;
+        mkdir(root, 0o711)?;
+        // Blobs and temporaries root's alone; layers passable (each
+        // layer's own directory is 0700: see ImageStore::commit_layer).
+        for (sub, mode) in [
+            ("blobs/sha256", 0o700),
+            ("layers/sha256", 0o711),
+            ("tmp", 0o700),
+        ] {
+            mkdir(&root.join(sub), mode)?;
         }
         let lock_path = root.join("lock");
         let lock = OpenOptions::new()

@@ -15,6 +15,9 @@
 //! lock, index.json.lock           flock(2) files
 //! ```
 //!
+//! `busybox`, imported tarballs, pulled, loaded and built images are all
+//! ordinary images of this one store.
+//!
 //! Nothing here prints: progress is reported as [`Event`]s to a callback.
 
 mod archive;
@@ -31,10 +34,11 @@ mod unpack;
 mod verify;
 mod write;
 
-// The images of the first chapters: the built-in busybox tree and rootfs
-// tarballs imported by hand (before the store above holds them too).
+// The lab's own image, built from the host's busybox; where the store
+// lives, `run`'s lookup and `import`; `-u` against an image's /etc/passwd.
 pub mod busybox;
-pub mod imported;
+pub mod local;
+pub mod users;
 
 pub use archive::{load, save, ArchiveFormat};
 pub use compression::Compression;

@@ -308,6 +308,12 @@ impl ImageStore {
             &temp.path.join("layer.json"),
             meta.to_string().as_bytes(),
         )?;
+        // Root's alone: a pulled layer may hold setuid files.
+        fs::set_permissions(
+            &temp.path,
+            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .map_err(io_err("chmod", &temp.path))?;
         match fs::rename(&temp.path, &final_dir) {
             Ok(()) => temp.keep(),
             Err(_) if self.layout.has_layer(diff_id) => {}

@@ -1,24 +1,25 @@
 //! `create`, `run` and `start`: the record first, then a supervisor, in
 //! the foreground (this process) or detached (a process of its own).
 
+use super::from_image;
 use super::{Lifecycle, LifecycleError};
-use crate::engine::images::imported as images;
+use crate::engine::images::local;
 use crate::engine::logs::{self, Entry};
 use crate::engine::runtime::{self, Explain};
 use crate::engine::store::{NewContainer, Record};
 use crate::engine::supervisor::{self, Attach, SupervisorError};
 
 impl Lifecycle {
-    /// A new container, not started: its image checked (the built-in one
-    /// is made on first use, by the start), its name taken, its record
-    /// written. A `--rm` container whose run was killed is nobody's: its
+    /// A new container, not started: its image found (the lab's busybox
+    /// is built on first use) and its config applied, its name taken, its
+    /// record written. A `--rm` container whose run was killed is nobody's: its
     /// name is free again, once what it left is reclaimed.
-    pub fn create(&self, new: NewContainer) -> Result<Record, LifecycleError> {
+    pub fn create(&self, mut new: NewContainer) -> Result<Record, LifecycleError> {
         let dirs = self.dirs();
         dirs.prepare()?;
-        if !images::is_builtin(&new.config.image) {
-            images::resolve(dirs, &new.config.image)?;
-        }
+        let store = local::open(dirs)?;
+        let image = local::resolve(&store, dirs, &new.config.image)?;
+        from_image::apply(&mut new.config, &image).map_err(LifecycleError::NoCommand)?;
         if let Some(old) = new
             .name
             .as_deref()

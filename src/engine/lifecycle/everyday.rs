@@ -145,8 +145,8 @@ impl Lifecycle {
         }
         let mut layers =
             vec![crate::engine::supervisor::layer_dir(&self.store, &record.id).join("upper")];
-        let image = crate::engine::images::imported::resolve(self.dirs(), &record.config.image)?;
-        layers.extend(image.layers.iter().rev().map(|l| l.path.clone()));
+        let image = crate::engine::runtime::image_layers(self.dirs(), &record.config)?;
+        layers.extend(image.iter().rev().map(|l| l.path.clone()));
         Ok(FilesRoot::Layers(layers))
     }
 

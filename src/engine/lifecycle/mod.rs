@@ -9,6 +9,7 @@
 //! wrong state: [`LifecycleError::is_refusal`]) or failed.
 //!
 //! - `create.rs`: create, run (in the foreground or detached), start;
+//! - `from_image.rs`: what a container takes from its image's config;
 //! - `stop.rs`: stop, kill, restart;
 //! - `pause.rs`: pause and unpause (the freezer);
 //! - `remove.rs`: rm and prune, and the images and volumes they free;
@@ -18,6 +19,7 @@
 mod create;
 mod everyday;
 mod exec;
+pub mod from_image;
 mod inspect;
 mod pause;
 mod remove;
@@ -28,7 +30,7 @@ use std::path::PathBuf;
 pub use self::everyday::{find_in_layers, port_lines, FilesRoot, Update};
 pub use self::inspect::Inspection;
 use crate::engine::dirs::LabDirs;
-use crate::engine::images::imported::ImageError;
+use crate::engine::images::ImageError;
 use crate::engine::logs::LogError;
 use crate::engine::runtime::RuntimeError;
 use crate::engine::store::{Record, Status, Store, StoreError};
@@ -151,6 +153,8 @@ pub enum LifecycleError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("{0}")]
+    NoCommand(String),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -178,6 +182,7 @@ impl LifecycleError {
                 | StartRefused(_)
                 | ImageInUse { .. }
                 | ImageMustForce { .. }
+                | Image(ImageError::NotFound { .. })
                 | VolumeInUse { .. }
                 | VolumeRefused(_)
                 | RenameRunning(_)

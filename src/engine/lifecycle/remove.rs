@@ -8,7 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::{Lifecycle, LifecycleError};
-use crate::engine::images::imported as images;
+use crate::engine::images::{local, Reference, Removed};
 use crate::engine::store::{self, Record, StoreError};
 use crate::engine::supervisor;
 use crate::engine::volumes;
@@ -130,21 +130,29 @@ impl Lifecycle {
     }
 
     /// `rmi [-f]`: never the image of a running container (its overlay
-    /// stands on the layer), of a stopped one only with `force`, as Docker.
-    pub fn remove_image(&self, reference: &str, force: bool) -> Result<(), LifecycleError> {
+    /// stands on the image's layers), of a stopped one only with `force`,
+    /// as Docker; a name the image has besides others is only untagged.
+    /// Layers go only when no image left needs them.
+    pub fn remove_image(&self, name: &str, force: bool) -> Result<Removed, LifecycleError> {
         let dirs = self.dirs();
-        let key = images::parse_reference(reference)?.to_string();
-        let image = images::list(dirs)?
+        let store = local::open(dirs)?;
+        let image = store.find(name)?;
+        let by_name = Reference::parse(name).is_ok_and(|r| r == image.reference);
+        let names = store
+            .list()?
             .into_iter()
-            .find(|image| image.reference == key);
-        if let Some(image) = image {
-            let short_image = image.id[..12].to_string();
+            .filter(|i| i.id() == image.id())
+            .count();
+        // Untagging one of several names deletes nothing.
+        if !(by_name && names > 1) {
+            let short_image = image.short_id().to_string();
             let users: Vec<Record> = self
                 .store
                 .list()?
                 .into_iter()
-                .filter(|record| {
-                    images::parse_reference(record.image()).is_ok_and(|r| r.to_string() == key)
+                .filter(|record| match &record.config.image_id {
+                    Some(id) => id == image.id(),
+                    None => Reference::parse(record.image()).is_ok_and(|r| r == image.reference),
                 })
                 .collect();
             if let Some(running) = users.iter().find(|r| r.effective_status().is_running()) {
@@ -155,14 +163,13 @@ impl Lifecycle {
             }
             if let (Some(stopped), false) = (users.first(), force) {
                 return Err(LifecycleError::ImageMustForce {
-                    reference: reference.to_string(),
+                    reference: name.to_string(),
                     container: stopped.short_id().to_string(),
                     image: short_image,
                 });
             }
         }
-        images::remove(dirs, reference)?;
-        Ok(())
+        Ok(store.remove(name)?)
     }
 
     /// `volume rm`: as Docker, not while a container (running or not)

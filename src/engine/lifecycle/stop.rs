@@ -12,7 +12,7 @@ use crate::engine::supervisor;
 use crate::kernel::{cgroups, process};
 
 impl Lifecycle {
-    /// `stop`: SIGTERM to the container's first process, SIGKILL after the
+    /// `stop`: SIGTERM (or the image's StopSignal) to the container's first process, SIGKILL after the
     /// timeout (the container's `--stop-timeout` unless given), then waits
     /// until the supervisor has recorded the exit. A container that does
     /// not run is left as it is.
@@ -47,7 +47,7 @@ impl Lifecycle {
                     }
                 }
                 _ => {
-                    let _ = kill(Pid::from_raw(state.pid), Signal::SIGTERM);
+                    let _ = kill(Pid::from_raw(state.pid), stop_signal(record));
                     // A frozen process cannot act on SIGTERM: thaw it (Docker does too).
                     let _ = cgroups::set_frozen(&state.cgroup_paths, false);
                     signalled = Some((state.pid, Instant::now()));
@@ -114,4 +114,22 @@ impl Lifecycle {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The image's StopSignal (a name, with or without SIG, or a number), or
+/// SIGTERM.
+fn stop_signal(record: &Record) -> Signal {
+    let Some(text) = record.config.stop_signal.as_deref() else {
+        return Signal::SIGTERM;
+    };
+    let upper = text.to_ascii_uppercase();
+    if let Ok(n) = upper.parse::<i32>() {
+        return Signal::try_from(n).unwrap_or(Signal::SIGTERM);
+    }
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().unwrap_or(Signal::SIGTERM)
 }

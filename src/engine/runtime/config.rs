@@ -84,8 +84,23 @@ pub struct RunConfig {
     pub workdir: Option<String>,
     /// `-u USER[:GROUP]`, looked up in the image's /etc/passwd.
     pub user: Option<String>,
-    /// The program and its arguments (after `--entrypoint`).
+    /// The program and its arguments: what the run asked for, then, once
+    /// the record is made, the image's Entrypoint and Cmd combined with it
+    /// as Docker does.
     pub command: Vec<String>,
+    /// `--entrypoint`: None keeps the image's; `""` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// The image's id (its config digest), set when the record is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The image's StopSignal (Docker: SIGTERM when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// The image's ExposedPorts (`80/tcp`): documentation, shown by
+    /// `inspect`; only `-p` publishes a port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
     pub limits: Limits,
     pub read_only: bool,
     pub privileged: bool,
@@ -139,6 +154,10 @@ impl RunConfig {
             workdir: None,
             user: None,
             command: command.iter().map(|s| s.to_string()).collect(),
+            entrypoint: None,
+            image_id: None,
+            stop_signal: None,
+            exposed_ports: Vec::new(),
             limits: Limits::default(),
             read_only: false,
             privileged: false,

@@ -148,7 +148,7 @@ fn prepare(config: &RunConfig, request: &ExecRequest) -> Result<(), RuntimeError
         std::env::set_var("PATH", path);
     }
     let user = match request.user.as_ref().or(config.user.as_ref()) {
-        Some(spec) => Some(crate::engine::images::imported::lookup_user(
+        Some(spec) => Some(crate::engine::images::users::lookup_user(
             Path::new("/"),
             spec,
         )?),

@@ -66,9 +66,6 @@ pub struct RunExtras {
     /// `--sig-proxy=false`: signals to a foreground run are not passed on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_sig_proxy: bool,
-    /// `--entrypoint`, kept apart for `inspect` (the command starts with it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<String>,
     /// The names of its anonymous volumes (`-v /target`), one for each,
     /// in order: chosen at create, kept across restarts, gone with `rm -v`.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -24,7 +24,6 @@ use nix::unistd::Pid;
 pub use self::config::{NetworkMode, RunConfig};
 pub use self::explain::Explain;
 use crate::engine::dirs::{LabDirs, RunDir};
-use crate::engine::images::busybox;
 use crate::engine::network::{self, Attachment};
 use crate::engine::volumes::{self, Source};
 use crate::kernel::cgroups::devices::{self, DeviceNode};
@@ -156,7 +155,7 @@ pub fn start(
     io: Stdio,
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
-    let layers = image_layers(dirs, &config.image)?;
+    let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
     let joined = joined_network(dirs, config)?;
     let shared_netns = shared_network_namespace(dirs, config)?;
@@ -167,9 +166,15 @@ pub fn start(
         .collect::<Result<Vec<DeviceNode>, _>>()?;
     explain.step(
         format!(
-            "image {}: read-only layer {}",
+            "image {}: read-only layer{} {}",
             config.image,
-            layers[0].path.display()
+            if layers.len() > 1 { "s" } else { "" },
+            layers
+                .iter()
+                .rev()
+                .map(|l| l.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
         ),
         "(built once, shared by every container)",
     );
@@ -652,7 +657,7 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(format!("workdir {workdir}: {e}")))?;
         let user = match &config.user {
             // Looked up in the container's own files, as Docker does.
-            Some(spec) => Some(crate::engine::images::imported::lookup_user(
+            Some(spec) => Some(crate::engine::images::users::lookup_user(
                 Path::new("/"),
                 spec,
             )?),
@@ -719,12 +724,14 @@ impl ChildSetup<'_> {
     // ANCHOR_END: prepare
 }
 
-/// The image's environment, then `-e` (the run's, then `extra`), then
-/// HOSTNAME; TERM only with a terminal.
+/// Docker's defaults (PATH, HOME), then the image's environment and `-e`
+/// (merged into the run's at create), then `extra`, then HOSTNAME; TERM
+/// only with a terminal.
 pub(crate) fn environment(config: &RunConfig, extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = busybox::env();
-    env.retain(|(k, _)| k != "TERM" && k != "PATH");
-    env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    let mut env = vec![
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
     if config.tty {
         env.push(("TERM".into(), "xterm".into()));
     }
@@ -777,9 +784,6 @@ fn set_ulimit(limit: &extra::Ulimit) -> Result<(), RuntimeError> {
 
 /// The signals to a foreground run after which the container is killed.
 pub const KILL_AFTER_SIGNALS: u32 = 3;
-
-/// Docker's PATH for an image that sets none (and busybox's image's own).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `ip link set lo up`, in the container's network namespace.
 fn loopback_up() -> Result<(), RuntimeError> {
@@ -928,9 +932,27 @@ impl Drop for Started {
     }
 }
 
-/// The image's layers, bottom first.
-fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeError> {
-    Ok(crate::engine::images::imported::resolve(dirs, reference)?.layers)
+/// Docker's PATH for an image that sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image's unpacked layers, bottom first: the store's own directories,
+/// shared by every container of every image that has the layer. By id
+/// when the record has one, so that a tag moved since keeps its layers.
+pub(crate) fn image_layers(dirs: &LabDirs, config: &RunConfig) -> Result<Vec<Layer>, RuntimeError> {
+    use crate::engine::images::local;
+    let store = local::open(dirs)?;
+    let image = match &config.image_id {
+        Some(id) => store.find(id)?,
+        None => local::resolve(&store, dirs, &config.image)?,
+    };
+    Ok(image
+        .layers
+        .iter()
+        .map(|l| Layer {
+            name: l.diff_id[7..19].to_string(),
+            path: l.dir.clone(),
+        })
+        .collect())
 }
 
 fn shell_writes(cgroup: &Cgroup, written: &[Written]) -> String {
@@ -961,7 +983,9 @@ pub(crate) fn cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CStrin
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(transparent)]
-    Image(#[from] crate::engine::images::imported::ImageError),
+    Image(#[from] crate::engine::images::ImageError),
+    #[error(transparent)]
+    User(#[from] crate::engine::images::users::UserError),
     #[error(transparent)]
     Rootfs(#[from] crate::kernel::rootfs::RootfsError),
     #[error(transparent)]

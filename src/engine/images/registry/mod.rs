@@ -7,7 +7,7 @@ mod credentials;
 mod pull;
 mod push;
 
-pub use auth::Challenge;
+pub use auth::{parse_challenges, token_from_answer, token_url, Challenge};
 pub use client::{is_loopback, RegistryOptions};
 pub use credentials::{auth_key, login, logout, CredentialStore, DOCKER_HUB_AUTH_KEY};
 pub use pull::{pull, PullOptions, Pulled, MANIFEST_ACCEPT};
