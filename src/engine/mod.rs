@@ -7,6 +7,7 @@ pub mod dirs;
 pub mod images;
 pub mod logs;
 pub mod network;
+pub mod oci;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;
