@@ -604,14 +604,29 @@ fn max_or(value: i64) -> String {
 }
 
 /// The device allow-list: the spec's `linux.resources.devices`, in order
-/// (later entries win), after the default devices every container gets.
-pub fn apply_devices(plan: &Plan, rules: &[LinuxDeviceCgroup]) -> Result<(), OciError> {
+/// (later entries win), then what every container may use whatever the
+/// list says (runc's: the devices it makes in /dev, the terminals, mknod)
+/// and the nodes of `linux.devices`.
+pub fn apply_devices(
+    plan: &Plan,
+    rules: &[LinuxDeviceCgroup],
+    nodes: &[oci_spec::runtime::LinuxDevice],
+) -> Result<(), OciError> {
     let mut list = Vec::new();
     for rule in rules {
         list.push(device_rule(rule)?);
     }
-    if list.is_empty() {
-        return Ok(());
+    list.extend_from_slice(&crate::kernel::cgroups::devices::DOCKER_DEFAULT[1..]);
+    for node in nodes {
+        let kind = match node.typ() {
+            LinuxDeviceType::B => DeviceKind::Block,
+            LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
+            _ => continue,
+        };
+        let (Ok(major), Ok(minor)) = (u32::try_from(node.major()), u32::try_from(node.minor())) else {
+            continue;
+        };
+        list.push(DeviceRule::allow(kind, major, Some(minor), Access::RWM));
     }
     if plan.version == 2 {
         let leaf = plan.leaves().into_iter().next().unwrap_or_default();

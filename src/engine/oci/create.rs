@@ -146,8 +146,9 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
         cgroups::create(&cgroup_plan)?;
         if let Some(resources) = linux.resources() {
             cgroups::apply(&cgroup_plan, resources)?;
-            cgroups::apply_devices(&cgroup_plan, resources.devices().as_deref().unwrap_or(&[]))?;
         }
+        let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap_or_default();
+        cgroups::apply_devices(&cgroup_plan, &rules, linux.devices().as_deref().unwrap_or(&[]))?;
         hold_at("cgroup");
         let pid = start_init(&bundle, &dir, &cgroup_plan, &namespaces, plan, options, &mut record, &mut child)?;
         record.creator = None;
@@ -233,7 +234,6 @@ fn start_init(
             || namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount),
         no_pivot: options.no_pivot,
         no_new_keyring: options.no_new_keyring,
-        parent: Pid::this(),
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux.sysctl().clone().unwrap_or_default(),

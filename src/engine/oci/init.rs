@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::unistd::Pid;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::create::{msg, recv, send};
@@ -40,7 +39,6 @@ pub(super) struct Context<'a> {
     pub new_mntns: bool,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
-    pub parent: Pid,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: HashMap<String, String>,
@@ -105,11 +103,9 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     keep.extend(cx.console.iter().map(|fd| fd.as_raw_fd()));
     keep.extend(3..3 + cx.plan.preserve_fds);
     close_fds_except(&keep).map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
-    // Die with `create` until the container is ready.
+    // Die with `create` until the container is ready. Had it died
+    // already, the socket pair is closed and "go" never comes.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(OciError::sys("prctl(PR_SET_PDEATHSIG)"))?;
-    if nix::unistd::getppid() != cx.parent {
-        exit_now(1);
-    }
     // "go": the id maps are written and we are in the cgroup.
     match recv(sync) {
         Some((msg::GO, _)) => {}

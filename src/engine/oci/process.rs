@@ -155,6 +155,14 @@ impl Plan {
     /// The user, the capabilities, the working directory, no_new_privs and
     /// (when no_new_privs is off, before the user changes) seccomp.
     pub fn become_process(&self) -> Result<(), OciError> {
+        crate::kernel::signals::reset_to_default();
+        // Before any filter: it may refuse close_range(2). Nothing but 0,
+        // 1, 2 and the preserved descriptors will pass the execve.
+        crate::kernel::init::close_inherited_fds()
+            .map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
+        for fd in 3..3 + self.preserve_fds {
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+        }
         if let Some(mask) = self.umask {
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         }
@@ -208,18 +216,11 @@ impl Plan {
         Ok(())
     }
 
-    /// execve: nothing but 0, 1, 2 and the preserved descriptors pass.
+    /// execve, once `become_process` has run.
     pub fn exec(&self) -> OciError {
-        if let Err(e) = crate::kernel::init::close_inherited_fds() {
-            return OciError::Other(format!("close inherited descriptors: {e}"));
-        }
-        for fd in 3..3 + self.preserve_fds {
-            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
-        }
         let Some(program) = &self.program else {
             return OciError::Other("no program to run".into());
         };
-        crate::kernel::signals::reset_to_default();
         let errno = nix::unistd::execve(program, &self.argv, &self.env).unwrap_err();
         OciError::Other(format!("exec {:?}: {}", program, errno.desc().to_lowercase()))
     }
