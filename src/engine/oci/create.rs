@@ -187,8 +187,17 @@ fn start_init(
 ) -> Result<Pid, OciError> {
     let spec = &bundle.spec;
     let fifo_path = dir.fifo_path();
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
         .map_err(OciError::sys(format!("mkfifo {}", fifo_path.display())))?;
+    // The init opens it for writing as the container's root, which a
+    // user namespace maps to another user of the host (mode 0622 as runc's,
+    // after the umask).
+    nix::sys::stat::fchmodat(None, &fifo_path, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink)
+        .map_err(OciError::sys(format!("chmod {}", fifo_path.display())))?;
+    if let Some(root) = container_root(spec) {
+        nix::unistd::chown(&fifo_path, Some(nix::unistd::Uid::from_raw(root.0)), Some(nix::unistd::Gid::from_raw(root.1)))
+            .map_err(OciError::sys(format!("chown {}", fifo_path.display())))?;
+    }
     // The init reopens this after its pivot_root, through /proc/self/fd.
     let fifo = open_owned(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC)?;
     let console = match &options.console_socket {
@@ -254,16 +263,17 @@ fn start_init(
     kprocess::flush_stdio();
     // Safety: lab-runc is single-threaded; the child only runs init::run.
     let cloned = unsafe { namespaces::clone_process(flags) };
+    // The child never comes back from init::run: nothing below runs in it.
+    if let Ok(Cloned::Child) = cloned {
+        drop(ours);
+        init::run(context)
+    }
     if let Some(own) = &own_pid_ns {
         nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(OciError::sys("return to our PID namespace"))?;
     }
-    let pid = match cloned? {
-        Cloned::Child => {
-            drop(ours);
-            init::run(context)
-        }
-        Cloned::Parent { child: pid } => pid,
+    let Cloned::Parent { child: pid } = cloned? else {
+        unreachable!("the child runs init::run")
     };
     *child = Some(pid);
     drop(context);
@@ -298,6 +308,18 @@ fn start_init(
     }
     hold_at("ready");
     Ok(pid)
+}
+
+/// The host's uid and gid for the container's root, when a user
+/// namespace maps them.
+fn container_root(spec: &oci_spec::runtime::Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    let find = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter().flatten().find_map(|m| {
+            (m.container_id() == 0 && m.size() > 0).then_some(m.host_id())
+        })
+    };
+    Some((find(linux.uid_mappings())?, find(linux.gid_mappings())?))
 }
 
 /// `/proc/PID/uid_map` and `gid_map`, every line of the configuration.

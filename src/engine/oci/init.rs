@@ -112,7 +112,18 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         _ => exit_now(1),
     }
     if cx.new_userns {
-        crate::kernel::userns::become_root().map_err(|e| OciError::Other(e.to_string()))?;
+        // Root of the new namespace where 0 is mapped; where it is not,
+        // the process's own user is set before execve anyway.
+        let root_gid = nix::unistd::Gid::from_raw(0);
+        let root_uid = nix::unistd::Uid::from_raw(0);
+        match nix::unistd::setresgid(root_gid, root_gid, root_gid) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(errno) => return Err(OciError::sys("setresgid 0")(errno)),
+        }
+        match nix::unistd::setresuid(root_uid, root_uid, root_uid) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(errno) => return Err(OciError::sys("setresuid 0")(errno)),
+        }
     }
     // Joined by path: the mount namespace last, it changes our root.
     cx.join.sort_by_key(|(kind, _)| *kind == LinuxNamespaceType::Mount);
@@ -202,8 +213,9 @@ fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
         Ok(fd) => fd,
         Err(errno) => return OciError::sys(format!("open exec.fifo ({path}): is /proc mounted?"))(errno),
     };
+    // Safety: just opened; it stays open, close-on-exec, so that `start`
+    // sees it close when the program has been executed.
     let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"0");
-    let _ = nix::unistd::close(fd);
     handle_ending_signals(SigHandler::SigDfl);
     state.status = super::state::Status::Running;
     if let Err(err) = hooks::run(cx.bundle.spec.hooks().as_ref(), hooks::Point::StartContainer, &state) {

@@ -44,11 +44,15 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
     // Safety: just opened, ours alone.
     let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut byte = [0u8; 1];
+    let mut started = false;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {
                 if !kprocess::is_alive(record.pid, record.pid_start) {
+                    if started {
+                        break;
+                    }
                     return Err(OciError::Other(format!(
                         "container {}'s init is gone; delete it and create it again",
                         record.id
@@ -60,7 +64,10 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
             Err(errno) => return Err(OciError::sys("wait for the init")(errno)),
         }
         match nix::unistd::read(fifo.as_raw_fd(), &mut byte) {
-            Ok(1) => break,
+            // "0": released. The init keeps its end open, close-on-exec:
+            // end of file once its program has been executed (or it died).
+            Ok(1) => started = true,
+            Ok(_) if started => break,
             Ok(_) => {
                 return Err(OciError::Other(format!(
                     "container {}'s init closed exec.fifo without starting",
@@ -116,10 +123,10 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<(), OciError> {
     let status = dir.status()?;
     let record = dir.record()?;
     match status {
-        Status::Stopped | Status::Created => {}
+        Status::Stopped => {}
         Status::Creating => return Err(wrong(id, status, "wait for its create to finish")),
-        Status::Running | Status::Paused if force => {}
-        Status::Running | Status::Paused => {
+        Status::Created | Status::Running | Status::Paused if force => {}
+        Status::Created | Status::Running | Status::Paused => {
             return Err(OciError::Other(format!(
                 "cannot delete container {id} that is not stopped: {status} (delete --force kills it)"
             )))
