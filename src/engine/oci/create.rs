@@ -99,10 +99,10 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
     let bundle = Bundle::load(&options.bundle)?;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| OciError::invalid("linux", "missing"))?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| OciError::invalid("process", "missing: create needs a process to run"))?;
+    // Without `process` the container can be created, but not started.
+    let has_process = spec.process().is_some();
+    let process = spec.process().clone().unwrap_or_default();
+    let process = &process;
     let namespaces: Vec<(LinuxNamespaceType, Option<PathBuf>)> = linux
         .namespaces()
         .iter()
@@ -138,6 +138,7 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
         hooks: spec.hooks().clone(),
         seccomp: linux.seccomp().clone(),
         no_new_privileges: plan.no_new_privileges,
+        has_process,
     };
     let mut child = None;
     let made = (|| {
@@ -232,6 +233,7 @@ fn start_init(
         bundle,
         sync: Some(theirs),
         fifo,
+        fd_dir: None,
         join,
         console,
         plan,
@@ -248,6 +250,7 @@ fn start_init(
         sysctl: linux.sysctl().clone().unwrap_or_default(),
         readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
         setgroups_denied: false,
+        has_process: record.has_process,
     };
     // Joining a PID namespace only moves our future children: join it
     // for the clone, then come back.

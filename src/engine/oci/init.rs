@@ -28,6 +28,10 @@ pub(super) struct Context<'a> {
     pub sync: Option<OwnedFd>,
     /// `exec.fifo`, opened O_PATH: reachable after the pivot.
     pub fifo: OwnedFd,
+    /// Our /proc/self/fd on the host's /proc, opened before the root
+    /// changes: the fifo is reopened for writing through it, whether or
+    /// not the container mounts a /proc. Close-on-exec, never inherited.
+    pub fd_dir: Option<OwnedFd>,
     /// Namespaces to join by path (not PID: `create` joined that).
     pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
     pub console: Option<OwnedFd>,
@@ -44,6 +48,7 @@ pub(super) struct Context<'a> {
     pub sysctl: HashMap<String, String>,
     pub readonly_root: bool,
     pub setgroups_denied: bool,
+    pub has_process: bool,
 }
 
 /// Signals that end a created (not yet started) container. As the first
@@ -103,6 +108,14 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     keep.extend(cx.console.iter().map(|fd| fd.as_raw_fd()));
     keep.extend(3..3 + cx.plan.preserve_fds);
     close_fds_except(&keep).map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
+    let fd_dir = nix::fcntl::open(
+        "/proc/self/fd",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(OciError::sys("open /proc/self/fd"))?;
+    // Safety: just opened, ours alone.
+    cx.fd_dir = Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd_dir) });
     // Die with `create` until the container is ready. Had it died
     // already, the socket pair is closed and "go" never comes.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(OciError::sys("prctl(PR_SET_PDEATHSIG)"))?;
@@ -188,8 +201,10 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         rootfs::read_only_root()?;
     }
     cx.plan.setgroups_denied = cx.setgroups_denied;
-    cx.plan.resolve_program()?;
-    cx.plan.apply_as_root()?;
+    if cx.has_process {
+        cx.plan.resolve_program()?;
+        cx.plan.apply_as_root()?;
+    }
     // Ready: from here on the init outlives `create`, and a signal to
     // the created container ends it.
     handle_ending_signals(SigHandler::Handler(end_now));
@@ -202,16 +217,25 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
 /// Blocks until `start` opens the fifo, then becomes the process.
 fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
     // Opening a fifo for writing blocks until a reader opens it.
-    let path = format!("/proc/self/fd/{}", cx.fifo.as_raw_fd());
+    let name = cx.fifo.as_raw_fd().to_string();
+    let Some(fd_dir) = cx.fd_dir.take() else {
+        return OciError::Other("no /proc/self/fd to reopen exec.fifo through".into());
+    };
     let opened = loop {
-        match nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) {
+        match nix::fcntl::openat(
+            Some(fd_dir.as_raw_fd()),
+            name.as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
             Err(nix::errno::Errno::EINTR) => continue,
             other => break other,
         }
     };
+    drop(fd_dir);
     let fd = match opened {
         Ok(fd) => fd,
-        Err(errno) => return OciError::sys(format!("open exec.fifo ({path}): is /proc mounted?"))(errno),
+        Err(errno) => return OciError::sys("open exec.fifo")(errno),
     };
     // Safety: just opened; it stays open, close-on-exec, so that `start`
     // sees it close when the program has been executed.

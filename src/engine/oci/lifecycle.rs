@@ -33,6 +33,9 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), OciError> {
         return Err(wrong(id, status, "and only a created container can be started"));
     }
     let record = dir.record()?;
+    if !record.has_process {
+        return Err(OciError::invalid("process", "not set: this container has nothing to start"));
+    }
     release(&dir, &record)
 }
 

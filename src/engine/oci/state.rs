@@ -71,6 +71,13 @@ pub struct Record {
     /// Applied to `exec`'d processes too, as runc does.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     pub no_new_privileges: bool,
+    /// `process` was set: without it `start` is refused.
+    #[serde(default = "yes")]
+    pub has_process: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The spec's state JSON (runtime.md, "state"), with runc's extra fields.
