@@ -120,9 +120,16 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
     }
     let mut plan = process::Plan::from_process(process, linux.seccomp().as_ref())?;
     plan.preserve_fds = options.preserve_fds;
-    let cgroup_plan = cgroups::plan(linux.cgroups_path().as_deref(), id, rt.systemd_cgroup)?;
-
     let dir = rt.new_container(id)?;
+    // Planned once the ID is ours: taking it over from a killed create
+    // may just have removed directories that the plan must make again.
+    let cgroup_plan = match cgroups::plan(linux.cgroups_path().as_deref(), id, rt.systemd_cgroup) {
+        Ok(plan) => plan,
+        Err(err) => {
+            let _ = dir.remove();
+            return Err(err);
+        }
+    };
     let me = std::process::id() as i32;
     let mut record = Record {
         id: id.to_string(),
