@@ -34,6 +34,12 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), OciError> {
     }
     let record = dir.record()?;
     if !record.has_process {
+        // Nothing can ever run in it: it stops, for delete to remove.
+        let _ = send_signal(Pid::from_raw(record.pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while kprocess::is_alive(record.pid, record.pid_start) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         return Err(OciError::invalid("process", "not set: this container has nothing to start"));
     }
     release(&dir, &record)
