@@ -67,6 +67,7 @@ fn hold_at(point: &str) {
 /// Messages on the socket pair between `create` and the init.
 pub(super) mod msg {
     pub const GO: u8 = b'g';
+    pub const JOINED: u8 = b'j';
     pub const HOOKS: u8 = b'h';
     pub const READY: u8 = b'r';
     pub const ERROR: u8 = b'e';
@@ -294,8 +295,13 @@ fn start_init(
     if new_userns {
         write_id_maps(pid, linux)?;
     }
-    cgroups::join(&record.cgroups, pid.as_raw())?;
+    // "go" first: on cgroup v1 the first write to a cgroup.procs waits
+    // for an RCU grace period (milliseconds), and the init builds its
+    // filesystem meanwhile. It waits for "joined" before it runs anything
+    // else (a hook, its program), and before a cgroup namespace is made.
     send(&ours, msg::GO, b"")?;
+    cgroups::join(&record.cgroups, pid.as_raw())?;
+    send(&ours, msg::JOINED, b"")?;
     loop {
         match recv(&ours) {
             Some((msg::HOOKS, _)) => {

@@ -145,7 +145,12 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
             .map_err(OciError::sys(format!("join the {kind} namespace")))?;
     }
     cx.join.clear();
+    // In its cgroup before a cgroup namespace is made (the cgroup becomes
+    // its root); otherwise the filesystem is built while `create` moves us.
+    let mut joined = false;
     if cx.new_cgroupns {
+        wait_joined(sync)?;
+        joined = true;
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(OciError::sys("unshare the cgroup namespace"))?;
     }
     let spec = &cx.bundle.spec;
@@ -162,6 +167,9 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         };
         rootfs::mount_all(spec, &mounts)?;
         rootfs::create_devices(spec, rootfs, cx.new_userns)?;
+    }
+    if !joined {
+        wait_joined(sync)?;
     }
     // prestart and createRuntime run on the host; then ours.
     send(sync, msg::HOOKS, b"")?;
@@ -212,6 +220,14 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     Ok(state)
 }
 // ANCHOR_END: init
+
+/// Until `create` has moved us into the container's cgroup.
+fn wait_joined(sync: &OwnedFd) -> Result<(), OciError> {
+    match recv(sync) {
+        Some((msg::JOINED, _)) => Ok(()),
+        _ => exit_now(1),
+    }
+}
 
 // ANCHOR: wait
 /// Blocks until `start` opens the fifo, then becomes the process.

@@ -202,10 +202,10 @@ impl Plan {
             set(CapSet::Inheritable, &caps.inheritable)?;
             caps::clear(None, CapSet::Ambient).map_err(|e| OciError::Other(format!("clear the ambient capabilities: {e}")))?;
             // The kernel keeps an ambient capability only if it is both
-            // permitted and inheritable; runc warns about the others.
+            // permitted and inheritable (runc's own `spec` lists ambient
+            // ones without inheritable): the others cannot be ambient.
             for cap in &caps.ambient {
                 if !caps.inheritable.contains(cap) || !caps.permitted.contains(cap) {
-                    eprintln!("lab-runc: warning: {cap} stays out of the ambient set: it is not in both the permitted and the inheritable set");
                     continue;
                 }
                 caps::raise(None, CapSet::Ambient, *cap)

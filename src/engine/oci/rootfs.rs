@@ -538,7 +538,10 @@ pub fn mask_and_protect(spec: &Spec) -> Result<(), OciError> {
         if fs::symlink_metadata(path).is_err() {
             continue;
         }
-        mounts::bind_read_only(path, path)?;
+        // A bind of itself, read-only (as runc: the top mount).
+        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(sys(format!("bind {}", path.display())))?;
+        remount_bind(path, MsFlags::MS_RDONLY)?;
     }
     for path in linux.masked_paths().iter().flatten() {
         let path = Path::new(path);
