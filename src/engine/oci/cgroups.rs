@@ -75,8 +75,24 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Plan
         Layout::Unified => vec![(vec![], PathBuf::from(CGROUP_ROOT), None)],
         _ => v1_hierarchies()?,
     };
+    // Our own cgroups, read once: `ID:controllers:path` lines.
+    let own_lines = fs::read_to_string("/proc/self/cgroup").map_err(io_err("read", "/proc/self/cgroup"))?;
+    let own_of = |name: Option<&str>| -> Result<PathBuf, OciError> {
+        own_lines
+            .lines()
+            .find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let matches = match name {
+                    None => controllers.is_empty(),
+                    Some(wanted) => controllers.split(',').any(|c| c == wanted),
+                };
+                matches.then(|| PathBuf::from(path.trim_start_matches('/')))
+            })
+            .ok_or_else(|| CgroupError::NotInHierarchy(name.unwrap_or("v2").to_string()).into())
+    };
     for (controllers, mount, name) in hierarchies {
-        let own = kcg::own_path(name.as_deref())?;
+        let own = own_of(name.as_deref())?;
         let own_dir = mount.join(&own);
         let dir = if wanted.is_absolute() {
             // Absolute: from the hierarchy's root, but only inside our own.
@@ -255,6 +271,51 @@ fn enable_v2_controllers(leaf: &Path) -> Result<(), OciError> {
         }
     }
     Ok(())
+}
+
+/// On cgroup v1 the first write to any cgroup.procs after a quiet spell
+/// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem
+/// switching its readers to the slow path): milliseconds. A helper
+/// process starts that wait as soon as the cgroup exists, by joining it
+/// (and leaving at once), so that the init's own join, a moment later,
+/// finds it over or half over. Reaped when dropped.
+#[derive(Debug)]
+pub struct Warm(Option<nix::unistd::Pid>);
+
+impl Warm {
+    pub fn start(plan: &Plan) -> Warm {
+        let Some(leaf) = plan.dirs.first().map(|(_, d)| d.join("cgroup.procs")) else {
+            return Warm(None);
+        };
+        if plan.version != 1 {
+            return Warm(None);
+        }
+        let Ok(path) = std::ffi::CString::new(leaf.as_os_str().as_encoded_bytes()) else {
+            return Warm(None);
+        };
+        crate::kernel::process::flush_stdio();
+        // Safety: lab-runc is single-threaded; the child makes three
+        // system calls and leaves.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                }
+                libc::_exit(0)
+            },
+            Ok(nix::unistd::ForkResult::Parent { child }) => Warm(Some(child)),
+            Err(_) => Warm(None),
+        }
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 /// Moves `pid` into the container's cgroup, in every hierarchy.

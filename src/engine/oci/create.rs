@@ -53,9 +53,9 @@ pub struct Created {
 /// [`HOLD_POINTS`]) for two minutes, so that a test can kill it there.
 pub const HOLD_AT_ENV: &str = "LAB_RUNC_HOLD_AT";
 
-/// The record is written, the cgroups are made, the init is cloned, the
+/// The record is written, the init is cloned, the cgroups are made, the
 /// init waits on the fifo (the record not yet final).
-pub const HOLD_POINTS: [&str; 4] = ["record", "cgroup", "cloned", "ready"];
+pub const HOLD_POINTS: [&str; 4] = ["record", "cloned", "cgroup", "ready"];
 
 fn hold_at(point: &str) {
     if std::env::var_os(HOLD_AT_ENV).is_some_and(|wanted| wanted == point) {
@@ -152,13 +152,9 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
     let made = (|| {
         dir.save(&record)?;
         hold_at("record");
+        // Made before the clone: the init binds them into its /sys/fs/cgroup.
         cgroups::create(&cgroup_plan)?;
-        if let Some(resources) = linux.resources() {
-            cgroups::apply(&cgroup_plan, resources)?;
-        }
-        let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap_or_default();
-        cgroups::apply_devices(&cgroup_plan, &rules, linux.devices().as_deref().unwrap_or(&[]))?;
-        hold_at("cgroup");
+        let _warm = cgroups::Warm::start(&cgroup_plan);
         let pid = start_init(&bundle, &dir, &cgroup_plan, &namespaces, plan, options, &mut record, &mut child)?;
         record.creator = None;
         dir.save(&record)?;
@@ -300,8 +296,23 @@ fn start_init(
     // filesystem meanwhile. It waits for "joined" before it runs anything
     // else (a hook, its program), and before a cgroup namespace is made.
     send(&ours, msg::GO, b"")?;
+    // The cgroup is limited and joined meanwhile.
+    if let Some(resources) = linux.resources() {
+        cgroups::apply(cgroup_plan, resources)?;
+    }
+    let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap_or_default();
+    cgroups::apply_devices(cgroup_plan, &rules, linux.devices().as_deref().unwrap_or(&[]))?;
+    hold_at("cgroup");
     cgroups::join(&record.cgroups, pid.as_raw())?;
-    send(&ours, msg::JOINED, b"")?;
+    // With the state the init's createContainer hooks read.
+    let json = serde_json::to_vec(&state_json(record, Status::Creating)).map_err(|e| OciError::Other(e.to_string()))?;
+    if let Err(err) = send(&ours, msg::JOINED, &json) {
+        // Gone already: it said why.
+        return Err(match recv(&ours) {
+            Some((msg::ERROR, text)) => OciError::Init(String::from_utf8_lossy(&text).into_owned()),
+            _ => err,
+        });
+    }
     loop {
         match recv(&ours) {
             Some((msg::HOOKS, _)) => {

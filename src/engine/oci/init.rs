@@ -147,10 +147,9 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     cx.join.clear();
     // In its cgroup before a cgroup namespace is made (the cgroup becomes
     // its root); otherwise the filesystem is built while `create` moves us.
-    let mut joined = false;
+    let mut state = None;
     if cx.new_cgroupns {
-        wait_joined(sync)?;
-        joined = true;
+        state = Some(wait_joined(sync)?);
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(OciError::sys("unshare the cgroup namespace"))?;
     }
     let spec = &cx.bundle.spec;
@@ -168,15 +167,22 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         rootfs::mount_all(spec, &mounts)?;
         rootfs::create_devices(spec, rootfs, cx.new_userns)?;
     }
-    if !joined {
-        wait_joined(sync)?;
-    }
-    // prestart and createRuntime run on the host; then ours.
-    send(sync, msg::HOOKS, b"")?;
-    let state: ContainerState = match recv(sync) {
-        Some((msg::GO, json)) => serde_json::from_slice(&json).map_err(|e| OciError::Other(e.to_string()))?,
-        _ => exit_now(1),
+    let state = match state {
+        Some(state) => state,
+        None => wait_joined(sync)?,
     };
+    // prestart and createRuntime run on the host, when there are any;
+    // then ours.
+    let on_host = spec.hooks().as_ref().is_some_and(|h| {
+        !hooks::Point::Prestart.of(h).is_empty() || !hooks::Point::CreateRuntime.of(h).is_empty()
+    });
+    if on_host {
+        send(sync, msg::HOOKS, b"")?;
+        match recv(sync) {
+            Some((msg::GO, _)) => {}
+            _ => exit_now(1),
+        }
+    }
     hooks::run(spec.hooks().as_ref(), hooks::Point::CreateContainer, &state)?;
     if cx.new_mntns {
         rootfs::enter(rootfs, cx.no_pivot)?;
@@ -221,10 +227,13 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
 }
 // ANCHOR_END: init
 
-/// Until `create` has moved us into the container's cgroup.
-fn wait_joined(sync: &OwnedFd) -> Result<(), OciError> {
+/// Until `create` has moved us into the container's cgroup; it sends
+/// the state our hooks read.
+fn wait_joined(sync: &OwnedFd) -> Result<ContainerState, OciError> {
     match recv(sync) {
-        Some((msg::JOINED, _)) => Ok(()),
+        Some((msg::JOINED, json)) => {
+            serde_json::from_slice(&json).map_err(|e| OciError::Other(e.to_string()))
+        }
         _ => exit_now(1),
     }
 }
