@@ -91,6 +91,13 @@ pub const CHAPTERS: &[Chapter] = &[
         page: "ch08-hardening.md",
         needs: &[Need::Root, Need::Busybox],
     },
+    Chapter {
+        id: "ch11",
+        title: "Who calls whom: the OCI runtime",
+        source: "ch11_runtime.rs",
+        page: "ch11-runtime.md",
+        needs: &[Need::Root, Need::Busybox, Need::Cgroups],
+    },
 ];
 
 /// Looks a chapter up by its binary name.
