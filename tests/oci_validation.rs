@@ -32,6 +32,7 @@ pub const TESTS: &[&str] = &[
     "start", "state",
 ];
 
+// ANCHOR: still_failing
 /// The tests that still fail, and why: none is lab-runc ignoring or
 /// getting wrong what the spec asks.
 pub const STILL_FAILING: &[(&str, &str)] = &[
@@ -58,6 +59,7 @@ pub const STILL_FAILING: &[(&str, &str)] = &[
     ("process_rlimits_fail", "prints no test point when it passes"),
     ("start", "its last check is inverted: it passes only when `start` of a container without `process` succeeds, though its message says it MUST generate an error"),
 ];
+// ANCHOR_END: still_failing
 
 fn validate_sh() -> Option<PathBuf> {
     let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/runtime-tools/validate.sh");
