@@ -48,7 +48,10 @@ impl Drop for Workdir {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let chapter = chapters::chapter("ch11").context("ch11 is missing from the manifest")?;
-    privilege::ensure_root("ch11", "a runtime makes namespaces, mounts and cgroups: it needs root")?;
+    privilege::ensure_root(
+        "ch11",
+        "a runtime makes namespaces, mounts and cgroups: it needs root",
+    )?;
     let mut book = Narrator::new(chapter, &cli.chapter);
     let dirs = LabDirs::from_env();
     let work = Workdir(dirs.run.join("ch11"));
@@ -62,12 +65,28 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .shell("mkdir bundle; cp -a busybox bundle/rootfs; runc spec")
         .look("nothing runs yet: a bundle is only files, the engine's side of the seam")
         .begin()?;
-    let bundle = write_bundle(&dirs, &work.0, &["sh", "-c", "echo hello from PID $$ in $(hostname)"])?;
+    let bundle = write_bundle(
+        &dirs,
+        &work.0,
+        &["sh", "-c", "echo hello from PID $$ in $(hostname)"],
+    )?;
     let spec = oci::spec::Bundle::load(&bundle)?.spec;
     let linux = spec.linux().as_ref().context("config.json has no linux")?;
-    let kinds: Vec<String> = linux.namespaces().iter().flatten().map(|n| n.typ().to_string()).collect();
+    let kinds: Vec<String> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .map(|n| n.typ().to_string())
+        .collect();
     book.fact("bundle", bundle.display());
-    book.fact("process.args", spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default().join(" "));
+    book.fact(
+        "process.args",
+        spec.process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default()
+            .join(" "),
+    );
     book.fact("linux.namespaces", kinds.join(", "));
     book.fact("mounts", spec.mounts().iter().flatten().count());
     // ANCHOR_END: bundle
@@ -79,7 +98,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .look("the same container, whoever makes it: the bundle is the contract")
         .begin()?;
     for runtime in ["lab-runc", "runc", "crun"] {
-        let program = if runtime == "lab-runc" { lab_runc.clone() } else { PathBuf::from(runtime) };
+        let program = if runtime == "lab-runc" {
+            lab_runc.clone()
+        } else {
+            PathBuf::from(runtime)
+        };
         match run_with(&program, runtime, &work.0, &bundle) {
             Ok(output) => book.fact(runtime, output.trim()),
             Err(why) => book.fact(runtime, format!("skipped: {why}")),
@@ -124,7 +147,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     book.fact("status", state.status);
     book.fact("init's pid on the host", pid);
     book.fact("its program", read_comm(pid));
-    book.fact("exec.fifo there", yes_no(work.0.join("state/ch11/exec.fifo").exists()));
+    book.fact(
+        "exec.fifo there",
+        yes_no(work.0.join("state/ch11/exec.fifo").exists()),
+    );
     show_namespaces(&book, pid);
     // ANCHOR_END: create
 
@@ -137,7 +163,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     lab(&["start", "ch11"])?;
     let state: oci::ContainerState = serde_json::from_str(&lab(&["state", "ch11"])?)?;
     book.fact("its program", read_comm(pid));
-    book.fact("exec.fifo there", yes_no(work.0.join("state/ch11/exec.fifo").exists()));
+    book.fact(
+        "exec.fifo there",
+        yes_no(work.0.join("state/ch11/exec.fifo").exists()),
+    );
     book.fact("same pid as created", yes_no(state.pid == pid.as_raw()));
     book.output(&state_lines(&state));
     // ANCHOR_END: start
@@ -150,12 +179,20 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .begin()?;
     lab(&["kill", "ch11", "KILL"])?;
     let stopped = wait_until(|| {
-        lab(&["state", "ch11"]).ok().is_some_and(|s| s.contains("\"stopped\""))
+        lab(&["state", "ch11"])
+            .ok()
+            .is_some_and(|s| s.contains("\"stopped\""))
     });
     book.fact("stopped", yes_no(stopped));
     lab(&["delete", "ch11"])?;
-    book.fact("state directory left", yes_no(work.0.join("state/ch11").exists()));
-    book.fact("init still there", yes_no(container_lab::kernel::process::is_alive(pid.as_raw(), 0)));
+    book.fact(
+        "state directory left",
+        yes_no(work.0.join("state/ch11").exists()),
+    );
+    book.fact(
+        "init still there",
+        yes_no(container_lab::kernel::process::is_alive(pid.as_raw(), 0)),
+    );
     // ANCHOR_END: delete
 
     // ANCHOR: podman
@@ -179,7 +216,10 @@ fn beside_me(name: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let path = me.with_file_name(name);
     if !path.exists() {
-        bail!("{} is missing: build it with cargo build --bin {name}", path.display());
+        bail!(
+            "{} is missing: build it with cargo build --bin {name}",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -189,7 +229,11 @@ fn write_bundle(dirs: &LabDirs, dir: &Path, args: &[&str]) -> anyhow::Result<Pat
     let (tree, _) = busybox::image(dirs)?;
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle)?;
-    let copied = Command::new("cp").arg("-a").arg(&tree).arg(bundle.join("rootfs")).status()?;
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&tree)
+        .arg(bundle.join("rootfs"))
+        .status()?;
     if !copied.success() {
         bail!("cp -a {} failed", tree.display());
     }
@@ -227,23 +271,45 @@ fn run_with(program: &Path, name: &str, work: &Path, bundle: &Path) -> Result<St
         .output()
         .map_err(|e| format!("{name} is not installed ({e})"))?;
     if !output.status.success() {
-        return Err(format!("{name} failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(format!(
+            "{name} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn read_comm(pid: Pid) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// The init's namespaces against ours.
 fn show_namespaces(book: &Narrator, pid: Pid) {
-    let mut rows = vec![vec!["namespace".to_string(), "ours".to_string(), "the init's".to_string(), String::new()]];
-    for ns in [Namespace::Mount, Namespace::Pid, Namespace::Uts, Namespace::Ipc, Namespace::Net] {
+    let mut rows = vec![vec![
+        "namespace".to_string(),
+        "ours".to_string(),
+        "the init's".to_string(),
+        String::new(),
+    ]];
+    for ns in [
+        Namespace::Mount,
+        Namespace::Pid,
+        Namespace::Uts,
+        Namespace::Ipc,
+        Namespace::Net,
+    ] {
         let ours = namespaces::own_inode(ns).unwrap_or(0);
         let theirs = namespaces::inode(pid, ns).unwrap_or(0);
         let same = if ours == theirs { "same" } else { "different" };
-        rows.push(vec![ns.proc_name().into(), ours.to_string(), theirs.to_string(), same.into()]);
+        rows.push(vec![
+            ns.proc_name().into(),
+            ours.to_string(),
+            theirs.to_string(),
+            same.into(),
+        ]);
     }
     book.table(&rows);
 }
@@ -254,7 +320,10 @@ fn state_lines(state: &oci::ContainerState) -> String {
     let mut shown = state.clone();
     shown.created = "(the time of create)".into();
     let text = serde_json::to_string_pretty(&shown).unwrap_or_default();
-    text.replace(&format!("\"pid\": {}", state.pid), "\"pid\": (the init's pid on the host)")
+    text.replace(
+        &format!("\"pid\": {}", state.pid),
+        "\"pid\": (the init's pid on the host)",
+    )
 }
 
 fn wait_until(mut check: impl FnMut() -> bool) -> bool {
@@ -272,7 +341,10 @@ fn wait_until(mut check: impl FnMut() -> bool) -> bool {
 fn podman_tree(dirs: &LabDirs, work: &Path, lab_runc: &Path) -> Result<Vec<Vec<String>>, String> {
     let store = work.join("podman");
     // podman wants a run root shorter than 50 characters.
-    let runroot = Workdir(PathBuf::from(format!("/tmp/ch11-podman-{}", std::process::id())));
+    let runroot = Workdir(PathBuf::from(format!(
+        "/tmp/ch11-podman-{}",
+        std::process::id()
+    )));
     let podman = |args: &[&str]| -> Result<String, String> {
         let output = Command::new("podman")
             .arg("--root")
@@ -281,7 +353,14 @@ fn podman_tree(dirs: &LabDirs, work: &Path, lab_runc: &Path) -> Result<Vec<Vec<S
             .arg(&runroot.0)
             .arg("--tmpdir")
             .arg(store.join("tmp"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
             .arg("--runtime")
             .arg(lab_runc)
             .args(args)
@@ -289,36 +368,83 @@ fn podman_tree(dirs: &LabDirs, work: &Path, lab_runc: &Path) -> Result<Vec<Vec<S
             .output()
             .map_err(|e| format!("podman is not installed ({e})"))?;
         if !output.status.success() {
-            return Err(format!("podman {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()));
+            return Err(format!(
+                "podman {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
     let (tree, _) = busybox::image(dirs).map_err(|e| e.to_string())?;
     let tar = work.join("busybox.tar");
-    let made = Command::new("tar").arg("-C").arg(&tree).arg("-cf").arg(&tar).arg(".").status();
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status();
     if !made.is_ok_and(|s| s.success()) {
         return Err("tar of the busybox tree failed".into());
     }
-    podman(&["import", tar.to_str().unwrap_or_default(), "localhost/ch11:1"])?;
+    podman(&[
+        "import",
+        tar.to_str().unwrap_or_default(),
+        "localhost/ch11:1",
+    ])?;
     let result = (|| {
         podman(&[
-            "run", "-d", "--name", "ch11", "--network", "none", "--cgroups=no-conmon", "--cgroup-parent=ch11-podman",
-            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/ch11:1", "sleep", "1000",
+            "run",
+            "-d",
+            "--name",
+            "ch11",
+            "--network",
+            "none",
+            "--cgroups=no-conmon",
+            "--cgroup-parent=ch11-podman",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "localhost/ch11:1",
+            "sleep",
+            "1000",
         ])?;
         let pid: i32 = podman(&["inspect", "--format", "{{.State.Pid}}", "ch11"])?
             .parse()
             .map_err(|_| "no pid".to_string())?;
         let conmon = parent_of(pid);
-        let mut rows = vec![vec!["process".to_string(), "its parent".to_string(), "what it is".to_string()]];
+        let mut rows = vec![vec![
+            "process".to_string(),
+            "its parent".to_string(),
+            "what it is".to_string(),
+        ]];
         // conmon double-forks: its parent is whoever adopts orphans here.
         let adopter = read_comm(Pid::from_raw(parent_of(conmon)));
-        let adopter = if adopter == "podman" { adopter } else { "not podman (it has exited)".into() };
-        rows.push(vec![read_comm(Pid::from_raw(conmon)), adopter, "the monitor: holds the logs, waits for the exit".into()]);
-        rows.push(vec![read_comm(Pid::from_raw(pid)), read_comm(Pid::from_raw(conmon)), "the container's process (PID 1 inside)".into()]);
+        let adopter = if adopter == "podman" {
+            adopter
+        } else {
+            "not podman (it has exited)".into()
+        };
+        rows.push(vec![
+            read_comm(Pid::from_raw(conmon)),
+            adopter,
+            "the monitor: holds the logs, waits for the exit".into(),
+        ]);
+        rows.push(vec![
+            read_comm(Pid::from_raw(pid)),
+            read_comm(Pid::from_raw(conmon)),
+            "the container's process (PID 1 inside)".into(),
+        ]);
         let ancestors = ancestors(pid);
         for name in ["lab-runc", "podman"] {
             let found = ancestors.iter().any(|a| a == name);
-            rows.push(vec![name.into(), "-".into(), format!("among the container's ancestors: {}", yes_no(found))]);
+            rows.push(vec![
+                name.into(),
+                "-".into(),
+                format!("among the container's ancestors: {}", yes_no(found)),
+            ]);
         }
         Ok(rows)
     })();
@@ -330,7 +456,12 @@ fn podman_tree(dirs: &LabDirs, work: &Path, lab_runc: &Path) -> Result<Vec<Vec<S
 fn parent_of(pid: i32) -> i32 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok()))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse().ok())
+        })
         .unwrap_or(0)
 }
 

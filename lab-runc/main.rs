@@ -200,9 +200,7 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
         }
         Command::Start { id } => oci::start(rt, id)?,
         Command::State { id } => print_json(&oci::state(rt, id)?)?,
-        Command::Kill { all, id, signal } => {
-            oci::kill(rt, id, oci::signal::parse(signal)?, *all)?
-        }
+        Command::Kill { all, id, signal } => oci::kill(rt, id, oci::signal::parse(signal)?, *all)?,
         Command::Delete { force, id } => oci::delete(rt, id, *force)?,
         Command::Run { create, detach } => {
             let code = oci::run(rt, &create.id, &create.options(), *detach)?;
@@ -270,7 +268,9 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
                 match format {
                     Format::Json => print_json(&states)?,
                     Format::Table => {
-                        let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED"].map(String::from).to_vec()];
+                        let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED"]
+                            .map(String::from)
+                            .to_vec()];
                         for s in &states {
                             rows.push(vec![
                                 s.id.clone(),
@@ -288,7 +288,10 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
         Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(OciError::Other(format!("{} exists already; remove it first", path.display())));
+                return Err(OciError::Other(format!(
+                    "{} exists already; remove it first",
+                    path.display()
+                )));
             }
             oci::spec::default_spec()
                 .save(&path)
@@ -302,10 +305,20 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
 fn print_table(rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", cells.join("   ").trim_end());
     }
 }
@@ -319,10 +332,16 @@ fn report(cli: &Cli, err: &OciError) {
     };
     let time = container_lab::support::time::format_rfc3339(std::time::SystemTime::now());
     let line = match cli.log_format {
-        LogFormat::Json => serde_json::json!({"level": "error", "msg": message, "time": time}).to_string(),
+        LogFormat::Json => {
+            serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
+        }
         LogFormat::Text => format!("time={time:?} level=error msg={message:?}"),
     };
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(file, "{line}");
     }
 }

@@ -7,7 +7,10 @@
 mod common;
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn ch11_snapshot() {
     common::assert_root();
     let state = common::state_root("snapshot-ch11");

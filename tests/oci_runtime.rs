@@ -34,7 +34,11 @@ impl LabRunc {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(common::binary("lab-runc"));
-        command.arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
         command
     }
 
@@ -75,7 +79,10 @@ impl LabRunc {
                 "the init {pid} still runs"
             );
         }
-        assert!(!common::host_mountinfo().contains(self.dir.to_str().unwrap()), "mounts are left");
+        assert!(
+            !common::host_mountinfo().contains(self.dir.to_str().unwrap()),
+            "mounts are left"
+        );
     }
 }
 
@@ -99,12 +106,22 @@ fn sleeper(cgroup: &str) -> impl FnOnce(&mut serde_json::Value) + '_ {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn create_leaves_a_blocked_init_that_start_releases() {
     let lab = LabRunc::new("lifecycle");
     let bundle = oci::bundle(&lab.dir, sleeper("oci-test-lifecycle"));
     let pid_file = lab.dir.join("pid");
-    lab.detached(&["create", "--bundle", bundle.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), "c1"]);
+    lab.detached(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c1",
+    ]);
     // create has exited; the init waits on exec.fifo, in its namespaces.
     let state = lab.state("c1");
     assert_eq!(state["status"], "created");
@@ -116,9 +133,16 @@ fn create_leaves_a_blocked_init_that_start_releases() {
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
     println!("the created init waits in {wchan}");
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(String::from_utf8_lossy(&cmd).contains("create"), "not exec'd yet: still lab-runc");
+    assert!(
+        String::from_utf8_lossy(&cmd).contains("create"),
+        "not exec'd yet: still lab-runc"
+    );
     for ns in ["pid", "mnt", "uts", "ipc", "net"] {
-        assert_ne!(common::ns_inode(&pid.to_string(), ns), common::ns_inode("self", ns), "{ns} namespace");
+        assert_ne!(
+            common::ns_inode(&pid.to_string(), ns),
+            common::ns_inode("self", ns),
+            "{ns} namespace"
+        );
     }
     let procs: Vec<String> = oci::cgroup_dirs("oci-test-lifecycle")
         .iter()
@@ -129,18 +153,34 @@ fn create_leaves_a_blocked_init_that_start_releases() {
     lab.ok(&["start", "c1"]);
     assert_eq!(lab.state("c1")["status"], "running");
     assert!(!lab.root.join("c1/exec.fifo").exists());
-    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
-    assert!(!lab.run(&["start", "c1"]).status.success(), "a second start is refused");
-    assert!(!lab.run(&["delete", "c1"]).status.success(), "a running container is not deleted");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
+    assert!(
+        !lab.run(&["start", "c1"]).status.success(),
+        "a second start is refused"
+    );
+    assert!(
+        !lab.run(&["delete", "c1"]).status.success(),
+        "a running container is not deleted"
+    );
     lab.ok(&["kill", "c1", "KILL"]);
-    common::wait_for(common::PATIENCE, || (lab.state("c1")["status"] == "stopped").then_some(()))
-        .expect("the container never stopped");
+    common::wait_for(common::PATIENCE, || {
+        (lab.state("c1")["status"] == "stopped").then_some(())
+    })
+    .expect("the container never stopped");
     lab.ok(&["delete", "c1"]);
     lab.assert_clean("c1", "oci-test-lifecycle", pid);
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn run_passes_the_exit_code_and_cleans_up() {
     let lab = LabRunc::new("run");
     let bundle = oci::bundle(&lab.dir, |config| {
@@ -154,13 +194,28 @@ fn run_passes_the_exit_code_and_cleans_up() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn exec_joins_the_running_container() {
     let lab = LabRunc::new("exec");
     let bundle = oci::bundle(&lab.dir, sleeper("oci-test-exec"));
-    lab.detached(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), "e1"]);
+    lab.detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "e1",
+    ]);
     let pid = lab.state("e1")["pid"].as_i64().unwrap();
-    let inside = lab.ok(&["exec", "e1", "sh", "-c", "readlink /proc/self/ns/mnt; hostname"]);
+    let inside = lab.ok(&[
+        "exec",
+        "e1",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/mnt; hostname",
+    ]);
     let mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
     assert_eq!(inside, format!("{}\nlab-runc\n", mnt.display()));
     let missing = lab.run(&["exec", "e1", "no-such-program"]);
@@ -171,11 +226,20 @@ fn exec_joins_the_running_container() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn pause_and_resume_use_the_freezer() {
     let lab = LabRunc::new("pause");
     let bundle = oci::bundle(&lab.dir, sleeper("oci-test-pause"));
-    lab.detached(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), "p1"]);
+    lab.detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "p1",
+    ]);
     lab.ok(&["pause", "p1"]);
     assert_eq!(lab.state("p1")["status"], "paused");
     let pid = lab.state("p1")["pid"].as_i64().unwrap();
@@ -190,13 +254,19 @@ fn pause_and_resume_use_the_freezer() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn unsupported_fields_are_refused_by_name() {
     let lab = LabRunc::new("refused");
     for (field, value) in [
         ("intelRdt", serde_json::json!({"closID": "x"})),
         ("personality", serde_json::json!({"domain": "LINUX32"})),
-        ("mountLabel", serde_json::json!("system_u:object_r:container_file_t:s0")),
+        (
+            "mountLabel",
+            serde_json::json!("system_u:object_r:container_file_t:s0"),
+        ),
     ] {
         let bundle = oci::bundle(&lab.dir, |config| {
             config["linux"][field] = value.clone();
@@ -220,11 +290,17 @@ fn unsupported_fields_are_refused_by_name() {
 /// `create` killed at each of its steps: the next `delete` (and a new
 /// `create` of the same ID) finds it dead and removes what it left.
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn a_killed_create_leaves_nothing_behind() {
     let lab = LabRunc::new("killed");
     let bundle = oci::bundle(&lab.dir, sleeper("oci-test-killed"));
-    for (round, point) in container_lab::engine::oci::create::HOLD_POINTS.iter().enumerate() {
+    for (round, point) in container_lab::engine::oci::create::HOLD_POINTS
+        .iter()
+        .enumerate()
+    {
         let id = format!("k{round}");
         let mut command = lab.command(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
         command
@@ -244,7 +320,11 @@ fn a_killed_create_leaves_nothing_behind() {
         kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
         child.wait().unwrap();
         // Dead creator: the container is stopped.
-        assert_eq!(lab.state(&id)["status"], "stopped", "after a kill at {point}");
+        assert_eq!(
+            lab.state(&id)["status"],
+            "stopped",
+            "after a kill at {point}"
+        );
         if round % 2 == 0 {
             lab.ok(&["delete", &id]);
         } else {

@@ -16,20 +16,57 @@ use std::process::Command;
 
 /// Every test of the suite that is run (51).
 pub const TESTS: &[&str] = &[
-    "config_updates_without_affect", "create", "default", "delete",
-    "delete_only_create_resources", "delete_resources", "hooks", "hooks_stdin", "hostname",
-    "kill", "kill_no_effect", "killsig", "linux_cgroups_relative_blkio",
-    "linux_cgroups_relative_cpus", "linux_cgroups_relative_devices",
-    "linux_cgroups_relative_hugetlb", "linux_cgroups_relative_memory",
-    "linux_cgroups_relative_network", "linux_cgroups_relative_pids", "linux_devices",
-    "linux_masked_paths", "linux_mount_label", "linux_ns_itype", "linux_ns_nopath",
-    "linux_ns_path", "linux_ns_path_type", "linux_process_apparmor_profile",
-    "linux_readonly_paths", "linux_rootfs_propagation", "linux_seccomp", "linux_sysctl",
-    "linux_uid_mappings", "misc_props", "mounts", "pidfile", "poststart", "poststart_fail",
-    "poststop", "poststop_fail", "prestart", "prestart_fail", "process",
-    "process_capabilities", "process_capabilities_fail", "process_oom_score_adj",
-    "process_rlimits", "process_rlimits_fail", "process_user", "root_readonly_true",
-    "start", "state",
+    "config_updates_without_affect",
+    "create",
+    "default",
+    "delete",
+    "delete_only_create_resources",
+    "delete_resources",
+    "hooks",
+    "hooks_stdin",
+    "hostname",
+    "kill",
+    "kill_no_effect",
+    "killsig",
+    "linux_cgroups_relative_blkio",
+    "linux_cgroups_relative_cpus",
+    "linux_cgroups_relative_devices",
+    "linux_cgroups_relative_hugetlb",
+    "linux_cgroups_relative_memory",
+    "linux_cgroups_relative_network",
+    "linux_cgroups_relative_pids",
+    "linux_devices",
+    "linux_masked_paths",
+    "linux_mount_label",
+    "linux_ns_itype",
+    "linux_ns_nopath",
+    "linux_ns_path",
+    "linux_ns_path_type",
+    "linux_process_apparmor_profile",
+    "linux_readonly_paths",
+    "linux_rootfs_propagation",
+    "linux_seccomp",
+    "linux_sysctl",
+    "linux_uid_mappings",
+    "misc_props",
+    "mounts",
+    "pidfile",
+    "poststart",
+    "poststart_fail",
+    "poststop",
+    "poststop_fail",
+    "prestart",
+    "prestart_fail",
+    "process",
+    "process_capabilities",
+    "process_capabilities_fail",
+    "process_oom_score_adj",
+    "process_rlimits",
+    "process_rlimits_fail",
+    "process_user",
+    "root_readonly_true",
+    "start",
+    "state",
 ];
 
 // ANCHOR: still_failing
@@ -62,12 +99,18 @@ pub const STILL_FAILING: &[(&str, &str)] = &[
 // ANCHOR_END: still_failing
 
 fn validate_sh() -> Option<PathBuf> {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/runtime-tools/validate.sh");
-    let from_env = std::env::var_os("LAB_RUNTIME_TOOLS").map(|d| PathBuf::from(d).join("validate.sh"));
-    [from_env, Some(beside), Some(PathBuf::from("/work/shared/runtime-tools/validate.sh"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    let beside =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/runtime-tools/validate.sh");
+    let from_env =
+        std::env::var_os("LAB_RUNTIME_TOOLS").map(|d| PathBuf::from(d).join("validate.sh"));
+    [
+        from_env,
+        Some(beside),
+        Some(PathBuf::from("/work/shared/runtime-tools/validate.sh")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
 }
 
 /// `name: pass (N checks)` / `name: FAIL (…)` lines of validate.sh.
@@ -84,7 +127,10 @@ fn results(output: &str) -> Vec<(String, bool)> {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn the_oci_validation_suite_passes() {
     common::assert_root();
     let Some(script) = validate_sh() else {
@@ -106,7 +152,10 @@ fn the_oci_validation_suite_passes() {
         .arg(&script)
         .arg(common::binary("lab-runc"))
         .args(TESTS)
-        .env("RT_WORK", std::env::var_os("RT_WORK").unwrap_or_else(|| "/tmp/runtime-tools-work".into()))
+        .env(
+            "RT_WORK",
+            std::env::var_os("RT_WORK").unwrap_or_else(|| "/tmp/runtime-tools-work".into()),
+        )
         .current_dir(&work)
         .output()
         .unwrap();
@@ -117,7 +166,12 @@ fn the_oci_validation_suite_passes() {
         println!("{line}");
     }
     let results = results(&text);
-    assert_eq!(results.len(), TESTS.len(), "validate.sh did not report every test:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        results.len(),
+        TESTS.len(),
+        "validate.sh did not report every test:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut wrong = Vec::new();
     for (name, passed) in &results {
         let expected_to_fail = STILL_FAILING.iter().any(|(n, _)| n == name);

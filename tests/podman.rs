@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-
 /// One podman installation of its own, and the image.
 struct Podman {
     dir: PathBuf,
@@ -129,7 +128,9 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let _ = self.command(&["rm", "--all", "--force", "--time", "0"]).output();
+        let _ = self
+            .command(&["rm", "--all", "--force", "--time", "0"])
+            .output();
         let _ = self.command(&["system", "reset", "--force"]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
         for dir in self.cgroup_dirs() {
@@ -151,20 +152,33 @@ fn assert_gone(podman: &Podman, id: &str) {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_run_rm_echo() {
-    let Some(podman) = Podman::new("echo") else { return };
+    let Some(podman) = Podman::new("echo") else {
+        return;
+    };
     let output = podman.run_container(&["--rm", "--name", "echo"], &["echo", "hi"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(text(&output), "hi\n");
-    assert!(podman.stdout(&["ps", "-aq"]).is_empty(), "--rm left the container");
+    assert!(
+        podman.stdout(&["ps", "-aq"]).is_empty(),
+        "--rm left the container"
+    );
     assert!(podman.cgroup_dirs().is_empty());
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_exit_code_passes_through() {
-    let Some(podman) = Podman::new("exit") else { return };
+    let Some(podman) = Podman::new("exit") else {
+        return;
+    };
     let output = podman.run_container(&["--rm"], &["sh", "-c", "exit 3"]);
     assert_eq!(output.status.code(), Some(3));
     let missing = podman.run_container(&["--rm"], &["no-such-program"]);
@@ -172,9 +186,14 @@ fn podman_exit_code_passes_through() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_run_detached_and_ps() {
-    let Some(podman) = Podman::new("ps") else { return };
+    let Some(podman) = Podman::new("ps") else {
+        return;
+    };
     let output = podman.run_container(&["-d", "--name", "web"], &["sleep", "100"]);
     assert!(output.status.success());
     let ps = podman.stdout(&["ps", "--format", "{{.Names}} {{.Status}}"]);
@@ -190,12 +209,21 @@ fn podman_run_detached_and_ps() {
     let ppid = oci::parent_of(pid as i32);
     let parent = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap();
     assert_eq!(parent.trim(), "conmon");
-    assert_ne!(common::ns_inode(&pid.to_string(), "pid"), common::ns_inode("self", "pid"));
-    assert_ne!(common::ns_inode(&pid.to_string(), "mnt"), common::ns_inode("self", "mnt"));
+    assert_ne!(
+        common::ns_inode(&pid.to_string(), "pid"),
+        common::ns_inode("self", "pid")
+    );
+    assert_ne!(
+        common::ns_inode(&pid.to_string(), "mnt"),
+        common::ns_inode("self", "mnt")
+    );
     let procs: Vec<String> = podman
         .cgroup_dirs()
         .iter()
-        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libpod-")))
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libpod-"))
+        })
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .collect();
     assert!(!procs.is_empty() && procs.iter().all(|p| p.contains(&pid.to_string())));
@@ -204,55 +232,105 @@ fn podman_run_detached_and_ps() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_exec_joins_the_container() {
-    let Some(podman) = Podman::new("exec") else { return };
+    let Some(podman) = Podman::new("exec") else {
+        return;
+    };
     podman.run_container(&["-d", "--name", "box"], &["sleep", "100"]);
     let id = podman.id("box");
     let pid = podman.lab_state(&id).unwrap()["pid"].as_i64().unwrap();
-    let inside = podman.stdout(&["exec", "box", "sh", "-c", "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; echo $$"]);
+    let inside = podman.stdout(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; echo $$",
+    ]);
     let lines: Vec<&str> = inside.lines().collect();
     let host_pid_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
     let host_mnt_ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
     assert_eq!(lines[0], host_pid_ns.to_str().unwrap());
     assert_eq!(lines[1], host_mnt_ns.to_str().unwrap());
     // A small PID: numbered in the container's PID namespace.
-    assert!(lines[2].parse::<u32>().unwrap() < 100, "exec's PID {}", lines[2]);
+    assert!(
+        lines[2].parse::<u32>().unwrap() < 100,
+        "exec's PID {}",
+        lines[2]
+    );
     let code = podman.run(&["exec", "box", "sh", "-c", "exit 5"]);
     assert_eq!(code.status.code(), Some(5));
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_logs_show_the_output() {
-    let Some(podman) = Podman::new("logs") else { return };
-    podman.run_container(&["-d", "--name", "talk"], &["sh", "-c", "echo one; echo two >&2; sleep 100"]);
+    let Some(podman) = Podman::new("logs") else {
+        return;
+    };
+    podman.run_container(
+        &["-d", "--name", "talk"],
+        &["sh", "-c", "echo one; echo two >&2; sleep 100"],
+    );
     let logs = common::wait_for(common::PATIENCE, || {
         let output = podman.run(&["logs", "talk"]);
-        let all = format!("{}{}", text(&output), String::from_utf8_lossy(&output.stderr));
+        let all = format!(
+            "{}{}",
+            text(&output),
+            String::from_utf8_lossy(&output.stderr)
+        );
         (all.contains("one") && all.contains("two")).then_some(all)
     });
     assert!(logs.is_some(), "podman logs never showed both lines");
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_stop_sends_term_then_kill() {
-    let Some(podman) = Podman::new("stop") else { return };
+    let Some(podman) = Podman::new("stop") else {
+        return;
+    };
     // A shell that ends on SIGTERM by itself.
     podman.run_container(
         &["-d", "--name", "polite"],
-        &["sh", "-c", "trap 'echo term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo term; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
     );
-    common::wait_for(common::PATIENCE, || podman.stdout(&["logs", "polite"]).contains("ready").then_some(()));
+    common::wait_for(common::PATIENCE, || {
+        podman
+            .stdout(&["logs", "polite"])
+            .contains("ready")
+            .then_some(())
+    });
     assert!(podman.run(&["stop", "-t", "10", "polite"]).status.success());
-    assert_eq!(podman.stdout(&["inspect", "--format", "{{.State.ExitCode}}", "polite"]), "0");
+    assert_eq!(
+        podman.stdout(&["inspect", "--format", "{{.State.ExitCode}}", "polite"]),
+        "0"
+    );
     assert!(podman.stdout(&["logs", "polite"]).contains("term"));
     // `sleep` as PID 1 has no handler: the kernel drops SIGTERM, SIGKILL follows.
     podman.run_container(&["-d", "--name", "stubborn"], &["sleep", "100"]);
     let id = podman.id("stubborn");
-    assert!(podman.run(&["stop", "-t", "1", "stubborn"]).status.success());
-    assert_eq!(podman.stdout(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]), "137");
+    assert!(podman
+        .run(&["stop", "-t", "1", "stubborn"])
+        .status
+        .success());
+    assert_eq!(
+        podman.stdout(&["inspect", "--format", "{{.State.ExitCode}}", "stubborn"]),
+        "137"
+    );
     // Stopped, or already deleted by podman's cleanup.
     if let Some(state) = podman.lab_state(&id) {
         assert_eq!(state["status"], "stopped");
@@ -260,9 +338,14 @@ fn podman_stop_sends_term_then_kill() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_kill_ends_the_container() {
-    let Some(podman) = Podman::new("kill") else { return };
+    let Some(podman) = Podman::new("kill") else {
+        return;
+    };
     podman.run_container(&["-d", "--name", "victim"], &["sleep", "100"]);
     let id = podman.id("victim");
     let pid = podman.lab_state(&id).unwrap()["pid"].as_i64().unwrap();
@@ -272,9 +355,14 @@ fn podman_kill_ends_the_container() {
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_pause_and_unpause_freeze_the_cgroup() {
-    let Some(podman) = Podman::new("pause") else { return };
+    let Some(podman) = Podman::new("pause") else {
+        return;
+    };
     podman.run_container(&["-d", "--name", "ice"], &["sleep", "100"]);
     let id = podman.id("ice");
     let freezer = |wanted: &str| -> bool {
@@ -285,21 +373,31 @@ fn podman_pause_and_unpause_freeze_the_cgroup() {
             .flat_map(|d| [d.join("freezer.state"), d.join("cgroup.events")])
             .filter_map(|f| std::fs::read_to_string(f).ok())
             .collect();
-        files.iter().any(|t| t.trim() == wanted || t.contains(&format!("frozen {}", u8::from(wanted == "FROZEN"))))
+        files.iter().any(|t| {
+            t.trim() == wanted || t.contains(&format!("frozen {}", u8::from(wanted == "FROZEN")))
+        })
     };
     assert!(podman.run(&["pause", "ice"]).status.success());
     assert!(freezer("FROZEN"), "the container's cgroup is not frozen");
     assert_eq!(podman.lab_state(&id).unwrap()["status"], "paused");
-    assert_eq!(podman.stdout(&["inspect", "--format", "{{.State.Status}}", "ice"]), "paused");
+    assert_eq!(
+        podman.stdout(&["inspect", "--format", "{{.State.Status}}", "ice"]),
+        "paused"
+    );
     assert!(podman.run(&["unpause", "ice"]).status.success());
     assert!(freezer("THAWED"), "the container's cgroup is still frozen");
     assert_eq!(podman.lab_state(&id).unwrap()["status"], "running");
 }
 
 #[test]
-#[cfg_attr(not(lab_root), ignore = "needs root: run the test suite as root (sudo -E cargo test)")]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn podman_rm_removes_everything() {
-    let Some(podman) = Podman::new("rm") else { return };
+    let Some(podman) = Podman::new("rm") else {
+        return;
+    };
     podman.run_container(&["-d", "--name", "gone"], &["sleep", "100"]);
     let id = podman.id("gone");
     assert!(!podman.cgroup_dirs().is_empty());

@@ -65,7 +65,9 @@ pub fn busybox_tree(dir: &Path) -> PathBuf {
         data: dir.join("lab/lib"),
         run: dir.join("lab/run"),
     };
-    container_lab::engine::images::busybox::image(&dirs).unwrap().0
+    container_lab::engine::images::busybox::image(&dirs)
+        .unwrap()
+        .0
 }
 
 /// A bundle in `dir`: a copy of the busybox tree as its root and

@@ -76,7 +76,8 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<Plan
         _ => v1_hierarchies()?,
     };
     // Our own cgroups, read once: `ID:controllers:path` lines.
-    let own_lines = fs::read_to_string("/proc/self/cgroup").map_err(io_err("read", "/proc/self/cgroup"))?;
+    let own_lines =
+        fs::read_to_string("/proc/self/cgroup").map_err(io_err("read", "/proc/self/cgroup"))?;
     let own_of = |name: Option<&str>| -> Result<PathBuf, OciError> {
         own_lines
             .lines()
@@ -155,10 +156,14 @@ fn systemd_path(path: &Path) -> Result<PathBuf, OciError> {
 /// Every mounted v1 hierarchy: its controllers, its mount point, and the
 /// controller naming it in /proc/self/cgroup. Named hierarchies (systemd's)
 /// are left alone.
-fn v1_hierarchies() -> Result<Vec<(Vec<String>, PathBuf, Option<String>)>, OciError> {
+/// A hierarchy: its controllers, its mount point, the controller that
+/// names it in /proc/self/cgroup (`None`: cgroup v2).
+type Hierarchy = (Vec<String>, PathBuf, Option<String>);
+
+fn v1_hierarchies() -> Result<Vec<Hierarchy>, OciError> {
     let text = fs::read_to_string("/proc/self/mountinfo")
         .map_err(io_err("read", "/proc/self/mountinfo"))?;
-    let mut found: Vec<(Vec<String>, PathBuf, Option<String>)> = Vec::new();
+    let mut found: Vec<Hierarchy> = Vec::new();
     for line in text.lines() {
         let Some((before, after)) = line.split_once(" - ") else {
             continue;
@@ -412,7 +417,11 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
         if !path.exists() {
             return Err(OciError::unsupported(
                 field,
-                format!("this kernel has no {} (cgroup v{})", path.display(), plan.version),
+                format!(
+                    "this kernel has no {} (cgroup v{})",
+                    path.display(),
+                    plan.version
+                ),
             ));
         }
         write(&path, &value)
@@ -422,10 +431,20 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
         let limit = memory.limit();
         if v2 {
             if let Some(limit) = limit {
-                set("memory", "memory.max", max_or(limit), "linux.resources.memory.limit")?;
+                set(
+                    "memory",
+                    "memory.max",
+                    max_or(limit),
+                    "linux.resources.memory.limit",
+                )?;
             }
             if let Some(low) = memory.reservation() {
-                set("memory", "memory.low", max_or(low), "linux.resources.memory.reservation")?;
+                set(
+                    "memory",
+                    "memory.low",
+                    max_or(low),
+                    "linux.resources.memory.reservation",
+                )?;
             }
             if let Some(swap) = memory.swap() {
                 // v1's swap is memory plus swap; v2's swap.max is swap alone.
@@ -434,7 +453,12 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
                     (s, Some(l)) if l > 0 => s.saturating_sub(l).max(0).to_string(),
                     (s, _) => s.to_string(),
                 };
-                set("memory", "memory.swap.max", value, "linux.resources.memory.swap")?;
+                set(
+                    "memory",
+                    "memory.swap.max",
+                    value,
+                    "linux.resources.memory.swap",
+                )?;
             }
             if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
                 return Err(OciError::unsupported(
@@ -458,51 +482,116 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
             // memsw must never be below the limit: the order matters.
             if let Some(limit) = limit {
                 let _ = fs::write(
-                    plan.dir_of("memory").unwrap_or(Path::new("/")).join("memory.memsw.limit_in_bytes"),
+                    plan.dir_of("memory")
+                        .unwrap_or(Path::new("/"))
+                        .join("memory.memsw.limit_in_bytes"),
                     "-1",
                 );
-                set("memory", "memory.limit_in_bytes", limit.to_string(), "linux.resources.memory.limit")?;
+                set(
+                    "memory",
+                    "memory.limit_in_bytes",
+                    limit.to_string(),
+                    "linux.resources.memory.limit",
+                )?;
             }
             if let Some(swap) = memory.swap() {
-                set("memory", "memory.memsw.limit_in_bytes", swap.to_string(), "linux.resources.memory.swap")?;
+                set(
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    swap.to_string(),
+                    "linux.resources.memory.swap",
+                )?;
             }
             if let Some(low) = memory.reservation() {
-                set("memory", "memory.soft_limit_in_bytes", low.to_string(), "linux.resources.memory.reservation")?;
+                set(
+                    "memory",
+                    "memory.soft_limit_in_bytes",
+                    low.to_string(),
+                    "linux.resources.memory.reservation",
+                )?;
             }
             if let Some(kernel) = memory.kernel() {
-                set("memory", "memory.kmem.limit_in_bytes", kernel.to_string(), "linux.resources.memory.kernel")?;
+                set(
+                    "memory",
+                    "memory.kmem.limit_in_bytes",
+                    kernel.to_string(),
+                    "linux.resources.memory.kernel",
+                )?;
             }
             if let Some(tcp) = memory.kernel_tcp() {
-                set("memory", "memory.kmem.tcp.limit_in_bytes", tcp.to_string(), "linux.resources.memory.kernelTCP")?;
+                set(
+                    "memory",
+                    "memory.kmem.tcp.limit_in_bytes",
+                    tcp.to_string(),
+                    "linux.resources.memory.kernelTCP",
+                )?;
             }
             if let Some(swappiness) = memory.swappiness() {
-                set("memory", "memory.swappiness", swappiness.to_string(), "linux.resources.memory.swappiness")?;
+                set(
+                    "memory",
+                    "memory.swappiness",
+                    swappiness.to_string(),
+                    "linux.resources.memory.swappiness",
+                )?;
             }
             if let Some(off) = memory.disable_oom_killer() {
-                set("memory", "memory.oom_control", u8::from(off).to_string(), "linux.resources.memory.disableOOMKiller")?;
+                set(
+                    "memory",
+                    "memory.oom_control",
+                    u8::from(off).to_string(),
+                    "linux.resources.memory.disableOOMKiller",
+                )?;
             }
             if let Some(hierarchy) = memory.use_hierarchy() {
-                set("memory", "memory.use_hierarchy", u8::from(hierarchy).to_string(), "linux.resources.memory.useHierarchy")?;
+                set(
+                    "memory",
+                    "memory.use_hierarchy",
+                    u8::from(hierarchy).to_string(),
+                    "linux.resources.memory.useHierarchy",
+                )?;
             }
         }
     }
     if let Some(cpu) = resources.cpu() {
         if let Some(cpus) = cpu.cpus() {
-            set("cpuset", "cpuset.cpus", cpus.clone(), "linux.resources.cpu.cpus")?;
+            set(
+                "cpuset",
+                "cpuset.cpus",
+                cpus.clone(),
+                "linux.resources.cpu.cpus",
+            )?;
         }
         if let Some(mems) = cpu.mems() {
-            set("cpuset", "cpuset.mems", mems.clone(), "linux.resources.cpu.mems")?;
+            set(
+                "cpuset",
+                "cpuset.mems",
+                mems.clone(),
+                "linux.resources.cpu.mems",
+            )?;
         }
         if v2 {
             if let Some(shares) = cpu.shares() {
                 // runc's conversion of shares [2, 262144] to weight [1, 10000].
                 let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
-                set("cpu", "cpu.weight", weight.to_string(), "linux.resources.cpu.shares")?;
+                set(
+                    "cpu",
+                    "cpu.weight",
+                    weight.to_string(),
+                    "linux.resources.cpu.shares",
+                )?;
             }
             if cpu.quota().is_some() || cpu.period().is_some() {
-                let quota = cpu.quota().filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
+                let quota = cpu
+                    .quota()
+                    .filter(|q| *q > 0)
+                    .map_or("max".to_string(), |q| q.to_string());
                 let period = cpu.period().unwrap_or(100_000);
-                set("cpu", "cpu.max", format!("{quota} {period}"), "linux.resources.cpu.quota")?;
+                set(
+                    "cpu",
+                    "cpu.max",
+                    format!("{quota} {period}"),
+                    "linux.resources.cpu.quota",
+                )?;
             }
             if cpu.realtime_runtime().is_some() || cpu.realtime_period().is_some() {
                 return Err(OciError::unsupported(
@@ -512,31 +601,69 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
             }
         } else {
             if let Some(shares) = cpu.shares() {
-                set("cpu", "cpu.shares", shares.to_string(), "linux.resources.cpu.shares")?;
+                set(
+                    "cpu",
+                    "cpu.shares",
+                    shares.to_string(),
+                    "linux.resources.cpu.shares",
+                )?;
             }
             if let Some(period) = cpu.period() {
-                set("cpu", "cpu.cfs_period_us", period.to_string(), "linux.resources.cpu.period")?;
+                set(
+                    "cpu",
+                    "cpu.cfs_period_us",
+                    period.to_string(),
+                    "linux.resources.cpu.period",
+                )?;
             }
             if let Some(quota) = cpu.quota() {
-                set("cpu", "cpu.cfs_quota_us", quota.to_string(), "linux.resources.cpu.quota")?;
+                set(
+                    "cpu",
+                    "cpu.cfs_quota_us",
+                    quota.to_string(),
+                    "linux.resources.cpu.quota",
+                )?;
             }
             if let Some(period) = cpu.realtime_period() {
-                set("cpu", "cpu.rt_period_us", period.to_string(), "linux.resources.cpu.realtimePeriod")?;
+                set(
+                    "cpu",
+                    "cpu.rt_period_us",
+                    period.to_string(),
+                    "linux.resources.cpu.realtimePeriod",
+                )?;
             }
             if let Some(runtime) = cpu.realtime_runtime() {
-                set("cpu", "cpu.rt_runtime_us", runtime.to_string(), "linux.resources.cpu.realtimeRuntime")?;
+                set(
+                    "cpu",
+                    "cpu.rt_runtime_us",
+                    runtime.to_string(),
+                    "linux.resources.cpu.realtimeRuntime",
+                )?;
             }
         }
         if let Some(idle) = cpu.idle() {
-            set("cpu", "cpu.idle", idle.to_string(), "linux.resources.cpu.idle")?;
+            set(
+                "cpu",
+                "cpu.idle",
+                idle.to_string(),
+                "linux.resources.cpu.idle",
+            )?;
         }
         if let Some(burst) = cpu.burst() {
-            let file = if v2 { "cpu.max.burst" } else { "cpu.cfs_burst_us" };
+            let file = if v2 {
+                "cpu.max.burst"
+            } else {
+                "cpu.cfs_burst_us"
+            };
             set("cpu", file, burst.to_string(), "linux.resources.cpu.burst")?;
         }
     }
     if let Some(pids) = resources.pids() {
-        let limit = if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() };
+        let limit = if pids.limit() > 0 {
+            pids.limit().to_string()
+        } else {
+            "max".into()
+        };
         set("pids", "pids.max", limit, "linux.resources.pids.limit")?;
     }
     if let Some(blkio) = resources.block_io() {
@@ -549,7 +676,12 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
             } else {
                 format!("hugetlb.{}.limit_in_bytes", limit.page_size())
             };
-            set("hugetlb", &file, limit.limit().to_string(), "linux.resources.hugepageLimits")?;
+            set(
+                "hugetlb",
+                &file,
+                limit.limit().to_string(),
+                "linux.resources.hugepageLimits",
+            )?;
         }
     }
     if let Some(network) = resources.network() {
@@ -560,7 +692,12 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
             ));
         }
         if let Some(class) = network.class_id() {
-            set("net_cls", "net_cls.classid", class.to_string(), "linux.resources.network.classID")?;
+            set(
+                "net_cls",
+                "net_cls.classid",
+                class.to_string(),
+                "linux.resources.network.classID",
+            )?;
         }
         for priority in network.priorities().iter().flatten() {
             set(
@@ -572,7 +709,10 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
         }
     }
     if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(OciError::unsupported("linux.resources.rdma", "no rdma controller support"));
+        return Err(OciError::unsupported(
+            "linux.resources.rdma",
+            "no rdma controller support",
+        ));
     }
     if let Some(unified) = resources.unified() {
         if !v2 {
@@ -583,7 +723,10 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
         }
         for (key, value) in unified {
             if key.contains('/') || key.starts_with('.') || key.starts_with("cgroup.") {
-                return Err(OciError::invalid("linux.resources.unified", format!("{key} is not a controller file")));
+                return Err(OciError::invalid(
+                    "linux.resources.unified",
+                    format!("{key} is not a controller file"),
+                ));
             }
             let controller = key.split('.').next().unwrap_or("");
             set(controller, key, value.clone(), "linux.resources.unified")?;
@@ -592,10 +735,13 @@ pub fn apply(plan: &Plan, resources: &LinuxResources) -> Result<(), OciError> {
     Ok(())
 }
 
+/// Writes one value to a controller's file, naming the field on failure.
+type Setter<'a> = dyn Fn(&str, &str, String, &str) -> Result<(), OciError> + 'a;
+
 fn apply_blkio(
     plan: &Plan,
     blkio: &oci_spec::runtime::LinuxBlockIo,
-    set: &dyn Fn(&str, &str, String, &str) -> Result<(), OciError>,
+    set: &Setter<'_>,
 ) -> Result<(), OciError> {
     let v2 = plan.version == 2;
     let weight_file = |bfq: &str, plain: &str| -> String {
@@ -611,13 +757,26 @@ fn apply_blkio(
         } else {
             (weight_file("blkio.bfq.weight", "blkio.weight"), "blkio")
         };
-        set(controller, &file, weight.to_string(), "linux.resources.blockIO.weight")?;
+        set(
+            controller,
+            &file,
+            weight.to_string(),
+            "linux.resources.blockIO.weight",
+        )?;
     }
     if let Some(weight) = blkio.leaf_weight() {
         if v2 {
-            return Err(OciError::unsupported("linux.resources.blockIO.leafWeight", "cgroup v2 has no leaf weight"));
+            return Err(OciError::unsupported(
+                "linux.resources.blockIO.leafWeight",
+                "cgroup v2 has no leaf weight",
+            ));
         }
-        set("blkio", "blkio.leaf_weight", weight.to_string(), "linux.resources.blockIO.leafWeight")?;
+        set(
+            "blkio",
+            "blkio.leaf_weight",
+            weight.to_string(),
+            "linux.resources.blockIO.leafWeight",
+        )?;
     }
     for device in blkio.weight_device().iter().flatten() {
         let (maj, min) = (device.major(), device.minor());
@@ -625,29 +784,70 @@ fn apply_blkio(
             let (file, controller) = if v2 {
                 (weight_file("io.bfq.weight", "io.weight"), "io")
             } else {
-                (weight_file("blkio.bfq.weight_device", "blkio.weight_device"), "blkio")
+                (
+                    weight_file("blkio.bfq.weight_device", "blkio.weight_device"),
+                    "blkio",
+                )
             };
-            set(controller, &file, format!("{maj}:{min} {weight}"), "linux.resources.blockIO.weightDevice")?;
+            set(
+                controller,
+                &file,
+                format!("{maj}:{min} {weight}"),
+                "linux.resources.blockIO.weightDevice",
+            )?;
         }
         if let Some(weight) = device.leaf_weight() {
             if v2 {
-                return Err(OciError::unsupported("linux.resources.blockIO.weightDevice.leafWeight", "cgroup v2 has no leaf weight"));
+                return Err(OciError::unsupported(
+                    "linux.resources.blockIO.weightDevice.leafWeight",
+                    "cgroup v2 has no leaf weight",
+                ));
             }
-            set("blkio", "blkio.leaf_weight_device", format!("{maj}:{min} {weight}"), "linux.resources.blockIO.weightDevice.leafWeight")?;
+            set(
+                "blkio",
+                "blkio.leaf_weight_device",
+                format!("{maj}:{min} {weight}"),
+                "linux.resources.blockIO.weightDevice.leafWeight",
+            )?;
         }
     }
     let throttles = [
-        (blkio.throttle_read_bps_device(), "blkio.throttle.read_bps_device", "rbps", "throttleReadBpsDevice"),
-        (blkio.throttle_write_bps_device(), "blkio.throttle.write_bps_device", "wbps", "throttleWriteBpsDevice"),
-        (blkio.throttle_read_iops_device(), "blkio.throttle.read_iops_device", "riops", "throttleReadIOPSDevice"),
-        (blkio.throttle_write_iops_device(), "blkio.throttle.write_iops_device", "wiops", "throttleWriteIOPSDevice"),
+        (
+            blkio.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            "throttleReadBpsDevice",
+        ),
+        (
+            blkio.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            "throttleWriteBpsDevice",
+        ),
+        (
+            blkio.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+            "riops",
+            "throttleReadIOPSDevice",
+        ),
+        (
+            blkio.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            "throttleWriteIOPSDevice",
+        ),
     ];
     for (devices, v1_file, v2_key, field) in throttles {
         let field = format!("linux.resources.blockIO.{field}");
         for device in devices.iter().flatten() {
             let (maj, min, rate) = (device.major(), device.minor(), device.rate());
             if v2 {
-                set("io", "io.max", format!("{maj}:{min} {v2_key}={rate}"), &field)?;
+                set(
+                    "io",
+                    "io.max",
+                    format!("{maj}:{min} {v2_key}={rate}"),
+                    &field,
+                )?;
             } else {
                 set("blkio", v1_file, format!("{maj}:{min} {rate}"), &field)?;
             }
@@ -684,7 +884,8 @@ pub fn apply_devices(
             LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
             _ => continue,
         };
-        let (Ok(major), Ok(minor)) = (u32::try_from(node.major()), u32::try_from(node.minor())) else {
+        let (Ok(major), Ok(minor)) = (u32::try_from(node.major()), u32::try_from(node.minor()))
+        else {
             continue;
         };
         list.push(DeviceRule::allow(kind, major, Some(minor), Access::RWM));
@@ -714,7 +915,10 @@ fn device_rule(rule: &LinuxDeviceCgroup) -> Result<DeviceRule, OciError> {
         LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
         LinuxDeviceType::B => DeviceKind::Block,
         LinuxDeviceType::P => {
-            return Err(OciError::unsupported(field, "type p (fifo) has no cgroup rule"))
+            return Err(OciError::unsupported(
+                field,
+                "type p (fifo) has no cgroup rule",
+            ))
         }
     };
     let number = |n: Option<i64>| -> Result<Option<u32>, OciError> {
@@ -728,7 +932,9 @@ fn device_rule(rule: &LinuxDeviceCgroup) -> Result<DeviceRule, OciError> {
     };
     let access: Access = match rule.access().as_deref() {
         None | Some("") => Access::RWM,
-        Some(text) => text.parse().map_err(|e: String| OciError::invalid(field, e))?,
+        Some(text) => text
+            .parse()
+            .map_err(|e: String| OciError::invalid(field, e))?,
     };
     Ok(DeviceRule {
         allow: rule.allow(),

@@ -99,7 +99,10 @@ pub(super) fn recv(fd: &OwnedFd) -> Option<(u8, Vec<u8>)> {
 pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created, OciError> {
     let bundle = Bundle::load(&options.bundle)?;
     let spec = &bundle.spec;
-    let linux = spec.linux().as_ref().ok_or_else(|| OciError::invalid("linux", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| OciError::invalid("linux", "missing"))?;
     // Without `process` the container can be created, but not started.
     let has_process = spec.process().is_some();
     let process = spec.process().clone().unwrap_or_default();
@@ -112,7 +115,10 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
         .collect();
     let has = |kind| namespaces.iter().any(|(t, _)| *t == kind);
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(OciError::invalid("hostname", "setting it needs a uts namespace in linux.namespaces"));
+        return Err(OciError::invalid(
+            "hostname",
+            "setting it needs a uts namespace in linux.namespaces",
+        ));
     }
     if process.terminal() == Some(true) && options.console_socket.is_none() {
         return Err(OciError::Other(
@@ -155,7 +161,16 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
         // Made before the clone: the init binds them into its /sys/fs/cgroup.
         cgroups::create(&cgroup_plan)?;
         let _warm = cgroups::Warm::start(&cgroup_plan);
-        let pid = start_init(&bundle, &dir, &cgroup_plan, &namespaces, plan, options, &mut record, &mut child)?;
+        let pid = start_init(
+            &bundle,
+            &dir,
+            &cgroup_plan,
+            &namespaces,
+            plan,
+            options,
+            &mut record,
+            &mut child,
+        )?;
         record.creator = None;
         dir.save(&record)?;
         if let Some(pid_file) = &options.pid_file {
@@ -197,11 +212,20 @@ fn start_init(
     // The init opens it for writing as the container's root, which a
     // user namespace maps to another user of the host (mode 0622 as runc's,
     // after the umask).
-    nix::sys::stat::fchmodat(None, &fifo_path, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink)
-        .map_err(OciError::sys(format!("chmod {}", fifo_path.display())))?;
+    nix::sys::stat::fchmodat(
+        None,
+        &fifo_path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(OciError::sys(format!("chmod {}", fifo_path.display())))?;
     if let Some(root) = container_root(spec) {
-        nix::unistd::chown(&fifo_path, Some(nix::unistd::Uid::from_raw(root.0)), Some(nix::unistd::Gid::from_raw(root.1)))
-            .map_err(OciError::sys(format!("chown {}", fifo_path.display())))?;
+        nix::unistd::chown(
+            &fifo_path,
+            Some(nix::unistd::Uid::from_raw(root.0)),
+            Some(nix::unistd::Gid::from_raw(root.1)),
+        )
+        .map_err(OciError::sys(format!("chown {}", fifo_path.display())))?;
     }
     // The init reopens this after its pivot_root, through /proc/self/fd.
     let fifo = open_owned(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC)?;
@@ -231,7 +255,10 @@ fn start_init(
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(OciError::sys("socketpair"))?;
-    let linux = spec.linux().as_ref().ok_or_else(|| OciError::invalid("linux", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| OciError::invalid("linux", "missing"))?;
     let context = init::Context {
         id: record.id.clone(),
         bundle,
@@ -246,13 +273,19 @@ fn start_init(
         new_cgroupns,
         new_userns,
         new_mntns: flags.contains(CloneFlags::CLONE_NEWNS)
-            || namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount),
+            || namespaces
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Mount),
         no_pivot: options.no_pivot,
         no_new_keyring: options.no_new_keyring,
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux.sysctl().clone().unwrap_or_default(),
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         setgroups_denied: false,
         has_process: record.has_process,
     };
@@ -260,7 +293,10 @@ fn start_init(
     // for the clone, then come back.
     let own_pid_ns = match &pid_ns {
         Some(ns) => {
-            let own = open_owned(Path::new("/proc/self/ns/pid"), OFlag::O_RDONLY | OFlag::O_CLOEXEC)?;
+            let own = open_owned(
+                Path::new("/proc/self/ns/pid"),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            )?;
             nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(OciError::sys("join the PID namespace"))?;
             Some(own)
@@ -300,12 +336,21 @@ fn start_init(
     if let Some(resources) = linux.resources() {
         cgroups::apply(cgroup_plan, resources)?;
     }
-    let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap_or_default();
-    cgroups::apply_devices(cgroup_plan, &rules, linux.devices().as_deref().unwrap_or(&[]))?;
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    cgroups::apply_devices(
+        cgroup_plan,
+        &rules,
+        linux.devices().as_deref().unwrap_or(&[]),
+    )?;
     hold_at("cgroup");
     cgroups::join(&record.cgroups, pid.as_raw())?;
     // With the state the init's createContainer hooks read.
-    let json = serde_json::to_vec(&state_json(record, Status::Creating)).map_err(|e| OciError::Other(e.to_string()))?;
+    let json = serde_json::to_vec(&state_json(record, Status::Creating))
+        .map_err(|e| OciError::Other(e.to_string()))?;
     if let Err(err) = send(&ours, msg::JOINED, &json) {
         // Gone already: it said why.
         return Err(match recv(&ours) {
@@ -319,7 +364,8 @@ fn start_init(
                 let state = state_json(record, Status::Creating);
                 hooks::run(record.hooks.as_ref(), hooks::Point::Prestart, &state)?;
                 hooks::run(record.hooks.as_ref(), hooks::Point::CreateRuntime, &state)?;
-                let json = serde_json::to_vec(&state).map_err(|e| OciError::Other(e.to_string()))?;
+                let json =
+                    serde_json::to_vec(&state).map_err(|e| OciError::Other(e.to_string()))?;
                 send(&ours, msg::GO, &json)?;
             }
             Some((msg::READY, _)) => break,
@@ -342,9 +388,9 @@ fn start_init(
 fn container_root(spec: &oci_spec::runtime::Spec) -> Option<(u32, u32)> {
     let linux = spec.linux().as_ref()?;
     let find = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        maps.iter().flatten().find_map(|m| {
-            (m.container_id() == 0 && m.size() > 0).then_some(m.host_id())
-        })
+        maps.iter()
+            .flatten()
+            .find_map(|m| (m.container_id() == 0 && m.size() > 0).then_some(m.host_id()))
     };
     Some((find(linux.uid_mappings())?, find(linux.gid_mappings())?))
 }
@@ -357,7 +403,10 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<(), OciEr
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect()
     };
-    for (file, text) in [("gid_map", lines(linux.gid_mappings())), ("uid_map", lines(linux.uid_mappings()))] {
+    for (file, text) in [
+        ("gid_map", lines(linux.gid_mappings())),
+        ("uid_map", lines(linux.uid_mappings())),
+    ] {
         if text.is_empty() {
             continue;
         }
@@ -369,20 +418,23 @@ fn write_id_maps(pid: Pid, linux: &oci_spec::runtime::Linux) -> Result<(), OciEr
 }
 
 fn open_owned(path: &Path, flags: OFlag) -> Result<OwnedFd, OciError> {
-    let fd = open(path, flags, Mode::empty()).map_err(OciError::sys(format!("open {}", path.display())))?;
+    let fd = open(path, flags, Mode::empty())
+        .map_err(OciError::sys(format!("open {}", path.display())))?;
     // Safety: a descriptor open just returned, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn open_ns(path: &Path, kind: LinuxNamespaceType) -> Result<OwnedFd, OciError> {
-    open_owned(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC).map_err(|e| {
-        OciError::invalid(&format!("linux.namespaces[{kind}].path"), e.to_string())
-    })
+    open_owned(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .map_err(|e| OciError::invalid(&format!("linux.namespaces[{kind}].path"), e.to_string()))
 }
 
 fn connect_console(path: &Path) -> Result<OwnedFd, OciError> {
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        OciError::Other(format!("connect to the console socket {}: {e}", path.display()))
+        OciError::Other(format!(
+            "connect to the console socket {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(OwnedFd::from(stream))
 }
@@ -394,5 +446,8 @@ pub fn write_pid_file(path: &Path, pid: Pid) -> Result<(), OciError> {
     } else {
         std::env::current_dir().unwrap_or_default().join(path)
     };
-    Ok(crate::support::fs::write_replacing(&path, pid.to_string().as_bytes())?)
+    Ok(crate::support::fs::write_replacing(
+        &path,
+        pid.to_string().as_bytes(),
+    )?)
 }

@@ -42,14 +42,22 @@ pub struct ExecOptions {
 /// The process to run: `--process`, or the container's own with overrides.
 fn process_of(options: &ExecOptions, bundle: &Path) -> Result<Process, OciError> {
     if let Some(path) = &options.process {
-        let text = std::fs::read(path).map_err(|e| OciError::Other(format!("read {}: {e}", path.display())))?;
-        return serde_json::from_slice(&text)
-            .map_err(|e| OciError::Other(format!("{} is not a valid OCI process: {e}", path.display())));
+        let text = std::fs::read(path)
+            .map_err(|e| OciError::Other(format!("read {}: {e}", path.display())))?;
+        return serde_json::from_slice(&text).map_err(|e| {
+            OciError::Other(format!(
+                "{} is not a valid OCI process: {e}",
+                path.display()
+            ))
+        });
     }
     if options.args.is_empty() {
-        return Err(OciError::Other("exec needs a command (or --process FILE)".into()));
+        return Err(OciError::Other(
+            "exec needs a command (or --process FILE)".into(),
+        ));
     }
-    let spec = Spec::load(bundle.join("config.json")).map_err(|e| OciError::Other(e.to_string()))?;
+    let spec =
+        Spec::load(bundle.join("config.json")).map_err(|e| OciError::Other(e.to_string()))?;
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(options.args.clone()));
     let mut env = process.env().clone().unwrap_or_default();
@@ -121,30 +129,41 @@ pub fn exec(rt: &Runtime, id: &str, options: &ExecOptions) -> Result<i32, OciErr
             continue;
         }
         let path = format!("/proc/{init}/ns/{}", ns.proc_name());
-        let fd = nix::fcntl::open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(OciError::sys(format!("open {path}")))?;
+        let fd = nix::fcntl::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(OciError::sys(format!("open {path}")))?;
         // Safety: just opened, ours alone.
-        join.push((ns, unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }));
+        join.push((ns, unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }));
     }
     let terminal = process.terminal() == Some(true);
     // -t without --console-socket: we play the terminal ourselves.
     let (console, relay) = match (&options.console_socket, terminal) {
         (Some(path), _) => (Some(connect(path)?), None),
         (None, true) => {
-            let (ours, theirs) = pty::console_socket().map_err(|e| OciError::Other(e.to_string()))?;
+            let (ours, theirs) =
+                pty::console_socket().map_err(|e| OciError::Other(e.to_string()))?;
             (Some(theirs), Some(ours))
         }
         (None, false) => (None, None),
     };
     if relay.is_some() && options.detach {
-        return Err(OciError::Other("exec -t --detach needs --console-socket".into()));
+        return Err(OciError::Other(
+            "exec -t --detach needs --console-socket".into(),
+        ));
     }
     let (errors_read, errors_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(OciError::sys("pipe"))?;
     let own_pid_ns = match join.iter().find(|(ns, _)| *ns == Namespace::Pid) {
         Some((_, fd)) => {
-            let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| OciError::Other(e.to_string()))?;
-            nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(OciError::sys("join the PID namespace"))?;
+            let own = std::fs::File::open("/proc/self/ns/pid")
+                .map_err(|e| OciError::Other(e.to_string()))?;
+            nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(OciError::sys("join the PID namespace"))?;
             Some(own)
         }
         None => None,
@@ -181,7 +200,9 @@ pub fn exec(rt: &Runtime, id: &str, options: &ExecOptions) -> Result<i32, OciErr
     }
     if !message.is_empty() {
         let _ = waitpid(child, None);
-        return Err(OciError::Init(String::from_utf8_lossy(&message).into_owned()));
+        return Err(OciError::Init(
+            String::from_utf8_lossy(&message).into_owned(),
+        ));
     }
     if let Some(pid_file) = &options.pid_file {
         create::write_pid_file(pid_file, child)?;
@@ -236,8 +257,10 @@ fn enter_and_exec(
             if *ns == Namespace::Pid {
                 continue;
             }
-            nix::sched::setns(fd.as_fd(), ns.clone_flag())
-                .map_err(OciError::sys(format!("join the {} namespace", ns.proc_name())))?;
+            nix::sched::setns(fd.as_fd(), ns.clone_flag()).map_err(OciError::sys(format!(
+                "join the {} namespace",
+                ns.proc_name()
+            )))?;
         }
         nix::unistd::chdir("/").map_err(OciError::sys("chdir /"))?;
         if let Some(console) = console {
@@ -256,5 +279,10 @@ fn enter_and_exec(
 fn connect(path: &Path) -> Result<OwnedFd, OciError> {
     std::os::unix::net::UnixStream::connect(path)
         .map(OwnedFd::from)
-        .map_err(|e| OciError::Other(format!("connect to the console socket {}: {e}", path.display())))
+        .map_err(|e| {
+            OciError::Other(format!(
+                "connect to the console socket {}: {e}",
+                path.display()
+            ))
+        })
 }

@@ -107,7 +107,8 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     keep.extend(cx.join.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.extend(cx.console.iter().map(|fd| fd.as_raw_fd()));
     keep.extend(3..3 + cx.plan.preserve_fds);
-    close_fds_except(&keep).map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
+    close_fds_except(&keep)
+        .map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
     let fd_dir = nix::fcntl::open(
         "/proc/self/fd",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -118,7 +119,8 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     cx.fd_dir = Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd_dir) });
     // Die with `create` until the container is ready. Had it died
     // already, the socket pair is closed and "go" never comes.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(OciError::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(OciError::sys("prctl(PR_SET_PDEATHSIG)"))?;
     // "go": the id maps are written and we are in the cgroup.
     match recv(sync) {
         Some((msg::GO, _)) => {}
@@ -139,7 +141,8 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         }
     }
     // Joined by path: the mount namespace last, it changes our root.
-    cx.join.sort_by_key(|(kind, _)| *kind == LinuxNamespaceType::Mount);
+    cx.join
+        .sort_by_key(|(kind, _)| *kind == LinuxNamespaceType::Mount);
     for (kind, fd) in &cx.join {
         nix::sched::setns(fd.as_fd(), CloneFlags::from_bits_truncate(*kind as i32))
             .map_err(OciError::sys(format!("join the {kind} namespace")))?;
@@ -150,7 +153,8 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     let mut state = None;
     if cx.new_cgroupns {
         state = Some(wait_joined(sync)?);
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(OciError::sys("unshare the cgroup namespace"))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(OciError::sys("unshare the cgroup namespace"))?;
     }
     let spec = &cx.bundle.spec;
     let rootfs = &cx.bundle.rootfs;
@@ -201,7 +205,8 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
     }
     for (key, value) in &cx.sysctl {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| OciError::Other(format!("sysctl {key}={value}: {e}")))?;
+        std::fs::write(&path, value)
+            .map_err(|e| OciError::Other(format!("sysctl {key}={value}: {e}")))?;
     }
     if !cx.no_new_keyring {
         join_session_keyring(&cx.id);
@@ -267,7 +272,11 @@ fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
     let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"0");
     handle_ending_signals(SigHandler::SigDfl);
     state.status = super::state::Status::Running;
-    if let Err(err) = hooks::run(cx.bundle.spec.hooks().as_ref(), hooks::Point::StartContainer, &state) {
+    if let Err(err) = hooks::run(
+        cx.bundle.spec.hooks().as_ref(),
+        hooks::Point::StartContainer,
+        &state,
+    ) {
         return err;
     }
     if let Err(err) = cx.plan.become_process() {
@@ -293,7 +302,8 @@ fn join_session_keyring(id: &str) {
 /// master sent over the console socket, its slave our terminal and stdio
 /// and bound onto /dev/console.
 fn attach_console(socket: OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(), OciError> {
-    crate::kernel::pty::attach_console(socket.as_fd()).map_err(|e| OciError::Other(e.to_string()))?;
+    crate::kernel::pty::attach_console(socket.as_fd())
+        .map_err(|e| OciError::Other(e.to_string()))?;
     let slave = std::fs::read_link("/proc/self/fd/0")
         .map_err(|e| OciError::Other(format!("find the terminal's name: {e}")))?;
     if let Some(size) = spec.process().as_ref().and_then(|p| p.console_size()) {
@@ -311,8 +321,17 @@ fn attach_console(socket: OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(),
         if !console.exists() {
             let _ = std::fs::File::create(console);
         }
-        nix::mount::mount(Some(&slave), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
-            .map_err(OciError::sys(format!("bind {} onto /dev/console", slave.display())))?;
+        nix::mount::mount(
+            Some(&slave),
+            console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(OciError::sys(format!(
+            "bind {} onto /dev/console",
+            slave.display()
+        )))?;
     }
     Ok(())
 }

@@ -30,7 +30,11 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), OciError> {
     let dir = rt.open(id)?;
     let status = dir.status()?;
     if status != Status::Created {
-        return Err(wrong(id, status, "and only a created container can be started"));
+        return Err(wrong(
+            id,
+            status,
+            "and only a created container can be started",
+        ));
     }
     let record = dir.record()?;
     if !record.has_process {
@@ -40,7 +44,10 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), OciError> {
         while kprocess::is_alive(record.pid, record.pid_start) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        return Err(OciError::invalid("process", "not set: this container has nothing to start"));
+        return Err(OciError::invalid(
+            "process",
+            "not set: this container has nothing to start",
+        ));
     }
     release(&dir, &record)
 }
@@ -48,8 +55,12 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), OciError> {
 fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
     let path = dir.fifo_path();
     // Non-blocking, so that a dead init cannot leave us waiting forever.
-    let fd = nix::fcntl::open(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(OciError::sys(format!("open {}", path.display())))?;
+    let fd = nix::fcntl::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(OciError::sys(format!("open {}", path.display())))?;
     // Safety: just opened, ours alone.
     let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut byte = [0u8; 1];
@@ -87,7 +98,8 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
             Err(errno) => return Err(OciError::sys("read exec.fifo")(errno)),
         }
     }
-    std::fs::remove_file(&path).map_err(|e| OciError::Other(format!("remove {}: {e}", path.display())))?;
+    std::fs::remove_file(&path)
+        .map_err(|e| OciError::Other(format!("remove {}: {e}", path.display())))?;
     let state = state_json(record, Status::Running);
     if let Err(err) = hooks::run(record.hooks.as_ref(), hooks::Point::Poststart, &state) {
         eprintln!("lab-runc: warning: {err}");
@@ -119,7 +131,8 @@ pub fn kill(rt: &Runtime, id: &str, signal: Signal, all: bool) -> Result<(), Oci
         }
         return Ok(());
     }
-    send_signal(Pid::from_raw(record.pid), signal).map_err(OciError::sys(format!("kill {}", record.pid)))
+    send_signal(Pid::from_raw(record.pid), signal)
+        .map_err(OciError::sys(format!("kill {}", record.pid)))
 }
 
 /// `delete`: a stopped (or created) container's cgroups, state and
@@ -161,7 +174,10 @@ pub(super) fn remove_leftovers(dir: &ContainerDir) -> Result<(), OciError> {
     }
     cgroups::remove(&record.cgroups, &record.made_cgroups)?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while record.pid > 0 && kprocess::is_alive(record.pid, record.pid_start) && Instant::now() < deadline {
+    while record.pid > 0
+        && kprocess::is_alive(record.pid, record.pid_start)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = std::fs::remove_file(dir.fifo_path());
@@ -172,7 +188,11 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<(), OciError> {
     let dir = rt.open(id)?;
     let status = dir.status()?;
     if status != Status::Running {
-        return Err(wrong(id, status, "and only a running container can be paused"));
+        return Err(wrong(
+            id,
+            status,
+            "and only a running container can be paused",
+        ));
     }
     cgroups::set_frozen(&dir.record()?.cgroups, true)
 }
@@ -181,7 +201,11 @@ pub fn resume(rt: &Runtime, id: &str) -> Result<(), OciError> {
     let dir = rt.open(id)?;
     let status = dir.status()?;
     if status != Status::Paused {
-        return Err(wrong(id, status, "and only a paused container can be resumed"));
+        return Err(wrong(
+            id,
+            status,
+            "and only a paused container can be resumed",
+        ));
     }
     cgroups::set_frozen(&dir.record()?.cgroups, false)
 }

@@ -62,11 +62,21 @@ impl Plan {
         for limit in process.rlimits().iter().flatten() {
             rlimits.push((rlimit_resource(limit.typ()), limit.soft(), limit.hard()));
         }
-        let capabilities = process.capabilities().as_ref().map(capabilities).transpose()?;
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .map(capabilities)
+            .transpose()?;
         let seccomp = seccomp.map(super::seccomp::compile).transpose()?;
         Ok(Plan {
-            argv: args.iter().map(|a| cstring(a.as_bytes(), "process.args")).collect::<Result<_, _>>()?,
-            env: env.iter().map(|e| cstring(e.as_bytes(), "process.env")).collect::<Result<_, _>>()?,
+            argv: args
+                .iter()
+                .map(|a| cstring(a.as_bytes(), "process.args"))
+                .collect::<Result<_, _>>()?,
+            env: env
+                .iter()
+                .map(|e| cstring(e.as_bytes(), "process.env"))
+                .collect::<Result<_, _>>()?,
             program: None,
             cwd: process.cwd().clone(),
             uid: user.uid(),
@@ -87,7 +97,11 @@ impl Plan {
     /// that the container's root is `/`. The message is runc's, which
     /// podman turns into exit code 127 or 126.
     pub fn resolve_program(&mut self) -> Result<(), OciError> {
-        let name = self.argv.first().map(|a| a.to_bytes().to_vec()).unwrap_or_default();
+        let name = self
+            .argv
+            .first()
+            .map(|a| a.to_bytes().to_vec())
+            .unwrap_or_default();
         let shown = String::from_utf8_lossy(&name).into_owned();
         let candidates: Vec<PathBuf> = if name.contains(&b'/') {
             vec![PathBuf::from(std::ffi::OsStr::from_bytes(&name))]
@@ -96,11 +110,14 @@ impl Plan {
                 .env
                 .iter()
                 .find_map(|e| e.to_bytes().strip_prefix(b"PATH=").map(<[u8]>::to_vec))
-                .unwrap_or_else(|| b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec());
+                .unwrap_or_else(|| {
+                    b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec()
+                });
             path.split(|b| *b == b':')
                 .map(|dir| {
                     let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-                    Path::new(std::ffi::OsStr::from_bytes(dir)).join(std::ffi::OsStr::from_bytes(&name))
+                    Path::new(std::ffi::OsStr::from_bytes(dir))
+                        .join(std::ffi::OsStr::from_bytes(&name))
                 })
                 .collect()
         };
@@ -121,7 +138,9 @@ impl Plan {
             return Ok(());
         }
         if denied {
-            return Err(OciError::Other(format!("exec: {shown:?}: permission denied")));
+            return Err(OciError::Other(format!(
+                "exec: {shown:?}: permission denied"
+            )));
         }
         if name.contains(&b'/') {
             return Err(OciError::Other(format!(
@@ -143,7 +162,8 @@ impl Plan {
             };
             // Safety: a plain struct for the kernel to read.
             let ret = unsafe { libc::setrlimit(resource, &limit) };
-            nix::errno::Errno::result(ret).map_err(OciError::sys(format!("setrlimit {resource}")))?;
+            nix::errno::Errno::result(ret)
+                .map_err(OciError::sys(format!("setrlimit {resource}")))?;
         }
         if let Some(score) = self.oom_score_adj {
             std::fs::write("/proc/self/oom_score_adj", score.to_string())
@@ -161,7 +181,10 @@ impl Plan {
         crate::kernel::init::close_inherited_fds()
             .map_err(|e| OciError::Other(format!("close inherited descriptors: {e}")))?;
         for fd in 3..3 + self.preserve_fds {
-            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            );
         }
         if let Some(mask) = self.umask {
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
@@ -176,31 +199,39 @@ impl Plan {
         if let Some(caps) = &self.capabilities {
             for cap in caps::all() {
                 if !caps.bounding.contains(&cap) {
-                    caps::drop(None, CapSet::Bounding, cap)
-                        .map_err(|e| OciError::Other(format!("drop {cap} from the bounding set: {e}")))?;
+                    caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                        OciError::Other(format!("drop {cap} from the bounding set: {e}"))
+                    })?;
                 }
             }
         }
         if !self.setgroups_denied {
-            let groups: Vec<nix::unistd::Gid> =
-                self.additional_gids.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+            let groups: Vec<nix::unistd::Gid> = self
+                .additional_gids
+                .iter()
+                .map(|g| nix::unistd::Gid::from_raw(*g))
+                .collect();
             nix::unistd::setgroups(&groups).map_err(OciError::sys("setgroups"))?;
         }
         nix::sys::prctl::set_keepcaps(true).map_err(OciError::sys("prctl(PR_SET_KEEPCAPS)"))?;
         let gid = nix::unistd::Gid::from_raw(self.gid);
-        nix::unistd::setresgid(gid, gid, gid).map_err(OciError::sys(format!("setresgid {}", self.gid)))?;
+        nix::unistd::setresgid(gid, gid, gid)
+            .map_err(OciError::sys(format!("setresgid {}", self.gid)))?;
         let uid = nix::unistd::Uid::from_raw(self.uid);
-        nix::unistd::setresuid(uid, uid, uid).map_err(OciError::sys(format!("setresuid {}", self.uid)))?;
+        nix::unistd::setresuid(uid, uid, uid)
+            .map_err(OciError::sys(format!("setresuid {}", self.uid)))?;
         nix::sys::prctl::set_keepcaps(false).map_err(OciError::sys("prctl(PR_SET_KEEPCAPS)"))?;
         if let Some(caps) = &self.capabilities {
             let set = |which: CapSet, value: &CapsHashSet| {
-                caps::set(None, which, value).map_err(|e| OciError::Other(format!("set the {which:?} capabilities: {e}")))
+                caps::set(None, which, value)
+                    .map_err(|e| OciError::Other(format!("set the {which:?} capabilities: {e}")))
             };
             // Effective first: it must stay within the permitted set.
             set(CapSet::Effective, &caps.effective)?;
             set(CapSet::Permitted, &caps.permitted)?;
             set(CapSet::Inheritable, &caps.inheritable)?;
-            caps::clear(None, CapSet::Ambient).map_err(|e| OciError::Other(format!("clear the ambient capabilities: {e}")))?;
+            caps::clear(None, CapSet::Ambient)
+                .map_err(|e| OciError::Other(format!("clear the ambient capabilities: {e}")))?;
             // The kernel keeps an ambient capability only if it is both
             // permitted and inheritable (runc's own `spec` lists ambient
             // ones without inheritable): the others cannot be ambient.
@@ -212,9 +243,11 @@ impl Plan {
                     .map_err(|e| OciError::Other(format!("raise {cap} in the ambient set: {e}")))?;
             }
         }
-        nix::unistd::chdir(&self.cwd).map_err(OciError::sys(format!("chdir {}", self.cwd.display())))?;
+        nix::unistd::chdir(&self.cwd)
+            .map_err(OciError::sys(format!("chdir {}", self.cwd.display())))?;
         if self.no_new_privileges {
-            nix::sys::prctl::set_no_new_privs().map_err(OciError::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(OciError::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
             if let Some((programs, flags)) = &self.seccomp {
                 super::seccomp::install(programs, *flags)?;
             }
@@ -228,12 +261,18 @@ impl Plan {
             return OciError::Other("no program to run".into());
         };
         let errno = nix::unistd::execve(program, &self.argv, &self.env).unwrap_err();
-        OciError::Other(format!("exec {:?}: {}", program, errno.desc().to_lowercase()))
+        OciError::Other(format!(
+            "exec {:?}: {}",
+            program,
+            errno.desc().to_lowercase()
+        ))
     }
 }
 
 fn capabilities(spec: &LinuxCapabilities) -> Result<Capabilities, OciError> {
-    let convert = |set: &Option<oci_spec::runtime::Capabilities>, field: &str| -> Result<CapsHashSet, OciError> {
+    let convert = |set: &Option<oci_spec::runtime::Capabilities>,
+                   field: &str|
+     -> Result<CapsHashSet, OciError> {
         let mut out = CapsHashSet::new();
         for cap in set.iter().flatten() {
             let name = serde_json::to_value(cap)

@@ -75,7 +75,9 @@ pub fn parse_options(options: &[String]) -> Result<Options, OciError> {
             }
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
             | "runbindable" => {
-                parsed.propagation.push(propagation(option).unwrap_or(MsFlags::empty()));
+                parsed
+                    .propagation
+                    .push(propagation(option).unwrap_or(MsFlags::empty()));
                 continue;
             }
             "idmap" | "ridmap" => {
@@ -110,9 +112,23 @@ pub fn parse_options(options: &[String]) -> Result<Options, OciError> {
 
 fn is_recursive_attr(option: &str) -> bool {
     [
-        "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime",
-        "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime",
-        "rnosymfollow", "rsymfollow",
+        "rrw",
+        "rnosuid",
+        "rsuid",
+        "rnodev",
+        "rdev",
+        "rnoexec",
+        "rexec",
+        "rnoatime",
+        "ratime",
+        "rrelatime",
+        "rnorelatime",
+        "rstrictatime",
+        "rnostrictatime",
+        "rnodiratime",
+        "rdiratime",
+        "rnosymfollow",
+        "rsymfollow",
     ]
     .contains(&option)
 }
@@ -130,7 +146,11 @@ pub fn propagation(name: &str) -> Option<MsFlags> {
         "unbindable" => MsFlags::MS_UNBINDABLE,
         _ => return None,
     };
-    Some(if recursive { flag | MsFlags::MS_REC } else { flag })
+    Some(if recursive {
+        flag | MsFlags::MS_REC
+    } else {
+        flag
+    })
 }
 
 fn sys(op: String) -> impl FnOnce(nix::errno::Errno) -> OciError {
@@ -189,8 +209,14 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<(), OciError> {
         "private" | "unbindable" => MsFlags::MS_PRIVATE,
         _ => MsFlags::MS_SLAVE,
     };
-    mount(None::<&str>, "/", None::<&str>, flag | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys("make / slave in the container's mount namespace".into()))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        flag | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("make / slave in the container's mount namespace".into()))?;
     mount(
         Some(rootfs),
         rootfs,
@@ -198,7 +224,10 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<(), OciError> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(sys(format!("bind-mount the root {} onto itself", rootfs.display())))?;
+    .map_err(sys(format!(
+        "bind-mount the root {} onto itself",
+        rootfs.display()
+    )))?;
     Ok(())
 }
 
@@ -215,9 +244,8 @@ pub struct MountContext<'a> {
 /// Every entry of `mounts`, in order.
 pub fn mount_all(spec: &Spec, cx: &MountContext) -> Result<(), OciError> {
     for m in spec.mounts().iter().flatten() {
-        mount_one(m, cx).map_err(|e| {
-            OciError::Other(format!("mount {}: {e}", m.destination().display()))
-        })?;
+        mount_one(m, cx)
+            .map_err(|e| OciError::Other(format!("mount {}: {e}", m.destination().display())))?;
     }
     Ok(())
 }
@@ -255,14 +283,32 @@ fn mount_one(m: &Mount, cx: &MountContext) -> Result<(), OciError> {
         make_mount_point(&dest, true)?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&kind));
         let flags = options.set;
-        match mount(Some(&source), &dest, Some(kind.as_str()), flags, data.as_deref()) {
+        match mount(
+            Some(&source),
+            &dest,
+            Some(kind.as_str()),
+            flags,
+            data.as_deref(),
+        ) {
             Ok(()) => {}
             // sysfs needs a network namespace of the user namespace's
             // own: without one, the host's /sys, bound read-only.
             Err(nix::errno::Errno::EPERM) if kind == "sysfs" && cx.userns => {
-                mount(Some("/sys"), &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                    .map_err(sys("bind /sys".into()))?;
-                remount_bind(&dest, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+                mount(
+                    Some("/sys"),
+                    &dest,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys("bind /sys".into()))?;
+                remount_bind(
+                    &dest,
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                )?;
             }
             Err(errno) => return Err(OciError::sys(format!("mount -t {kind}"))(errno)),
         }
@@ -283,8 +329,14 @@ fn remount_bind(dest: &Path, flags: MsFlags) -> Result<(), OciError> {
             let locked = nix::sys::statvfs::statvfs(dest)
                 .map(|s| statvfs_flags(s.flags()))
                 .unwrap_or(MsFlags::empty());
-            mount(None::<&str>, dest, None::<&str>, base | flags | locked, None::<&str>)
-                .map_err(sys("remount the bind".into()))
+            mount(
+                None::<&str>,
+                dest,
+                None::<&str>,
+                base | flags | locked,
+                None::<&str>,
+            )
+            .map_err(sys("remount the bind".into()))
         }
         other => other.map_err(sys("remount the bind".into())),
     }
@@ -353,14 +405,26 @@ fn mount_cgroups(dest: &Path, options: &Options, cx: &MountContext) -> Result<()
             mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
                 .map_err(sys("mount -t cgroup2".into()))?;
         } else if let Some(dir) = cx.cgroups.first() {
-            mount(Some(dir), dest, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(sys(format!("bind {}", dir.display())))?;
+            mount(
+                Some(dir),
+                dest,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys(format!("bind {}", dir.display())))?;
             remount_bind(dest, hardened | (options.set & MsFlags::MS_RDONLY))?;
         }
         return Ok(());
     }
-    mount(Some("tmpfs"), dest, Some("tmpfs"), hardened, Some("mode=755"))
-        .map_err(sys("mount a tmpfs for the cgroups".into()))?;
+    mount(
+        Some("tmpfs"),
+        dest,
+        Some("tmpfs"),
+        hardened,
+        Some("mode=755"),
+    )
+    .map_err(sys("mount a tmpfs for the cgroups".into()))?;
     for dir in cx.cgroups {
         // /sys/fs/cgroup/memory/OWN/ID → DEST/memory
         let Ok(rest) = dir.strip_prefix(crate::kernel::cgroups::CGROUP_ROOT) else {
@@ -371,9 +435,23 @@ fn mount_cgroups(dest: &Path, options: &Options, cx: &MountContext) -> Result<()
         };
         let target = dest.join(hierarchy);
         make_mount_point(&target, true)?;
-        mount(Some(dir), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys(format!("bind {}", dir.display())))?;
-        remount_bind(&target, hardened | if read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() })?;
+        mount(
+            Some(dir),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(format!("bind {}", dir.display())))?;
+        remount_bind(
+            &target,
+            hardened
+                | if read_only {
+                    MsFlags::MS_RDONLY
+                } else {
+                    MsFlags::empty()
+                },
+        )?;
     }
     // cpu,cpuacct-style names for hierarchies that share one mount.
     if read_only {
@@ -383,8 +461,14 @@ fn mount_cgroups(dest: &Path, options: &Options, cx: &MountContext) -> Result<()
 }
 
 fn remount_fs(dest: &Path, flags: MsFlags) -> Result<(), OciError> {
-    mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | flags, None::<&str>)
-        .map_err(sys(format!("remount {}", dest.display())))
+    mount(
+        None::<&str>,
+        dest,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | flags,
+        None::<&str>,
+    )
+    .map_err(sys(format!("remount {}", dest.display())))
 }
 
 /// The devices every container has, then `linux.devices`; in a user
@@ -420,7 +504,11 @@ pub fn create_devices(spec: &Spec, rootfs: &Path, userns: bool) -> Result<(), Oc
         device.set_gid(Some(0));
         list.push(device);
     }
-    let configured = spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+    let configured = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
     for device in configured {
         list.retain(|d| d.path() != device.path());
         list.push(device);
@@ -442,7 +530,13 @@ pub fn create_devices(spec: &Spec, rootfs: &Path, userns: bool) -> Result<(), Oc
                     .map_err(|e| OciError::Other(format!("link {}: {e}", path.display())))?;
             }
         }
-        if rootfs.join("proc/kcore").exists() || spec.mounts().iter().flatten().any(|m| m.destination() == Path::new("/proc")) {
+        if rootfs.join("proc/kcore").exists()
+            || spec
+                .mounts()
+                .iter()
+                .flatten()
+                .any(|m| m.destination() == Path::new("/proc"))
+        {
             let core = dev.join("core");
             if fs::symlink_metadata(&core).is_err() {
                 let _ = symlink("/proc/kcore", &core);
@@ -461,7 +555,10 @@ fn create_device(rootfs: &Path, device: &LinuxDevice, userns: bool) -> Result<()
         LinuxDeviceType::A => {
             return Err(OciError::invalid(
                 "linux.devices[].type",
-                format!("{} has type a, which names no node", device.path().display()),
+                format!(
+                    "{} has type a, which names no node",
+                    device.path().display()
+                ),
             ))
         }
     };
@@ -471,16 +568,27 @@ fn create_device(rootfs: &Path, device: &LinuxDevice, userns: bool) -> Result<()
     }
     if userns {
         make_mount_point(&path, false)?;
-        return mount(Some(device.path()), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys(format!("bind the host's {}", device.path().display())));
+        return mount(
+            Some(device.path()),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(format!("bind the host's {}", device.path().display())));
     }
     let _ = fs::remove_file(&path);
     let mode = Mode::from_bits_truncate(device.file_mode().unwrap_or(0o666));
     let dev = makedev(device.major() as u64, device.minor() as u64);
     mknod(&path, kind, mode, dev).map_err(sys(format!("mknod {}", device.path().display())))?;
     // mknod applies the umask: the mode is set again.
-    nix::sys::stat::fchmodat(None, &path, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
-        .map_err(sys(format!("chmod {}", device.path().display())))?;
+    nix::sys::stat::fchmodat(
+        None,
+        &path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(sys(format!("chmod {}", device.path().display())))?;
     nix::unistd::chown(
         &path,
         device.uid().map(nix::unistd::Uid::from_raw),
@@ -496,14 +604,26 @@ fn create_device(rootfs: &Path, device: &LinuxDevice, userns: bool) -> Result<()
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), OciError> {
     nix::unistd::chdir(rootfs).map_err(sys(format!("chdir {}", rootfs.display())))?;
     if no_pivot {
-        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(sys("move the root onto /".into()))?;
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(sys("move the root onto /".into()))?;
         nix::unistd::chroot(".").map_err(sys("chroot".into()))?;
     } else {
         nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root".into()))?;
         // The old root: no event of ours may reach it, then it goes.
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .map_err(sys("make the old root slave".into()))?;
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("make the old root slave".into()))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root".into()))?;
     }
     nix::unistd::chdir("/").map_err(sys("chdir /".into()))?;
@@ -523,8 +643,14 @@ pub fn apply_root_propagation(spec: &Spec) -> Result<(), OciError> {
         "unbindable" => MsFlags::MS_UNBINDABLE,
         _ => return Ok(()),
     };
-    mount(None::<&str>, "/", None::<&str>, flag | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys(format!("make / {wanted}")))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        flag | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(format!("make / {wanted}")))
 }
 
 /// `maskedPaths`: /dev/null over files, an empty read-only tmpfs over
@@ -539,20 +665,38 @@ pub fn mask_and_protect(spec: &Spec) -> Result<(), OciError> {
             continue;
         }
         // A bind of itself, read-only (as runc: the top mount).
-        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(sys(format!("bind {}", path.display())))?;
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys(format!("bind {}", path.display())))?;
         remount_bind(path, MsFlags::MS_RDONLY)?;
     }
     for path in linux.masked_paths().iter().flatten() {
         let path = Path::new(path);
         match fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {
-                mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
-                    .map_err(sys(format!("mask {}", path.display())))?;
+                mount(
+                    Some("tmpfs"),
+                    path,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    Some("size=0"),
+                )
+                .map_err(sys(format!("mask {}", path.display())))?;
             }
             Ok(_) => {
-                mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(sys(format!("mask {}", path.display())))?;
+                mount(
+                    Some("/dev/null"),
+                    path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(sys(format!("mask {}", path.display())))?;
             }
             Err(_) => {}
         }

@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -99,7 +101,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<(Vec<BpfProgram>, u32), OciErro
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32
             }
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
+                libc::SECCOMP_FILTER_FLAG_TSYNC as u32
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 return Err(OciError::unsupported(
                     "linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
@@ -134,14 +138,18 @@ fn add_rule(
 fn action(action: LinuxSeccompAction, errno: Option<u32>) -> Result<SeccompAction, OciError> {
     Ok(match action {
         LinuxSeccompAction::ScmpActAllow => SeccompAction::Allow,
-        LinuxSeccompAction::ScmpActErrno => SeccompAction::Errno(errno.unwrap_or(libc::EPERM as u32)),
+        LinuxSeccompAction::ScmpActErrno => {
+            SeccompAction::Errno(errno.unwrap_or(libc::EPERM as u32))
+        }
         // libseccomp's SCMP_ACT_KILL is the thread's.
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             SeccompAction::KillThread
         }
         LinuxSeccompAction::ScmpActKillProcess => SeccompAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => SeccompAction::Trap,
-        LinuxSeccompAction::ScmpActTrace => SeccompAction::Trace(errno.unwrap_or(libc::EPERM as u32)),
+        LinuxSeccompAction::ScmpActTrace => {
+            SeccompAction::Trace(errno.unwrap_or(libc::EPERM as u32))
+        }
         LinuxSeccompAction::ScmpActLog => SeccompAction::Log,
         LinuxSeccompAction::ScmpActNotify => {
             return Err(OciError::unsupported(
@@ -152,7 +160,9 @@ fn action(action: LinuxSeccompAction, errno: Option<u32>) -> Result<SeccompActio
     })
 }
 
-fn conditions(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<Vec<SeccompCondition>, OciError> {
+fn conditions(
+    args: &[oci_spec::runtime::LinuxSeccompArg],
+) -> Result<Vec<SeccompCondition>, OciError> {
     args.iter()
         .map(|arg| {
             let index = u8::try_from(arg.index())

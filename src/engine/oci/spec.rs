@@ -33,12 +33,15 @@ impl Bundle {
                 path.display()
             ))
         })?;
-        let spec: Spec = serde_json::from_slice(&text)
-            .map_err(|e| OciError::Other(format!("{} is not a valid OCI configuration: {e}", path.display())))?;
-        let root = spec
-            .root()
-            .as_ref()
-            .ok_or_else(|| OciError::invalid("root", "missing: name the root filesystem in root.path"))?;
+        let spec: Spec = serde_json::from_slice(&text).map_err(|e| {
+            OciError::Other(format!(
+                "{} is not a valid OCI configuration: {e}",
+                path.display()
+            ))
+        })?;
+        let root = spec.root().as_ref().ok_or_else(|| {
+            OciError::invalid("root", "missing: name the root filesystem in root.path")
+        })?;
         let rootfs = if root.path().is_absolute() {
             root.path().clone()
         } else {
@@ -67,7 +70,10 @@ pub fn check_supported(spec: &Spec) -> Result<(), OciError> {
         return Err(OciError::unsupported("windows", "a Linux runtime"));
     }
     if spec.vm().is_some() {
-        return Err(OciError::unsupported("vm", "containers, not virtual machines"));
+        return Err(OciError::unsupported(
+            "vm",
+            "containers, not virtual machines",
+        ));
     }
     if spec.zos().is_some() {
         return Err(OciError::unsupported("zos", "a Linux runtime"));
@@ -81,32 +87,55 @@ pub fn check_supported(spec: &Spec) -> Result<(), OciError> {
         }
     }
     if let Some(process) = spec.process() {
-        if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+        if process
+            .apparmor_profile()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
             return Err(OciError::unsupported(
                 "process.apparmorProfile",
                 "lab-runc does not load AppArmor profiles",
             ));
         }
-        if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
+        if process
+            .selinux_label()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
             return Err(OciError::unsupported(
                 "process.selinuxLabel",
                 "lab-runc does not set SELinux labels",
             ));
         }
         if process.io_priority().is_some() {
-            return Err(OciError::unsupported("process.ioPriority", "not implemented"));
+            return Err(OciError::unsupported(
+                "process.ioPriority",
+                "not implemented",
+            ));
         }
         if process.scheduler().is_some() {
-            return Err(OciError::unsupported("process.scheduler", "not implemented"));
+            return Err(OciError::unsupported(
+                "process.scheduler",
+                "not implemented",
+            ));
         }
         if process.exec_cpu_affinity().is_some() {
-            return Err(OciError::unsupported("process.execCPUAffinity", "not implemented"));
+            return Err(OciError::unsupported(
+                "process.execCPUAffinity",
+                "not implemented",
+            ));
         }
         if process.command_line().is_some() {
-            return Err(OciError::unsupported("process.commandLine", "a Windows field"));
+            return Err(OciError::unsupported(
+                "process.commandLine",
+                "a Windows field",
+            ));
         }
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(OciError::invalid("process.args", "empty: name the program to run"));
+            return Err(OciError::invalid(
+                "process.args",
+                "empty: name the program to run",
+            ));
         }
         if !process.cwd().is_absolute() {
             return Err(OciError::invalid(
@@ -116,19 +145,31 @@ pub fn check_supported(spec: &Spec) -> Result<(), OciError> {
         }
     }
     let Some(linux) = spec.linux() else {
-        return Err(OciError::invalid("linux", "missing: a Linux container needs linux"));
+        return Err(OciError::invalid(
+            "linux",
+            "missing: a Linux container needs linux",
+        ));
     };
     if linux.intel_rdt().is_some() {
         return Err(OciError::unsupported("linux.intelRdt", "not implemented"));
     }
     if linux.personality().is_some() {
-        return Err(OciError::unsupported("linux.personality", "not implemented"));
+        return Err(OciError::unsupported(
+            "linux.personality",
+            "not implemented",
+        ));
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(OciError::unsupported("linux.timeOffsets", "no time namespaces"));
+        return Err(OciError::unsupported(
+            "linux.timeOffsets",
+            "no time namespaces",
+        ));
     }
     if linux.memory_policy().is_some() {
-        return Err(OciError::unsupported("linux.memoryPolicy", "not implemented"));
+        return Err(OciError::unsupported(
+            "linux.memoryPolicy",
+            "not implemented",
+        ));
     }
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(OciError::unsupported("linux.netDevices", "not implemented"));
@@ -181,8 +222,18 @@ pub fn check_supported(spec: &Spec) -> Result<(), OciError> {
         super::seccomp::check(seccomp)?;
     }
     if let Some(propagation) = linux.rootfs_propagation() {
-        if !["", "shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable"]
-            .contains(&propagation.as_str())
+        if ![
+            "",
+            "shared",
+            "slave",
+            "private",
+            "unbindable",
+            "rshared",
+            "rslave",
+            "rprivate",
+            "runbindable",
+        ]
+        .contains(&propagation.as_str())
         {
             return Err(OciError::invalid(
                 "linux.rootfsPropagation",
