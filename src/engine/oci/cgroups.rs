@@ -360,7 +360,10 @@ pub fn set_frozen(leaves: &[PathBuf], frozen: bool) -> Result<(), OciError> {
 /// Kills what is left in the container's cgroup, then removes the
 /// directories lab-runc made, deepest first. Never one it did not make.
 pub fn remove(leaves: &[PathBuf], made: &[PathBuf]) -> Result<(), OciError> {
-    let _ = kcg::set_frozen(leaves, false);
+    // A frozen process cannot die: thaw first.
+    if is_frozen(leaves) {
+        let _ = kcg::set_frozen(leaves, false);
+    }
     for _ in 0..500 {
         let left: Vec<i32> = leaves.iter().flat_map(|d| pids_in(d)).collect();
         if left.is_empty() {
@@ -381,12 +384,13 @@ pub fn remove(leaves: &[PathBuf], made: &[PathBuf]) -> Result<(), OciError> {
 }
 
 fn remove_dir_retrying(dir: &Path) -> Result<(), OciError> {
-    for _ in 0..300 {
+    // Busy for a moment after the last process left: retry often, briefly.
+    for _ in 0..15_000 {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
+                std::thread::sleep(std::time::Duration::from_micros(100))
             }
             Err(e) => return Err(io_err("remove the cgroup", dir)(e).into()),
         }

@@ -97,6 +97,18 @@ pub(super) fn recv(fd: &OwnedFd) -> Option<(u8, Vec<u8>)> {
 
 // ANCHOR: create
 pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created, OciError> {
+    create_container(rt, id, options, true)
+}
+// ANCHOR_END: create
+
+/// `create`; `finish` false leaves the record's last write (the creator
+/// gone) to the caller: `run` makes it while the container runs.
+pub(super) fn create_container(
+    rt: &Runtime,
+    id: &str,
+    options: &CreateOptions,
+    finish: bool,
+) -> Result<Created, OciError> {
     let bundle = Bundle::load(&options.bundle)?;
     let spec = &bundle.spec;
     let linux = spec
@@ -171,8 +183,10 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
             &mut record,
             &mut child,
         )?;
-        record.creator = None;
-        dir.save(&record)?;
+        if finish {
+            record.creator = None;
+            dir.save(&record)?;
+        }
         if let Some(pid_file) = &options.pid_file {
             write_pid_file(pid_file, pid)?;
         }
@@ -191,7 +205,6 @@ pub fn create(rt: &Runtime, id: &str, options: &CreateOptions) -> Result<Created
         }
     }
 }
-// ANCHOR_END: create
 
 /// The fifo, the namespaces to join, the clone, and the conversation.
 #[allow(clippy::too_many_arguments)]
@@ -322,7 +335,6 @@ fn start_init(
     drop(context);
     record.pid = pid.as_raw();
     record.pid_start = kprocess::start_time(pid.as_raw()).unwrap_or(0);
-    dir.save(record)?;
     hold_at("cloned");
     if new_userns {
         write_id_maps(pid, linux)?;
@@ -332,7 +344,9 @@ fn start_init(
     // filesystem meanwhile. It waits for "joined" before it runs anything
     // else (a hook, its program), and before a cgroup namespace is made.
     send(&ours, msg::GO, b"")?;
-    // The cgroup is limited and joined meanwhile.
+    // The record names the init, and the cgroup is limited and joined,
+    // meanwhile.
+    dir.save(record)?;
     if let Some(resources) = linux.resources() {
         cgroups::apply(cgroup_plan, resources)?;
     }

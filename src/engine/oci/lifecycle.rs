@@ -10,7 +10,7 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create, CreateOptions};
+use super::create::CreateOptions;
 use super::state::{state_json, ContainerDir, ContainerState, Record, Status};
 use super::{cgroups, hooks, OciError, Runtime};
 use crate::kernel::process as kprocess;
@@ -234,9 +234,13 @@ pub fn list(rt: &Runtime) -> Result<Vec<ContainerState>, OciError> {
 /// `run`: create, start, wait, delete, in one process; the exit status
 /// is the container's. With `detach`, returns once it runs.
 pub fn run(rt: &Runtime, id: &str, options: &CreateOptions, detach: bool) -> Result<i32, OciError> {
-    let created = create(rt, id, options)?;
+    let created = super::create::create_container(rt, id, options, false)?;
     let pid = created.pid;
+    let mut record = created.record.clone();
     let started = release(&created.dir, &created.record);
+    // The record's last write, while the container runs.
+    record.creator = None;
+    let started = started.and_then(|()| created.dir.save(&record));
     // Other commands (state, kill) may use the container while it runs.
     drop(created);
     if let Err(err) = started {
@@ -261,7 +265,15 @@ pub fn run(rt: &Runtime, id: &str, options: &CreateOptions, detach: bool) -> Res
             Err(errno) => return Err(OciError::sys("wait for the container")(errno)),
         }
     };
-    delete(rt, id, true)?;
+    // Our child is reaped: what is left to remove is what the record
+    // names (a process that outlived the init is killed with the cgroup).
+    let dir = rt.open(id)?;
+    cgroups::remove(&record.cgroups, &record.made_cgroups)?;
+    let state = state_json(&record, Status::Stopped);
+    if let Err(err) = hooks::run(record.hooks.as_ref(), hooks::Point::Poststop, &state) {
+        eprintln!("lab-runc: warning: {err}");
+    }
+    dir.remove()?;
     Ok(code)
 }
 // ANCHOR_END: run
