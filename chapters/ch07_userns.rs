@@ -8,24 +8,26 @@
 //! containers.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use container_lab::engine::dirs::{LabDirs, RunDir};
 use container_lab::engine::images::busybox;
-use container_lab::kernel::namespaces::{self, Namespace};
-use container_lab::kernel::userns::{self, IdMap, UserMap};
-use container_lab::lab::chapters;
+use container_lab::kernel::mounts::{self, MountError};
+use container_lab::kernel::namespaces::Namespace;
+use container_lab::kernel::overlay::{self, Layer, OverlayDirs, OverlayError};
+use container_lab::kernel::{hostname, rootfs, userns};
+use container_lab::lab;
 use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
 use container_lab::lab::container::{Container, ContainerSpec};
-use container_lab::lab::narrate::Narrator;
+use container_lab::lab::narrate::yes_no;
+use container_lab::lab::privilege::as_user;
 use container_lab::lab::steps::{inside, show};
-use container_lab::{kernel::mounts, kernel::rootfs, kernel::signals, lab::privilege};
-use nix::unistd::{fork, ForkResult, Gid, Uid};
+use nix::mount::MsFlags;
 
 /// User namespaces: root inside, an unprivileged range outside.
 #[derive(Debug, Parser)]
@@ -47,38 +49,27 @@ const NAMESPACES: [Namespace; 5] = [
     Namespace::Ipc,
     Namespace::Mount,
 ];
+/// The rootless container's: `unshare --user --mount --uts --pid`.
+const ROOTLESS: [Namespace; 4] = [
+    Namespace::User,
+    Namespace::Mount,
+    Namespace::Uts,
+    Namespace::Pid,
+];
 /// The unprivileged user of the rootless step: "nobody".
 const NOBODY: u32 = 65_534;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    signals::install_interrupt_handler();
-    cli::finish(run(&cli))
+    cli::finish(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let chapter = chapters::chapter("ch07").context("ch07 is missing from the manifest")?;
-    privilege::ensure_root(
-        "ch07",
-        "mapping a range of host IDs needs CAP_SETUID and CAP_SETGID",
-    )?;
-    busybox::find_static()?;
-    let mut book = Narrator::new(chapter, &cli.chapter);
+    let mut book = lab::begin!(&cli.chapter)?;
     let dirs = LabDirs::from_env();
-
-    // ANCHOR: map
     let map = userns::container_root_map();
-    book.step("clone into a new user namespace, root mapped to an unprivileged range")
-        .primitive(format!(
-            "clone({}), then write /proc/PID/uid_map and gid_map",
-            namespaces::flag_names(&NAMESPACES)
-        ))
-        .shell(format!(
-            "unshare --user --map-users={0}:{1}:{2} --map-groups={0}:{1}:{2} --pid --fork …",
-            map.uid.inside, map.uid.outside, map.uid.count
-        ))
-        .look("the host sees the container's init as uid 100000; the kernel's map says why")
-        .begin()?;
+
+    book.next(narration::map(&map))?;
+    // ANCHOR: map
     let run_dir = RunDir::create(&dirs, &cli.name)?;
     let root = run_dir.path().join("rootfs");
     let (image, _) = busybox::image(&dirs)?;
@@ -88,169 +79,172 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // A host file only host root may read, to be shown inside.
     let secret = run_dir.path().join("secret.txt");
     fs::write(&secret, "only host root may read this\n")?;
-    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600))?;
     let container = Container::start(&ContainerSpec {
         namespaces: NAMESPACES.to_vec(),
-        main: vec![
-            root.join("bin/sleep").display().to_string(),
-            "infinity".into(),
-        ],
+        main: sleep_in(&root),
         env: busybox::env(),
         user_map: Some(map),
         ..Default::default()
     })?;
     let init = container.pid();
-    book.fact(
-        "uid_map of the init",
-        fs::read_to_string(format!("/proc/{init}/uid_map"))?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    book.fact(
-        "gid_map of the init",
-        fs::read_to_string(format!("/proc/{init}/gid_map"))?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    let status = fs::read_to_string(format!("/proc/{init}/status"))?;
-    book.fact(
-        "the host sees its uids",
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .unwrap_or("")
-            .replace('\t', " "),
-    );
+    let proc = |file: &str| fs::read_to_string(format!("/proc/{init}/{file}"));
+    book.fact("uid_map of the init", words(&proc("uid_map")?));
+    book.fact("gid_map of the init", words(&proc("gid_map")?));
+    let status = proc("status")?;
+    let uids = status.lines().find(|l| l.starts_with("Uid:"));
+    book.fact("the host sees its uids", words(uids.unwrap_or("")));
     // ANCHOR_END: map
 
+    book.next(narration::pivot())?;
     // ANCHOR: pivot
-    book.step("pivot_root into its own copy of the image, as root of the user namespace")
-        .primitive("mount(MS_BIND) of host device nodes, mount(\"proc\"), pivot_root(2): allowed, the namespaces belong to it")
-        .shell("mount --bind /dev/null rootfs/dev/null …; mount -t proc proc rootfs/proc; pivot_root …")
-        .look("inside, it is uid 0; mknod(2) and a new sysfs would need the host's privileges, so devices are bind-mounted")
-        .begin()?;
-    let (new_root, secret_path, hostname) =
-        (root.clone(), secret.clone(), cli.container.hostname.clone());
-    inside(&container, move || {
-        bind_host_devices(&new_root)?;
-        let target = new_root.join("secret.txt");
+    inside(&container, || {
+        bind_host_devices(&root)?;
+        let target = root.join("secret.txt");
         fs::write(&target, "")?;
-        mounts::bind(&secret_path, &target, false)?;
-        // proc before the pivot: in a user namespace the kernel only allows a
-        // new proc while a full one is still visible in the mount namespace.
-        let hardened = nix::mount::MsFlags::MS_NOSUID
-            | nix::mount::MsFlags::MS_NODEV
-            | nix::mount::MsFlags::MS_NOEXEC;
+        mounts::bind(&secret, &target, false)?;
+        // proc before the pivot: in a user namespace the kernel allows a
+        // new proc only while a full one is visible in the mount namespace.
         mounts::make_tree_private()?;
-        mounts::mount_fs("proc", &new_root.join("proc"), hardened, None)?;
-        rootfs::pivot_into(&new_root)?;
-        Ok(nix::unistd::sethostname(&hostname)?)
+        mount_proc(&root.join("proc"))?;
+        rootfs::pivot_into(&root)?;
+        Ok(hostname::set(&cli.container.hostname)?)
     })?;
     show(&book, &container, &["id"])?;
     show(&book, &container, &["cat", "/proc/self/uid_map"])?;
     show(&book, &container, &["grep", "CapEff", "/proc/self/status"])?;
     // ANCHOR_END: pivot
 
+    book.next(narration::file())?;
     // ANCHOR: file
-    book.step("make a file inside and look at it from the host")
-        .primitive("the kernel stores the host-side uid: inside 0 is outside 100000")
-        .shell("touch /root/made-inside   (inside); stat -c %u:%g rootfs/root/made-inside   (host)")
-        .look("owner 0:0 inside, 100000:100000 on the host")
-        .begin()?;
-    show(
-        &book,
-        &container,
-        &[
-            "sh",
-            "-c",
-            "touch /root/made-inside && stat -c '%u:%g %n' /root/made-inside",
-        ],
-    )?;
+    show(&book, &container, &["sh", "-c", TOUCH_AND_STAT])?;
     let made = fs::metadata(root.join("root/made-inside"))?;
-    book.fact("host stat: owner", format!("{}:{}", made.uid(), made.gid()));
+    let owner = format!("{}:{}", made.uid(), made.gid());
+    book.fact("host stat: owner", owner);
     // ANCHOR_END: file
 
+    book.next(narration::limits())?;
     // ANCHOR: limits
-    book.step("what root inside cannot do")
-        .primitive("capabilities count only for what the user namespace owns")
-        .shell("cat /secret.txt; hostname (in the host's UTS namespace); insmod …")
-        .look("a host-root file shows as nobody's and cannot be read; the host's hostname and kernel modules are out of reach")
-        .begin()?;
     show(
         &book,
         &container,
         &["stat", "-c", "%U:%G %a %n", "/secret.txt"],
     )?;
     show(&book, &container, &["cat", "/secret.txt"])?;
-    book.fact(
-        "sethostname, host's UTS ns",
-        in_user_namespace_only(&container, || {
-            errno_text(nix::unistd::sethostname("changed-by-container"))
-        }),
-    );
-    book.fact("sethostname, its own UTS ns", {
-        let code =
-            container.run_inside(|| i32::from(nix::unistd::sethostname("its-own").is_err()))?;
-        if code == 0 {
-            "allowed".to_string()
-        } else {
-            format!("refused ({code})")
-        }
-    });
-    let module = container.run_inside(|| {
-        // finit_module(2) on any file: the capability check comes first.
-        let fd = fs::File::open("/dev/null")
-            .map(std::os::fd::IntoRawFd::into_raw_fd)
-            .unwrap_or(-1);
-        let ret = unsafe { libc::syscall(libc::SYS_finit_module, fd, c"".as_ptr(), 0) };
-        let errno = if ret == 0 {
-            0
-        } else {
-            nix::errno::Errno::last() as i32
-        };
-        // EPERM where the kernel has modules, ENOSYS where it was built
-        // without: refused either way.
-        println!(
-            "   {:<28} {}",
-            "load a module (finit_module):",
-            if errno == 0 { "allowed" } else { "refused" }
-        );
+    // Its user namespace only: the UTS namespace joined is the host's.
+    container.run_in(&[Namespace::User], || {
+        let set = hostname::set("changed-by-container");
+        book.outcome("sethostname, host's UTS ns", set);
         0
     })?;
-    anyhow::ensure!(module == 0, "the module check failed to run");
+    inside(&container, || {
+        let set = hostname::set("its-own");
+        book.outcome("sethostname, its own UTS ns", set);
+        // EPERM, or ENOSYS from a kernel without modules: refused anyway.
+        let loaded = load_module().is_ok();
+        let verdict = if loaded { "allowed" } else { "refused" };
+        book.fact("load a module (finit_module)", verdict);
+        Ok(())
+    })?;
     show(&book, &container, &["mknod", "/tmp/disk", "b", "8", "0"])?;
     // ANCHOR_END: limits
 
+    book.next(narration::rootless())?;
     // ANCHOR: rootless
-    book.step("rootless: an unprivileged user makes namespaces of its own")
-        .primitive("setuid(65534), unshare(CLONE_NEWUSER), write setgroups, gid_map, uid_map for itself, then its own mount, UTS and PID namespaces")
-        .shell("setpriv --reuid=65534 --regid=65534 --clear-groups unshare --user --map-root-user --mount --uts --pid --fork sh")
-        .look("gid_map is refused until setgroups is denied; uid_map can be written once; then an overlay root, /proc and pivot_root, all without host privileges")
-        .begin()?;
-    in_child(|| rootless_demo(&image))?;
+    // Cloned with nobody's uid: the new user namespace, and the namespaces
+    // it owns, are nobody's. Its init waits for its maps.
+    let spec = ContainerSpec {
+        namespaces: ROOTLESS.to_vec(),
+        main: sleep_in(&image),
+        env: busybox::env(),
+        ..Default::default()
+    };
+    let started = as_user(NOBODY, NOBODY, || Container::start(&spec))?;
+    let clone = format!("clone as uid {NOBODY}");
+    let Some(rootless) = book.outcome(&clone, started) else {
+        book.say("(this host restricts unprivileged user namespaces)");
+        return finish(book, cli, container, run_dir);
+    };
+    let owner = userns::owner_of(rootless.pid())?;
+    book.fact("owner of its user namespace", owner);
+    // Its maps, written by nobody too, in the order the kernel insists on:
+    // setgroups denied before gid_map, and each map once.
+    let maps = |file: &str| format!("/proc/{}/{file}", rootless.pid());
+    let one = format!("0 {NOBODY} 1");
+    as_user(NOBODY, NOBODY, || {
+        let write = |file: &str, text: &str| fs::write(maps(file), text);
+        book.outcome("gid_map (setgroups allowed)", write("gid_map", &one));
+        book.outcome("setgroups = deny", write("setgroups", "deny"));
+        book.outcome(&format!("gid_map {one:?}"), write("gid_map", &one));
+        book.outcome(&format!("uid_map {one:?}"), write("uid_map", &one));
+        book.outcome("uid_map a second time", write("uid_map", &one));
+    })?;
+    // The lab's helper joins them, and may do there only what the
+    // namespaces' owner may: build a container's root without the host.
+    let refused = rootless.run_inside(|| {
+        let mnt = Path::new("/mnt");
+        let merged = mnt.join("merged");
+        let built = || {
+            let named = hostname::set("rootless");
+            book.outcome("sethostname(\"rootless\")", named)?;
+            book.outcome("mount tmpfs on /mnt", tmpfs(mnt))?;
+            let overlay = overlay_of(&image, mnt);
+            book.outcome("mount overlay (Linux 5.11+)", overlay)?;
+            let proc = mount_proc(&merged.join("proc"));
+            book.outcome("mount proc for its PID ns", proc)?;
+            let pivoted = rootfs::pivot_into(&merged);
+            book.outcome("pivot_root into the overlay", pivoted)
+        };
+        i32::from(built().is_none())
+    })?;
+    if refused == 0 {
+        show(&book, &rootless, &["sh", "-c", LOOK_AROUND])?;
+    }
+    rootless.stop(Duration::from_secs(10))?;
     // ANCHOR_END: rootless
 
+    finish(book, cli, container, run_dir)
+}
+
+/// The chapter's last steps: your command, then stopping and cleaning up.
+fn finish(
+    mut book: lab::narrate::Narrator,
+    cli: &Cli,
+    container: Container,
+    run_dir: RunDir,
+) -> anyhow::Result<()> {
     book.user_command_step(&container, &cli.container.command)?;
 
+    book.next(narration::cleanup())?;
     // ANCHOR: cleanup
-    book.step("stop the container and clean up")
-        .primitive("kill(init, SIGTERM); the user namespace and everything it owns go with its last process")
-        .shell("kill PID; rm -rf RUN_DIR")
-        .look("the run directory, with its files owned by 100000, is removed")
-        .begin()?;
     container.stop(Duration::from_secs(10))?;
     let path = run_dir.path().to_path_buf();
     drop(run_dir);
-    book.fact(
-        "run directory removed",
-        container_lab::lab::narrate::yes_no(!path.exists()),
-    );
+    book.fact("run directory removed", yes_no(!path.exists()));
     // ANCHOR_END: cleanup
 
-    book.done("root inside a user namespace is root over what that namespace owns, and nobody else. chapter 8 hardens what is left.");
+    book.done(
+        "root inside a user namespace is root over what that namespace owns, \
+         and nobody else. chapter 8 hardens what is left.",
+    );
     Ok(())
+}
+
+/// What the file step runs inside.
+const TOUCH_AND_STAT: &str =
+    "touch /root/made-inside && stat -c '%u:%g %n' /root/made-inside";
+/// What the rootless container's shell looks at.
+const LOOK_AROUND: &str = "id; hostname; cat /proc/self/uid_map; ls -C /";
+
+/// The image's static sleep, as a container's main program: it keeps
+/// running after pivot_root takes the host's files away.
+fn sleep_in(root: &Path) -> Vec<String> {
+    let sleep = root.join("bin/sleep").display().to_string();
+    vec![sleep, "infinity".into()]
+}
+
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Bind-mounts the host's harmless device nodes into the new root: in a
@@ -265,192 +259,123 @@ fn bind_host_devices(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `work` in a child that joined only the container's user namespace
-/// (not its UTS namespace) and became its root.
-fn in_user_namespace_only(container: &Container, work: impl FnOnce() -> String) -> String {
-    container_lab::kernel::process::flush_stdio();
-    let (read, write) = nix::unistd::pipe().expect("pipe");
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(read);
-            let text = match namespaces::enter(container.pid(), &[Namespace::User])
-                .map_err(|e| e.to_string())
-                .and_then(|()| userns::become_root().map_err(|e| e.to_string()))
-            {
-                Ok(()) => work(),
-                Err(err) => format!("could not join: {err}"),
-            };
-            let _ = nix::unistd::write(&write, text.as_bytes());
-            container_lab::kernel::init::exit_now(0)
-        }
-        Ok(ForkResult::Parent { child }) => {
-            drop(write);
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut fs::File::from(read), &mut text);
-            let _ = nix::sys::wait::waitpid(child, None);
-            text
-        }
-        Err(errno) => format!("fork failed: {errno}"),
-    }
+// ANCHOR: rootless_mounts
+/// `mount -t proc -o nosuid,nodev,noexec proc AT`
+fn mount_proc(at: &Path) -> Result<(), MountError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mounts::mount_fs("proc", at, flags, None)
 }
 
-/// Runs inside a forked child of the chapter: drop to nobody, then build a
-/// user namespace without any help from root, narrating each write.
-fn rootless_demo(image: &Path) -> i32 {
-    let say = |label: &str, result: Result<(), String>| {
-        println!(
-            "   {:<34} {}",
-            format!("{label}:"),
-            result.map_or_else(|e| format!("refused ({e})"), |()| "ok".to_string())
-        );
-    };
-    let nobody = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
-    if nix::unistd::setgroups(&[])
-        .and(nix::unistd::setresgid(nobody.1, nobody.1, nobody.1))
-        .and(nix::unistd::setresuid(nobody.0, nobody.0, nobody.0))
-        .is_err()
-    {
-        println!("   could not become nobody");
-        return 1;
-    }
-    // Changing uid made us non-dumpable, which makes /proc/self/* root's:
-    // be dumpable again, so we may write our own maps.
-    let _ = nix::sys::prctl::set_dumpable(true);
-    println!("   {:<34} {}", "running as uid:", nix::unistd::getuid());
-    if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
-        println!("   unshare(CLONE_NEWUSER) refused: {} (this host restricts unprivileged user namespaces)", errno.desc().to_lowercase());
-        return 0;
-    }
-    let single = |id: u32| IdMap {
-        inside: 0,
-        outside: id,
-        count: 1,
-    };
-    let map = UserMap {
-        uid: single(NOBODY),
-        gid: single(NOBODY),
-    };
-    say(
-        "gid_map before setgroups=deny",
-        userns::try_write("/proc/self/gid_map", &map.gid.line()),
-    );
-    say(
-        "setgroups = deny",
-        userns::try_write("/proc/self/setgroups", "deny"),
-    );
-    say(
-        "gid_map \"0 65534 1\"",
-        userns::try_write("/proc/self/gid_map", &map.gid.line()),
-    );
-    say(
-        "uid_map \"0 65534 1\"",
-        userns::try_write("/proc/self/uid_map", &map.uid.line()),
-    );
-    say(
-        "uid_map written a second time",
-        userns::try_write("/proc/self/uid_map", &map.uid.line()),
-    );
-    println!("   {:<34} {}", "uid now, inside:", nix::unistd::getuid());
-    let flags = nix::sched::CloneFlags::CLONE_NEWNS
-        | nix::sched::CloneFlags::CLONE_NEWUTS
-        | nix::sched::CloneFlags::CLONE_NEWPID;
-    say(
-        "unshare(mount, UTS, PID)",
-        nix::sched::unshare(flags).map_err(|e| e.desc().to_lowercase()),
-    );
-    // The new PID namespace holds our children: fork its PID 1.
-    match in_child(|| rootless_container(image)) {
-        Ok(code) => code,
-        Err(err) => {
-            println!("   fork failed: {err}");
-            1
-        }
-    }
+/// `mount -t tmpfs tmpfs AT`
+fn tmpfs(at: &Path) -> Result<(), MountError> {
+    mounts::mount_fs("tmpfs", at, MsFlags::empty(), None)
 }
 
-/// PID 1 of the rootless container: an overlay of the busybox image with a
-/// tmpfs upper layer, /proc, pivot_root, then a shell that looks around.
-/// Every step is allowed because every namespace involved is its own.
-fn rootless_container(image: &Path) -> i32 {
-    let say = |label: &str, result: Result<(), String>| {
-        println!(
-            "   {:<34} {}",
-            format!("{label}:"),
-            result.map_or_else(|e| format!("refused ({e})"), |()| "ok".to_string())
-        );
+/// The image as the only lower layer, with `upper`, `work` and `merged`
+/// in `dir` (a tmpfs of the rootless container's own).
+fn overlay_of(image: &Path, dir: &Path) -> Result<(), OverlayError> {
+    let layer = Layer {
+        name: "busybox".into(),
+        path: image.to_path_buf(),
     };
-    let errno = |e: container_lab::kernel::mounts::MountError| e.errno.desc().to_lowercase();
-    say(
-        "sethostname(\"rootless\")",
-        nix::unistd::sethostname("rootless").map_err(|e| e.desc().to_lowercase()),
-    );
-    let scratch = Path::new("/mnt");
-    say(
-        "mount tmpfs on /mnt",
-        mounts::mount_fs("tmpfs", scratch, nix::mount::MsFlags::empty(), None).map_err(errno),
-    );
-    let merged = scratch.join("merged");
-    let overlay = (|| -> Result<(), String> {
-        for dir in ["upper", "work", "merged"] {
-            fs::create_dir(scratch.join(dir)).map_err(|e| e.kind().to_string())?;
-        }
-        let options = format!(
-            "lowerdir={},upperdir=/mnt/upper,workdir=/mnt/work",
-            image.display()
-        );
-        mounts::mount_fs(
-            "overlay",
-            &merged,
-            nix::mount::MsFlags::empty(),
-            Some(&options),
-        )
-        .map_err(errno)
-    })();
-    let overlay_ok = overlay.is_ok();
-    say("mount overlay of the image (5.11+)", overlay);
-    if !overlay_ok {
-        return 0;
-    }
-    say(
-        "mount proc for its PID namespace",
-        mounts::mount_fs(
-            "proc",
-            &merged.join("proc"),
-            nix::mount::MsFlags::empty(),
-            None,
-        )
-        .map_err(errno),
-    );
-    say(
-        "pivot_root into the overlay",
-        rootfs::pivot_into(&merged).map_err(|e| e.to_string()),
-    );
-    println!("   rootless container $ id; hostname; cat /proc/self/uid_map; ls /");
-    let script = "{ id; hostname; cat /proc/self/uid_map; ls -C /; } 2>&1 | sed 's/^/     /'";
-    let argv: Vec<std::ffi::CString> = ["/bin/sh", "-c", script]
-        .iter()
-        .map(|a| std::ffi::CString::new(*a).unwrap_or_default())
-        .collect();
-    let env: Vec<std::ffi::CString> = busybox::env()
-        .iter()
-        .map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).unwrap_or_default())
-        .collect();
-    container_lab::kernel::init::exec_or_exit(&argv, &env)
+    overlay::mount_overlay(&[layer], &OverlayDirs::create(dir)?)
+}
+// ANCHOR_END: rootless_mounts
+
+/// finit_module(2) on any file: the kernel checks CAP_SYS_MODULE in the
+/// initial user namespace before it looks at the file.
+fn load_module() -> nix::Result<()> {
+    let null =
+        fs::File::open("/dev/null").map_err(|_| nix::errno::Errno::ENOENT)?;
+    // Safety: a file descriptor and an empty, NUL-terminated string.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_finit_module, null.as_raw_fd(), c"".as_ptr(), 0)
+    };
+    nix::errno::Errno::result(ret).map(drop)
 }
 
-fn in_child(work: impl FnOnce() -> i32) -> anyhow::Result<i32> {
-    container_lab::kernel::process::flush_stdio();
-    match unsafe { fork() }? {
-        ForkResult::Child => container_lab::kernel::init::exit_now(work()),
-        ForkResult::Parent { child } => Ok(container_lab::kernel::process::status_code(
-            nix::sys::wait::waitpid(child, None)?,
-        )),
-    }
-}
+/// What the narrator says before each step: its title, the primitive it
+/// applies, the shell command that does the same, and what to look at.
+mod narration {
+    use super::NAMESPACES;
+    use container_lab::kernel::namespaces::flag_names;
+    use container_lab::kernel::userns::UserMap;
+    use container_lab::lab::narrate::Step;
 
-fn errno_text(result: nix::Result<()>) -> String {
-    match result {
-        Ok(()) => "allowed".to_string(),
-        Err(errno) => format!("refused ({})", errno.desc().to_lowercase()),
+    pub fn map(map: &UserMap) -> Step {
+        let (inside, outside, count) =
+            (map.uid.inside, map.uid.outside, map.uid.count);
+        Step::new("clone into a new user namespace, root mapped to an unprivileged range")
+            .primitive(format!(
+                "clone({}), then write /proc/PID/uid_map and gid_map",
+                flag_names(&NAMESPACES)
+            ))
+            .shell(format!(
+                "unshare --user --map-users={inside}:{outside}:{count} \
+                 --map-groups={inside}:{outside}:{count} --pid --fork …"
+            ))
+            .look("the host sees the container's init as uid 100000; the kernel's map says why")
+    }
+
+    pub fn pivot() -> Step {
+        Step::new("pivot_root into its own copy of the image, as root of the user namespace")
+            .primitive(
+                "mount(MS_BIND) of host device nodes, mount(\"proc\"), pivot_root(2): \
+                 allowed, the namespaces belong to it",
+            )
+            .shell(
+                "mount --bind /dev/null rootfs/dev/null …; \
+                 mount -t proc proc rootfs/proc; pivot_root …",
+            )
+            .look(
+                "inside, it is uid 0; mknod(2) and a new sysfs would need \
+                 the host's privileges, so devices are bind-mounted",
+            )
+    }
+
+    pub fn file() -> Step {
+        Step::new("make a file inside and look at it from the host")
+            .primitive("the kernel stores the host-side uid: inside 0 is outside 100000")
+            .shell(
+                "touch /root/made-inside   (inside); \
+                 stat -c %u:%g rootfs/root/made-inside   (host)",
+            )
+            .look("owner 0:0 inside, 100000:100000 on the host")
+    }
+
+    pub fn limits() -> Step {
+        Step::new("what root inside cannot do")
+            .primitive("capabilities count only for what the user namespace owns")
+            .shell("cat /secret.txt; hostname (in the host's UTS namespace); insmod …")
+            .look(
+                "a host-root file shows as nobody's and cannot be read; \
+                 the host's hostname and kernel modules are out of reach",
+            )
+    }
+
+    pub fn rootless() -> Step {
+        Step::new("rootless: an unprivileged user makes namespaces of its own")
+            .primitive(
+                "clone(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID) as uid 65534, \
+                 which then writes setgroups, gid_map and uid_map of the new namespace",
+            )
+            .shell(
+                "setpriv --reuid=65534 --regid=65534 --clear-groups \
+                 unshare --user --map-root-user --mount --uts --pid --fork sh",
+            )
+            .look(
+                "gid_map is refused until setgroups is denied; uid_map can be written once; \
+                 then an overlay root, /proc and pivot_root, all without host privileges",
+            )
+    }
+
+    pub fn cleanup() -> Step {
+        Step::new("stop the container and clean up")
+            .primitive(
+                "kill(init, SIGTERM); the user namespace and everything it owns \
+                 go with its last process",
+            )
+            .shell("kill PID; rm -rf RUN_DIR")
+            .look("the run directory, with its files owned by 100000, is removed")
     }
 }

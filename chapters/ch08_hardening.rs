@@ -10,19 +10,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::images::busybox;
-use container_lab::kernel::cgroups::{self, devices, Cgroup, CgroupError};
+use container_lab::kernel::cgroups::{devices, Cgroup};
 use container_lab::kernel::hardening::{self, Profile};
+use container_lab::kernel::mounts;
 use container_lab::kernel::namespaces::Namespace;
-use container_lab::lab::chapters;
+use container_lab::lab;
 use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
 use container_lab::lab::container::Container;
-use container_lab::lab::narrate::Narrator;
+use container_lab::lab::narrate::{yes_no, Narrator};
 use container_lab::lab::steps::{inside, show, BusyboxContainer};
-use container_lab::{kernel::mounts, kernel::signals, lab::privilege};
 
 /// Hardening: capabilities, no_new_privs, seccomp, devices, read-only and masked paths.
 #[derive(Debug, Parser)]
@@ -56,29 +54,17 @@ fn parse_cap(value: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    signals::install_interrupt_handler();
-    cli::finish(run(&cli))
+    cli::finish(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let chapter = chapters::chapter("ch08").context("ch08 is missing from the manifest")?;
-    privilege::ensure_root("ch08", "namespaces and mounts need CAP_SYS_ADMIN")?;
-    busybox::find_static()?;
-    // The cgroup of step 5, made before the container so that it goes after.
-    let cgroup = match Cgroup::create_freezable(&cli.name) {
-        Err(CgroupError::NotDelegated(_)) => match cgroups::reexec_in_delegated_scope()? {},
-        other => other?,
-    };
-    let mut book = Narrator::new(chapter, &cli.chapter);
+    let mut book = lab::begin!(&cli.chapter)?;
     let dirs = LabDirs::from_env();
+    // The cgroup of step 5, made before the container so that it goes after.
+    let cgroup = Cgroup::create_freezable(&cli.name)?;
 
+    book.next(narration::start())?;
     // ANCHOR: start
-    book.step("chapter 3's container: root with every capability")
-        .primitive("clone + pivot_root + /proc /dev /sys, as in chapter 3; no profile yet")
-        .shell("unshare --uts --pid --ipc --mount --net --fork … ; grep Cap /proc/self/status")
-        .look("CapEff: every bit set; mount works inside")
-        .begin()?;
     let BusyboxContainer {
         mut container,
         run_dir,
@@ -90,116 +76,57 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         &cli.container.hostname,
         |_| Ok(()),
     )?;
-    let ours = own_effective_capabilities();
+    let ours = capabilities(&std::fs::read_to_string("/proc/self/status")?);
     let (_, status) = container.exec_output(&["cat", "/proc/self/status"])?;
-    let theirs = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    book.fact(
-        "CapEff the same as host root's",
-        container_lab::lab::narrate::yes_no(theirs == ours),
-    );
-    show(
-        &book,
-        &container,
-        &[
-            "sh",
-            "-c",
-            "mount -t tmpfs none /tmp && echo mounted && umount /tmp",
-        ],
-    )?;
+    let same = capabilities(&status) == ours;
+    book.fact("CapEff the same as host root's", yes_no(same));
+    show(&book, &container, &["sh", "-c", MOUNT_TMPFS])?;
     // ANCHOR_END: start
 
+    book.next(narration::caps())?;
     // ANCHOR: caps
-    book.step("keep only Docker's default capabilities")
-        .primitive("prctl(PR_CAPBSET_DROP) for each other capability, capset(2) for the rest")
-        .shell("capsh --drop=cap_sys_admin,… -- -c '…'   (docker run keeps 14)")
-        .look("CapEff lists 14 capabilities; mount now fails: it needs CAP_SYS_ADMIN")
-        .begin()?;
-    container.harden(Some(
-        Profile::docker_default(&[], &[]).map_err(anyhow::Error::msg)?,
-    ));
+    container.harden(profile(&[], &[])?);
     show_capabilities(&book, &container)?;
     show(&book, &container, &["mount", "-t", "tmpfs", "none", "/tmp"])?;
     // ANCHOR_END: caps
 
+    book.next(narration::cap_add())?;
     // ANCHOR: cap_add
-    book.step("--cap-add SYS_ADMIN")
-        .primitive(
-            "the same, keeping CAP_SYS_ADMIN too (and letting mount through the seccomp filter)",
-        )
-        .shell("docker run --cap-add SYS_ADMIN …")
-        .look("mount works again: one capability makes the difference")
-        .begin()?;
-    container.harden(Some(
-        Profile::docker_default(&["SYS_ADMIN".into()], &[]).map_err(anyhow::Error::msg)?,
-    ));
-    show(
-        &book,
-        &container,
-        &[
-            "sh",
-            "-c",
-            "mount -t tmpfs none /tmp && echo mounted && umount /tmp",
-        ],
-    )?;
-    container.harden(Some(
-        Profile::docker_default(&[], &[]).map_err(anyhow::Error::msg)?,
-    ));
+    container.harden(profile(&["SYS_ADMIN"], &[])?);
+    show(&book, &container, &["sh", "-c", MOUNT_TMPFS])?;
+    container.harden(profile(&[], &[])?);
     // ANCHOR_END: cap_add
 
+    book.next(narration::seccomp())?;
     // ANCHOR: seccomp
-    book.step("no_new_privs and a seccomp allow-list")
-        .primitive("prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)")
-        .shell("docker run …   (Docker's default seccomp profile)")
-        .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
-        .begin()?;
-    show(
-        &book,
-        &container,
-        &["grep", "-E", "NoNewPrivs|Seccomp", "/proc/self/status"],
-    )?;
+    let status = ["grep", "-E", "NoNewPrivs|Seccomp", "/proc/self/status"];
+    show(&book, &container, &status)?;
     book.say("without the filter (the lab's own helper):");
-    container.run_inside(|| try_syscalls(&PROBES[..3]))?;
+    container.run_inside(|| try_syscalls(&book, &PROBES[..3]))?;
     book.say("with the container's profile:");
-    container.run_hardened(|| try_syscalls(&PROBES))?;
+    container.run_hardened(|| try_syscalls(&book, &PROBES))?;
     show(&book, &container, &["unshare", "-U", "true"])?;
     // ANCHOR_END: seccomp
 
+    book.next(narration::devices())?;
     // ANCHOR: devices
-    book.step("a device allow-list")
-        .primitive("the devices cgroup (v1) or a cgroup BPF program (v2)")
-        .shell("echo a > devices.deny; echo 'c 1:3 rwm' > devices.allow …")
-        .look("mknod still works, but its node can no longer be opened: EPERM")
-        .begin()?;
     show(&book, &container, &["sh", "-c", OPEN_KMSG])?;
     for line in cgroup.allow_devices(devices::DOCKER_DEFAULT)? {
         book.say(line);
     }
     container.join_cgroups(cgroup.procs_files());
     show(&book, &container, &["sh", "-c", OPEN_KMSG])?;
-    show(
-        &book,
-        &container,
-        &["sh", "-c", "echo hi > /dev/null && echo null works"],
-    )?;
+    show(&book, &container, &["sh", "-c", WRITE_NULL])?;
     // ANCHOR_END: devices
 
+    book.next(narration::leaked_fd())?;
     // ANCHOR: leaked_fd
-    book.step("a descriptor the caller left open")
-        .primitive("close_range(3, ~0, CLOSE_RANGE_CLOEXEC) just before every execve")
-        .shell("exec 77< DIR; docker run …   (DIR: a directory of the host)")
-        .look("the lab's helper, which never execs, reads the host's file; the program cannot")
-        .begin()?;
     let secret = run_dir.path().join("host-only");
     std::fs::create_dir_all(&secret)?;
     std::fs::write(secret.join("secret"), "a file of the host's\n")?;
     let leaked = leak_directory(&secret, LEAKED_FD)?;
     book.fact("left open on the host", format!("descriptor {LEAKED_FD}"));
-    inside(&container, || read_through_leak(LEAKED_FD))?;
+    inside(&container, || read_through_leak(&book, LEAKED_FD))?;
     let through = format!("cat /proc/self/fd/{LEAKED_FD}/secret");
     show(&book, &container, &["sh", "-c", "ls /proc/self/fd"])?;
     book.say("(3 is ls's own handle on the directory it lists)");
@@ -207,115 +134,85 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop(leaked);
     // ANCHOR_END: leaked_fd
 
+    book.next(narration::recursive_ro())?;
     // ANCHOR: recursive_ro
-    book.step("read-only all the way down")
-        .primitive("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on a recursive bind")
-        .shell("mount --rbind TREE RO && mount -o remount,bind,ro RO   (the old way)")
-        .look("the old way leaves the submount writable; the recursive one does not")
-        .begin()?;
     inside(&container, bind_tree_two_ways)?;
     show(&book, &container, &["sh", "-c", TOUCH_BOTH])?;
     // ANCHOR_END: recursive_ro
 
+    book.next(narration::read_only())?;
     // ANCHOR: read_only
-    book.step("a read-only root filesystem")
-        .primitive("mount(MS_REMOUNT | MS_BIND | MS_RDONLY) on /")
-        .shell("docker run --read-only …   (mount -o remount,bind,ro /)")
-        .look("writes anywhere in the image fail with EROFS; /dev, /proc mounts are separate")
-        .begin()?;
     inside(&container, || Ok(hardening::read_only_root()?))?;
     show(&book, &container, &["touch", "/etc/changed"])?;
     // ANCHOR_END: read_only
 
+    book.next(narration::masked())?;
     // ANCHOR: masked
-    book.step("masked and read-only /proc paths")
-        .primitive("mount(MS_BIND) of /dev/null or an empty tmpfs over masked paths; MS_RDONLY remounts of /proc/sys and friends")
-        .shell("mount --bind /dev/null /proc/kcore; mount -o remount,bind,ro /proc/sys …")
-        .look("/proc/keys and /proc/timer_list read as empty, /proc/acpi is an empty directory; /proc/sys refuses writes")
-        .begin()?;
     inside(&container, || Ok(hardening::mask_paths()?))?;
-    show(
-        &book,
-        &container,
-        &["wc", "-c", "/proc/keys", "/proc/timer_list"],
-    )?;
+    let masked = ["wc", "-c", "/proc/keys", "/proc/timer_list"];
+    show(&book, &container, &masked)?;
     show(&book, &container, &["ls", "-A", "/proc/acpi"])?;
-    show(
-        &book,
-        &container,
-        &["sh", "-c", "echo other > /proc/sys/kernel/hostname"],
-    )?;
+    show(&book, &container, &["sh", "-c", WRITE_PROC_SYS])?;
     // ANCHOR_END: masked
 
+    book.next(narration::least())?;
     // ANCHOR: least
-    book.step("the least: --cap-drop ALL --cap-add NET_BIND_SERVICE")
-        .primitive("a bounding set with a single capability")
-        .shell("docker run --cap-drop ALL --cap-add NET_BIND_SERVICE …")
-        .look("the web server can still listen on port 80; chown, which needs CAP_CHOWN, cannot run any more")
-        .begin()?;
-    container.harden(Some(
-        Profile::docker_default(&["NET_BIND_SERVICE".into()], &["ALL".into()])
-            .map_err(anyhow::Error::msg)?,
-    ));
+    container.harden(profile(&["NET_BIND_SERVICE"], &["ALL"])?);
     show_capabilities(&book, &container)?;
-    show(
-        &book,
-        &container,
-        &[
-            "sh",
-            "-c",
-            "httpd -p 80 -h / && echo httpd listens on port 80",
-        ],
-    )?;
+    show(&book, &container, &["sh", "-c", SERVE_ON_80])?;
     show(&book, &container, &["chown", "nobody", "/dev/null"])?;
     // ANCHOR_END: least
 
-    container.harden(Some(
-        Profile::docker_default(&cli.cap_add, &cli.cap_drop).map_err(anyhow::Error::msg)?,
-    ));
+    let yours = Profile::docker_default(&cli.cap_add, &cli.cap_drop);
+    container.harden(Some(yours.map_err(anyhow::Error::msg)?));
     book.user_command_step(&container, &cli.container.command)?;
 
-    book.step("stop the container and clean up")
-        .primitive("kill(init, SIGTERM), then rmdir(2) of its cgroup")
-        .shell("kill PID; rmdir CGROUP; rm -rf RUN_DIR")
-        .look("nothing of the container is left; a v2 device program goes with its cgroup")
-        .begin()?;
+    book.next(narration::cleanup())?;
+    // ANCHOR: cleanup
     container.stop(Duration::from_secs(10))?;
     let cgroup_dirs = cgroup.paths();
     drop(cgroup);
-    book.fact(
-        "cgroup removed",
-        container_lab::lab::narrate::yes_no(cgroup_dirs.iter().all(|d| !d.exists())),
-    );
+    let gone = cgroup_dirs.iter().all(|d| !d.exists());
+    book.fact("cgroup removed", yes_no(gone));
     let path = run_dir.path().to_path_buf();
     drop(run_dir);
-    book.fact(
-        "run directory removed",
-        container_lab::lab::narrate::yes_no(!path.exists()),
-    );
+    book.fact("run directory removed", yes_no(!path.exists()));
+    // ANCHOR_END: cleanup
 
-    book.done("the same container, with fourteen capabilities, a seccomp allow-list, no new privileges, a device allow-list, a read-only root and a masked /proc. next: mini-docker puts every chapter together.");
+    book.done(
+        "the same container, with fourteen capabilities, a seccomp allow-list, \
+         no new privileges, a device allow-list, a read-only root and a masked /proc. \
+         next: mini-docker puts every chapter together.",
+    );
     Ok(())
 }
 
-/// The chapter's own effective capabilities (those of the host's root).
-fn own_effective_capabilities() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
-        .unwrap_or_default()
+/// Docker's default profile, with capabilities added and dropped as
+/// `--cap-add` and `--cap-drop` do.
+fn profile(add: &[&str], drop: &[&str]) -> anyhow::Result<Option<Profile>> {
+    let names =
+        |caps: &[&str]| caps.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    let profile = Profile::docker_default(&names(add), &names(drop));
+    Ok(Some(profile.map_err(anyhow::Error::msg)?))
 }
 
-/// Shows the effective capabilities of a program run inside, decoded.
-fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<()> {
-    let (_, status) = container.exec_output(&["cat", "/proc/self/status"])?;
-    let eff = status
+/// The `CapEff:` mask of a `/proc/PID/status`.
+fn capabilities(status: &str) -> String {
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .unwrap_or("0")
         .trim()
-        .to_string();
+        .to_string()
+}
+
+/// Shows the effective capabilities of a program run inside, decoded.
+fn show_capabilities(
+    book: &Narrator,
+    container: &Container,
+) -> anyhow::Result<()> {
+    let (_, status) = container.exec_output(&["cat", "/proc/self/status"])?;
+    let eff = capabilities(&status);
     let names = hardening::decode_capabilities(&eff);
     book.fact("CapEff", format!("{eff} ({} capabilities)", names.len()));
     if names.len() < 20 {
@@ -324,12 +221,22 @@ fn show_capabilities(book: &Narrator, container: &Container) -> anyhow::Result<(
     Ok(())
 }
 
+/// What the container runs in the steps above.
+const MOUNT_TMPFS: &str =
+    "mount -t tmpfs none /tmp && echo mounted && umount /tmp";
+const WRITE_NULL: &str = "echo hi > /dev/null && echo null works";
+const WRITE_PROC_SYS: &str = "echo other > /proc/sys/kernel/hostname";
+const SERVE_ON_80: &str = "httpd -p 80 -h / && echo httpd listens on port 80";
+
 /// The chapter's stand-in for `exec 77< DIR` in a shell: descriptor 77.
 const LEAKED_FD: i32 = 77;
 
 /// Opens `dir` without close-on-exec at descriptor `at`, as a careless
 /// caller (or runc before 1.1.12) would leave one open.
-fn leak_directory(dir: &std::path::Path, at: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+fn leak_directory(
+    dir: &std::path::Path,
+    at: i32,
+) -> anyhow::Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd};
     anyhow::ensure!(
         nix::fcntl::fcntl(at, nix::fcntl::FcntlArg::F_GETFD).is_err(),
@@ -342,12 +249,10 @@ fn leak_directory(dir: &std::path::Path, at: i32) -> anyhow::Result<std::os::fd:
 }
 
 /// Runs inside: reads the host's file through the leaked descriptor.
-fn read_through_leak(fd: i32) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(format!("/proc/self/fd/{fd}/secret"))?;
-    println!(
-        "   lab helper read /proc/self/fd/{fd}/secret: {}",
-        text.trim()
-    );
+fn read_through_leak(book: &Narrator, fd: i32) -> anyhow::Result<()> {
+    let path = format!("/proc/self/fd/{fd}/secret");
+    let text = std::fs::read_to_string(&path)?;
+    book.say(format!("lab helper read {path}: {}", text.trim()));
     Ok(())
 }
 
@@ -409,13 +314,109 @@ const PROBES: [Probe; 7] = [
 
 /// Makes each call and prints the kernel's answer: "allowed", or the
 /// error it returned.
-fn try_syscalls(probes: &[Probe]) -> i32 {
+fn try_syscalls(book: &Narrator, probes: &[Probe]) -> i32 {
     for (name, call) in probes {
         let answer = match call() {
             ret if ret >= 0 => "allowed".to_string(),
             _ => nix::errno::Errno::last().to_string(),
         };
-        println!("   {:<28} {answer}", format!("{name}:"));
+        book.fact(name, answer);
     }
     0
+}
+
+/// What the narrator says before each step: its title, the primitive it
+/// applies, the shell command that does the same, and what to look at.
+mod narration {
+    use container_lab::lab::narrate::Step;
+
+    pub fn start() -> Step {
+        Step::new("chapter 3's container: root with every capability")
+            .primitive("clone + pivot_root + /proc /dev /sys, as in chapter 3; no profile yet")
+            .shell("unshare --uts --pid --ipc --mount --net --fork … ; grep Cap /proc/self/status")
+            .look("CapEff: every bit set; mount works inside")
+    }
+
+    pub fn caps() -> Step {
+        Step::new("keep only Docker's default capabilities")
+            .primitive("prctl(PR_CAPBSET_DROP) for each other capability, capset(2) for the rest")
+            .shell("capsh --drop=cap_sys_admin,… -- -c '…'   (docker run keeps 14)")
+            .look("CapEff lists 14 capabilities; mount now fails: it needs CAP_SYS_ADMIN")
+    }
+
+    pub fn cap_add() -> Step {
+        Step::new("--cap-add SYS_ADMIN")
+            .primitive(
+                "the same, keeping CAP_SYS_ADMIN too (and letting mount through the seccomp filter)",
+            )
+            .shell("docker run --cap-add SYS_ADMIN …")
+            .look("mount works again: one capability makes the difference")
+    }
+
+    pub fn seccomp() -> Step {
+        Step::new("no_new_privs and a seccomp allow-list")
+            .primitive(
+                "prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
+            )
+            .shell("docker run …   (Docker's default seccomp profile)")
+            .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
+    }
+
+    pub fn devices() -> Step {
+        Step::new("a device allow-list")
+            .primitive("the devices cgroup (v1) or a cgroup BPF program (v2)")
+            .shell("echo a > devices.deny; echo 'c 1:3 rwm' > devices.allow …")
+            .look("mknod still works, but its node can no longer be opened: EPERM")
+    }
+
+    pub fn leaked_fd() -> Step {
+        Step::new("a descriptor the caller left open")
+            .primitive("close_range(3, ~0, CLOSE_RANGE_CLOEXEC) just before every execve")
+            .shell("exec 77< DIR; docker run …   (DIR: a directory of the host)")
+            .look("the lab's helper, which never execs, reads the host's file; the program cannot")
+    }
+
+    pub fn recursive_ro() -> Step {
+        Step::new("read-only all the way down")
+            .primitive("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on a recursive bind")
+            .shell("mount --rbind TREE RO && mount -o remount,bind,ro RO   (the old way)")
+            .look("the old way leaves the submount writable; the recursive one does not")
+    }
+
+    pub fn read_only() -> Step {
+        Step::new("a read-only root filesystem")
+            .primitive("mount(MS_REMOUNT | MS_BIND | MS_RDONLY) on /")
+            .shell("docker run --read-only …   (mount -o remount,bind,ro /)")
+            .look("writes anywhere in the image fail with EROFS; /dev, /proc mounts are separate")
+    }
+
+    pub fn masked() -> Step {
+        Step::new("masked and read-only /proc paths")
+            .primitive(
+                "mount(MS_BIND) of /dev/null or an empty tmpfs over masked paths; \
+                 MS_RDONLY remounts of /proc/sys and friends",
+            )
+            .shell("mount --bind /dev/null /proc/kcore; mount -o remount,bind,ro /proc/sys …")
+            .look(
+                "/proc/keys and /proc/timer_list read as empty, /proc/acpi is an empty directory; \
+                 /proc/sys refuses writes",
+            )
+    }
+
+    pub fn least() -> Step {
+        Step::new("the least: --cap-drop ALL --cap-add NET_BIND_SERVICE")
+            .primitive("a bounding set with a single capability")
+            .shell("docker run --cap-drop ALL --cap-add NET_BIND_SERVICE …")
+            .look(
+                "the web server can still listen on port 80; \
+                 chown, which needs CAP_CHOWN, cannot run any more",
+            )
+    }
+
+    pub fn cleanup() -> Step {
+        Step::new("stop the container and clean up")
+            .primitive("kill(init, SIGTERM), then rmdir(2) of its cgroup")
+            .shell("kill PID; rmdir CGROUP; rm -rf RUN_DIR")
+            .look("nothing of the container is left; a v2 device program goes with its cgroup")
+    }
 }

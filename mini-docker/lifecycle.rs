@@ -1,26 +1,24 @@
-//! The lifecycle commands: create, start, ps, logs, stop, kill, pause,
-//! unpause, restart, rm, inspect, exec, system prune. Each reads the
-//! container's record, checks the state it is really in, and acts on the
-//! kernel objects the record names (PIDs, cgroups), never on guesses.
+//! The lifecycle commands on Docker's command line: create, start, ps,
+//! logs, stop, kill, pause, unpause, restart, rm, inspect, exec, system
+//! prune. The engine does the work (`engine::lifecycle`); this file is
+//! Docker's flags and what Docker prints for each.
 
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use anyhow::{bail, Context};
 use clap::Args;
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::runtime::config::{self, RunConfig};
+use container_lab::engine::lifecycle::Lifecycle;
+use container_lab::engine::logs;
+use container_lab::engine::runtime::config;
 use container_lab::engine::runtime::exec::ExecRequest;
-use container_lab::engine::store::{self, Record, Status, Store};
-use container_lab::engine::{logs, supervisor};
-use container_lab::kernel::{cgroups, process};
+use nix::sys::signal::Signal;
 
 use crate::present;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 /// An error Docker's client reports with exit code 1 (the daemon said no),
-/// as opposed to 125 (mini-docker itself failed).
+/// as opposed to 125 (mini-docker itself failed): the ones this command
+/// line finds itself (the engine's are `LifecycleError::is_refusal`).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
@@ -29,34 +27,35 @@ fn refused(message: impl Into<String>) -> anyhow::Error {
     Refused(message.into()).into()
 }
 
-fn store() -> Store {
-    Store::new(&LabDirs::from_env())
+pub fn lifecycle() -> Lifecycle {
+    Lifecycle::new(&LabDirs::from_env())
 }
 
-fn find(store: &Store, key: &str) -> anyhow::Result<Record> {
-    store.get(key).map_err(|e| refused(e.to_string()))
+/// Each container's key on a line of its own, as Docker answers.
+fn for_each(
+    containers: &[String],
+    mut act: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
+    for key in containers {
+        act(key)?;
+        println!("{key}");
+    }
+    Ok(0)
 }
 
-fn run_config(record: &Record) -> anyhow::Result<RunConfig> {
-    serde_json::from_value(record.config.clone()).map_err(|e| {
-        anyhow::anyhow!(
-            "the stored configuration of {} cannot be read: {e}",
-            record.name
-        )
-    })
+/// The text of a log entry, to the stream it came from.
+fn print_entry(entry: &logs::Entry) {
+    let _ = logs::print_entry(entry, &mut std::io::stdout(), &mut std::io::stderr());
 }
 
-/// `start`: launches a supervisor for each container that is not running.
+/// `start [-a]`
 pub fn start(containers: &[String], attach: bool) -> anyhow::Result<i32> {
-    let store = store();
+    let lifecycle = lifecycle();
     let mut code = 0;
     for key in containers {
-        let record = find(&store, key)?;
-        if !record.effective_status().is_running() {
-            supervisor::spawn(&record.id).map_err(|e| refused(e.to_string()))?;
-        }
+        let record = lifecycle.start(key)?;
         if attach {
-            code = follow_until_exit(&store, &record.id, None)?;
+            code = lifecycle.follow_until_exit(&record, print_entry)?;
         } else {
             println!("{key}");
         }
@@ -75,11 +74,7 @@ pub struct PsArgs {
 }
 
 pub fn ps(args: &PsArgs) -> anyhow::Result<i32> {
-    let records: Vec<Record> = store()
-        .list()?
-        .into_iter()
-        .filter(|r| args.all || r.effective_status().is_running())
-        .collect();
+    let records = lifecycle().list(args.all)?;
     print!(
         "{}",
         present::ps_table(&records, SystemTime::now(), args.quiet)
@@ -112,162 +107,30 @@ fn parse_tail(text: &str) -> Result<Tail, String> {
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
-    let store = store();
-    let record = find(&store, &args.container)?;
-    let path = store.log_path(&record.id);
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let lifecycle = lifecycle();
     if args.follow {
-        let id = record.id.clone();
-        logs::follow(
-            &path,
-            args.tail.0,
-            || running(&store, &id),
-            |entry| {
-                let _ = logs::print_entry(entry, &mut std::io::stdout(), &mut std::io::stderr());
-            },
-        )?;
+        lifecycle.follow_logs(&args.container, args.tail.0, print_entry)?;
     } else {
-        for entry in logs::read(&path, args.tail.0)? {
-            logs::print_entry(&entry, &mut out, &mut err)?;
-        }
+        lifecycle
+            .logs(&args.container, args.tail.0)?
+            .iter()
+            .for_each(print_entry);
     }
     Ok(0)
 }
 
-fn running(store: &Store, id: &str) -> bool {
-    store
-        .get(id)
-        .map(|r| r.effective_status().is_running())
-        .unwrap_or(false)
-}
-
-/// Prints the log as it grows until the container has stopped; returns
-/// its exit code (`start -a`).
-fn follow_until_exit(store: &Store, id: &str, tail: Option<usize>) -> anyhow::Result<i32> {
-    logs::follow(
-        &store.log_path(id),
-        tail,
-        || running(store, id),
-        |entry| {
-            let _ = logs::print_entry(entry, &mut std::io::stdout(), &mut std::io::stderr());
-        },
-    )?;
-    Ok(store.get(id)?.effective_state().exit_code)
-}
-
-/// `stop`: SIGTERM to the container's first process, SIGKILL after the
-/// timeout, then wait until the supervisor has recorded the exit.
-// ANCHOR: stop
 pub fn stop(containers: &[String], timeout: Option<u32>) -> anyhow::Result<i32> {
-    let store = store();
-    for key in containers {
-        let record = find(&store, key)?;
-        stop_one(&store, &record, timeout)?;
-        println!("{key}");
-    }
-    Ok(0)
+    let lifecycle = lifecycle();
+    for_each(containers, |key| Ok(lifecycle.stop(key, timeout)?))
 }
 
-fn stop_one(store: &Store, record: &Record, timeout: Option<u32>) -> anyhow::Result<()> {
-    if !record.effective_status().is_running() {
-        return Ok(());
-    }
-    let timeout = Duration::from_secs(
-        match timeout {
-            Some(t) => t,
-            None => run_config(record)?.stop_timeout,
-        }
-        .into(),
-    );
-    // First the marker: the supervisor must not restart what we stop.
-    mark_stopped(store, &record.id)?;
-    // Then signal whichever first process is there (a restart may have
-    // just begun), until the supervisor records the exit.
-    let mut signalled: Option<(i32, Instant)> = None;
-    let give_up = Instant::now() + timeout + Duration::from_secs(30);
-    loop {
-        let state = store.get(&record.id)?.effective_state();
-        if !state.status.is_running() {
-            break;
-        }
-        let alive = state.pid > 0 && process::is_alive(state.pid, state.pid_start_time);
-        match signalled {
-            _ if !alive => {}
-            Some((pid, at)) if pid == state.pid => {
-                if at.elapsed() >= timeout {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-            _ => {
-                let _ = kill(Pid::from_raw(state.pid), Signal::SIGTERM);
-                // A frozen process cannot act on SIGTERM: thaw it (Docker does too).
-                let _ = cgroups::set_frozen(&state.cgroup_paths, false);
-                signalled = Some((state.pid, Instant::now()));
-            }
-        }
-        if Instant::now() > give_up {
-            bail!(
-                "the container {} did not stop; its supervisor does not answer",
-                record.name
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    wait_for_supervisor(store, &record.id)
-}
-// ANCHOR_END: stop
-
-fn mark_stopped(store: &Store, id: &str) -> anyhow::Result<()> {
-    let marker = supervisor::stop_marker(store, id);
-    std::fs::write(&marker, b"").with_context(|| format!("failed to write {}", marker.display()))
-}
-
-/// Waits (up to 30 s) until the record is no longer running and its
-/// supervisor, which removes the cgroup and the network after writing the
-/// exit, has gone too.
-fn wait_for_supervisor(store: &Store, id: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let record = store.get(id)?;
-        let state = &record.state;
-        let supervisor_alive = state.supervisor_pid > 0
-            && process::is_alive(state.supervisor_pid, state.supervisor_start_time);
-        if !record.effective_status().is_running() && !supervisor_alive {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the container {id} did not stop within 30 seconds");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `kill -s SIGNAL`: only a running container can be signalled.
-pub fn kill_containers(containers: &[String], signal: &str) -> anyhow::Result<i32> {
+pub fn kill(containers: &[String], signal: &str) -> anyhow::Result<i32> {
     let signal = parse_signal(signal)?;
-    let store = store();
-    for key in containers {
-        let record = find(&store, key)?;
-        let state = record.effective_state();
-        if !state.status.is_running() || state.pid == 0 {
-            return Err(refused(format!(
-                "cannot kill container {key}: it is not running"
-            )));
-        }
-        // A signal meant to end it is a stop: no restart after it.
-        if matches!(
-            signal,
-            Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT
-        ) {
-            mark_stopped(&store, &record.id)?;
-        }
-        kill(Pid::from_raw(state.pid), signal)
-            .with_context(|| format!("failed to signal {key}"))?;
-        println!("{key}");
-    }
-    Ok(0)
+    let lifecycle = lifecycle();
+    for_each(containers, |key| Ok(lifecycle.kill(key, signal)?))
 }
 
+/// Docker's `-s`: a name, with or without `SIG`, or a number.
 fn parse_signal(text: &str) -> anyhow::Result<Signal> {
     let upper = text.to_ascii_uppercase();
     if let Ok(n) = upper.parse::<i32>() {
@@ -285,175 +148,28 @@ fn parse_signal(text: &str) -> anyhow::Result<Signal> {
     })
 }
 
-/// `pause` / `unpause`: the cgroup freezer, then the recorded status.
-// ANCHOR: pause
+/// `pause` (`frozen`) and `unpause`.
 pub fn pause(containers: &[String], frozen: bool) -> anyhow::Result<i32> {
-    let store = store();
-    for key in containers {
-        let record = find(&store, key)?;
-        let status = record.effective_status();
-        match (frozen, status) {
-            (true, Status::Running) | (false, Status::Paused) => {}
-            (true, Status::Paused) => {
-                return Err(refused(format!("container {key} is already paused")))
-            }
-            (false, Status::Running) => {
-                return Err(refused(format!("container {key} is not paused")))
-            }
-            _ => return Err(refused(format!("container {key} is not running"))),
-        }
-        let guard = store.lock(&record.id)?;
-        cgroups::set_frozen(&record.state.cgroup_paths, frozen)?;
-        let mut current = guard.read()?;
-        current.state.status = if frozen {
-            Status::Paused
-        } else {
-            Status::Running
-        };
-        guard.write(&current)?;
-        println!("{key}");
-    }
-    Ok(0)
+    let lifecycle = lifecycle();
+    for_each(containers, |key| Ok(lifecycle.set_paused(key, frozen)?))
 }
-// ANCHOR_END: pause
 
 pub fn restart(containers: &[String], timeout: Option<u32>) -> anyhow::Result<i32> {
-    let store = store();
-    for key in containers {
-        let record = find(&store, key)?;
-        stop_one(&store, &record, timeout)?;
-        supervisor::spawn(&record.id).map_err(|e| refused(e.to_string()))?;
-        println!("{key}");
-    }
-    Ok(0)
+    let lifecycle = lifecycle();
+    for_each(containers, |key| Ok(lifecycle.restart(key, timeout)?))
 }
 
-/// `rm [-f]`: a running container only with -f (killed first). What a
-/// run that died left (cgroups, network, run directory) goes with it; a
-/// record that cannot be read only with -f, and with what can be found.
 pub fn rm(containers: &[String], force: bool) -> anyhow::Result<i32> {
-    let store = store();
-    for key in containers {
-        let record = match store.get(key) {
-            Ok(record) => record,
-            Err(store::StoreError::Broken { id, .. }) if force => {
-                remove_broken(&store, &id)?;
-                println!("{key}");
-                continue;
-            }
-            Err(err) => return Err(refused(err.to_string())),
-        };
-        let record = settle(&store, record)?;
-        let state = record.effective_state();
-        if state.status.is_running() {
-            if !force {
-                return Err(refused(format!(
-                    "cannot remove container {key}: it is {}; stop it first or use rm -f",
-                    state.status
-                )));
-            }
-            mark_stopped(&store, &record.id)?;
-            let _ = cgroups::set_frozen(&state.cgroup_paths, false);
-            if state.pid > 0 && process::is_alive(state.pid, state.pid_start_time) {
-                let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
-            }
-            wait_for_supervisor(&store, &record.id)?;
-        }
-        let record = store.get(&record.id)?;
-        if let Err(err) = supervisor::remove(&store, &record) {
-            let message = format!("{}: {err}", store::CLEANUP_FAILED);
-            let _ = store.update(&record.id, |r| r.state.error = message.clone());
-            bail!("removing {key} failed: {err}");
-        }
-        println!("{key}");
-    }
-    Ok(0)
-}
-
-/// A record whose owner is alive but not running the container is being
-/// started (or is finishing): waits until it runs or its owner is gone,
-/// so that rm never races a start for the kernel objects.
-fn settle(store: &Store, record: Record) -> anyhow::Result<Record> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut record = record;
-    while !record.effective_status().is_running() && record.owner_alive() {
-        if Instant::now() > deadline {
-            bail!(
-                "the container {} is still being started by process {}; wait for it or kill that process",
-                record.name,
-                record.state.supervisor_pid
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-        record = find(store, &record.id)?;
-    }
-    Ok(record)
-}
-
-/// `rm -f` of a record that cannot be read: what its name (when the
-/// configuration survived) still finds, then its files.
-fn remove_broken(store: &Store, id: &str) -> anyhow::Result<()> {
-    let (_, broken) = store.list_all()?;
-    let name = broken
-        .iter()
-        .find(|b| b.id == id)
-        .and_then(|b| b.name.clone());
-    if let Some(name) = name {
-        // The state is lost: its cgroups are where this name would have
-        // them (a container still in them is killed: that is what -f is for).
-        let state = store::State {
-            cgroup_paths: cgroups::Cgroup::planned_freezable(&name).unwrap_or_default(),
-            ..store::State::default()
-        };
-        supervisor::reclaim(store, &name, &state)?;
-    }
-    store.remove(id)?;
-    Ok(())
+    let lifecycle = lifecycle();
+    for_each(containers, |key| Ok(lifecycle.remove(key, force)?))
 }
 
 /// `inspect`: Docker's shape, plus where the kernel objects are.
 pub fn inspect(containers: &[String]) -> anyhow::Result<i32> {
-    let store = store();
+    let lifecycle = lifecycle();
     let mut all = Vec::new();
     for key in containers {
-        let record = find(&store, key)?;
-        let mut value = present::inspect_json(&record);
-        let state = record.effective_state();
-        let config = run_config(&record)?;
-        let namespaces: serde_json::Map<String, serde_json::Value> = if state.pid > 0 {
-            ["ipc", "mnt", "net", "pid", "uts"]
-                .iter()
-                .map(|ns| {
-                    (
-                        ns.to_string(),
-                        format!("/proc/{}/ns/{ns}", state.pid).into(),
-                    )
-                })
-                .collect()
-        } else {
-            Default::default()
-        };
-        let mounts: Vec<serde_json::Value> = config
-            .volumes
-            .iter()
-            .map(|v| serde_json::json!({ "Source": format!("{:?}", v.source), "Destination": v.target, "RW": !v.read_only }))
-            .chain(config.tmpfs.iter().map(|t| serde_json::json!({ "Type": "tmpfs", "Destination": t.target })))
-            .collect();
-        value["Mounts"] = mounts.into();
-        value["LogPath"] = store.log_path(&record.id).display().to_string().into();
-        value["HostConfig"] = serde_json::json!({
-            "CgroupPaths": state.cgroup_paths,
-            "Namespaces": namespaces,
-            "SupervisorPid": state.supervisor_pid,
-            "RestartPolicy": config.restart,
-            "Memory": config.limits.memory_bytes.unwrap_or(0),
-            "PidsLimit": config.limits.pids.unwrap_or(0),
-            "NanoCpus": config.limits.cpus.map_or(0, |c| (c * 1e9) as u64),
-            "Privileged": config.privileged,
-            "ReadonlyRootfs": config.read_only,
-            "NetworkMode": config.network,
-        });
-        all.push(value);
+        all.push(present::inspect_document(&lifecycle.inspect(key)?));
     }
     println!("{}", serde_json::to_string_pretty(&all)?);
     Ok(0)
@@ -486,25 +202,6 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.workdir {
         config::check_workdir(dir).map_err(refused)?;
     }
-    let store = store();
-    let record = find(&store, &args.container)?;
-    let state = record.effective_state();
-    match state.status {
-        Status::Running => {}
-        Status::Paused => {
-            return Err(refused(format!(
-                "container {} is paused; unpause it before exec",
-                args.container
-            )))
-        }
-        _ => {
-            return Err(refused(format!(
-                "container {} is not running",
-                args.container
-            )))
-        }
-    }
-    let config = run_config(&record)?;
     let request = ExecRequest {
         argv: args.command.clone(),
         env: args.env.clone(),
@@ -513,24 +210,14 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<i32> {
         interactive: args.interactive,
         console: None,
     };
+    let lifecycle = lifecycle();
     if args.tty {
-        return crate::terminal::exec_with_terminal(
-            state.pid,
-            &config,
-            &state.cgroup_paths,
-            request,
-            args.interactive,
-        );
+        return crate::terminal::exec_with_terminal(&lifecycle, &args.container, request);
     }
-    Ok(container_lab::engine::runtime::exec::exec(
-        state.pid,
-        &config,
-        &state.cgroup_paths,
-        request,
-    )?)
+    Ok(lifecycle.exec(&args.container, request)?)
 }
 
-/// `system prune`: every stopped container and what it left behind.
+/// `system prune [-f]`: asks first on a terminal, as Docker does.
 pub fn prune(force: bool) -> anyhow::Result<i32> {
     if !force {
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdin())
@@ -549,33 +236,7 @@ pub fn prune(force: bool) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let store = store();
-    let mut removed = Vec::new();
-    // Running, or being started or finished by a live owner: not stopped.
-    let live = |record: &Record| record.effective_status().is_running() || record.owner_alive();
-    for record in store.list()? {
-        if live(&record) {
-            continue;
-        }
-        supervisor::remove(&store, &record)
-            .map_err(|e| anyhow::anyhow!("removing {} failed: {e}", record.name))?;
-        removed.push(record.id);
-    }
-    // What killed runs and creates left that no record names any more.
-    store.remove_stale_temporaries()?;
-    // Listed again: a start claims its cgroups in its record before it
-    // makes them, so one that began meanwhile is seen here.
-    let (records, broken) = store.list_all()?;
-    let mut keep: Vec<std::path::PathBuf> = records
-        .iter()
-        .filter(|r| live(r))
-        .flat_map(|r| r.state.cgroup_paths.iter().cloned())
-        .collect();
-    for name in broken.iter().filter_map(|b| b.name.as_deref()) {
-        // A record that cannot be read may still run: keep its cgroups.
-        keep.extend(cgroups::Cgroup::planned_freezable(name).unwrap_or_default());
-    }
-    cgroups::remove_orphans(&keep);
+    let removed = lifecycle().prune()?;
     let mut out = std::io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Containers:")?;

@@ -10,6 +10,7 @@ mod present;
 mod run;
 mod terminal;
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -17,12 +18,15 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 use container_lab::engine::dirs::LabDirs;
 use container_lab::engine::images::imported as images;
-use container_lab::engine::runtime::{Explain, StdinMode, Stdio};
-use container_lab::engine::store::{NewContainer, Store};
+use container_lab::engine::lifecycle::LifecycleError;
+use container_lab::engine::runtime::{Explain, StdinMode};
+use container_lab::engine::store::NewContainer;
 use container_lab::engine::supervisor::{self, Attach};
 use container_lab::engine::volumes;
 use container_lab::kernel::signals;
-use container_lab::lab::{cli, privilege};
+use container_lab::lab::{cli, narrate, privilege};
+
+use crate::lifecycle::lifecycle;
 
 /// A small container runtime built from the lab's chapters.
 #[derive(Debug, Parser)]
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
         }
     };
     signals::install_interrupt_handler();
+    narrate::show_warnings();
     // Docker's client exits 125 when `run` or `create` fail, and 1 when
     // the daemon refuses something (no such container, wrong state).
     let creates = matches!(cli.command, Command::Run(_) | Command::Create(_));
@@ -181,7 +186,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => lifecycle::ps(&args),
         Command::Logs(args) => lifecycle::logs(&args),
         Command::Stop { time, containers } => lifecycle::stop(&containers, time),
-        Command::Kill { signal, containers } => lifecycle::kill_containers(&containers, &signal),
+        Command::Kill { signal, containers } => lifecycle::kill(&containers, &signal),
         Command::Pause { containers } => lifecycle::pause(&containers, true),
         Command::Unpause { containers } => lifecycle::pause(&containers, false),
         Command::Restart { time, containers } => lifecycle::restart(&containers, time),
@@ -199,12 +204,24 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             eprintln!("mini-docker: error: {}", cli::one_line(&err));
-            if !creates && err.downcast_ref::<lifecycle::Refused>().is_some() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::from(FAILED)
-            }
+            ExitCode::from(exit_code(&err, creates))
         }
+    }
+}
+
+/// Docker's exit codes for a command that failed: 1 when the daemon
+/// refused (no such container, the wrong state; but `run` and `create`
+/// exit 125 then too), 126 or 127 when the container's program could not
+/// be run, 125 when mini-docker itself failed.
+fn exit_code(err: &anyhow::Error, creates: bool) -> u8 {
+    let refused = err.downcast_ref::<lifecycle::Refused>().is_some();
+    let engine = err.downcast_ref::<LifecycleError>();
+    if !creates && (refused || engine.is_some_and(LifecycleError::is_refusal)) {
+        return 1;
+    }
+    match engine.and_then(LifecycleError::program_exit_code) {
+        Some(code) => code.clamp(0, 255) as u8,
+        None => FAILED,
     }
 }
 
@@ -225,80 +242,49 @@ fn state_as_root() -> anyhow::Result<()> {
 // ANCHOR: run
 fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     // Everything checkable is checked before anything is created.
-    let mut config = args.config(String::new())?;
+    let config = args.config()?;
     privilege::ensure_root(
         "mini-docker",
         "containers need namespaces, mounts and cgroups",
     )?;
-    let dirs = LabDirs::from_env();
-    dirs.prepare()?;
-    // An unknown image fails here, before anything exists. (The built-in
-    // one is made on first use by the run itself.)
-    if !images::is_builtin(&config.image) {
-        images::resolve(&dirs, &config.image)?;
-    }
-    let store = Store::new(&dirs);
-    // A `--rm` container whose run was killed is nobody's: its name is
-    // free again, once what it left is reclaimed.
-    if let Some(old) = args.name.as_deref().and_then(|name| store.get(name).ok()) {
-        if old.is_abandoned() {
-            let _ = supervisor::remove(&store, &old);
-        }
-    }
-    let record = store.create(NewContainer {
+    let lifecycle = lifecycle();
+    let record = lifecycle.create(NewContainer {
         name: args.name.clone(),
-        image: config.image.clone(),
-        command: config.command.clone(),
-        config: serde_json::Value::Null,
-        ephemeral: args.rm,
+        hostname: args.hostname.clone(),
+        config,
         owned: start,
     })?;
-    // Docker's defaults: the hostname is the short ID.
-    config.name = record.name.clone();
-    if args.hostname_default() {
-        config.hostname = record.short_id().to_string();
-    }
-    let value = serde_json::to_value(&config)?;
-    if let Err(err) = store.update(&record.id, |r| r.config = value) {
-        // A record without its configuration is of no use to anyone.
-        let _ = store.remove(&record.id);
-        return Err(err.into());
-    }
-    container_lab::engine::runtime::hold_at("record");
     if !start {
         println!("{}", record.id);
         return Ok(0);
     }
     if args.detach {
-        if let Err(err) = supervisor::spawn(&record.id) {
-            // A run that could not start leaves nothing behind.
-            let _ = supervisor::remove(&store, &store.get(&record.id)?);
-            return Err(err.into());
-        }
+        lifecycle.run_detached(&record)?;
         println!("{}", record.id);
         return Ok(0);
     }
-    let explain = Explain { on: args.explain };
-    let result = if args.tty {
-        terminal::run_with_terminal(&dirs, &record.id, &config, explain)
+    // --explain: each step as `-- what` and `   $ shell`, on stderr, so
+    // the container's own output on stdout stays untouched.
+    let print_step = |what: &str, shell: &str| eprint!("-- {what}\n   $ {shell}\n");
+    let explain = if args.explain {
+        Explain::to(&print_step)
     } else {
-        let io = Stdio {
-            stdin: if config.interactive {
-                StdinMode::Inherit
-            } else {
-                StdinMode::Null
-            },
-            ..Stdio::default()
-        };
-        supervisor::supervise_explained(&dirs, &record.id, Attach::Foreground(io), None, explain)
-            .map_err(anyhow::Error::from)
+        Explain::none()
     };
-    if result.is_err() {
-        if let Ok(record) = store.get(&record.id) {
-            let _ = supervisor::remove(&store, &record);
-        }
+    if args.tty {
+        return terminal::run_with_terminal(&lifecycle, &record, explain);
     }
-    result
+    // The output is logged, and shown on our own stdout and stderr.
+    let attach = Attach::Echo {
+        stdin: if record.config.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        stdout: std::io::stdout().as_fd().try_clone_to_owned()?,
+        stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
+    };
+    Ok(lifecycle.run_attached(&record, attach, explain)?)
 }
 // ANCHOR_END: run
 
@@ -312,11 +298,10 @@ fn supervise(id: &str, ready_fd: i32) -> anyhow::Result<i32> {
         ready_fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
-    Ok(supervisor::supervise(
+    Ok(supervisor::supervise_detached(
         &LabDirs::from_env(),
         id,
-        Attach::Log,
-        Some(ready),
+        ready,
     )?)
 }
 
@@ -339,39 +324,9 @@ fn images() -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `docker rmi [-f]`: never the image of a running container (its overlay
-/// stands on the layer), of a stopped one only with -f, as Docker.
+/// `docker rmi [-f]`
 fn rmi(reference: &str, force: bool) -> anyhow::Result<i32> {
-    let dirs = LabDirs::from_env();
-    let key = images::parse_reference(reference)?.to_string();
-    let image = images::list(&dirs)?
-        .into_iter()
-        .find(|image| image.reference == key);
-    if let Some(image) = image {
-        let short_image = &image.id[..12];
-        let users: Vec<container_lab::engine::store::Record> = Store::new(&dirs)
-            .list()?
-            .into_iter()
-            .filter(|record| {
-                images::parse_reference(&record.image).is_ok_and(|r| r.to_string() == key)
-            })
-            .collect();
-        if let Some(running) = users.iter().find(|r| r.effective_status().is_running()) {
-            return Err(lifecycle::Refused(format!(
-                "conflict: unable to delete {short_image} (cannot be forced) - image is being used by running container {}",
-                running.short_id()
-            ))
-            .into());
-        }
-        if let (Some(stopped), false) = (users.first(), force) {
-            return Err(lifecycle::Refused(format!(
-                "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {short_image}",
-                stopped.short_id()
-            ))
-            .into());
-        }
-    }
-    images::remove(&dirs, reference)?;
+    lifecycle().remove_image(reference, force)?;
     println!("Untagged: {reference}");
     Ok(0)
 }
@@ -390,31 +345,7 @@ fn volume(command: VolumeCommand) -> anyhow::Result<i32> {
             }
         }
         VolumeCommand::Rm { name } => {
-            // As Docker: not while a container (running or not) names it.
-            let users: Vec<String> = Store::new(&dirs)
-                .list()?
-                .into_iter()
-                .filter(|record| {
-                    serde_json::from_value::<container_lab::engine::runtime::RunConfig>(
-                        record.config.clone(),
-                    )
-                    .is_ok_and(|config| {
-                        config
-                            .volumes
-                            .iter()
-                            .any(|v| v.source == volumes::Source::Named(name.clone()))
-                    })
-                })
-                .map(|record| record.name)
-                .collect();
-            if !users.is_empty() {
-                return Err(lifecycle::Refused(format!(
-                    "volume {name} is in use by {}; remove those containers first",
-                    users.join(", ")
-                ))
-                .into());
-            }
-            volumes::remove(&dirs, &name).map_err(|e| lifecycle::Refused(e.to_string()))?;
+            lifecycle().remove_volume(&name)?;
             println!("{name}");
         }
     }

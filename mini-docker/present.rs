@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use container_lab::engine::images::imported::Image;
+use container_lab::engine::lifecycle::Inspection;
 use container_lab::engine::store::{Record, State, Status};
 use container_lab::support::time::{format_rfc3339, ZERO_TIME};
 
@@ -151,8 +152,8 @@ pub fn ps_table(records: &[Record], now: SystemTime, quiet: bool) -> String {
         let state = record.effective_state();
         rows.push([
             record.short_id().to_string(),
-            record.image.clone(),
-            ps_command(&record.command),
+            record.image().to_string(),
+            ps_command(record.command()),
             format!("{} ago", since(now, record.created)),
             status_text(&state, now),
             state.ports.join(", "),
@@ -185,16 +186,54 @@ fn tabulate<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// `docker inspect` of one container: [`inspect_json`], and what the
+/// runtime knows besides (mounts, the log, cgroups, namespaces, limits).
+pub fn inspect_document(inspection: &Inspection) -> serde_json::Value {
+    let Inspection {
+        record,
+        state,
+        log_path,
+        namespaces,
+    } = inspection;
+    let config = &record.config;
+    let mut value = inspect_json(record);
+    let namespaces: serde_json::Map<String, serde_json::Value> = namespaces
+        .iter()
+        .map(|(kind, path)| (kind.to_string(), path.display().to_string().into()))
+        .collect();
+    let mounts: Vec<serde_json::Value> = config
+        .volumes
+        .iter()
+        .map(|v| serde_json::json!({ "Source": format!("{:?}", v.source), "Destination": v.target, "RW": !v.read_only }))
+        .chain(config.tmpfs.iter().map(|t| serde_json::json!({ "Type": "tmpfs", "Destination": t.target })))
+        .collect();
+    value["Mounts"] = mounts.into();
+    value["LogPath"] = log_path.display().to_string().into();
+    value["HostConfig"] = serde_json::json!({
+        "CgroupPaths": state.cgroup_paths,
+        "Namespaces": namespaces,
+        "SupervisorPid": state.supervisor_pid,
+        "RestartPolicy": config.restart,
+        "Memory": config.limits.memory_bytes.unwrap_or(0),
+        "PidsLimit": config.limits.pids.unwrap_or(0),
+        "NanoCpus": config.limits.cpus.map_or(0, |c| (c * 1e9) as u64),
+        "Privileged": config.privileged,
+        "ReadonlyRootfs": config.read_only,
+        "NetworkMode": config.network,
+    });
+    value
+}
+
 /// A subset of `docker inspect` for one container, with the effective
-/// state. The caller adds what the runtime knows (mounts, cgroup, ...).
+/// state.
 pub fn inspect_json(record: &Record) -> serde_json::Value {
     let state = record.effective_state();
     let time = |t: Option<SystemTime>| t.map_or_else(|| ZERO_TIME.to_string(), format_rfc3339);
     serde_json::json!({
         "Id": record.id,
         "Created": format_rfc3339(record.created),
-        "Path": record.command.first().cloned().unwrap_or_default(),
-        "Args": record.command.iter().skip(1).collect::<Vec<_>>(),
+        "Path": record.command().first().cloned().unwrap_or_default(),
+        "Args": record.command().iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": state.status.as_str(),
             "Running": state.status.is_running(),
@@ -208,12 +247,12 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
             "StartedAt": time(state.started_at),
             "FinishedAt": time(state.finished_at),
         },
-        "Image": record.image,
+        "Image": record.image(),
         "Name": format!("/{}", record.name),
         "RestartCount": state.restart_count,
         "Config": record.config,
         "NetworkSettings": {
-            "IPAddress": state.ip.clone().unwrap_or_default(),
+            "IPAddress": state.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             "Ports": inspect_ports(&state.ports),
         },
     })
@@ -337,6 +376,7 @@ fn go_g3(value: f64) -> String {
 mod tests {
     use super::*;
 
+    use container_lab::engine::runtime::config::RunConfig;
     use container_lab::kernel::process::start_time as process_start_time;
     use std::time::UNIX_EPOCH;
 
@@ -405,11 +445,8 @@ mod tests {
         let record = |id: &str, name: &str, command: &[&str], created, state| Record {
             id: id_with(id),
             name: name.to_string(),
-            image: "busybox".to_string(),
-            command: command.iter().map(|s| s.to_string()).collect(),
             created,
-            config: serde_json::Value::Null,
-            ephemeral: false,
+            config: RunConfig::new("busybox", command),
             state,
         };
         let live = State {
@@ -427,7 +464,7 @@ mod tests {
                     status: Status::Running,
                     started_at: Some(ago(3)),
                     ports: vec!["0.0.0.0:8080->80/tcp".to_string(), "443/tcp".to_string()],
-                    ip: Some("172.18.0.2".to_string()),
+                    ip: Some(std::net::Ipv4Addr::new(172, 18, 0, 2)),
                     ..live.clone()
                 },
             ),

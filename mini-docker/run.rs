@@ -7,7 +7,7 @@ use container_lab::engine::network::PortMapping;
 use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
 use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
 use container_lab::kernel::cgroups::devices::{self, DeviceSpec};
-use container_lab::kernel::cgroups::{self, Limits};
+use container_lab::kernel::cgroups::{self, Limits, ThrottleSpec};
 use container_lab::kernel::hardening::{self, Profile};
 use container_lab::lab::cli;
 
@@ -37,7 +37,7 @@ pub struct RunArgs {
     pub name: Option<String>,
     /// Container host name
     #[arg(short = 'h', long, value_parser = cli::parse_hostname)]
-    hostname: Option<String>,
+    pub hostname: Option<String>,
     /// Set environment variables (KEY=VALUE, or KEY to pass ours on)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = config::parse_env)]
     env: Vec<(String, String)>,
@@ -62,6 +62,21 @@ pub struct RunArgs {
     /// Tune container pids limit
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pids_limit: Option<u64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long, value_name = "WEIGHT", value_parser = cgroups::parse_blkio_weight)]
+    blkio_weight: Option<u16>,
+    /// Limit read rate (bytes per second) from a device (PATH:RATE, e.g. /dev/sda:1mb)
+    #[arg(long, value_name = "PATH:RATE", value_parser = cgroups::parse_device_bps)]
+    device_read_bps: Vec<ThrottleSpec>,
+    /// Limit write rate (bytes per second) to a device (PATH:RATE, e.g. /dev/sda:1mb)
+    #[arg(long, value_name = "PATH:RATE", value_parser = cgroups::parse_device_bps)]
+    device_write_bps: Vec<ThrottleSpec>,
+    /// Limit read rate (IO per second) from a device (PATH:RATE, e.g. /dev/sda:1000)
+    #[arg(long, value_name = "PATH:RATE", value_parser = cgroups::parse_device_iops)]
+    device_read_iops: Vec<ThrottleSpec>,
+    /// Limit write rate (IO per second) to a device (PATH:RATE, e.g. /dev/sda:1000)
+    #[arg(long, value_name = "PATH:RATE", value_parser = cgroups::parse_device_iops)]
+    device_write_iops: Vec<ThrottleSpec>,
     /// Bind mount a volume (SOURCE:TARGET[:ro]; SOURCE a host path or a volume name)
     #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET", value_parser = volumes::parse_volume)]
     volumes: Vec<VolumeSpec>,
@@ -121,14 +136,10 @@ fn parse_network(value: &str) -> Result<NetworkMode, String> {
 }
 
 impl RunArgs {
-    /// Whether the hostname is left to Docker's default (the short ID).
-    pub fn hostname_default(&self) -> bool {
-        self.hostname.is_none()
-    }
-
     /// Checks what clap could not and builds the configuration; nothing is
-    /// created yet, so an error here leaves nothing behind.
-    pub fn config(&self, name: String) -> anyhow::Result<RunConfig> {
+    /// created yet, so an error here leaves nothing behind. Its name and
+    /// hostname are the store's to set, with the record.
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
         if self.rm && self.restart != RestartPolicy::No {
             anyhow::bail!("conflicting options: --restart and --rm (a container removed at exit cannot be restarted)");
         }
@@ -155,14 +166,24 @@ impl RunArgs {
         for device in &self.devices {
             device.resolve().map_err(anyhow::Error::msg)?;
         }
+        // A missing device, or a partition, is refused before anything exists.
+        for spec in self
+            .device_read_bps
+            .iter()
+            .chain(&self.device_read_iops)
+            .chain(&self.device_write_bps)
+            .chain(&self.device_write_iops)
+        {
+            spec.resolve()?;
+        }
         let profile = if self.privileged {
             Profile::privileged()
         } else {
             Profile::docker_default(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
         };
         Ok(RunConfig {
-            hostname: self.hostname.clone().unwrap_or_default(),
-            name,
+            name: String::new(),
+            hostname: String::new(),
             image: self.image.clone(),
             env,
             // Empty is Docker's default, the image's (here /).
@@ -173,6 +194,11 @@ impl RunArgs {
                 memory_bytes: self.memory,
                 cpus: self.cpus,
                 pids: self.pids_limit,
+                blkio_weight: self.blkio_weight.filter(|w| *w != 0),
+                device_read_bps: self.device_read_bps.clone(),
+                device_write_bps: self.device_write_bps.clone(),
+                device_read_iops: self.device_read_iops.clone(),
+                device_write_iops: self.device_write_iops.clone(),
             },
             read_only: self.read_only,
             privileged: self.privileged,

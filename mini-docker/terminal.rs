@@ -4,49 +4,45 @@
 //! included, reaches the container's program.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::runtime::config::RunConfig;
+use container_lab::engine::lifecycle::Lifecycle;
 use container_lab::engine::runtime::exec::ExecRequest;
 use container_lab::engine::runtime::{Explain, StdinMode, Stdio};
-use container_lab::engine::supervisor::{self, Attach};
+use container_lab::engine::store::Record;
+use container_lab::engine::supervisor::Attach;
 use container_lab::kernel::pty;
 
 /// `run -t`: the container's foreground run, with a terminal.
 pub fn run_with_terminal(
-    dirs: &LabDirs,
-    id: &str,
-    config: &RunConfig,
+    lifecycle: &Lifecycle,
+    record: &Record,
     explain: Explain,
 ) -> anyhow::Result<i32> {
     let (ours, theirs) = pty::console_socket()?;
     // Started before the container is cloned: it only waits in recvmsg,
     // holding no lock the cloned child could need.
-    let relay = spawn_relay(ours, config.interactive);
+    let relay = spawn_relay(ours, record.config.interactive);
     let io = Stdio {
         stdin: StdinMode::Null,
         console: Some(theirs),
         ..Stdio::default()
     };
-    let result = supervisor::supervise_explained(dirs, id, Attach::Foreground(io), None, explain);
+    let result = lifecycle.run_attached(record, Attach::Terminal(io), explain);
     let _ = relay.join();
     Ok(result?)
 }
 
 /// `exec -t`
 pub fn exec_with_terminal(
-    pid: i32,
-    config: &RunConfig,
-    cgroup_paths: &[PathBuf],
+    lifecycle: &Lifecycle,
+    key: &str,
     mut request: ExecRequest,
-    interactive: bool,
 ) -> anyhow::Result<i32> {
     let (ours, theirs) = pty::console_socket()?;
-    let relay = spawn_relay(ours, interactive);
+    let relay = spawn_relay(ours, request.interactive);
     request.console = Some(theirs);
-    let result = container_lab::engine::runtime::exec::exec(pid, config, cgroup_paths, request);
+    let result = lifecycle.exec(key, request);
     let _ = relay.join();
     Ok(result?)
 }

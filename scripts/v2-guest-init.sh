@@ -42,6 +42,9 @@ exec switch_root /newroot /bin/bash -c '
   for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
   done
+  # Loop devices (the disk of chapter 5, the block I/O tests): without udev no
+  # /dev/loop-control node exists whose opening would load the module.
+  modprobe loop 2>/dev/null
   hostname v2-guest
   # The kernel starts init with 1024 descriptors; the suite runs with what
   # this machine gives a login (20000 here): many tests share one process.

@@ -16,3 +16,5 @@ pub mod engine;
 pub mod kernel;
 pub mod lab;
 pub mod support;
+#[cfg(test)]
+mod testing;

@@ -5,6 +5,9 @@
 //! - `kernel` imports only `support`;
 //! - `engine` imports `kernel` and `support`, never the teaching harness;
 //! - `lab` may import everything below it.
+//!
+//! And neither the engine nor the kernel floor prints: only the binaries
+//! (and the harness's narrator) talk to the terminal.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -90,6 +93,96 @@ fn support_imports_no_floor() {
         found.is_empty(),
         "support is below every floor:\n{}",
         found.join("\n")
+    );
+}
+
+/// The lines of `text` (numbered from 1) whose code calls a print macro;
+/// comments and string contents that merely name one are not calls.
+fn lines_printing(text: &str) -> Vec<(usize, &str)> {
+    const MACROS: [&str; 5] = ["print!", "println!", "eprint!", "eprintln!", "dbg!"];
+    // A module's unit tests (at its end) may say why they skipped a part.
+    text.lines()
+        .take_while(|line| line.trim() != "#[cfg(test)]")
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = without_strings(line.split("//").next().unwrap_or(""));
+            MACROS.iter().any(|m| {
+                code.match_indices(m).any(|(at, _)| {
+                    // `eprintln!` is not `println!` preceded by an `e`.
+                    let before = code[..at].chars().next_back();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            })
+        })
+        .map(|(number, line)| (number + 1, line.trim()))
+        .collect()
+}
+
+/// A line's code with the contents of its string literals blanked.
+fn without_strings(code: &str) -> String {
+    let mut out = String::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in code.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => {
+                in_string = !in_string;
+                out.push('"');
+            }
+            (true, false, _) => {}
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where the engine or the kernel floor calls a print macro, as
+/// `file:line: text`.
+fn prints_in(floor: &str) -> Vec<String> {
+    let root = repo().join("src").join(floor);
+    let mut found = Vec::new();
+    for file in sources(&root) {
+        let relative = file.strip_prefix(repo()).unwrap().display().to_string();
+        let text = fs::read_to_string(&file).unwrap();
+        for (number, line) in lines_printing(&text) {
+            found.push(format!("{relative}:{number}: {line}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn neither_the_engine_nor_the_kernel_floor_prints() {
+    let mut found = prints_in("engine");
+    found.extend(prints_in("kernel"));
+    assert!(
+        found.is_empty(),
+        "only the binaries and lab::narrate talk to the terminal; return the text, \
+         send it on the init pipe or hand it to a callback (warnings: log::warn!):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The check itself can fail: it finds a print macro in code, and only there.
+#[test]
+fn a_print_is_found_and_a_comment_or_string_is_not_one() {
+    let text = concat!(
+        "let x = 1;\n",
+        "    eprintln!(\"warning: {x}\");\n",
+        "// println!(\"in a comment\")\n",
+        "let s = \"println!(in a string)\";\n",
+        "my_println!(x); dbg!(x);\n",
+        "print!(\"a\"); // and a comment\n",
+    );
+    assert_eq!(
+        lines_printing(text),
+        [
+            (2, "eprintln!(\"warning: {x}\");"),
+            (5, "my_println!(x); dbg!(x);"),
+            (6, "print!(\"a\"); // and a comment"),
+        ]
     );
 }
 

@@ -147,12 +147,8 @@ fn an_env_file_with_a_nul_names_the_file_and_line() {
     let state = common::state_root("errors-env-nul");
     let file = state.join("env");
     std::fs::write(&file, "# settings\nGOOD=1\nBAD=x\0y\n").unwrap();
-    let mut command = std::process::Command::new(common::binary("mini-docker"));
-    command
-        .env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .args(["run", "--rm", "--env-file"])
-        .arg(&file)
-        .args(["busybox", "true"]);
+    let mut command = common::mini_docker(&state, &["run", "--rm", "--env-file"]);
+    command.arg(&file).args(["busybox", "true"]);
     let output = common::run(command);
     assert_clean_error(
         &output,

@@ -67,12 +67,8 @@ fn disk(test: &str) -> (PathBuf, PathBuf, LoopDevice) {
 }
 
 fn mini_docker(state: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(common::binary("mini-docker"));
-    command
-        .env(container_lab::engine::dirs::ROOT_ENV, state)
-        .stdin(Stdio::null())
-        .arg("run")
-        .args(args);
+    let mut command = common::mini_docker(state, &["run"]);
+    command.args(args);
     common::run(command)
 }
 
@@ -259,10 +255,8 @@ fn existing(name: &str) -> Vec<PathBuf> {
 fn the_kernel_holds_dockers_list_while_the_container_runs_and_frees_it_after() {
     common::assert_root();
     let state = common::state_root("devices-kernel");
-    let mut command = Command::new(common::binary("mini-docker"));
+    let mut command = common::mini_docker(&state, &[]);
     command
-        .env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .args([
             "run",

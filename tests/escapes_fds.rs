@@ -39,12 +39,7 @@ impl Lab {
     /// `mini-docker ARGS` in a network namespace of its own, with `/`
     /// open at descriptor 7, not close-on-exec.
     fn leaky(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-            .stdin(Stdio::null())
-            .args(args);
+        let mut command = common::mini_docker(&self.state, args);
         common::in_new_netns(&mut command);
         unsafe {
             command.pre_exec(|| {

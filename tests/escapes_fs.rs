@@ -32,12 +32,7 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-            .stdin(Stdio::null())
-            .args(args);
+        let mut command = common::mini_docker(&self.state, args);
         common::in_new_netns(&mut command);
         command
     }

@@ -36,14 +36,9 @@ impl Lab {
 
     /// `mini-docker ARGS`, ended (and the test failed) if it hangs.
     fn md(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .args(args);
         let mut child = self
             .host
-            .command(command)
-            .stdin(Stdio::null())
+            .command(common::mini_docker(&self.state, args))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -116,11 +111,9 @@ impl Drop for Lab {
 
 impl Lab {
     fn md_quiet(&self, args: &[&str]) -> std::io::Result<Output> {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .args(args);
-        self.host.command(command).stdin(Stdio::null()).output()
+        self.host
+            .command(common::mini_docker(&self.state, args))
+            .output()
     }
 }
 

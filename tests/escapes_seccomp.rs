@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// Probes whose arguments the kernel checks before any capability: an
@@ -108,12 +108,7 @@ fn probe_in_container(test: &str, extra: &[&str], names: &[&str]) -> BTreeMap<St
     args.extend_from_slice(extra);
     args.extend(["busybox", "/probe/probe", "syscalls"]);
     args.extend_from_slice(names);
-    let mut command = Command::new(common::binary("mini-docker"));
-    command
-        .env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .stdin(Stdio::null())
-        .args(&args);
-    let out = common::run(command);
+    let out = common::run(common::mini_docker(&state, &args));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -269,12 +264,11 @@ fn privileged_has_no_filter() {
 fn the_busybox_shell_still_works_under_the_filter() {
     common::assert_root();
     let state = common::state_root("seccomp-shell");
-    let mut command = Command::new(common::binary("mini-docker"));
-    command
-        .env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .stdin(Stdio::null())
-        .args(["run", "--rm", "--network", "none", "busybox", "sh", "-c"])
-        .arg("echo $((6 * 7)) | cat; ls /bin/sh >/dev/null && sleep 0 & wait; grep Seccomp_filters /proc/self/status");
+    let mut command = common::mini_docker(
+        &state,
+        &["run", "--rm", "--network", "none", "busybox", "sh", "-c"],
+    );
+    command.arg("echo $((6 * 7)) | cat; ls /bin/sh >/dev/null && sleep 0 & wait; grep Seccomp_filters /proc/self/status");
     let out = common::run(command);
     assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
     assert_eq!(

@@ -29,14 +29,7 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .args(args);
-        self.host.command(command)
+        self.host.command(common::mini_docker(&self.state, args))
     }
 
     /// `mini-docker ARGS`, printed, then returned.
@@ -110,7 +103,7 @@ impl Lab {
             "mounts were left"
         );
         assert!(
-            supervisors_of(id).is_empty(),
+            common::supervisors_of(id).is_empty(),
             "a supervisor is still running"
         );
     }
@@ -127,20 +120,6 @@ impl Drop for Lab {
             let _ = self.command(&["rm", "-f", id]).output();
         }
     }
-}
-
-/// Processes running `mini-docker __supervise ID`.
-fn supervisors_of(id: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__supervise\0{id}")))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 fn alive(pid: i32) -> bool {
@@ -185,7 +164,7 @@ fn run_detached_logs_exec_and_rm() {
     let pid = lab.pid("detached");
     assert!(alive(pid), "the container is not running");
     // Its supervisor (and the supervisor's log copier, forked from it).
-    assert!(!supervisors_of(&id).is_empty());
+    assert!(!common::supervisors_of(&id).is_empty());
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cgroup.contains("container-lab/detached"), "{cgroup}");
     // ps: one line, running.
@@ -537,13 +516,15 @@ fn killed_supervisor_or_init_ps_tells_the_truth_and_rm_cleans_up() {
     ]);
     let id = id.trim().to_string();
     let pid = lab.pid("orphan");
-    for supervisor in supervisors_of(&id) {
+    for supervisor in common::supervisors_of(&id) {
         kill(supervisor, nix::sys::signal::Signal::SIGKILL);
     }
-    assert!(common::wait_for(common::PATIENCE, || supervisors_of(&id)
-        .is_empty()
-        .then_some(()))
-    .is_some());
+    assert!(
+        common::wait_for(common::PATIENCE, || common::supervisors_of(&id)
+            .is_empty()
+            .then_some(()))
+        .is_some()
+    );
     assert!(alive(pid));
     assert!(
         lab.ok(&["ps"]).contains("orphan"),

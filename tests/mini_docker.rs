@@ -22,13 +22,8 @@ fn isolated(state: &Path, args: &[&str]) -> Command {
 }
 
 fn run_command(state: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(common::binary("mini-docker"));
-    command
-        .env(container_lab::engine::dirs::ROOT_ENV, state)
-        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-        .stdin(Stdio::null())
-        .arg("run")
-        .args(args);
+    let mut command = common::mini_docker(state, &["run"]);
+    command.args(args);
     command
 }
 
@@ -790,13 +785,7 @@ fn an_imported_tarball_runs_as_an_image() {
         .status()
         .unwrap();
     assert!(tar.success());
-    let mini = |args: &[&str]| {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &state)
-            .args(args);
-        common::run(command)
-    };
+    let mini = |args: &[&str]| common::run(common::mini_docker(&state, args));
     let imported = mini(&["import", tarball.to_str().unwrap(), "mybox:1"]);
     assert_eq!(imported.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&imported.stdout).starts_with("sha256:"));
@@ -993,21 +982,19 @@ fn dash_it_gives_a_terminal_of_its_own_and_ctrl_c_reaches_it() {
         ],
     );
     assert_eq!(started.status.code(), Some(0));
-    let mut exec = Command::new(common::binary("mini-docker"));
-    exec.env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-        .args([
+    let exec = common::mini_docker(
+        &state,
+        &[
             "exec",
             "-it",
             "ttybox",
             "sh",
             "-c",
             "tty; echo ready; read line; echo got-$line; exit 4",
-        ]);
+        ],
+    );
     let (code, text, restored) = with_a_terminal(exec, "ready", b"typed\r");
-    let mut rm = Command::new(common::binary("mini-docker"));
-    rm.env(container_lab::engine::dirs::ROOT_ENV, &state)
-        .args(["rm", "-f", "ttybox"]);
+    let rm = common::mini_docker(&state, &["rm", "-f", "ttybox"]);
     assert_eq!(common::run(rm).status.code(), Some(0));
     assert_eq!(code, Some(4));
     assert!(

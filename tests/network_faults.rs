@@ -45,13 +45,7 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .args(args);
-        let mut command = self.host.command(command);
-        command.stdin(Stdio::null());
-        command
+        self.host.command(common::mini_docker(&self.state, args))
     }
 
     /// `mini-docker ARGS`; killed, and the test failed, if it hangs.
@@ -165,7 +159,7 @@ impl Lab {
         let id = self.inspect(name)["Id"].as_str().unwrap().to_string();
         let init = self.inspect(name)["State"]["Pid"].as_i64().unwrap() as i32;
         let mut gone = vec![init];
-        for pid in supervisors_of(&id) {
+        for pid in common::supervisors_of(&id) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             gone.push(pid);
         }
@@ -234,24 +228,10 @@ fn in_host_with_deadline<T: Send + 'static>(
         .unwrap_or_else(|_| panic!("{what} hung for {DEADLINE:?}"))
 }
 
-/// Processes running `mini-docker __supervise ID`.
-fn supervisors_of(id: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&format!("__supervise\0{id}")))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// The supervisor itself: the one of those processes (it, its logger, an
 /// `--init` container's first process) whose parent is none of them.
 fn supervisor_of(id: &str) -> i32 {
-    let all = supervisors_of(id);
+    let all = common::supervisors_of(id);
     let parent = |pid: i32| -> i32 {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
@@ -336,9 +316,10 @@ fn a_start_that_fails_after_its_veth_exists_undoes_it_without_waiting_on_its_own
     // Moving the peer into the namespace of a process that cannot exist
     // (above the kernel's PID limit) fails after the bridge and the veth
     // pair were made: the error path that once waited for ever.
-    let result = in_host_with_deadline(&lab, "attach_process's error path", move || {
-        container_lab::engine::network::attach_process(
+    let result = in_host_with_deadline(&lab, "attach's error path", move || {
+        container_lab::engine::network::attach(
             &dirs,
+            &container_lab::engine::network::Network::default_bridge(),
             "doomed",
             4_194_305,
             container_lab::engine::network::runtime_link_names,
@@ -402,7 +383,9 @@ fn a_killed_runs_leftovers_are_removed_by_the_next_run_which_still_ends_on_sigte
     // `run -d`'s supervisor ends on SIGTERM: it passes it on, the container
     // ends of it (143), and everything goes, the sysctl too.
     kill(Pid::from_raw(supervisor_of(&id)), Signal::SIGTERM).unwrap();
-    let ended = common::wait_for(DEADLINE, || supervisors_of(&id).is_empty().then_some(()));
+    let ended = common::wait_for(DEADLINE, || {
+        common::supervisors_of(&id).is_empty().then_some(())
+    });
     assert!(ended.is_some(), "the supervisor ignored SIGTERM");
     assert_eq!(
         lab.inspect("ghost")["State"]["ExitCode"].as_i64(),

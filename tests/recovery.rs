@@ -16,13 +16,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use container_lab::engine::runtime::{HOLD_AT_ENV, HOLD_POINTS};
+use container_lab::engine::runtime::{HOLD_AT_ENV, HOLD_POINTS, HOLD_REPORT_ENV};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -50,14 +50,8 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(common::binary("mini-docker"));
-        command
-            .env(container_lab::engine::dirs::ROOT_ENV, &self.state)
-            .env(container_lab::engine::store::PIN_IDS_ENV, "1")
-            .env("NO_COLOR", "1")
-            .env_remove(HOLD_AT_ENV)
-            .stdin(Stdio::null())
-            .args(args);
+        let mut command = common::mini_docker(&self.state, args);
+        command.env_remove(HOLD_AT_ENV);
         self.host.command(command)
     }
 
@@ -72,33 +66,45 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `mini-docker ARGS`, stopped at `point` of its start.
+    /// `mini-docker ARGS`, stopped at `point` of its start: the run says
+    /// so in a file of the test's (outside the lab's state, which the
+    /// fingerprints compare).
     // The child is returned, and waited for by `Held::kill`.
     #[allow(clippy::zombie_processes)]
     fn held(&self, args: &[&str], point: &str) -> Held {
+        let report = std::env::temp_dir().join(format!(
+            "lab-held-{}-{point}-{}",
+            std::process::id(),
+            self.state.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = fs::remove_file(&report);
         let mut command = self.command(args);
         command
             .env(HOLD_AT_ENV, point)
+            .env(HOLD_REPORT_ENV, &report)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let wanted = format!("holding at {point}");
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = stderr.read_line(&mut line).unwrap();
-            seen.push_str(&line);
-            if n == 0 {
-                let _ = child.wait();
-                panic!("the run ended before holding at {point}:\n{seen}");
+        let holding = common::wait_for(common::PATIENCE, || {
+            if fs::read_to_string(&report).is_ok_and(|text| text.contains(&wanted)) {
+                return Some(true);
             }
-            if line.contains(&wanted) {
-                return Held {
-                    child,
-                    _stderr: stderr,
-                };
-            }
+            child.try_wait().unwrap().map(|_| false)
+        });
+        let _ = fs::remove_file(&report);
+        if holding != Some(true) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run did not hold at {point}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        Held {
+            child,
+            _stderr: stderr,
         }
     }
 
@@ -194,30 +200,7 @@ fn kill(child: &mut Child) {
 /// Processes whose command line has `--name NAME`: the run, and the log
 /// copier it forked (which keeps its command line).
 fn processes_named(name: &str) -> Vec<i32> {
-    processes_with(&format!("--name\0{name}\0"))
-}
-
-/// Processes whose command line holds `marker` (arguments joined by NUL).
-fn processes_with(marker: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .filter(|pid| {
-            // A zombie has exited.
-            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-        })
-        .collect()
+    common::processes_with(&format!("--name\0{name}\0"))
 }
 
 /// Every process in the host namespace that runs `comm`.
@@ -577,7 +560,7 @@ fn a_corrupt_record_is_skipped_with_a_warning_and_rm_f_removes_it() {
     assert!(files_in(&lab.state.join("run/lifecycle")).is_empty());
     let supervisor = format!("__supervise\0{garbage}");
     let gone = common::wait_for(common::PATIENCE, || {
-        processes_with(&supervisor).is_empty().then_some(())
+        common::processes_with(&supervisor).is_empty().then_some(())
     });
     assert!(gone.is_some(), "the supervisor of garbage is left");
     assert_recovered(&lab, &before, "garbage", "rm -f of the corrupt records");

@@ -10,6 +10,8 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::support::error::{io_err, IoError};
+
 /// The environment variable that relocates every lab directory.
 pub const ROOT_ENV: &str = "CONTAINER_LAB_ROOT";
 
@@ -82,10 +84,6 @@ impl LabDirs {
     /// `mkdir -p PATH`, where every lab directory on the way (see
     /// `layout`) gets its mode; below them, directories get the default.
     pub fn create_dir(&self, path: &Path) -> Result<(), StateError> {
-        let io_error = |op, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { op, path, source }
-        };
         let layout = self.layout();
         let mut ours: Vec<&(PathBuf, u32)> = layout
             .iter()
@@ -94,21 +92,21 @@ impl LabDirs {
         ours.sort_by_key(|(dir, _)| dir.components().count());
         if let Some((top, _)) = ours.first() {
             if let Some(parent) = top.parent() {
-                fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+                fs::create_dir_all(parent).map_err(io_err("create", parent))?;
             }
         }
         for (dir, mode) in ours {
             match fs::DirBuilder::new().mode(*mode).create(dir) {
                 Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(io_error("create", dir)(err))
+                    return Err(IoError::new("create", dir, err).into())
                 }
                 _ => {}
             }
             // mkdir applies the umask, and an older install had other modes.
-            let meta = fs::metadata(dir).map_err(io_error("stat", dir))?;
+            let meta = fs::metadata(dir).map_err(io_err("stat", dir))?;
             set_mode(dir, meta.permissions().mode(), *mode)?;
         }
-        fs::create_dir_all(path).map_err(io_error("create", path))
+        Ok(fs::create_dir_all(path).map_err(io_err("create", path))?)
     }
 }
 
@@ -137,11 +135,9 @@ fn set_mode(path: &Path, current: u32, wanted: u32) -> Result<(), StateError> {
     if current & 0o7777 == wanted {
         return Ok(());
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(wanted)).map_err(|source| StateError::Io {
-        op: "set the mode of",
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::set_permissions(path, fs::Permissions::from_mode(wanted))
+        .map_err(io_err("set the mode of", path))?;
+    Ok(())
 }
 
 /// A per-run directory that is removed when dropped, whatever happened.
@@ -171,11 +167,7 @@ impl RunDir {
                 });
             }
             // Left over from a run that was killed with SIGKILL: reclaim it.
-            remove_tree(&path).map_err(|source| StateError::Io {
-                op: "remove stale",
-                path: path.clone(),
-                source,
-            })?;
+            remove_tree(&path).map_err(io_err("remove stale", &path))?;
         }
         dirs.create_dir(&dirs.run.join("containers"))?;
         fs::DirBuilder::new()
@@ -186,36 +178,17 @@ impl RunDir {
                 io::ErrorKind::AlreadyExists => StateError::InUse {
                     name: name.to_string(),
                 },
-                _ => StateError::Io {
-                    op: "create",
-                    path: path.clone(),
-                    source,
-                },
+                _ => IoError::new("create", &path, source).into(),
             })?;
         let run_dir = RunDir { path, keep: false };
         let path = &run_dir.path;
-        fs::set_permissions(path, fs::Permissions::from_mode(RUN_DIR_MODE)).map_err(|source| {
-            StateError::Io {
-                op: "set the mode of",
-                path: path.clone(),
-                source,
-            }
-        })?;
+        fs::set_permissions(path, fs::Permissions::from_mode(RUN_DIR_MODE))
+            .map_err(io_err("set the mode of", path))?;
         if nix::unistd::geteuid().is_root() {
             let gid = crate::kernel::userns::container_root_map().gid.outside;
-            std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(|source| {
-                StateError::Io {
-                    op: "chown",
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+            std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(io_err("chown", path))?;
         }
-        fs::write(&pid_file, std::process::id().to_string()).map_err(|source| StateError::Io {
-            op: "write",
-            path: pid_file,
-            source,
-        })?;
+        fs::write(&pid_file, std::process::id().to_string()).map_err(io_err("write", &pid_file))?;
         Ok(run_dir)
     }
 
@@ -237,7 +210,7 @@ impl Drop for RunDir {
             return;
         }
         if let Err(err) = remove_tree(&self.path) {
-            eprintln!("warning: could not remove {}: {err}", self.path.display());
+            log::warn!("could not remove {}: {err}", self.path.display());
         }
     }
 }
@@ -262,11 +235,6 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 pub enum StateError {
     #[error("a container named {name} is already running; wait for it or pick another --name")]
     InUse { name: String },
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }

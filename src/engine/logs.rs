@@ -19,6 +19,8 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
+use crate::support::error::{io_err, IoError};
+
 /// Docker's json-file splits lines longer than this into several entries.
 pub const MAX_ENTRY: usize = 16 * 1024;
 
@@ -67,11 +69,7 @@ impl LogWriter {
             .create(true)
             .mode(0o640)
             .open(path)
-            .map_err(|source| LogError::Io {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(io_err("open", path))?;
         Ok(LogWriter {
             file,
             path: path.to_path_buf(),
@@ -125,11 +123,11 @@ impl LogWriter {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(errno) => {
-                        return Err(LogError::Io {
-                            op: "poll the pipes of",
-                            path: self.path.clone(),
-                            source: errno.into(),
-                        })
+                        return Err(LogError::Io(IoError::new(
+                            "poll the pipes of",
+                            &self.path,
+                            errno.into(),
+                        )))
                     }
                 }
                 // POLLHUP and POLLERR too: the read below then sees EOF or the error.
@@ -153,11 +151,11 @@ impl LogWriter {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(source) => {
-                return Err(LogError::Io {
-                    op: "read a container pipe for",
-                    path: self.path.clone(),
+                return Err(LogError::Io(IoError::new(
+                    "read a container pipe for",
+                    &self.path,
                     source,
-                })
+                )))
             }
         };
         if n == 0 {
@@ -203,11 +201,10 @@ impl LogWriter {
         };
         let mut line = serde_json::to_vec(&entry).map_err(LogError::Encode)?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|source| LogError::Io {
-            op: "append to",
-            path: self.path.clone(),
-            source,
-        })
+        Ok(self
+            .file
+            .write_all(&line)
+            .map_err(io_err("append to", &self.path))?)
     }
 }
 
@@ -248,13 +245,7 @@ pub fn read(path: &Path, tail: Option<usize>) -> Result<Vec<Entry>, LogError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(LogError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(LogError::Io(IoError::new("read", path, source))),
     };
     let mut parser = Parser::new(path);
     let mut entries = parser.feed(&bytes)?;
@@ -285,22 +276,12 @@ pub fn follow(
             file = match File::open(path) {
                 Ok(f) => Some(f),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-                Err(source) => {
-                    return Err(LogError::Io {
-                        op: "open",
-                        path: path.to_path_buf(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(LogError::Io(IoError::new("open", path, source))),
             };
         }
         if let Some(f) = file.as_mut() {
             let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).map_err(|source| LogError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            f.read_to_end(&mut bytes).map_err(io_err("read", path))?;
             let mut entries = parser.feed(&bytes)?;
             if let (true, Some(tail)) = (first, tail) {
                 entries.drain(..entries.len().saturating_sub(tail));
@@ -370,13 +351,8 @@ impl Parser {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("failed to parse line {line} of {}: {source}; the log is not in json-file format", path.display())]
     Parse {
         path: PathBuf,
@@ -394,23 +370,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc};
 
-    /// A directory under /tmp, removed when the test ends (also on failure).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(test: &str) -> TempDir {
-            let path = PathBuf::from(format!("/tmp/lab-logs-{test}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TempDir;
 
     /// Runs a container stand-in (`write`, given the write ends of its
     /// stdout and stderr pipes) and the LogWriter copying them into `path`.
@@ -443,7 +403,7 @@ mod tests {
 
     #[test]
     fn logs_give_back_exactly_the_bytes_the_container_wrote() {
-        let dir = TempDir::new("round-trip");
+        let dir = TempDir::new("logs-round-trip");
         let path = dir.0.join("c-json.log");
         let long: String = "é".repeat(MAX_ENTRY) + "\n"; // 32 KiB of 2-byte characters
         let stdout_chunks: Vec<Vec<u8>> = vec![
@@ -520,7 +480,7 @@ mod tests {
 
     #[test]
     fn the_file_is_dockers_json_file_format() {
-        let dir = TempDir::new("format");
+        let dir = TempDir::new("logs-format");
         let path = dir.0.join("c-json.log");
         capture(&path, |mut out, mut err| {
             out.write_all(b"hi\n").unwrap();
@@ -546,7 +506,7 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_utf8_become_replacement_characters_as_in_docker() {
-        let dir = TempDir::new("invalid-utf8");
+        let dir = TempDir::new("logs-invalid-utf8");
         let path = dir.0.join("c-json.log");
         capture(&path, |mut out, _err| out.write_all(b"a\xffb\n").unwrap());
         let entries = read(&path, None).unwrap();
@@ -556,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_mebibyte_on_each_stream_does_not_deadlock() {
-        let dir = TempDir::new("large");
+        let dir = TempDir::new("logs-large");
         let path = dir.0.join("c-json.log");
         let line = "0123456789abcdef".repeat(4) + "\n"; // 65 bytes
         let mib: String = line.repeat((1 << 20) / line.len() + 1);
@@ -607,7 +567,7 @@ mod tests {
 
     #[test]
     fn read_returns_the_last_entries_with_tail() {
-        let dir = TempDir::new("tail");
+        let dir = TempDir::new("logs-tail");
         let path = dir.0.join("c-json.log");
         assert!(
             read(&path, None).unwrap().is_empty(),
@@ -643,7 +603,7 @@ mod tests {
 
     #[test]
     fn follow_prints_the_tail_then_everything_appended_until_told_to_stop() {
-        let dir = TempDir::new("follow");
+        let dir = TempDir::new("logs-follow");
         let path = dir.0.join("c-json.log");
         write_entries(&path, &["old 1\n", "old 2\n", "old 3\n"]);
 
@@ -696,7 +656,7 @@ mod tests {
 
     #[test]
     fn follow_waits_for_a_log_that_does_not_exist_yet() {
-        let dir = TempDir::new("follow-missing");
+        let dir = TempDir::new("logs-follow-missing");
         let path = dir.0.join("c-json.log");
         let mut seen = Vec::new();
         follow(&path, None, || false, |e| seen.push(e.clone())).unwrap();

@@ -3,8 +3,10 @@
 //! The engine never prints: it returns values and errors, and reports
 //! progress and explanations through the callbacks its caller gives it.
 
+pub mod build;
 pub mod dirs;
 pub mod images;
+pub mod lifecycle;
 pub mod logs;
 pub mod network;
 pub mod oci;

@@ -9,7 +9,7 @@
 //! without touching the container. A foreground `run` is its own
 //! supervisor: the same code, with the container's output on the terminal.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,8 +43,17 @@ pub fn layer_dir(store: &Store, id: &str) -> PathBuf {
 pub enum Attach {
     /// Detached: stdout and stderr go to the log, stdin is /dev/null.
     Log,
-    /// A foreground `run`: our own terminal or pipes.
-    Foreground(Stdio),
+    /// A foreground `run`: the container's stdin, and its stdout and
+    /// stderr logged and also copied, as they come, to these (the front
+    /// end's own).
+    Echo {
+        stdin: StdinMode,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A foreground `run -t`: the container's end of the console socket;
+    /// the front end relays the terminal, which is not logged.
+    Terminal(Stdio),
 }
 
 /// Starts a supervisor for container `id` as a process of its own and
@@ -83,8 +92,8 @@ pub fn spawn(id: &str) -> Result<(), SupervisorError> {
         .map_err(|e| SupervisorError::Spawn(e.to_string()))?;
     drop(ready_write);
     drop(command);
-    // The supervisor writes one line: "ok" or the error. (Read a line, not
-    // to the end: its logger, forked later, may still hold the pipe.)
+    // The supervisor writes one line: "ok", or "failed CODE ERROR". (Read a
+    // line, not to the end: its logger, forked later, may still hold it.)
     let mut report = String::new();
     let _ = std::io::BufRead::read_line(
         &mut std::io::BufReader::new(std::fs::File::from(ready_read)),
@@ -92,44 +101,57 @@ pub fn spawn(id: &str) -> Result<(), SupervisorError> {
     );
     // Not waited for: it outlives us, and init reaps it when it exits.
     std::mem::forget(child);
-    match report.trim() {
-        "ok" => Ok(()),
-        "" => Err(SupervisorError::Spawn(
+    let report = report.trim();
+    let failed = report.strip_prefix("failed ").and_then(|rest| {
+        let (code, message) = rest.split_once(' ')?;
+        Some((code.parse().ok()?, message))
+    });
+    match (report, failed) {
+        ("ok", _) => Ok(()),
+        (_, Some((code, message))) => Err(SupervisorError::Start {
+            code,
+            message: message.to_string(),
+        }),
+        ("", _) => Err(SupervisorError::Spawn(
             "the supervisor exited before starting the container".into(),
         )),
-        error => Err(SupervisorError::Start(error.to_string())),
+        (other, None) => Err(SupervisorError::Start {
+            code: 125,
+            message: other.to_string(),
+        }),
     }
 }
 // ANCHOR_END: spawn
 
-/// The supervisor's whole life: start, wait, record, maybe restart, clean
-/// up. Returns the last exit code. `ready` receives "ok" once the first
-/// start succeeded, or the error.
-// ANCHOR: supervise
-pub fn supervise(
+/// A supervisor of its own process (`mini-docker __supervise ID`): the
+/// container's record, then [`supervise`]. `ready` receives "ok" once the
+/// first start succeeded, or the error.
+pub fn supervise_detached(
     dirs: &LabDirs,
     id: &str,
-    attach: Attach,
-    ready: Option<OwnedFd>,
+    ready: OwnedFd,
 ) -> Result<i32, SupervisorError> {
-    supervise_explained(dirs, id, attach, ready, Explain::default())
+    let store = Store::new(dirs);
+    let record = store.get(id)?;
+    supervise(&store, &record, Attach::Log, Some(ready), Explain::none())
 }
 
-/// `supervise`, printing each step of the first start (`run --explain`).
-pub fn supervise_explained(
-    dirs: &LabDirs,
-    id: &str,
+/// The supervisor's whole life: start, wait, record, maybe restart, clean
+/// up. Returns the last exit code. `ready` receives "ok" once the first
+/// start succeeded, or the error; each step of the first start goes to
+/// `explain` (`run --explain`).
+// ANCHOR: supervise
+pub fn supervise(
+    store: &Store,
+    record: &Record,
     attach: Attach,
     ready: Option<OwnedFd>,
     explain: Explain,
 ) -> Result<i32, SupervisorError> {
-    let store = Store::new(dirs);
-    let record = store.get(id)?;
-    let config: RunConfig = serde_json::from_value(record.config.clone())
-        .map_err(|e| SupervisorError::Config(e.to_string()))?;
-    claim(&store, &record, &config)?;
+    let (id, config) = (record.id.as_str(), &record.config);
+    claim(store, record, config)?;
     runtime::hold_at("claimed");
-    let _ = std::fs::remove_file(stop_marker(&store, id));
+    let _ = std::fs::remove_file(stop_marker(store, id));
     let mut ready = ready;
     let mut attach = Some(attach);
     let mut delay = Duration::ZERO;
@@ -137,14 +159,18 @@ pub fn supervise_explained(
     let code = loop {
         let (io, logger) = match attach.take() {
             // A terminal (-t) is relayed by the caller, not logged.
-            Some(Attach::Foreground(io)) if io.console.is_some() => (io, None),
+            Some(Attach::Terminal(io)) => (io, None),
             // In the foreground the output is shown and logged.
-            Some(Attach::Foreground(io)) => {
-                let (io, logger) = log_pipes(&store, id, Some(io.stdin))?;
+            Some(Attach::Echo {
+                stdin,
+                stdout,
+                stderr,
+            }) => {
+                let (io, logger) = log_pipes(store, id, stdin, Some((stdout, stderr)))?;
                 (io, Some(logger))
             }
             _ => {
-                let (io, logger) = log_pipes(&store, id, None)?;
+                let (io, logger) = log_pipes(store, id, StdinMode::Null, None)?;
                 (io, Some(logger))
             }
         };
@@ -152,19 +178,25 @@ pub fn supervise_explained(
         let explain = if restarts == record.state.restart_count {
             explain
         } else {
-            Explain::default()
+            Explain::none()
         };
-        let started = runtime::start(dirs, &config, explain, io, Some(&layer_dir(&store, id)));
+        let started = runtime::start(
+            store.dirs(),
+            config,
+            explain,
+            io,
+            Some(&layer_dir(store, id)),
+        );
         let mut started = match started {
             Ok(started) => started,
             Err(err) => {
                 wait_logger(logger);
-                record_failure(&store, id, &err)?;
-                report(&mut ready, &err.to_string());
+                record_failure(store, id, &err)?;
+                report(&mut ready, &format!("failed {} {err}", err.exit_code()));
                 return Err(SupervisorError::Runtime(err));
             }
         };
-        record_running(&store, id, &started)?;
+        record_running(store, id, &started)?;
         report(&mut ready, "ok");
 
         let code = started.wait_forwarding_signals(config.stop_timeout);
@@ -176,7 +208,7 @@ pub fn supervise_explained(
         // Network, cgroup and run directory go now, before the next start.
         drop(started);
         wait_logger(logger);
-        let stopped = stop_marker(&store, id).exists() || signals::interrupted().is_some();
+        let stopped = stop_marker(store, id).exists() || signals::interrupted().is_some();
         // Decided before the state is written, so that no command ever sees
         // a container that will restart as "exited" in between.
         let restart = config.restart.restarts(code, restarts, stopped);
@@ -207,13 +239,13 @@ pub fn supervise_explained(
         if !restart {
             break code;
         }
-        if !sleep_unless_stopped(&store, id, delay) {
+        if !sleep_unless_stopped(store, id, delay) {
             store.update(id, |r| r.state.status = Status::Exited)?;
             break code;
         }
     };
     if config.remove {
-        remove(&store, &record)?;
+        remove(store, record)?;
     }
     Ok(code)
 }
@@ -222,14 +254,13 @@ pub fn supervise_explained(
 /// Pipes for stdout and stderr, and a logger process that copies them into
 /// the container's json-file log. A process, not a thread: the supervisor
 /// clones containers, and a fork beside a running thread could inherit a
-/// lock that thread held. `foreground`: the run's stdin, and the output is
-/// also copied to our own stdout and stderr.
+/// lock that thread held. `echo`: where the output is also copied.
 fn log_pipes(
     store: &Store,
     id: &str,
-    foreground: Option<StdinMode>,
+    stdin: StdinMode,
+    echo: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(Stdio, nix::unistd::Pid), SupervisorError> {
-    let echo = foreground.is_some();
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| SupervisorError::Spawn(e.to_string()));
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
@@ -241,9 +272,9 @@ fn log_pipes(
             drop(err_write);
             init::set_process_name("mini-docker-log");
             let code = match LogWriter::open(&path)
-                .map(|writer| match (echo, dup_stdio()) {
-                    (true, Some((out, err))) => writer.echoing(out, err),
-                    _ => writer,
+                .map(|writer| match echo {
+                    Some((out, err)) => writer.echoing(out, err),
+                    None => writer,
                 })
                 .and_then(|mut writer| writer.copy(Some(out_read), Some(err_read)))
             {
@@ -253,8 +284,9 @@ fn log_pipes(
             init::exit_now(code)
         }
         ForkResult::Parent { child } => {
+            drop(echo);
             let io = Stdio {
-                stdin: foreground.unwrap_or(StdinMode::Null),
+                stdin,
                 stdout: Some(out_write),
                 stderr: Some(err_write),
                 console: None,
@@ -262,13 +294,6 @@ fn log_pipes(
             Ok((io, child))
         }
     }
-}
-
-/// Our own stdout and stderr, duplicated.
-fn dup_stdio() -> Option<(OwnedFd, OwnedFd)> {
-    let out = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-    let err = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
-    Some((out, err))
 }
 
 fn wait_logger(logger: Option<nix::unistd::Pid>) {
@@ -281,6 +306,7 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
     let pid = started.pid().as_raw();
     let me = std::process::id() as i32;
     let ports: Vec<String> = started.published().iter().map(|p| p.to_string()).collect();
+    let links = started.links();
     let cgroup_paths = started.cgroup().paths();
     store.update(id, |r| {
         r.state.status = Status::Running;
@@ -293,7 +319,8 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
         r.state.exit_code = 0;
         r.state.oom_killed = false;
         r.state.error.clear();
-        r.state.ip = started.ip().map(|ip| ip.to_string());
+        r.state.ip = started.ip();
+        r.state.links = links;
         r.state.ports = ports;
         r.state.cgroup_paths = cgroup_paths;
     })?;
@@ -304,7 +331,7 @@ fn record_failure(store: &Store, id: &str, err: &RuntimeError) -> Result<(), Sup
     let message = err.to_string();
     store.update(id, |r| {
         r.state.status = Status::Exited;
-        r.state.exit_code = 125;
+        r.state.exit_code = err.exit_code();
         r.state.error = message;
         r.state.finished_at = Some(SystemTime::now());
         r.state.pid = 0;
@@ -390,16 +417,27 @@ pub fn reclaim(store: &Store, name: &str, state: &store::State) -> Result<(), Su
 pub enum SupervisorError {
     #[error("failed to start the supervisor: {0}")]
     Spawn(String),
-    #[error("{0}")]
-    Start(String),
-    #[error(
-        "the stored configuration cannot be read: {0}; remove the container and create it again"
-    )]
-    Config(String),
+    /// The supervisor could not start the container; `code` is the exit
+    /// code that its start failed with (Docker's 125, 126 or 127).
+    #[error("{message}")]
+    Start { code: i32, message: String },
     #[error("cleanup failed: {0}")]
     Cleanup(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+impl SupervisorError {
+    /// Docker's exit code for a container that could not be started this
+    /// way: 127 when its program does not exist, 126 when it cannot be
+    /// run, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::Start { code, .. } => *code,
+            SupervisorError::Runtime(err) => err.exit_code(),
+            _ => 125,
+        }
+    }
 }

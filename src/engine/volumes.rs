@@ -9,7 +9,6 @@
 //! `/var/lib/docker/volumes/NAME/_data`).
 
 use std::fs;
-use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::dirs::LabDirs;
 use crate::kernel::mounts::{self, MountError};
+use crate::support::error::{io_err, IoError};
 
 /// Where a volume's files come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,11 +177,8 @@ pub fn remove(dirs: &LabDirs, name: &str) -> Result<(), VolumeError> {
     if check_volume_name(name).is_err() || !dir.join("_data").is_dir() {
         return Err(VolumeError::NoSuchVolume(name.to_string()));
     }
-    crate::engine::dirs::remove_tree(&dir).map_err(|source| VolumeError::Io {
-        op: "remove",
-        path: dir,
-        source,
-    })
+    crate::engine::dirs::remove_tree(&dir).map_err(io_err("remove", &dir))?;
+    Ok(())
 }
 
 /// The host directory (or file) a volume mounts, made when missing: a
@@ -195,11 +192,7 @@ pub fn host_path(
     match &spec.source {
         Source::Bind(path) => {
             if !path.exists() {
-                fs::create_dir_all(path).map_err(|source| VolumeError::Io {
-                    op: "create the bind source",
-                    path: path.clone(),
-                    source,
-                })?;
+                fs::create_dir_all(path).map_err(io_err("create the bind source", path))?;
             }
             Ok(path.clone())
         }
@@ -259,11 +252,6 @@ fn inside(root: &Path, target: &str) -> Result<PathBuf, VolumeError> {
     Ok(path)
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VolumeError {
-    let path = path.to_path_buf();
-    move |source| VolumeError::Io { op, path, source }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("{0}")]
@@ -276,13 +264,8 @@ pub enum VolumeError {
     Mount(#[from] MountError),
     #[error(transparent)]
     State(#[from] crate::engine::dirs::StateError),
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 //! kernel then kills whatever else is left in the namespace.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::kernel::init_pipe::{Failure, FailureKind, Reporter};
 
 /// The name init shows in `ps` inside the container.
 pub const INIT_NAME: &str = "lab-init";
@@ -38,17 +40,18 @@ extern "C" fn forward(signal: libc::c_int) {
 
 /// Becomes the container's init: starts `main` as its child, forwards
 /// signals to it, reaps every zombie, and exits with `main`'s status.
-/// `ready` closes once the handlers are in place and the main program has
-/// been loaded by execve, which is what the host waits for. Never returns.
+/// `ready` (the init pipe) closes once the handlers are in place and the
+/// main program has been loaded by execve, which is what the host waits
+/// for; a failure is reported on it. Never returns.
 // ANCHOR: init
-pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
+pub fn run(main: &[CString], env: &[CString], ready: Reporter) -> ! {
     set_process_name(INIT_NAME);
     // Init lives as long as the container and never calls execve: what the
     // caller left open must be closed here, or it stays reachable through
     // /proc/1/fd. Only `ready` is still needed.
     if let Err(err) = close_fds_except(&[ready.as_raw_fd()]) {
-        eprintln!("error: init could not close inherited descriptors: {err}");
-        exit_now(125)
+        let why = format!("init could not close inherited descriptors: {err}");
+        fail(&ready, Failure::setup(why))
     }
     let action = SigAction::new(
         SigHandler::Handler(forward),
@@ -82,12 +85,12 @@ pub fn run(main: &[CString], env: &[CString], ready: OwnedFd) -> ! {
             // `ready` is close-on-exec: the host sees it close only once
             // this execve has loaded the main program.
             crate::kernel::signals::reset_to_default();
-            exec_or_exit(main, env)
+            exec_or_report(main, env, &ready)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(errno) => {
-            eprintln!("error: init could not start the main process: {errno}");
-            exit_now(125)
+            let why = format!("init could not start the main process: {errno}");
+            fail(&ready, Failure::setup(why))
         }
     };
     MAIN_CHILD.store(main_pid.as_raw(), Ordering::SeqCst);
@@ -217,36 +220,45 @@ fn for_each_fd_from(first: RawFd, mut act: impl FnMut(RawFd)) -> std::io::Result
     Ok(())
 }
 
-/// Replaces the current process with `argv`, or exits 127/126 the way a
-/// shell (and Docker) does when the command is missing or not executable.
-/// Nothing but 0, 1 and 2 survives the execve ([`close_inherited_fds`]).
-pub fn exec_or_exit(argv: &[CString], env: &[CString]) -> ! {
+/// Replaces the current process with `argv`; returns only when it could
+/// not, with why: missing (127) or not executable (126), as a shell (and
+/// Docker) tells them apart. Nothing but 0, 1 and 2 survives the execve
+/// ([`close_inherited_fds`]). An empty `argv` has nothing to run: exit 0.
+pub fn execute(argv: &[CString], env: &[CString]) -> Failure {
     if let Err(err) = close_inherited_fds() {
-        eprintln!("error: cannot close inherited descriptors: {err}");
-        exit_now(125)
+        return Failure::setup(format!("cannot close inherited descriptors: {err}"));
     }
-    if let Some(program) = argv.first() {
-        let err = if env.is_empty() {
-            nix::unistd::execvp(program, argv).unwrap_err()
-        } else {
-            nix::unistd::execvpe(program, argv, env).unwrap_err()
-        };
-        let name = program.to_string_lossy();
-        match err {
-            nix::errno::Errno::ENOENT => {
-                eprintln!("error: {name}: command not found inside the container");
-                exit_now(127)
-            }
-            other => {
-                eprintln!(
-                    "error: {name}: cannot run it: {}",
-                    other.desc().to_lowercase()
-                );
-                exit_now(126)
-            }
-        }
+    let Some(program) = argv.first() else {
+        exit_now(0)
+    };
+    let err = if env.is_empty() {
+        nix::unistd::execvp(program, argv).unwrap_err()
+    } else {
+        nix::unistd::execvpe(program, argv, env).unwrap_err()
+    };
+    let name = program.to_string_lossy();
+    match err {
+        nix::errno::Errno::ENOENT => Failure {
+            kind: FailureKind::NotFound,
+            message: format!("{name}: command not found inside the container"),
+        },
+        other => Failure {
+            kind: FailureKind::NotExecutable,
+            message: format!("{name}: cannot run it: {}", other.desc().to_lowercase()),
+        },
     }
-    exit_now(0)
+}
+
+/// [`execute`], or the failure reported on the init pipe and the exit.
+pub fn exec_or_report(argv: &[CString], env: &[CString], report: &Reporter) -> ! {
+    let failure = execute(argv, env);
+    fail(report, failure)
+}
+
+/// Reports `failure` on the init pipe and exits with its code.
+pub fn fail(report: &Reporter, failure: Failure) -> ! {
+    report.fail(&failure);
+    exit_now(failure.exit_code())
 }
 
 /// Leaves at once: no destructors, no atexit handlers, no second flush of

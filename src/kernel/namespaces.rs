@@ -9,6 +9,7 @@ use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
+use crate::support::error::{io_err, IoError};
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 
@@ -172,10 +173,7 @@ pub fn enter(target: Pid, namespaces: &[Namespace]) -> Result<(), NamespaceError
     let mut files = Vec::new();
     for &ns in namespaces {
         let path = format!("/proc/{target}/ns/{}", ns.proc_name());
-        let file = fs::File::open(&path).map_err(|source| NamespaceError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let file = fs::File::open(&path).map_err(io_err("open", &path))?;
         files.push((ns, file));
     }
     for (ns, file) in files {
@@ -197,12 +195,8 @@ pub enum NamespaceError {
     DisabledBySysctl(&'static str, String, &'static str),
     #[error("clone failed: {0}")]
     Clone(nix::errno::Errno),
-    #[error("failed to open {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("failed to join the {ns:?} namespace: {errno}")]
     Join {
         ns: Namespace,

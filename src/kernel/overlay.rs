@@ -10,7 +10,6 @@
 //! any number of containers can share them.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +17,7 @@ use nix::mount::MsFlags;
 
 use crate::kernel::mounts::{self, MountError};
 use crate::kernel::rootfs::RootfsError;
+use crate::support::error::{io_err, IoError};
 
 /// One read-only layer of the lab's image.
 #[derive(Debug, Clone)]
@@ -49,11 +49,7 @@ impl OverlayDirs {
             return Err(OverlayError::UpperOnOverlay(run_dir.to_path_buf()));
         }
         for dir in [&dirs.upper, &dirs.work, &dirs.merged] {
-            fs::create_dir_all(dir).map_err(|source| OverlayError::Io {
-                op: "create",
-                path: dir.clone(),
-                source,
-            })?;
+            fs::create_dir_all(dir).map_err(io_err("create", &dir))?;
         }
         Ok(dirs)
     }
@@ -212,13 +208,8 @@ pub enum OverlayError {
     NotSupported,
     #[error("{} is on an overlay filesystem, which cannot hold a container's upper layer; point CONTAINER_LAB_ROOT at a directory on tmpfs or ext4", .0.display())]
     UpperOnOverlay(PathBuf),
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(transparent)]

@@ -13,6 +13,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, chroot, pivot_root};
 
 use crate::kernel::mounts::{self, MountError};
+use crate::support::error::{io_err, IoError};
 
 /// `cp -a SOURCE DEST`: copies a tree with its symlinks and permissions.
 pub fn copy_tree(source: &Path, dest: &Path) -> Result<(), RootfsError> {
@@ -214,12 +215,12 @@ pub fn mount_point(path: &Path) -> Result<(), RootfsError> {
         }
         Ok(_) => fs::remove_file(path).map_err(io_err("replace", path))?,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(io_err("stat", path)(err)),
+        Err(err) => return Err(IoError::new("stat", path, err).into()),
     }
-    fs::DirBuilder::new()
+    Ok(fs::DirBuilder::new()
         .mode(0o755)
         .create(path)
-        .map_err(io_err("create the mount point", path))
+        .map_err(io_err("create the mount point", path))?)
 }
 // ANCHOR_END: mount_point
 
@@ -231,14 +232,6 @@ fn sys(op: &'static str, path: &'static str) -> impl Fn(nix::errno::Errno) -> Ro
     }
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> RootfsError + 'a {
-    move |source| RootfsError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("failed to {op} {}: {errno}", path.display())]
@@ -247,13 +240,8 @@ pub enum RootfsError {
         path: PathBuf,
         errno: nix::errno::Errno,
     },
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("the image's {} is a symlink to {}; it must be a directory to mount on (a symlink could point the kernel's filesystems elsewhere): fix the image", path.display(), target.display())]
     SymlinkMountPoint { path: PathBuf, target: PathBuf },
     #[error(transparent)]

@@ -115,6 +115,20 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The uid that owns the user namespace of process `pid`: the effective
+/// uid of whoever created it (`NS_GET_OWNER_UID` on its namespace link).
+pub fn owner_of(pid: Pid) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let ns = fs::File::open(format!("/proc/{pid}/ns/user"))?;
+    let mut uid: libc::uid_t = 0;
+    // Safety: the ioctl writes one uid_t into `uid`.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_OWNER_UID, &mut uid) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(uid)
+}
+
 /// The outcome of one write during the unprivileged demonstration.
 pub fn try_write(path: &str, text: &str) -> Result<(), String> {
     fs::write(path, text).map_err(|e| match e.raw_os_error() {

@@ -8,5 +8,18 @@ pub mod cli;
 pub mod container;
 pub mod layers;
 pub mod narrate;
+pub mod needs;
 pub mod privilege;
 pub mod steps;
+
+/// The first line of every chapter: `let mut book = lab::begin!(&cli.chapter)?;`
+/// finds the chapter in the manifest by the binary's own name, applies
+/// what it needs and returns its narrator (see `chapters::begin`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! lab_begin {
+    ($args:expr) => {
+        $crate::lab::chapters::begin(env!("CARGO_BIN_NAME"), $args)
+    };
+}
+pub use crate::lab_begin as begin;

@@ -12,9 +12,17 @@ use std::time::{Duration, Instant};
 
 use colored::Colorize;
 
+use nix::errno::Errno;
+
+use crate::kernel::hostname::HostnameError;
+use crate::kernel::mounts::MountError;
+use crate::kernel::namespaces::{Comparison, NamespaceError};
+use crate::kernel::overlay::OverlayError;
+use crate::kernel::rootfs::RootfsError;
 use crate::kernel::signals::{self, Interrupted};
 use crate::lab::chapters::Chapter;
 use crate::lab::cli::ChapterArgs;
+use crate::lab::container::ContainerError;
 pub use crate::support::shell::shell_words;
 
 /// Test hook: hold before step N until a signal arrives, so a test can look
@@ -28,19 +36,55 @@ pub struct Narrator {
     hold_at: Option<usize>,
 }
 
-/// A step being described; `begin()` prints it.
-#[must_use = "call .begin() to print the step"]
-pub struct Step<'a> {
-    narrator: &'a mut Narrator,
+/// What the narrator says before a step: its title, the kernel primitive
+/// it applies, the shell command that does the same, and what to look at.
+/// A chapter keeps these in a table of its own (its `narration` module),
+/// so that the code of each step is only the step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Step {
     title: String,
     primitive: Option<String>,
     shell: Option<String>,
     look: Option<String>,
 }
 
+/// A step being described in place; `begin()` prints it. The older way,
+/// kept for the chapters that have no step table yet.
+#[must_use = "call .begin() to print the step"]
+pub struct StepBuilder<'a> {
+    narrator: &'a mut Narrator,
+    step: Step,
+}
+
+/// Shows the engine's warnings (a record skipped, a cleanup that failed:
+/// what it hands to the `log` facade) as one `warning: …` line each on
+/// stderr. Every chapter does (see `Narrator::new`), and mini-docker.
+pub fn show_warnings() {
+    if log::set_logger(&Warnings).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+struct Warnings;
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            eprintln!("warning: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 impl Narrator {
     /// Prints the chapter's title and decides about colour and pauses.
     pub fn new(chapter: &Chapter, args: &ChapterArgs) -> Narrator {
+        show_warnings();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         colored::control::set_override(std::io::stdout().is_terminal() && !no_color);
         let interactive =
@@ -54,14 +98,36 @@ impl Narrator {
         }
     }
 
-    /// Starts describing the next step.
-    pub fn step(&mut self, title: impl Into<String>) -> Step<'_> {
-        Step {
+    /// Waits if the chapter pauses between steps, then prints the next
+    /// step's heading: `book.next(narration::spawn())?`.
+    pub fn next(&mut self, step: Step) -> Result<(), Interrupted> {
+        let number = self.step + 1;
+        self.pause_before(number)?;
+        self.step = number;
+        println!();
+        println!(
+            "{}",
+            format!("step {number}: {}", step.title).bold().yellow()
+        );
+        let lines = [
+            ("primitive", &step.primitive),
+            ("shell", &step.shell),
+            ("look at", &step.look),
+        ];
+        for (label, text) in lines {
+            if let Some(text) = text {
+                println!("   {:<10} {}", label.dimmed(), text);
+            }
+        }
+        println!();
+        Ok(())
+    }
+
+    /// Starts describing the next step in place (see `StepBuilder`).
+    pub fn step(&mut self, title: impl Into<String>) -> StepBuilder<'_> {
+        StepBuilder {
             narrator: self,
-            title: title.into(),
-            primitive: None,
-            shell: None,
-            look: None,
+            step: Step::new(title),
         }
     }
 
@@ -115,6 +181,42 @@ impl Narrator {
         }
     }
 
+    /// Whether the kernel allowed something: `allowed`, or `refused` with
+    /// its reason. Returns what it gave, when it allowed it.
+    pub fn outcome<T, E: Refusal>(&self, label: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.fact(label, "allowed");
+                Some(value)
+            }
+            Err(err) => {
+                self.fact(label, format!("refused ({})", err.reason()));
+                None
+            }
+        }
+    }
+
+    /// The namespace links of two processes side by side, as chapters 1
+    /// and 2 compare them.
+    pub fn namespace_table(&self, rows: &[Comparison], ours: &str, theirs: &str) {
+        let mut table = vec![vec![
+            "namespace".to_string(),
+            ours.to_string(),
+            theirs.to_string(),
+            String::new(),
+        ]];
+        for row in rows {
+            let verdict = if row.shared() { "same" } else { "different" };
+            table.push(vec![
+                row.ns.proc_name().to_string(),
+                row.ours.to_string(),
+                row.theirs.to_string(),
+                verdict.to_string(),
+            ]);
+        }
+        self.table(&table);
+    }
+
     /// The optional last step of a container chapter: the learner's own
     /// command (`-- CMD ARGS`), run inside like `docker exec`.
     pub fn user_command_step(
@@ -125,13 +227,14 @@ impl Narrator {
         if command.is_empty() {
             return Ok(());
         }
-        self.step("run your command inside")
-            .primitive("setns(2) into every namespace, then fork and execve")
-            .shell(format!(
-                "nsenter --target PID --all {}",
-                shell_words(command)
-            ))
-            .begin()?;
+        self.next(
+            Step::new("run your command inside")
+                .primitive("setns(2) into every namespace, then fork and execve")
+                .shell(format!(
+                    "nsenter --target PID --all {}",
+                    shell_words(command)
+                )),
+        )?;
         let argv: Vec<&str> = command.iter().map(String::as_str).collect();
         println!("   {} {}", "container $".cyan(), shell_words(command));
         let code = container.exec(&argv)?;
@@ -172,46 +275,115 @@ impl Narrator {
     }
 }
 
-impl Step<'_> {
+impl Step {
+    pub fn new(title: impl Into<String>) -> Step {
+        Step {
+            title: title.into(),
+            ..Step::default()
+        }
+    }
+
     /// The kernel interface this step uses, e.g. `clone(CLONE_NEWUTS)`.
-    pub fn primitive(mut self, text: impl Into<String>) -> Self {
+    pub fn primitive(mut self, text: impl Into<String>) -> Step {
         self.primitive = Some(text.into());
         self
     }
 
     /// The shell command that does the same.
-    pub fn shell(mut self, text: impl Into<String>) -> Self {
+    pub fn shell(mut self, text: impl Into<String>) -> Step {
         self.shell = Some(text.into());
         self
     }
 
     /// What to look at in the result.
-    pub fn look(mut self, text: impl Into<String>) -> Self {
+    pub fn look(mut self, text: impl Into<String>) -> Step {
         self.look = Some(text.into());
+        self
+    }
+}
+
+impl StepBuilder<'_> {
+    pub fn primitive(mut self, text: impl Into<String>) -> Self {
+        self.step = self.step.primitive(text);
+        self
+    }
+
+    pub fn shell(mut self, text: impl Into<String>) -> Self {
+        self.step = self.step.shell(text);
+        self
+    }
+
+    pub fn look(mut self, text: impl Into<String>) -> Self {
+        self.step = self.step.look(text);
         self
     }
 
     /// Waits if the chapter pauses between steps, then prints the step.
     pub fn begin(self) -> Result<(), Interrupted> {
-        let number = self.narrator.step + 1;
-        self.narrator.pause_before(number)?;
-        self.narrator.step = number;
-        println!();
-        println!(
-            "{}",
-            format!("step {number}: {}", self.title).bold().yellow()
-        );
-        if let Some(primitive) = &self.primitive {
-            println!("   {:<10} {}", "primitive".dimmed(), primitive);
+        self.narrator.next(self.step)
+    }
+}
+
+/// The kernel's answer when it refused something, as `outcome` shows it:
+/// the errno's own words ("operation not permitted"), not the whole error.
+pub trait Refusal {
+    fn reason(&self) -> String;
+}
+
+impl Refusal for Errno {
+    fn reason(&self) -> String {
+        self.desc().to_lowercase()
+    }
+}
+
+impl Refusal for std::io::Error {
+    fn reason(&self) -> String {
+        match self.raw_os_error() {
+            Some(code) => Errno::from_raw(code).reason(),
+            None => self.to_string(),
         }
-        if let Some(shell) = &self.shell {
-            println!("   {:<10} {}", "shell".dimmed(), shell);
+    }
+}
+
+impl Refusal for HostnameError {
+    fn reason(&self) -> String {
+        self.errno.reason()
+    }
+}
+
+impl Refusal for MountError {
+    fn reason(&self) -> String {
+        self.errno.reason()
+    }
+}
+
+impl Refusal for RootfsError {
+    fn reason(&self) -> String {
+        match self {
+            RootfsError::Sys { errno, .. } => errno.reason(),
+            RootfsError::Mount(err) => err.reason(),
+            other => other.to_string(),
         }
-        if let Some(look) = &self.look {
-            println!("   {:<10} {}", "look at".dimmed(), look);
+    }
+}
+
+impl Refusal for OverlayError {
+    fn reason(&self) -> String {
+        match self {
+            OverlayError::Rootfs(err) => err.reason(),
+            OverlayError::Mount(err) => err.reason(),
+            other => other.to_string(),
         }
-        println!();
-        Ok(())
+    }
+}
+
+impl Refusal for ContainerError {
+    fn reason(&self) -> String {
+        match self {
+            ContainerError::Namespace(NamespaceError::NotPermitted) => Errno::EPERM.reason(),
+            ContainerError::Namespace(NamespaceError::Clone(errno)) => errno.reason(),
+            other => other.to_string(),
+        }
     }
 }
 

@@ -96,4 +96,36 @@ pub enum PrivilegeError {
     OwnPath(std::io::Error),
     #[error("failed to run sudo: {0}")]
     Exec(std::io::Error),
+    #[error("failed to change the effective user or group: {0}")]
+    Switch(#[from] nix::errno::Errno),
 }
+
+// ANCHOR: as_user
+/// Runs `work` with the effective user and group IDs of an unprivileged
+/// user, and no supplementary groups, then takes root's back. What the
+/// kernel checks in between (who owns a new user namespace, who may write
+/// its maps) it checks against that user, whose effective capabilities
+/// are none: chapter 7's rootless step. Only the effective IDs change, so
+/// the real and saved ones (root's) are the way back.
+pub fn as_user<T, F>(uid: u32, gid: u32, work: F) -> Result<T, PrivilegeError>
+where
+    F: FnOnce() -> T,
+{
+    use nix::sys::prctl;
+    use nix::unistd::{getegid, geteuid, setegid, seteuid, setgroups, Gid, Uid};
+    let (euid, egid) = (geteuid(), getegid());
+    let groups = nix::unistd::getgroups()?;
+    let dumpable = prctl::get_dumpable().unwrap_or(true);
+    setgroups(&[])?;
+    setegid(Gid::from_raw(gid))?;
+    seteuid(Uid::from_raw(uid))?;
+    let result = work();
+    // Back in the reverse order: the gid may only change as root.
+    seteuid(euid)?;
+    setegid(egid)?;
+    setgroups(&groups)?;
+    // A change of uid made the process undumpable (its /proc files root's).
+    let _ = prctl::set_dumpable(dumpable);
+    Ok(result)
+}
+// ANCHOR_END: as_user

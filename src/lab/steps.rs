@@ -3,17 +3,23 @@
 //! what it printed, name the container. They sit at the chapters' edge, so
 //! they speak anyhow like the chapters do.
 
+use anyhow::Result;
+
 use crate::engine::images::busybox;
 use crate::engine::network;
+use crate::kernel::hostname;
+use crate::kernel::init;
+use crate::kernel::process::{flush_stdio, status_code};
 use crate::lab::container::Container;
 use crate::lab::narrate::Narrator;
 
 /// Runs `work` inside the container (see `Container::run_inside`) and turns
 /// its failure into an error here, with the message it printed inside.
-pub fn inside(
-    container: &Container,
-    work: impl FnOnce() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+// ANCHOR: inside
+pub fn inside<F>(container: &Container, work: F) -> Result<()>
+where
+    F: FnOnce() -> Result<()>,
+{
     let code = container.run_inside(|| match work() {
         Ok(()) => 0,
         Err(err) => {
@@ -27,10 +33,45 @@ pub fn inside(
     );
     Ok(())
 }
+// ANCHOR_END: inside
+
+/// Runs `work` in a forked child of the chapter, for a step that changes
+/// the process it runs in (its root, say) and must leave the chapter as
+/// it was. Its failure becomes an error here, as with `inside`.
+// ANCHOR: in_child
+pub fn in_child<F>(work: F) -> Result<()>
+where
+    F: FnOnce() -> Result<()>,
+{
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, ForkResult};
+    flush_stdio();
+    match unsafe { fork() }? {
+        ForkResult::Child => init::exit_now(match work() {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                1
+            }
+        }),
+        ForkResult::Parent { child } => {
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    status => break status?,
+                }
+            };
+            let code = status_code(status);
+            anyhow::ensure!(code == 0, "the step's process failed ({code})");
+            Ok(())
+        }
+    }
+}
+// ANCHOR_END: in_child
 
 /// Shows `container $ ARGV`, runs it inside, and shows what it printed,
 /// and its exit code when that is not 0.
-pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Result<i32> {
+pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> Result<i32> {
     book.inside(argv);
     let (code, text) = container.exec_output(argv)?;
     book.output(&text);
@@ -41,9 +82,8 @@ pub fn show(book: &Narrator, container: &Container, argv: &[&str]) -> anyhow::Re
 }
 
 /// `hostname NAME` inside the container's UTS namespace.
-pub fn set_hostname(container: &Container, hostname: &str) -> anyhow::Result<()> {
-    let hostname = hostname.to_string();
-    inside(container, move || Ok(nix::unistd::sethostname(&hostname)?))
+pub fn set_hostname(container: &Container, name: &str) -> Result<()> {
+    inside(container, || Ok(hostname::set(name)?))
 }
 
 /// A container as chapter 3 builds it, in one call: a private copy of the
@@ -65,7 +105,7 @@ impl BusyboxContainer {
         namespaces: &[crate::kernel::namespaces::Namespace],
         hostname: &str,
         prepare: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
-    ) -> anyhow::Result<BusyboxContainer> {
+    ) -> Result<BusyboxContainer> {
         use crate::kernel::rootfs;
         let (image, _) = busybox::image(dirs)?;
         let run_dir = crate::engine::dirs::RunDir::create(dirs, name)?;
@@ -106,14 +146,17 @@ pub fn connect_to_network(
     dirs: &crate::engine::dirs::LabDirs,
     name: &str,
     container: &Container,
-) -> anyhow::Result<network::Attachment> {
+) -> Result<network::Attachment> {
     let (host_end, peer) = network::veth_names(name);
     let pid = container.pid().as_raw();
     let names = (host_end, peer.clone());
-    let attachment = network::attach_process(dirs, name, pid, |_| names)?;
+    let bridge = network::Network::default_bridge();
+    let attachment = network::attach(dirs, &bridge, name, pid, |_| names)?;
     // The rest happens inside the container's network namespace.
     let ip = attachment.ip;
-    inside(container, move || Ok(network::configure_inside(&peer, ip)?))?;
+    inside(container, move || {
+        Ok(network::configure_inside(&bridge, &peer, ip)?)
+    })?;
     Ok(attachment)
 }
 // ANCHOR_END: attach

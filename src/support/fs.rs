@@ -59,6 +59,11 @@ fn write_then_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), IoE
     if !durable {
         return Ok(());
     }
+    sync_dir(dir)
+}
+
+/// fsync of a directory: makes the names created or renamed in it durable.
+pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", dir))
@@ -88,30 +93,11 @@ pub fn lock_file(path: &Path, create: bool) -> Result<Flock<File>, IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    struct TempDir(PathBuf);
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::{files_in, TempDir};
 
     #[test]
     fn a_failed_atomic_write_keeps_the_old_file_and_removes_its_temp_file() {
-        let t = TempDir(std::env::temp_dir().join(format!("lab-fs-{}", std::process::id())));
-        let _ = fs::remove_dir_all(&t.0);
-        fs::create_dir_all(&t.0).unwrap();
+        let t = TempDir::new("fs");
         let target = t.0.join("target");
         // rename() cannot replace a non-empty directory.
         fs::create_dir_all(target.join("occupied")).unwrap();

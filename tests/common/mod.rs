@@ -50,6 +50,50 @@ pub fn chapter(name: &str, state: &Path) -> Command {
     command
 }
 
+/// `mini-docker ARGS` as the tests run it: the lab's state under `state`,
+/// pinned IDs (a named container's ID is the same on every run), no
+/// colour, stdin from /dev/null.
+pub fn mini_docker(state: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary("mini-docker"));
+    command
+        .env(container_lab::engine::dirs::ROOT_ENV, state)
+        .env(container_lab::engine::store::PIN_IDS_ENV, "1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .args(args);
+    command
+}
+
+/// The live processes (not zombies) whose command line holds `marker`,
+/// its arguments joined by NUL.
+pub fn processes_with(marker: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .filter(|pid| {
+            // A zombie has exited.
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .collect()
+}
+
+/// The processes of container `id`'s supervisor (`mini-docker __supervise
+/// ID`): it, its log copier, and an `--init` container's first process.
+pub fn supervisors_of(id: &str) -> Vec<i32> {
+    processes_with(&format!("__supervise\0{id}"))
+}
+
 /// Runs to completion and prints everything first, so a failing assertion
 /// can be understood from the test log alone.
 pub fn run(mut command: Command) -> Output {
@@ -75,6 +119,10 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"(comm -p |/proc/|kill |wait )\d+", "${1}[PID]"),
         (r"(host \$ hostname\n\s+)\S+", "${1}[HOST HOSTNAME]"),
         (r"(measured share of one CPU:\s+)\d+%", "${1}[PERCENT]"),
+        // ch05's disk: the loop device the kernel picked, the rates measured.
+        (r"/dev/loop\d+", "/dev/loop[N]"),
+        (r"\b7:\d+\b", "7:[N]"),
+        (r"(, measured:\s+)[0-9.]+ MiB/s", "${1}[RATE]"),
         (
             r"round-trip min/avg/max = \S+ ms",
             "round-trip min/avg/max = [TIMES] ms",

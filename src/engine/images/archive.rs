@@ -30,6 +30,7 @@ use super::store::{
 };
 use super::unpack::UnpackLimits;
 use super::verify::{digest_hex, sha256_digest, HashingReader};
+use crate::support::error::{io_err, IoError};
 
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// An archive with more entries than this is not a set of images.
@@ -49,11 +50,7 @@ fn archive_error(path: &str, message: impl Into<String>) -> ImageError {
 }
 
 fn write_error(e: io::Error) -> ImageError {
-    ImageError::Io {
-        op: "write",
-        path: PathBuf::from("the archive"),
-        source: e,
-    }
+    ImageError::Io(IoError::new("write", PathBuf::from("the archive"), e))
 }
 
 fn file_header(size: u64) -> tar::Header {
@@ -76,8 +73,8 @@ fn append_bytes<W: Write>(builder: &mut tar::Builder<W>, name: &str, bytes: &[u8
 }
 
 fn append_file<W: Write>(builder: &mut tar::Builder<W>, name: &str, path: &Path) -> Result<()> {
-    let file = File::open(path).map_err(ImageError::io("open", path))?;
-    let size = file.metadata().map_err(ImageError::io("stat", path))?.len();
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let size = file.metadata().map_err(io_err("stat", path))?.len();
     builder
         .append_data(&mut file_header(size), name, file)
         .map_err(write_error)
@@ -172,7 +169,7 @@ fn append_uncompressed<W: Write>(
     })?;
     let path = store.blob_path(&layer.digest)?;
     let open = || -> Result<Box<dyn Read>> {
-        let file = File::open(&path).map_err(ImageError::io("open", &path))?;
+        let file = File::open(&path).map_err(io_err("open", &path))?;
         compression::decoder(
             BufReader::new(file),
             compression,
@@ -231,10 +228,7 @@ fn save_oci<W: Write>(
             }
         }
         let size = fs::metadata(store.blob_path(&image.manifest_digest)?)
-            .map_err(ImageError::io(
-                "stat",
-                store.blob_path(&image.manifest_digest)?,
-            ))?
+            .map_err(io_err("stat", store.blob_path(&image.manifest_digest)?))?
             .len();
         for tag in tags {
             manifests.push(json!({
@@ -299,10 +293,10 @@ impl Extracted {
         let path = self.resolve(name)?;
         let mut bytes = Vec::new();
         File::open(&path)
-            .map_err(ImageError::io("open", &path))?
+            .map_err(io_err("open", &path))?
             .take(limit + 1)
             .read_to_end(&mut bytes)
-            .map_err(ImageError::io("read", &path))?;
+            .map_err(io_err("read", &path))?;
         if bytes.len() as u64 > limit {
             return Err(ImageError::TooLarge {
                 what: name.to_string(),
@@ -351,17 +345,17 @@ fn extract(input: impl Read, dir: &Path, limits: UnpackLimits) -> Result<Extract
         let target = dir.join(&name);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                fs::create_dir_all(&target).map_err(ImageError::io("create", &target))?;
+                fs::create_dir_all(&target).map_err(io_err("create", &target))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).map_err(ImageError::io("create", parent))?;
+                    fs::create_dir_all(parent).map_err(io_err("create", parent))?;
                 }
                 if links.contains_key(&name) {
                     return Err(archive_error(&raw, "is both a link and a file"));
                 }
                 let mut file = create_new(&target)?;
-                io::copy(&mut entry, &mut file).map_err(ImageError::io("write", &target))?;
+                io::copy(&mut entry, &mut file).map_err(io_err("write", &target))?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let link = entry
@@ -410,7 +404,7 @@ pub fn load(
     progress: Progress,
 ) -> Result<Vec<Reference>> {
     let temp = store.layout().temp("load");
-    fs::create_dir_all(&temp.path).map_err(ImageError::io("create", &temp.path))?;
+    fs::create_dir_all(&temp.path).map_err(io_err("create", &temp.path))?;
     let extracted = extract(input, &temp.path, limits)?;
     let loaded = if extracted.resolve("manifest.json").is_ok() {
         load_docker(store, &extracted, limits)?
@@ -441,15 +435,15 @@ fn store_file_blob(
         Some((digest, size)) => (digest.to_string(), size),
         None => {
             let mut hashing = HashingReader::new(
-                BufReader::new(File::open(path).map_err(ImageError::io("open", path))?),
+                BufReader::new(File::open(path).map_err(io_err("open", path))?),
                 u64::MAX,
             );
-            hashing.drain().map_err(ImageError::io("read", path))?;
+            hashing.drain().map_err(io_err("read", path))?;
             (hashing.digest(), hashing.count())
         }
     };
     if !store.layout().has_blob(&digest) {
-        let file = File::open(path).map_err(ImageError::io("open", path))?;
+        let file = File::open(path).map_err(io_err("open", path))?;
         store.layout().write_blob(
             BufReader::new(file),
             &digest,
@@ -499,7 +493,7 @@ fn load_docker(
             let mut head = [0u8; 4];
             let n = File::open(&path)
                 .and_then(|mut f| f.read(&mut head))
-                .map_err(ImageError::io("read", &path))?;
+                .map_err(io_err("read", &path))?;
             let compression = Compression::sniff(&head[..n]);
             let (digest, size) = store_file_blob(store, &path, None)?;
             if compression == Compression::None && &digest != diff_id {

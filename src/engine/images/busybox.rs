@@ -4,13 +4,13 @@
 //! a network.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::engine::dirs::LabDirs;
 use crate::kernel::rootfs::RootfsError;
+use crate::support::error::io_err;
 
 /// Where Debian and Ubuntu's busybox-static package puts the binary.
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
@@ -59,7 +59,7 @@ pub fn image(dirs: &LabDirs) -> Result<(PathBuf, bool), BusyboxError> {
     let result = build_busybox_tree(&busybox, &building).and_then(|()| {
         fs::write(building.join(".lab-image"), &source_id).map_err(io_err("write", &building))?;
         let _ = fs::remove_dir_all(&image);
-        fs::rename(&building, &image).map_err(io_err("rename", &image))
+        Ok(fs::rename(&building, &image).map_err(io_err("rename", &image))?)
     });
     if result.is_err() {
         let _ = fs::remove_dir_all(&building);
@@ -186,10 +186,6 @@ fn file_identity(path: &Path) -> Result<String, BusyboxError> {
         meta.len(),
         meta.mtime()
     ))
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> BusyboxError + 'a {
-    move |source| BusyboxError::Io(crate::support::error::IoError::new(op, path, source))
 }
 
 #[derive(Debug, thiserror::Error)]

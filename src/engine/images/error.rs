@@ -5,19 +5,15 @@ use std::io;
 use std::path::PathBuf;
 
 use super::reference::ReferenceError;
+use crate::support::error::IoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
 
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 
     #[error("failed to read {what}: {source}")]
     Read {
@@ -152,11 +148,6 @@ fn detail_suffix(detail: &str) -> String {
 }
 
 impl ImageError {
-    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ImageError {
-        let path = path.into();
-        move |source| ImageError::Io { op, path, source }
-    }
-
     pub fn invalid(what: impl Into<String>, message: impl std::fmt::Display) -> ImageError {
         ImageError::Invalid {
             what: what.into(),

@@ -19,6 +19,7 @@ use super::reference::Reference;
 use super::store::{Image, ImageStore, OCI_CONFIG, OCI_MANIFEST};
 use super::unpack::UnpackLimits;
 use super::verify::HashingWriter;
+use crate::support::error::{io_err, IoError};
 
 /// What the image's config says besides its layer.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +51,7 @@ pub fn build_from_rootfs(
     let gzip = flate2::write::GzEncoder::new(blob_writer, flate2::Compression::default());
     let mut builder = tar::Builder::new(HashingWriter::new(gzip));
     append_tree(&mut builder, rootfs)?;
-    let failed = |e: std::io::Error| ImageError::Io {
-        op: "write the layer of",
-        path: rootfs.to_path_buf(),
-        source: e,
-    };
+    let failed = |e: std::io::Error| ImageError::Io(IoError::new("write the layer of", rootfs, e));
     let diff_writer = builder.into_inner().map_err(failed)?;
     let (gzip, diff_id, _) = diff_writer.finish();
     let (file, digest, size) = gzip.finish().map_err(failed)?.finish();
@@ -113,20 +110,20 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> Result<(
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = stack.pop() {
         let mut entries: Vec<_> = fs::read_dir(&dir)
-            .map_err(ImageError::io("read", &dir))?
+            .map_err(io_err("read", &dir))?
             .collect::<std::result::Result<_, _>>()
-            .map_err(ImageError::io("read", &dir))?;
+            .map_err(io_err("read", &dir))?;
         entries.sort_by_key(|e| e.file_name());
         // Pushed in reverse so they come off the stack in name order.
         let mut subdirs = Vec::new();
         for entry in entries {
             let path = entry.path();
             let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-            let meta = fs::symlink_metadata(&path).map_err(ImageError::io("stat", &path))?;
+            let meta = fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
             let kind = meta.file_type();
             let mut header = tar::Header::new_ustar();
             header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-            let failed = ImageError::io("add to the layer", &path);
+            let failed = io_err("add to the layer", &path);
             if kind.is_dir() {
                 header.set_size(0);
                 builder
@@ -134,8 +131,7 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> Result<(
                     .map_err(failed)?;
                 subdirs.push((path, format!("{name}/")));
             } else if kind.is_symlink() {
-                let target =
-                    fs::read_link(&path).map_err(ImageError::io("read the link", &path))?;
+                let target = fs::read_link(&path).map_err(io_err("read the link", &path))?;
                 header.set_size(0);
                 builder
                     .append_link(&mut header, &name, &target)
@@ -152,7 +148,7 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> Result<(
                     }
                     links.insert((meta.dev(), meta.ino()), name.clone());
                 }
-                let file = fs::File::open(&path).map_err(ImageError::io("open", &path))?;
+                let file = fs::File::open(&path).map_err(io_err("open", &path))?;
                 builder
                     .append_data(&mut header, &name, file)
                     .map_err(failed)?;

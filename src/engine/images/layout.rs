@@ -18,6 +18,7 @@ use oci_spec::image::ImageIndex;
 
 use super::error::{ImageError, Result};
 use super::verify::{digest_hex, HashingReader};
+use crate::support::error::io_err;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LAYOUT_FILE: &str = "oci-layout";
@@ -56,11 +57,11 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 }
 
 fn mkdir(path: &Path) -> Result<()> {
-    fs::DirBuilder::new()
+    Ok(fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(path)
-        .map_err(ImageError::io("create", path))
+        .map_err(io_err("create", path))?)
 }
 
 /// A blob or directory being written in `tmp/`, removed if dropped before
@@ -132,12 +133,12 @@ impl Layout {
             .write(true)
             .mode(0o644)
             .open(&lock_path)
-            .map_err(ImageError::io("open", &lock_path))?;
+            .map_err(io_err("open", &lock_path))?;
         // Alone: clear what interrupted runs left; then share with the rest.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             clean_tmp(&root.join("tmp"));
         }
-        flock(&lock, libc::LOCK_SH).map_err(ImageError::io("lock", &lock_path))?;
+        flock(&lock, libc::LOCK_SH).map_err(io_err("lock", &lock_path))?;
         let layout = Layout {
             root: root.to_path_buf(),
             _lock: lock,
@@ -241,11 +242,9 @@ impl Layout {
                 actual: actual_digest.to_string(),
             });
         }
-        file.sync_all()
-            .map_err(ImageError::io("sync", &temp.path))?;
+        file.sync_all().map_err(io_err("sync", &temp.path))?;
         drop(file);
-        fs::rename(&temp.path, final_path)
-            .map_err(ImageError::io("rename into place", final_path))?;
+        fs::rename(&temp.path, final_path).map_err(io_err("rename into place", final_path))?;
         temp.keep();
         Ok(())
     }
@@ -261,11 +260,11 @@ impl Layout {
 
     pub fn read_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
-        let file = File::open(&path).map_err(ImageError::io("open", &path))?;
+        let file = File::open(&path).map_err(io_err("open", &path))?;
         let mut bytes = Vec::new();
         file.take(limit + 1)
             .read_to_end(&mut bytes)
-            .map_err(ImageError::io("read", &path))?;
+            .map_err(io_err("read", &path))?;
         if bytes.len() as u64 > limit {
             return Err(ImageError::TooLarge {
                 what: format!("blob {digest}"),
@@ -277,7 +276,7 @@ impl Layout {
 
     pub fn read_index(&self) -> Result<ImageIndex> {
         let path = self.root.join("index.json");
-        let bytes = fs::read(&path).map_err(ImageError::io("read", &path))?;
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::invalid(path.display().to_string(), e))
     }
@@ -302,8 +301,8 @@ impl Layout {
             .write(true)
             .mode(0o644)
             .open(&lock_path)
-            .map_err(ImageError::io("open", &lock_path))?;
-        flock(&lock, libc::LOCK_EX).map_err(ImageError::io("lock", &lock_path))?;
+            .map_err(io_err("open", &lock_path))?;
+        flock(&lock, libc::LOCK_EX).map_err(io_err("lock", &lock_path))?;
         Ok(lock)
     }
 
@@ -314,19 +313,19 @@ impl Layout {
             return Ok(());
         }
         let temp = self.temp("gone");
-        fs::rename(path, &temp.path).map_err(ImageError::io("remove", path))?;
+        fs::rename(path, &temp.path).map_err(io_err("remove", path))?;
         drop(temp);
         Ok(())
     }
 }
 
 pub fn create_new(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    Ok(OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .open(path)
-        .map_err(ImageError::io("create", path))
+        .map_err(io_err("create", path))?)
 }
 
 /// Writes a small file by temporary + fsync + rename in the same directory.
@@ -335,10 +334,9 @@ pub fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let temp = root.join("tmp").join(unique("write"));
     let result = (|| {
         let mut file = create_new(&temp)?;
-        file.write_all(bytes)
-            .map_err(ImageError::io("write", &temp))?;
-        file.sync_all().map_err(ImageError::io("sync", &temp))?;
-        fs::rename(&temp, path).map_err(ImageError::io("rename into place", path))
+        file.write_all(bytes).map_err(io_err("write", &temp))?;
+        file.sync_all().map_err(io_err("sync", &temp))?;
+        Ok(fs::rename(&temp, path).map_err(io_err("rename into place", path))?)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);

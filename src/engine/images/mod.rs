@@ -29,6 +29,7 @@ pub mod registry;
 mod store;
 mod unpack;
 mod verify;
+mod write;
 
 // The images of the first chapters: the built-in busybox tree and rootfs
 // tarballs imported by hand (before the store above holds them too).
@@ -44,3 +45,4 @@ pub use progress::{Event, LayerProgress, LayerState, Progress};
 pub use reference::{Reference, ReferenceError, DOCKER_HUB, DOCKER_HUB_REGISTRY};
 pub use store::{Image, ImageStore, Removed, StoredLayer};
 pub use unpack::{UnpackLimits, UnpackReport};
+pub use write::{LayerWriter, ScratchDir, WrittenImage};

@@ -16,6 +16,7 @@ use super::error::{ImageError, Result};
 use super::layout::{self, Layout, Temp, REF_NAME};
 use super::reference::Reference;
 use super::unpack::{self, UnpackLimits, UnpackReport};
+use crate::support::error::{io_err, IoError};
 
 /// Where a pulled image came from, by digest (Docker's `RepoDigests`).
 pub const REPO_DIGEST: &str = "io.container-lab.repo-digest";
@@ -274,7 +275,7 @@ impl ImageStore {
     ) -> Result<(Temp, UnpackReport)> {
         let temp = self.layout.temp("layer");
         let root = temp.path.join("root");
-        fs::create_dir_all(&root).map_err(ImageError::io("create", &root))?;
+        fs::create_dir_all(&root).map_err(io_err("create", &root))?;
         let report = unpack::unpack_layer(reader, compression, digest, media_type, &root, limits)?;
         Ok((temp, report))
     }
@@ -311,11 +312,11 @@ impl ImageStore {
             Ok(()) => temp.keep(),
             Err(_) if self.layout.has_layer(diff_id) => {}
             Err(e) => {
-                return Err(ImageError::Io {
-                    op: "rename into place",
-                    path: final_dir,
-                    source: e,
-                })
+                return Err(ImageError::Io(IoError::new(
+                    "rename into place",
+                    final_dir,
+                    e,
+                )))
             }
         }
         Ok(())
@@ -339,7 +340,7 @@ impl ImageStore {
             }
         })?;
         let path = self.layout.blob_path(digest)?;
-        let file = fs::File::open(&path).map_err(ImageError::io("open", &path))?;
+        let file = fs::File::open(&path).map_err(io_err("open", &path))?;
         let reader = std::io::BufReader::with_capacity(1 << 20, file);
         let (temp, report) =
             self.unpack_to_temp(reader, compression, digest, media_type, limits)?;

@@ -32,6 +32,7 @@ use tar::EntryType;
 use super::compression::{self, Compression};
 use super::error::{ImageError, Result};
 use super::verify::HashingReader;
+use crate::support::error::{io_err, IoError};
 
 /// Bounds on what one layer may contain.
 #[derive(Debug, Clone, Copy)]
@@ -165,11 +166,7 @@ fn open_dir_path(path: &Path) -> Result<OwnedFd> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| ImageError::Io {
-        op: "open",
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    .map_err(|e| ImageError::Io(IoError::new("open", path, e.into())))?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -217,11 +214,12 @@ impl Unpacker<'_> {
     }
 
     fn sys_error(&self, op: &'static str, entry: &str, errno: Errno) -> ImageError {
-        ImageError::Io {
+        IoError::new(
             op,
-            path: format!("{entry} (in layer {})", self.layer).into(),
-            source: errno.into(),
-        }
+            format!("{entry} (in layer {})", self.layer),
+            errno.into(),
+        )
+        .into()
     }
 
     fn run(&mut self, reader: &mut dyn Read, limits: UnpackLimits) -> Result<()> {
@@ -432,11 +430,10 @@ impl Unpacker<'_> {
                 // What overlay reads when mounted with `userxattr`.
                 "user.overlay.opaque"
             };
-            set_xattr(parent, key, b"y").map_err(|e| ImageError::Io {
-                op: "mark opaque (set the xattr) for",
-                path: format!("the directory of {entry} (in layer {})", self.layer).into(),
-                source: e,
-            })?;
+            set_xattr(parent, key, b"y").map_err(io_err(
+                "mark opaque (set the xattr) for",
+                format!("the directory of {entry} (in layer {})", self.layer),
+            ))?;
             self.report.opaque_dirs += 1;
             return Ok(());
         }
@@ -721,11 +718,8 @@ impl Unpacker<'_> {
                         .push(format!("{shown}: xattr {name} not set ({e})"));
                 }
                 Err(source) => {
-                    return Err(ImageError::Io {
-                        op: "set an xattr on",
-                        path: format!("{shown} (in layer {})", self.layer).into(),
-                        source,
-                    })
+                    let path = format!("{shown} (in layer {})", self.layer);
+                    return Err(IoError::new("set an xattr on", path, source).into());
                 }
             }
         }

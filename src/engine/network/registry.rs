@@ -1,10 +1,13 @@
-//! Who holds what on the lab's network: one line per container in
+//! Who holds what on the lab's networks: one line per container in
 //! `RUN/network/addresses`, read and changed only under the network lock.
 //!
 //! ```text
-//! 172.29.0.2 web 4242:981233 4250:981240 vh-lab2 vc-lab2 tcp/0.0.0.0:8080:80
-//! IP         NAME OWNER      CONTAINER   HOST_END PEER   PORTS (- for none)
+//! 172.29.0.2 web 4242:981233 4250:981240 vh-lab2 vc-lab2 tcp/0.0.0.0:8080:80 container_lab_2 bridge
+//! IP         NAME OWNER      CONTAINER   HOST_END PEER   PORTS (- for none)  TABLE           NETWORK
 //! ```
+//!
+//! (A line of the previous version ends after PORTS: its table is then
+//! `container_lab_N` for address `….N`, on the default bridge.)
 //!
 //! OWNER is the process that attached the container (mini-docker's
 //! supervisor, a chapter), CONTAINER its first process, each as PID:START
@@ -17,14 +20,14 @@
 use std::cell::Cell;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
-use super::{NetworkError, PortMapping};
+use super::{Network, NetworkError, PortMapping, NFT_TABLE};
 use crate::engine::dirs::LabDirs;
+use crate::support::error::IoError;
+use crate::support::fs::{lock_file, write_replacing};
 
 /// A process, told apart from a later one with the same PID by its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +54,7 @@ impl Process {
     }
 }
 
-/// One container's place on the network.
+/// One container's place on a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub ip: Ipv4Addr,
@@ -61,6 +64,10 @@ pub struct Entry {
     pub host_end: String,
     pub peer: String,
     pub ports: Vec<PortMapping>,
+    /// Its table of published ports (made only when it publishes some).
+    pub table: String,
+    /// The network's name.
+    pub network: String,
 }
 
 impl Entry {
@@ -84,7 +91,7 @@ impl Entry {
                 .join(",")
         };
         format!(
-            "{} {} {}:{} {}:{} {} {} {ports}\n",
+            "{} {} {}:{} {}:{} {} {} {ports} {} {}\n",
             self.ip,
             self.name,
             self.owner.pid,
@@ -92,14 +99,28 @@ impl Entry {
             self.container.pid,
             self.container.start_time,
             self.host_end,
-            self.peer
+            self.peer,
+            self.table,
+            self.network
         )
     }
 
     fn parse(line: &str) -> Option<Entry> {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [ip, name, owner, container, host_end, peer, ports] = fields.as_slice() else {
+        let (&[ip, name, owner, container, host_end, peer, ports], rest) =
+            fields.split_at_checked(7)?
+        else {
             return None;
+        };
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        let (table, network) = match rest {
+            [table, network] => (table.to_string(), network.to_string()),
+            // The previous version's line.
+            [] => (
+                format!("{NFT_TABLE}_{}", ip.octets()[3]),
+                Network::default_bridge().name,
+            ),
+            _ => return None,
         };
         let process = |text: &str| -> Option<Process> {
             let (pid, start) = text.split_once(':')?;
@@ -119,18 +140,20 @@ impl Entry {
                 protocol: protocol.to_string(),
             })
         };
-        let ports = match *ports {
+        let ports = match ports {
             "-" => Vec::new(),
             list => list.split(',').map(port).collect::<Option<Vec<_>>>()?,
         };
         Some(Entry {
-            ip: ip.parse().ok()?,
+            ip,
             name: name.to_string(),
             owner: process(owner)?,
             container: process(container)?,
             host_end: host_end.to_string(),
             peer: peer.to_string(),
             ports,
+            table,
+            network,
         })
     }
 }
@@ -159,29 +182,11 @@ impl NetworkLock {
             return Err(NetworkError::LockHeld);
         }
         let dir = dirs.run.join("network");
-        let path = dir.join("lock");
-        let io = |what, source| NetworkError::Io {
-            what,
-            path: path.clone(),
-            source,
-        };
-        // Root's alone, as every state directory of the lab (see state.rs).
+        // Root's alone, as every state directory of the lab (see dirs.rs).
         dirs.create_dir(&dir)?;
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
         // Held only for bounded work (netlink, nft), so waiting is safe; a
         // signal must not make a cleanup skip its part.
-        let flock = loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(flock) => break flock,
-                Err((again, Errno::EINTR)) => file = again,
-                Err((_, e)) => return Err(io("lock", e.into())),
-            }
-        };
+        let flock = lock_file(&dir.join("lock"), true)?;
         HELD.with(|held| held.set(true));
         Ok(NetworkLock {
             _flock: flock,
@@ -194,18 +199,13 @@ impl NetworkLock {
         &self.dirs
     }
 
-    /// The entries; a line that cannot be read is skipped with a warning.
+    /// The entries; a line that cannot be read is skipped with a warning
+    /// (through the `log` facade).
     pub fn entries(&self) -> Result<Vec<Entry>, NetworkError> {
         let text = match fs::read_to_string(&self.file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(NetworkError::Io {
-                    what: "read",
-                    path: self.file.clone(),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(NetworkError::Io(IoError::new("read", &self.file, e))),
         };
         Ok(text
             .lines()
@@ -213,8 +213,8 @@ impl NetworkLock {
             .filter_map(|line| {
                 let entry = Entry::parse(line);
                 if entry.is_none() {
-                    eprintln!(
-                        "warning: skipping an unreadable line in {}: {line}",
+                    log::warn!(
+                        "skipping an unreadable line in {}: {line}",
                         self.file.display()
                     );
                 }
@@ -224,24 +224,11 @@ impl NetworkLock {
     }
 
     /// Replaces the file whole (write, then rename), so a reader or a
-    /// killed writer never leaves half a file.
+    /// killed writer never leaves half a file. (Not fsynced: it lasts one
+    /// boot, as the links it describes.)
     pub fn save(&self, entries: &[Entry]) -> Result<(), NetworkError> {
         let text: String = entries.iter().map(Entry::to_line).collect();
-        let temporary = self.file.with_extension("new");
-        let io = |what, source| NetworkError::Io {
-            what,
-            path: self.file.clone(),
-            source,
-        };
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(|e| io("write", e))?;
-        std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| io("write", e))?;
-        fs::rename(&temporary, &self.file).map_err(|e| io("replace", e))
+        Ok(write_replacing(&self.file, text.as_bytes())?)
     }
 }
 
@@ -269,6 +256,8 @@ mod tests {
             },
             host_end: "vh-lab7".into(),
             peer: "vc-lab7".into(),
+            table: "container_lab_7".into(),
+            network: "bridge".into(),
             ports: vec![
                 PortMapping {
                     host_ip: None,
@@ -292,9 +281,13 @@ mod tests {
         let line = entry.to_line();
         assert_eq!(
             line,
-            "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353\n"
+            "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353 container_lab_7 bridge\n"
         );
         assert_eq!(Entry::parse(&line), Some(entry.clone()));
+        // A line of the previous version: its table and network follow.
+        let old =
+            "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353";
+        assert_eq!(Entry::parse(old), Some(entry.clone()));
         let bare = Entry {
             ports: Vec::new(),
             ..entry
@@ -305,6 +298,7 @@ mod tests {
             "172.29.0.7 web 10",
             "x web 1:2 3:4 a b -",
             "172.29.0.7 web 1:2 3:4 a b tcp",
+            "172.29.0.7 web 1:2 3:4 a b - container_lab_7",
         ] {
             assert_eq!(Entry::parse(bad), None, "{bad}");
         }

@@ -27,6 +27,8 @@ pub enum NetworkMode {
 /// that `start` and `restart` can make it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// The container's name and hostname: set by the store when it makes
+    /// the record (see `store::NewContainer`).
     pub name: String,
     pub image: String,
     pub hostname: String,
@@ -59,6 +61,50 @@ pub struct RunConfig {
     /// `--restart`: what the supervisor does when the container exits.
     #[serde(default)]
     pub restart: RestartPolicy,
+}
+
+impl RunConfig {
+    /// `run IMAGE COMMAND` with none of Docker's flags: its defaults (no
+    /// limits, Docker's capabilities and seccomp filter, the lab's bridge).
+    /// The name and hostname are set when the record is made.
+    pub fn new(image: &str, command: &[&str]) -> RunConfig {
+        use crate::kernel::hardening::DOCKER_DEFAULT_CAPS;
+        RunConfig {
+            name: String::new(),
+            image: image.to_string(),
+            hostname: String::new(),
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            command: command.iter().map(|s| s.to_string()).collect(),
+            limits: Limits::default(),
+            read_only: false,
+            privileged: false,
+            profile: Profile {
+                keep: DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
+                seccomp: true,
+            },
+            network: NetworkMode::Bridge,
+            publish: Vec::new(),
+            volumes: Vec::new(),
+            tmpfs: Vec::new(),
+            devices: Vec::new(),
+            init: false,
+            remove: false,
+            interactive: false,
+            tty: false,
+            stop_timeout: 10,
+            restart: RestartPolicy::No,
+        }
+    }
+}
+
+/// Two configurations are the same when they are stored the same (the
+/// cgroup limits have no equality of their own).
+impl PartialEq for RunConfig {
+    fn eq(&self, other: &RunConfig) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
 }
 
 /// Docker's `--restart` policies.

@@ -12,6 +12,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use super::config::{NetworkMode, RunConfig};
 use super::{become_user, cstrings, environment, RuntimeError};
+use crate::kernel::init_pipe::{self, Failure};
 use crate::kernel::namespaces::{self, Namespace};
 use crate::kernel::process::status_code;
 use crate::{kernel::init, kernel::signals};
@@ -33,7 +34,8 @@ pub struct ExecRequest {
 }
 
 /// Runs the request inside the container whose first process is `pid` and
-/// returns its exit code (126/127 when it cannot be run, as Docker).
+/// returns its exit code. When it cannot be run, the error says why, and
+/// its exit code is Docker's (126, 127).
 // ANCHOR: exec
 pub fn exec(
     pid: i32,
@@ -53,19 +55,21 @@ pub fn exec(
         .map(|p| p.join("cgroup.procs"))
         .collect();
     let argv = cstrings(request.argv.iter().cloned())?;
+    // Both processes below report on it; it closes when the program runs.
+    let (init_read, report) =
+        init_pipe::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     crate::kernel::process::flush_stdio();
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork: {e}")))? {
         ForkResult::Child => {
-            let fail = |what: String| -> ! {
-                eprintln!("mini-docker: error: {what}");
-                init::exit_now(125)
-            };
+            drop(init_read);
+            let fail = |what: String| -> ! { init::fail(&report, Failure::setup(what)) };
             // This process waits inside the container's cgroup and
             // namespaces: it keeps nothing of the caller's but 0, 1, 2
             // (and the terminal's socket). Before setns: the fallback
             // reads our /proc/self/fd.
-            let console: Vec<i32> = request.console.iter().map(|fd| fd.as_raw_fd()).collect();
-            if let Err(err) = init::close_fds_except(&console) {
+            let mut keep: Vec<i32> = request.console.iter().map(|fd| fd.as_raw_fd()).collect();
+            keep.push(report.as_raw_fd());
+            if let Err(err) = init::close_fds_except(&keep) {
                 fail(format!("close inherited descriptors: {err}"))
             }
             if let Err(err) = crate::kernel::cgroups::join(&procs) {
@@ -89,22 +93,32 @@ pub fn exec(
                         Err(err) => fail(err.to_string()),
                     };
                     signals::reset_to_default();
-                    init::exec_or_exit(&argv, &env)
+                    init::exec_or_report(&argv, &env, &report)
                 }
                 Ok(ForkResult::Parent { child }) => {
+                    drop(report);
                     let code = waitpid(child, None).map(status_code).unwrap_or(125);
                     init::exit_now(code)
                 }
                 Err(err) => fail(format!("fork: {err}")),
             }
         }
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(status) => return Ok(status_code(status)),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(err) => return Err(RuntimeError::Setup(format!("wait: {err}"))),
+        ForkResult::Parent { child } => {
+            drop(report);
+            let failure = init_pipe::receive(init_read, |_, _| {});
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(status) => break status_code(status),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(err) => return Err(RuntimeError::Setup(format!("wait: {err}"))),
+                }
+            };
+            match failure {
+                Ok(Some(failure)) => Err(failure.into()),
+                Ok(None) => Ok(code),
+                Err(err) => Err(RuntimeError::Setup(format!("read the init pipe: {err}"))),
             }
-        },
+        }
     }
 }
 // ANCHOR_END: exec

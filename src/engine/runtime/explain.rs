@@ -1,51 +1,48 @@
-//! `mini-docker run --explain`: every step printed as it is applied, with
-//! the shell command that would do the same, so a learner can follow a
-//! whole run primitive by primitive. Written to stderr, so the container's
-//! own output on stdout stays untouched.
+//! `run --explain`: every step of a start as it is applied, with the shell
+//! command that would do the same, so a learner can follow a whole run
+//! primitive by primitive. The engine does not print them: it hands each
+//! step to the callback its front end gave it, and the steps the cloned
+//! child takes travel back over the init pipe first (the child's stderr is
+//! the container's by then).
 
 use std::fmt::Display;
-use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Where the steps go: our stderr, or (in the container's first process,
-/// once its stderr is the container's) a copy of the stderr it started with.
-static OUTPUT: AtomicI32 = AtomicI32::new(2);
+/// What is told of each step: what was done, and its shell equivalent.
+pub type OnStep = dyn Fn(&str, &str);
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Explain {
-    pub on: bool,
+/// Where the steps of a start go, if anywhere.
+#[derive(Clone, Copy, Default)]
+pub struct Explain<'a> {
+    to: Option<&'a OnStep>,
 }
 
-impl Explain {
-    /// `-- what` then `   $ shell`.
-    pub fn step(&self, what: impl Display, shell: impl Display) {
-        if !self.on {
-            return;
-        }
-        let text = format!("-- {what}\n   $ {shell}\n");
-        let fd = OUTPUT.load(Ordering::Relaxed);
-        if fd == 2 {
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        } else {
-            // Safety: the fd stays open (kept) until execve closes it.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            let _ = nix::unistd::write(fd, text.as_bytes());
-        }
+impl<'a> Explain<'a> {
+    /// Every step goes to `to`.
+    pub fn to(to: &'a OnStep) -> Explain<'a> {
+        Explain { to: Some(to) }
     }
 
-    /// Keeps the steps on our stderr after fd 2 is pointed elsewhere (the
-    /// container's log pipe): called in the child before it does that.
-    pub fn keep_stderr(&self) {
-        if !self.on {
-            return;
+    /// Nobody asked: the steps cost nothing.
+    pub fn none() -> Explain<'a> {
+        Explain { to: None }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.to.is_some()
+    }
+
+    /// A step and the shell command that does the same.
+    pub fn step(&self, what: impl Display, shell: impl Display) {
+        if let Some(to) = self.to {
+            to(&what.to_string(), &shell.to_string());
         }
-        if let Ok(copy) = nix::fcntl::fcntl(2, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)) {
-            // Safety: a new descriptor of our own; leaked on purpose, so
-            // that it lives until execve closes it (close-on-exec).
-            let copy: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(copy) };
-            OUTPUT.store(copy.as_raw_fd(), Ordering::Relaxed);
-            std::mem::forget(copy);
-        }
+    }
+}
+
+impl std::fmt::Debug for Explain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Explain")
+            .field("on", &self.is_on())
+            .finish()
     }
 }

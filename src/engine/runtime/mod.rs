@@ -25,14 +25,12 @@ use crate::engine::images::busybox;
 use crate::engine::network::{self, Attachment};
 use crate::engine::volumes::{self, Source};
 use crate::kernel::cgroups::devices::{self, DeviceNode};
-use crate::kernel::cgroups::Cgroup;
+use crate::kernel::cgroups::{Cgroup, Written};
+use crate::kernel::init_pipe::{self, Reporter};
 use crate::kernel::namespaces::{self, Cloned, Namespace};
 use crate::kernel::overlay::{Layer, OverlayDirs};
 use crate::kernel::process::status_code;
-use crate::{
-    kernel::hardening, kernel::init, kernel::mounts, kernel::overlay, kernel::rootfs,
-    kernel::signals,
-};
+use crate::kernel::{hardening, hostname, init, mounts, overlay, rootfs, signals};
 
 /// Where the container's standard streams go.
 #[derive(Debug, Default)]
@@ -80,6 +78,10 @@ pub enum StdinMode {
 /// can kill it there and check what a dead run leaves behind.
 pub const HOLD_AT_ENV: &str = "CONTAINER_LAB_HOLD_AT";
 
+/// With the hook: the file where the run says that it holds (a line
+/// `holding at POINT`), for the test to wait on.
+pub const HOLD_REPORT_ENV: &str = "CONTAINER_LAB_HOLD_REPORT";
+
 /// The points of the start path, in order: the record exists, the
 /// supervisor has claimed it, its run directory and writable layer, its
 /// cgroup, the cloned child, the veth pair, outbound NAT, published
@@ -97,13 +99,20 @@ pub const HOLD_POINTS: [&str; 10] = [
     "started",
 ];
 
-/// Holds here when [`HOLD_AT_ENV`] names `point`: says so on stderr, then
-/// waits for a signal (at most two minutes).
+/// Holds here when [`HOLD_AT_ENV`] names `point`: says so in the file
+/// [`HOLD_REPORT_ENV`] names, then waits for a signal (at most two minutes).
 pub fn hold_at(point: &str) {
     if std::env::var_os(HOLD_AT_ENV).is_none_or(|wanted| wanted != point) {
         return;
     }
-    eprintln!("holding at {point} until a signal arrives");
+    if let Some(report) = std::env::var_os(HOLD_REPORT_ENV) {
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(report)
+            .and_then(|mut f| writeln!(f, "holding at {point} until a signal arrives"));
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     while signals::interrupted().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -185,7 +194,7 @@ pub fn start(
         volume_sources.push(source);
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
-    let written = cgroup.set_limits(&config.limits)?;
+    let written = cgroup.set(&config.limits.resources()?)?;
     // Docker's device list plus --device; everything with --privileged.
     let mut rules = if config.privileged {
         vec![devices::DeviceRule::ALLOW_ALL]
@@ -228,39 +237,36 @@ pub fn start(
         ),
     );
     // The child waits on this pipe until its network is in place.
-    // And this one closes when the container's program has been executed
-    // (close-on-exec), so `start` returns with the container complete.
-    let (exec_read, exec_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    // And it reports on the init pipe, which closes when the container's
+    // program has been executed (close-on-exec): `start` returns with the
+    // container complete, or with why it could not be.
+    let (init_read, report) =
+        init_pipe::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
+    // The network the container joins: the lab's bridge, for now the only one.
+    let bridge = (config.network == NetworkMode::Bridge).then(network::Network::default_bridge);
     let child_setup = ChildSetup {
         config,
+        network: bridge.as_ref(),
         layers: &layers,
         overlay: &overlay_dirs,
         cgroup_procs: cgroup.procs_files(),
         volume_sources: &volume_sources,
         devices: &device_nodes,
-        explain,
+        explain: explain.is_on(),
     };
     crate::kernel::process::flush_stdio();
     let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
         Cloned::Child => {
             drop(go_write);
-            drop(exec_read);
-            let code = match child_setup.run(go_read, io, exec_write) {
-                Ok(never) => match never {},
-                Err(err) => {
-                    eprintln!("mini-docker: error: {err}");
-                    125
-                }
-            };
-            init::exit_now(code)
+            drop(init_read);
+            child_setup.run(go_read, io, report)
         }
         Cloned::Parent { child } => child,
     };
     drop(go_read);
-    drop(exec_write);
+    drop(report);
     hold_at("cloned");
     let mut started = Started {
         pid: child,
@@ -272,17 +278,18 @@ pub fn start(
         dirs: dirs.clone(),
         _run_dir: run_dir,
     };
-    if config.network == NetworkMode::Bridge {
-        let mut attachment = network::attach_process(
+    if let Some(net) = &bridge {
+        let mut attachment = network::attach(
             dirs,
+            net,
             &config.name,
             child.as_raw(),
             network::runtime_link_names,
         )?;
-        let (host_end, peer) = (&attachment.host_end, &attachment.peer);
+        let (host_end, peer, bridge) = (&attachment.host_end, &attachment.peer, &net.bridge);
         explain.step(
-            format!("a veth pair: {host_end} on bridge {}, {peer} into the container", network::BRIDGE),
-            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {}; ip link set {peer} netns {child}", network::BRIDGE),
+            format!("a veth pair: {host_end} on bridge {bridge}, {peer} into the container"),
+            format!("ip link add {host_end} type veth peer name {peer}; ip link set {host_end} master {bridge}; ip link set {peer} netns {child}"),
         );
         hold_at("network");
         // Ports first: a port another container publishes is refused
@@ -296,10 +303,9 @@ pub fn start(
         explain.step(
             "outbound traffic: forwarding on, masquerade for the bridge's subnet",
             format!(
-                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {}/{})",
-                network::NFT_TABLE,
-                network::SUBNET,
-                network::PREFIX
+                "sysctl -w net.ipv4.ip_forward=1; nft add table ip {} (masquerade {})",
+                net.table,
+                net.cidr()
             ),
         );
         // With the host ports `-p PORT` was given.
@@ -310,25 +316,29 @@ pub fn start(
             explain.step(
                 format!("publish {}", shown.join(", ")),
                 format!(
-                    "nft add table ip {}_{} (dnat in prerouting and output)",
-                    network::NFT_TABLE,
-                    attachment.ip.octets()[3]
+                    "nft add table ip {} (dnat in prerouting and output)",
+                    attachment.table
                 ),
             );
         }
         started.network = Some(attachment);
     }
-    // Release the child: "go" and its address; a closed pipe says "give up".
-    let ip = started
-        .ip()
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
-        .octets();
-    nix::unistd::write(&go_write, &[1, ip[0], ip[1], ip[2], ip[3]])
+    // Release the child: "go", with its address and the name its veth end
+    // got (when it has a network); a closed pipe says "give up".
+    let go = match &started.network {
+        Some(net) => format!("go {} {}", net.ip, net.peer),
+        None => "go".to_string(),
+    };
+    nix::unistd::write(&go_write, go.as_bytes())
         .map_err(|e| RuntimeError::Setup(format!("release the container: {e}")))?;
     hold_at("released");
-    // EOF: the program runs (or the set-up failed and the child is gone).
-    let mut byte = [0u8; 1];
-    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(exec_read.as_raw_fd(), &mut byte) {}
+    // Its steps as it takes them, then end of file: the program runs, or
+    // the child said why not (and exits; dropping `started` undoes the rest).
+    let failure = init_pipe::receive(init_read, |what, shell| explain.step(what, shell))
+        .map_err(|e| RuntimeError::Setup(format!("read the init pipe: {e}")))?;
+    if let Some(failure) = failure {
+        return Err(failure.into());
+    }
     hold_at("started");
     Ok(started)
 }
@@ -337,46 +347,89 @@ pub fn start(
 /// What the cloned child needs to finish the container from inside.
 struct ChildSetup<'a> {
     config: &'a RunConfig,
+    network: Option<&'a network::Network>,
     layers: &'a [Layer],
     overlay: &'a OverlayDirs,
     cgroup_procs: Vec<PathBuf>,
     volume_sources: &'a [PathBuf],
     devices: &'a [DeviceNode],
-    explain: Explain,
+    /// `--explain`: the steps go back over the init pipe.
+    explain: bool,
+}
+
+/// The child's `--explain`: each step sent back on the init pipe.
+struct Steps<'a> {
+    on: bool,
+    report: &'a Reporter,
+}
+
+impl Steps<'_> {
+    fn step(&self, what: impl std::fmt::Display, shell: impl std::fmt::Display) {
+        if self.on {
+            self.report.step(&what.to_string(), &shell.to_string());
+        }
+    }
 }
 
 impl ChildSetup<'_> {
-    /// In the cloned child: cgroup, network, mounts, root, hostname,
-    /// hardening, user, and finally the user's program.
+    /// In the cloned child: the set-up, then the user's program (under our
+    /// init with `--init`). A failure is reported on the init pipe, for the
+    /// host to say; the child then exits with its code. Never returns.
+    fn run(&self, go: OwnedFd, io: Stdio, report: Reporter) -> ! {
+        let (argv, env) = match self.prepare(go, io, &report) {
+            Ok(program) => program,
+            Err(err) => init::fail(&report, init_pipe::Failure::setup(err.to_string())),
+        };
+        if self.config.init {
+            // --init: our PID 1 forwards signals and reaps, the command is its
+            // child. The init pipe then closes when the command is executed.
+            init::run(&argv, &env, report)
+        }
+        signals::reset_to_default();
+        init::exec_or_report(&argv, &env, &report)
+    }
+
+    /// Cgroup, network, mounts, root, hostname, hardening, user: all that
+    /// must happen inside before the program. Returns its argv and env.
     // ANCHOR: prepare
-    fn run(
+    fn prepare(
         &self,
         go: OwnedFd,
         io: Stdio,
-        executed: OwnedFd,
-    ) -> Result<std::convert::Infallible, RuntimeError> {
-        let (config, explain) = (self.config, self.explain);
+        report: &Reporter,
+    ) -> Result<(Vec<CString>, Vec<CString>), RuntimeError> {
+        let config = self.config;
+        let explain = Steps {
+            on: self.explain,
+            report,
+        };
         // Nothing of the caller's but 0, 1 and 2, from the first step on:
         // a descriptor kept until execve would already be reachable by a
         // `-w /proc/self/fd/N` (runc's CVE-2024-21626).
-        init::close_fds_except(&io.lab_fds(&[go.as_raw_fd(), executed.as_raw_fd()]))
+        init::close_fds_except(&io.lab_fds(&[go.as_raw_fd(), report.as_raw_fd()]))
             .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
         // Into the cgroup first, so everything after is accounted and limited.
         crate::kernel::cgroups::join(&self.cgroup_procs)?;
-        // The host sends "go" and the address it allocated (0.0.0.0: none);
-        // a closed pipe means the host side failed and says why itself.
-        let mut message = [0u8; 5];
-        if !matches!(nix::unistd::read(go.as_raw_fd(), &mut message), Ok(5)) {
-            init::exit_now(125);
-        }
-        let ip = std::net::Ipv4Addr::new(message[1], message[2], message[3], message[4]);
-        if !ip.is_unspecified() {
-            let (_, peer) = network::runtime_link_names(ip);
+        // The host sends "go" (with the address and veth end it made); a
+        // closed pipe means the host side failed and says why itself.
+        let mut message = [0u8; 64];
+        let message = match nix::unistd::read(go.as_raw_fd(), &mut message) {
+            Ok(n) if message[..n].starts_with(b"go") => {
+                String::from_utf8_lossy(&message[..n]).into_owned()
+            }
+            _ => init::exit_now(125),
+        };
+        let mut words = message.split_whitespace().skip(1);
+        let ip = words
+            .next()
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok());
+        if let (Some(net), Some(ip), Some(peer)) = (self.network, ip, words.next()) {
+            let (prefix, gateway) = (net.prefix, net.gateway);
             explain.step(
-                format!("inside: {peer} becomes eth0 with {ip}/24, default route via {}", network::GATEWAY),
-                format!("ip link set {peer} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up; ip route add default via {}", network::GATEWAY),
+                format!("inside: {peer} becomes eth0 with {ip}/{prefix}, default route via {gateway}"),
+                format!("ip link set {peer} name eth0; ip addr add {ip}/{prefix} dev eth0; ip link set eth0 up; ip route add default via {gateway}"),
             );
-            network::configure_inside(&peer, ip)?;
+            network::configure_inside(net, peer, ip)?;
         }
         // Open /dev/null while the host's /dev is still reachable.
         let null: OwnedFd = std::fs::File::open("/dev/null")
@@ -435,8 +488,7 @@ impl ChildSetup<'_> {
                 format!("mknod {path} {kind} {} {}", node.major, node.minor),
             );
         }
-        nix::unistd::sethostname(&config.hostname)
-            .map_err(|e| RuntimeError::Setup(format!("sethostname: {e}")))?;
+        hostname::set(&config.hostname)?;
         explain.step(
             format!("inside: hostname {}", config.hostname),
             format!("hostname {}", config.hostname),
@@ -475,7 +527,6 @@ impl ChildSetup<'_> {
         }
         let env = cstrings(env.iter().map(|(k, v)| format!("{k}={v}")))?;
         let argv = cstrings(config.command.iter().cloned())?;
-        explain.keep_stderr();
         connect_stdio(io, null)?;
         config.profile.apply()?;
         explain.step(
@@ -500,13 +551,7 @@ impl ChildSetup<'_> {
             ),
             "exec \"$@\"",
         );
-        if config.init {
-            // --init: our PID 1 forwards signals and reaps, the command is its child.
-            // `executed` then closes when the command (its child) is executed.
-            init::run(&argv, &env, executed)
-        }
-        signals::reset_to_default();
-        init::exec_or_exit(&argv, &env)
+        Ok((argv, env))
     }
     // ANCHOR_END: prepare
 }
@@ -574,6 +619,11 @@ impl Started {
         self.network.as_ref().map(|n| n.ip)
     }
 
+    /// The names of its veth pair and its table of published ports.
+    pub fn links(&self) -> Option<network::Links> {
+        self.network.as_ref().map(|n| n.links())
+    }
+
     /// The published ports, with the host ports that were picked.
     pub fn published(&self) -> &[network::PortMapping] {
         self.network.as_ref().map_or(&[], |n| n.ports())
@@ -589,11 +639,7 @@ impl Started {
         if let Some(network) = &self.network {
             shell.push(format!("ip link del {}", network.host_end));
             if !network.ports().is_empty() {
-                shell.push(format!(
-                    "nft delete table ip {}_{}",
-                    network::NFT_TABLE,
-                    network.ip.octets()[3]
-                ));
+                shell.push(format!("nft delete table ip {}", network.table));
             }
         }
         for path in self.cgroup.paths() {
@@ -646,7 +692,7 @@ impl Started {
 
     /// Whether the kernel's OOM killer ended a process of the container.
     pub fn oom_killed(&self) -> bool {
-        self.cgroup.counters().oom_kills.unwrap_or(0) > 0
+        self.cgroup.stats().memory.oom_kills.unwrap_or(0) > 0
     }
 }
 
@@ -672,10 +718,10 @@ fn image_layers(dirs: &LabDirs, reference: &str) -> Result<Vec<Layer>, RuntimeEr
     Ok(crate::engine::images::imported::resolve(dirs, reference)?.layers)
 }
 
-fn shell_writes(cgroup: &Cgroup, written: &[(PathBuf, String)]) -> String {
+fn shell_writes(cgroup: &Cgroup, written: &[Written]) -> String {
     let mut shell = format!("mkdir {}", cgroup.paths()[0].display());
-    for (file, value) in written {
-        shell.push_str(&format!("; echo {value} > {}", file.display()));
+    for write in written {
+        shell.push_str(&format!("; {}", write.shell()));
     }
     shell
 }
@@ -719,6 +765,23 @@ pub enum RuntimeError {
     Network(#[from] crate::engine::network::NetworkError),
     #[error(transparent)]
     Volume(#[from] crate::engine::volumes::VolumeError),
+    /// The container's own side (its set-up, or its program) failed,
+    /// as the cloned child reported it.
+    #[error(transparent)]
+    Child(#[from] init_pipe::Failure),
+    #[error(transparent)]
+    Hostname(#[from] crate::kernel::hostname::HostnameError),
     #[error("{0}")]
     Setup(String),
+}
+
+impl RuntimeError {
+    /// Docker's exit code for a start that failed this way: 127 when the
+    /// program does not exist, 126 when it cannot be run, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RuntimeError::Child(failure) => failure.exit_code(),
+            _ => 125,
+        }
+    }
 }

@@ -17,6 +17,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::v1::V1Dirs;
+use super::{CgroupError, Writes};
+
 /// `a` (every device), `c` (character) or `b` (block).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceKind {
@@ -237,6 +240,40 @@ pub const DOCKER_DEFAULT: &[DeviceRule] = {
     ]
 };
 // ANCHOR_END: default_rules
+
+pub(super) const V1_HIERARCHIES: &[&str] = &["devices"];
+
+/// v1: the rules in order into `devices.deny` and `devices.allow`, `a`
+/// (all refused) first, then each exception.
+// ANCHOR: devices
+pub(super) fn set_v1(
+    rules: &[DeviceRule],
+    dirs: &V1Dirs,
+    out: &mut Writes,
+) -> Result<(), CgroupError> {
+    let dir = dirs
+        .get("devices")
+        .ok_or(CgroupError::NoDevicesController)?;
+    for (file, line) in rules.iter().flat_map(DeviceRule::v1_lines) {
+        out.write(dir.join(file), line)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: devices
+
+/// v2: no files; a BPF program attached to the cgroup decides each open
+/// and mknod (`device_filter.rs`).
+pub(super) fn set_v2(
+    rules: &[DeviceRule],
+    dirs: &[PathBuf],
+    out: &mut Writes,
+) -> Result<(), CgroupError> {
+    let dir = dirs.first().ok_or(CgroupError::NoDevicesController)?;
+    for call in super::device_filter::attach(dir, rules)? {
+        out.call(call);
+    }
+    Ok(())
+}
 
 /// `--device HOST_PATH[:CONTAINER_PATH][:PERMS]`, as Docker spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,28 +4,69 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::{
-    own_path, read_key, read_u64, remove_dir_retrying, write, CgroupError, Counters, Limits,
-    CGROUP_ROOT, CONTROLLERS,
+    cpu, devices, freezer, io, memory, own_path, pids, reclaim_existing, CgroupError, Controller,
+    Resources, Stats, Version, Writes, Written, CGROUP_ROOT, LAB_PARENT,
 };
 
+/// The unified hierarchy at /sys/fs/cgroup.
 #[derive(Debug)]
-pub struct V2Cgroup {
-    path: PathBuf,
-    parent: PathBuf,
-    controllers: Vec<String>,
+pub struct V2;
+
+/// The names `cgroup.subtree_control` hands down for a controller (none
+/// for the freezer and devices: every v2 cgroup has those built in).
+fn enabled_by(controller: Controller) -> &'static [&'static str] {
+    match controller {
+        Controller::Memory => memory::V2_CONTROLLERS,
+        Controller::Cpu => cpu::V2_CONTROLLERS,
+        Controller::Pids => pids::V2_CONTROLLERS,
+        Controller::Io => io::V2_CONTROLLERS,
+        Controller::Freezer | Controller::Devices => &[],
+    }
 }
 
-impl V2Cgroup {
+/// Whether `dir`'s `cgroup.controllers` lists `name`.
+pub(super) fn listed(dir: &Path, name: &str) -> bool {
+    fs::read_to_string(dir.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|c| c == name)
+}
+
+/// The one directory, or an error naming the controller that needs it.
+pub(super) fn require(dirs: &[PathBuf], controller: Controller) -> Result<&Path, CgroupError> {
+    let dir = dirs.first().map(PathBuf::as_path).unwrap_or(Path::new(""));
+    let name = enabled_by(controller).first().copied();
+    if name.is_some_and(|name| !listed(dir, name)) {
+        return Err(CgroupError::Unavailable {
+            controller: controller.name(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(dir)
+}
+
+fn own() -> Result<PathBuf, CgroupError> {
+    Ok(Path::new(CGROUP_ROOT).join(own_path(None)?))
+}
+
+impl Version for V2 {
+    fn number(&self) -> u8 {
+        2
+    }
+
+    fn planned(&self, name: &str, _: &[Controller]) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(vec![own()?.join(LAB_PARENT).join(name)])
+    }
+
     /// Creates `OWN/container-lab/NAME`. The lab's own cgroup must be free
     /// to hand controllers down: either the root (allowed to hold
     /// processes), or a delegated cgroup the lab is alone in, which it then
     /// leaves for a leaf child of its own.
     // ANCHOR: create
-    pub fn create(name: &str) -> Result<V2Cgroup, CgroupError> {
-        let own = Path::new(CGROUP_ROOT).join(own_path(None)?);
+    fn create(&self, name: &str, controllers: &[Controller]) -> Result<Vec<PathBuf>, CgroupError> {
+        let own = own()?;
         if own != Path::new(CGROUP_ROOT) {
             let me = std::process::id().to_string();
             let procs = fs::read_to_string(own.join("cgroup.procs"))
@@ -38,10 +79,10 @@ impl V2Cgroup {
             if !leaf.exists() {
                 fs::create_dir(&leaf).map_err(|e| CgroupError::io("create", &leaf, e))?;
             }
-            write(&leaf.join("cgroup.procs"), "0")?;
+            super::join(&[leaf.join("cgroup.procs")])?;
         }
-        enable_controllers(&own)?;
-        let parent = own.join("container-lab");
+        enable_controllers(&own, controllers)?;
+        let parent = own.join(LAB_PARENT);
         let path = parent.join(name);
         // Another run may remove the shared parent at any moment: retry.
         let mut attempts = 0;
@@ -51,11 +92,11 @@ impl V2Cgroup {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(CgroupError::io("create", &parent, e)),
             }
-            let created = enable_controllers(&parent).and_then(|()| {
+            let created = enable_controllers(&parent, controllers).and_then(|()| {
                 match fs::create_dir(&path) {
                     // Left by a run that died: take it back, make it anew.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        super::reclaim_existing(&path)?;
+                        reclaim_existing(&path)?;
                         fs::create_dir(&path)
                     }
                     other => other,
@@ -68,102 +109,68 @@ impl V2Cgroup {
                 other => break other?,
             }
         }
-        let controllers = fs::read_to_string(path.join("cgroup.controllers"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        Ok(V2Cgroup {
-            path,
-            parent,
-            controllers,
-        })
+        Ok(vec![path])
     }
     // ANCHOR_END: create
 
-    /// The directory `create(name)` makes, without making it.
-    pub fn planned(name: &str) -> Result<PathBuf, CgroupError> {
-        let own = Path::new(CGROUP_ROOT).join(own_path(None)?);
-        Ok(own.join("container-lab").join(name))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn has(&self, controller: &str) -> bool {
-        let wanted = if controller == "cpuacct" {
-            "cpu"
-        } else {
-            controller
+    fn has(&self, dirs: &[PathBuf], controller: Controller) -> bool {
+        let Some(dir) = dirs.first() else {
+            return false;
         };
-        self.controllers.iter().any(|c| c == wanted)
+        match enabled_by(controller).first() {
+            Some(name) => listed(dir, name),
+            None if controller == Controller::Freezer => freezer::has_v2(dir),
+            None => true,
+        }
     }
 
-    // ANCHOR: limits
-    pub fn set_limits(&self, limits: &Limits) -> Result<Vec<(PathBuf, String)>, CgroupError> {
-        let mut written = Vec::new();
-        let mut set = |controller: &str, file: &str, value: String| -> Result<(), CgroupError> {
-            let path = self.path.join(file);
-            if self.has(controller) && path.exists() {
-                write(&path, &value)?;
-                written.push((path, value));
-            }
-            Ok(())
+    // ANCHOR: set
+    fn set(&self, dirs: &[PathBuf], resources: &Resources) -> Result<Vec<Written>, CgroupError> {
+        let mut out = Writes::default();
+        resources.memory.set_v2(dirs, &mut out)?;
+        resources.cpu.set_v2(dirs, &mut out)?;
+        resources.pids.set_v2(dirs, &mut out)?;
+        resources.io.set_v2(dirs, &mut out)?;
+        if let Some(rules) = &resources.devices {
+            devices::set_v2(rules, dirs, &mut out)?;
+        }
+        if let Some(frozen) = resources.frozen {
+            freezer::set_v2(frozen, dirs, &mut out)?;
+        }
+        Ok(out.0)
+    }
+    // ANCHOR_END: set
+
+    fn stats(&self, dirs: &[PathBuf]) -> Stats {
+        let Some(dir) = dirs.first() else {
+            return Stats::default();
         };
-        if let Some(bytes) = limits.memory_bytes {
-            set("memory", "memory.max", bytes.to_string())?;
-            // No swap either: otherwise the kernel swaps instead of OOM-killing.
-            set("memory", "memory.swap.max", "0".into())?;
-        }
-        if let Some(cpus) = limits.cpus {
-            set(
-                "cpu",
-                "cpu.max",
-                format!("{} 100000", (cpus * 100_000.0) as u64),
-            )?;
-        }
-        if let Some(pids) = limits.pids {
-            set("pids", "pids.max", pids.to_string())?;
-        }
-        Ok(written)
-    }
-    // ANCHOR_END: limits
-
-    pub fn counters(&self) -> Counters {
-        let file = |name: &str| self.path.join(name);
-        Counters {
-            oom_kills: read_key(&file("memory.events"), "oom_kill"),
-            memory_peak_bytes: read_u64(&file("memory.peak")),
-            cpu_usage: read_key(&file("cpu.stat"), "usage_usec").map(Duration::from_micros),
-            cpu_throttled_periods: read_key(&file("cpu.stat"), "nr_throttled"),
-            cpu_throttled_time: read_key(&file("cpu.stat"), "throttled_usec")
-                .map(Duration::from_micros),
-            pids_refused: read_key(&file("pids.events"), "max"),
+        Stats {
+            memory: memory::stats_v2(dir),
+            cpu: cpu::stats_v2(dir),
+            pids: pids::stats_v2(dir),
+            io: io::stats_v2(dir),
         }
     }
 
-    pub fn remove(&mut self) -> Result<(), CgroupError> {
-        remove_dir_retrying(&self.path)?;
-        // The shared parent goes when the last run using it is gone.
-        let _ = fs::remove_dir(&self.parent);
-        Ok(())
+    fn is_frozen(&self, dirs: &[PathBuf]) -> Option<bool> {
+        freezer::is_frozen_v2(dirs.first()?)
     }
 }
 
-/// `echo +memory +cpu +pids > DIR/cgroup.subtree_control`, for the
-/// controllers DIR has and has not handed down yet.
+/// `echo +memory +cpu … > DIR/cgroup.subtree_control`, for the
+/// controllers DIR has and has not handed down yet (`+io` for the block
+/// I/O limits, `+cpuset` for the CPUs a container may run on).
 // ANCHOR: subtree
-fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+fn enable_controllers(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
+    let file = dir.join("cgroup.subtree_control");
     let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-    for controller in CONTROLLERS {
-        let has = |list: &str| list.split_whitespace().any(|c| c == controller);
-        if has(&available) && !has(&enabled) {
-            write(
-                &dir.join("cgroup.subtree_control"),
-                &format!("+{controller}"),
-            )?;
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    let has = |list: &str, name: &str| list.split_whitespace().any(|c| c == name);
+    for name in controllers.iter().flat_map(|c| enabled_by(*c)) {
+        if has(&available, name) && !has(&enabled, name) {
+            fs::write(&file, format!("+{name}"))
+                .map_err(|e| CgroupError::io(&format!("write \"+{name}\" to"), &file, e))?;
         }
     }
     Ok(())

@@ -9,7 +9,8 @@ pub mod nft;
 pub mod sysctl;
 
 use std::io;
-use std::path::PathBuf;
+
+use crate::support::error::IoError;
 
 /// `map_err` for a netlink request: what was being done to which link.
 pub(crate) fn op<D: std::fmt::Display>(
@@ -33,11 +34,6 @@ pub enum NetError {
     NoSuchLink(String),
     #[error("nft refused the rules: {0}; is the nftables package installed and nf_tables loaded?")]
     Nft(String),
-    #[error("failed to {what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }

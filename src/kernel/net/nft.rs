@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::NetError;
+use crate::support::error::io_err;
 
 /// `nft -f -` with the given ruleset text.
 pub fn apply(ruleset: &str) -> Result<(), NetError> {
@@ -14,26 +15,16 @@ pub fn apply(ruleset: &str) -> Result<(), NetError> {
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NetError::Io {
-            what: "run",
-            path: PathBuf::from("nft"),
-            source: e,
-        })?;
+        .map_err(io_err("run", PathBuf::from("nft")))?;
     child
         .stdin
         .take()
         .expect("piped stdin")
         .write_all(ruleset.as_bytes())
-        .map_err(|e| NetError::Io {
-            what: "write to",
-            path: PathBuf::from("nft"),
-            source: e,
-        })?;
-    let output = child.wait_with_output().map_err(|e| NetError::Io {
-        what: "run",
-        path: PathBuf::from("nft"),
-        source: e,
-    })?;
+        .map_err(io_err("write to", PathBuf::from("nft")))?;
+    let output = child
+        .wait_with_output()
+        .map_err(io_err("run", PathBuf::from("nft")))?;
     if !output.status.success() {
         return Err(NetError::Nft(
             String::from_utf8_lossy(&output.stderr).trim().to_string(),

@@ -5,27 +5,20 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::NetError;
+use crate::support::error::{io_err, IoError};
 
 /// Reads a sysctl of the current network namespace (`sysctl -n`).
 pub fn get(key: &str) -> Result<String, NetError> {
     let path = path_of(key);
     fs::read_to_string(&path)
         .map(|value| value.trim().to_string())
-        .map_err(|e| NetError::Io {
-            what: "read",
-            path,
-            source: e,
-        })
+        .map_err(|e| IoError::new("read", &path, e).into())
 }
 
 /// Writes a sysctl of the current network namespace (`sysctl -w`).
 pub fn set(key: &str, value: &str) -> Result<(), NetError> {
     let path = path_of(key);
-    fs::write(&path, value).map_err(|e| NetError::Io {
-        what: "write",
-        path,
-        source: e,
-    })
+    Ok(fs::write(&path, value).map_err(io_err("write", &path))?)
 }
 
 fn path_of(key: &str) -> PathBuf {

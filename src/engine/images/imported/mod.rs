@@ -30,6 +30,8 @@ use crate::engine::dirs::LabDirs;
 use crate::engine::images::busybox;
 use crate::kernel::overlay::Layer;
 use crate::kernel::rootfs::RootfsError;
+use crate::support::error::{io_err, IoError};
+use crate::support::ids::hex;
 
 /// The built-in image's name; it cannot be imported over or removed.
 pub const BUILTIN: &str = "busybox";
@@ -314,7 +316,7 @@ pub fn import_tarball_with(
             .and_then(|()| {
                 // A layer directory without metadata is a leftover: replace it.
                 let _ = remove_layer_tree(&layer_dir);
-                fs::rename(&temp, &layer_dir).map_err(io_err("rename", &layer_dir))
+                Ok(fs::rename(&temp, &layer_dir).map_err(io_err("rename", &layer_dir))?)
             })
             .inspect_err(|_| {
                 let _ = remove_layer_tree(&temp);
@@ -454,13 +456,7 @@ fn read_db(path: &Path) -> Result<Vec<Vec<String>>, ImageError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(ImageError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(ImageError::Io(IoError::new("read", path, source))),
     };
     Ok(text
         .lines()
@@ -567,7 +563,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ImageError> {
     })?;
     let temp = path.with_extension("json.tmp");
     fs::write(&temp, text).map_err(io_err("write", &temp))?;
-    fs::rename(&temp, path).map_err(io_err("rename", path))
+    Ok(fs::rename(&temp, path).map_err(io_err("rename", path))?)
 }
 
 fn remove_unused_layer(
@@ -587,7 +583,7 @@ fn remove_unused_layer(
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         other => other.map_err(io_err("rename", &layer))?,
     }
-    remove_layer_tree(&doomed).map_err(io_err("remove", &doomed))
+    Ok(remove_layer_tree(&doomed).map_err(io_err("remove", &doomed))?)
 }
 
 /// A layer, or an unpacked temporary, goes: never through a mount, and
@@ -829,18 +825,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> ImageError + 'a {
-    move |source| ImageError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error(transparent)]
@@ -889,13 +873,8 @@ pub enum ImageError {
     InvalidUser { spec: String, reason: String },
     #[error("malformed line in {}: {line:?}; fix the image's file", path.display())]
     BadDatabase { path: PathBuf, line: String },
-    #[error("failed to {op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
 }

@@ -16,6 +16,7 @@ use ureq::{Agent, Body, SendBody};
 use super::auth::{self, Challenge};
 use super::credentials::CredentialStore;
 use crate::engine::images::error::{ImageError, Result};
+use crate::support::error::io_err;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -366,9 +367,9 @@ impl Session {
             }
             Payload::File { path, offset, len } => {
                 use std::io::{Seek, SeekFrom};
-                let mut file = std::fs::File::open(path).map_err(ImageError::io("open", *path))?;
+                let mut file = std::fs::File::open(path).map_err(io_err("open", *path))?;
                 file.seek(SeekFrom::Start(*offset))
-                    .map_err(ImageError::io("seek in", *path))?;
+                    .map_err(io_err("seek in", *path))?;
                 request = request.header("Content-Length", len.to_string());
                 SendBody::from_owned_reader(file.take(*len))
             }

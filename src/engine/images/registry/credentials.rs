@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::client::{RegistryOptions, Session};
 use crate::engine::images::error::{ImageError, Result};
 use crate::engine::images::reference::{DOCKER_HUB, DOCKER_HUB_REGISTRY};
+use crate::support::error::{io_err, IoError};
 
 pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
@@ -53,11 +54,7 @@ impl CredentialStore {
                 Err(e) => Err(ImageError::invalid(self.path.display().to_string(), e)),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
-            Err(e) => Err(ImageError::Io {
-                op: "read",
-                path: self.path.clone(),
-                source: e,
-            }),
+            Err(e) => Err(ImageError::Io(IoError::new("read", &self.path, e))),
         }
     }
 
@@ -72,7 +69,7 @@ impl CredentialStore {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(ImageError::io("create", &dir))?;
+            .map_err(io_err("create", &dir))?;
         let temp = dir.join(format!(".config.json.{}", std::process::id()));
         let bytes =
             serde_json::to_vec_pretty(config).map_err(|e| ImageError::invalid("config.json", e))?;
@@ -83,13 +80,11 @@ impl CredentialStore {
                 .truncate(true)
                 .mode(0o600)
                 .open(&temp)
-                .map_err(ImageError::io("create", &temp))?;
-            file.write_all(&bytes)
-                .map_err(ImageError::io("write", &temp))?;
-            file.write_all(b"\n")
-                .map_err(ImageError::io("write", &temp))?;
-            file.sync_all().map_err(ImageError::io("sync", &temp))?;
-            fs::rename(&temp, &self.path).map_err(ImageError::io("rename into place", &self.path))
+                .map_err(io_err("create", &temp))?;
+            file.write_all(&bytes).map_err(io_err("write", &temp))?;
+            file.write_all(b"\n").map_err(io_err("write", &temp))?;
+            file.sync_all().map_err(io_err("sync", &temp))?;
+            Ok(fs::rename(&temp, &self.path).map_err(io_err("rename into place", &self.path))?)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&temp);

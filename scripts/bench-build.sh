@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# A benchmark, not a test: the same ten-step Dockerfile built by the lab's
+# builder and by Debian's buildah (vfs storage, chroot isolation, --layers
+# for its cache), over the same busybox base, cold and fully cached, in
+# one run; prints the medians and the ratios.
+#
+#   sudo bash scripts/bench-build.sh [RUNS]      # RUNS of each, default 5
+#
+# The lab's side is examples/lab-build.rs (the builder with the tests'
+# chroot step runner) until `mini-docker build` replaces it. "Cold" is a
+# fresh copy of a store that holds only the base image; "cached" rebuilds
+# with nothing changed. Everything lives in a temporary directory that is
+# removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+[ "$(id -u)" -eq 0 ] || { echo "bench-build: needs root (building keeps owners; buildah as root)" >&2; exit 2; }
+command -v buildah >/dev/null || { echo "bench-build: buildah is missing: sudo apt-get install buildah" >&2; exit 2; }
+busybox=$(command -v busybox) || { echo "bench-build: busybox is missing: sudo apt-get install busybox-static" >&2; exit 2; }
+
+cargo build --release --locked --example lab-build >&2
+lab=$PWD/target/release/examples/lab-build
+
+work=$(mktemp -d /var/tmp/bench-build.XXXXXX)
+cleanup() {
+  # buildah's vfs layers may hold read-only directories.
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The base: a busybox tree, the same bytes on both sides.
+tree=$work/tree
+mkdir -p "$tree/bin" "$tree/etc" "$tree/tmp"
+cp "$busybox" "$tree/bin/busybox"
+for applet in sh ls cp rm mkdir cat echo true; do ln -s busybox "$tree/bin/$applet"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$tree/etc/passwd"
+printf 'root:x:0:\n' >"$tree/etc/group"
+chmod 1777 "$tree/tmp"
+tar -C "$tree" -cf "$work/base.tar" .
+
+ctx=$work/context
+mkdir -p "$ctx/src"
+printf 'left-pad 1.0\n' >"$ctx/deps.txt"
+for i in 1 2 3 4 5; do printf 'file %s\n' "$i" >"$ctx/src/f$i.txt"; done
+cat >"$ctx/Dockerfile" <<'EOF'
+ARG BASE
+FROM $BASE
+ENV APP=/app
+WORKDIR /app
+COPY deps.txt ./
+RUN cp deps.txt installed && echo done >> installed
+COPY src/ ./src/
+RUN ls src > listing
+LABEL bench=yes
+EXPOSE 8080
+CMD ["sh"]
+EOF
+
+# Pristine stores holding only the base image.
+"$lab" --store "$work/lab-pristine" --import-tree lab/base "$tree" >/dev/null
+b() { buildah --root "$1/root" --runroot "$1/run" --storage-driver vfs "${@:2}"; }
+mkdir -p "$work/buildah-pristine"
+ctr=$(b "$work/buildah-pristine" from scratch)
+b "$work/buildah-pristine" add "$ctr" "$work/base.tar" / >/dev/null
+b "$work/buildah-pristine" config --env PATH=/bin "$ctr"
+b "$work/buildah-pristine" commit -q "$ctr" localhost/lab-base >/dev/null
+b "$work/buildah-pristine" rm "$ctr" >/dev/null
+
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+lab_build() { "$lab" --store "$1" --quiet -t lab/bench --build-arg BASE=lab/base "$ctx" >/dev/null; }
+buildah_build() {
+  b "$1" bud -q --isolation chroot --layers -t bench --build-arg BASE=localhost/lab-base "$ctx" >/dev/null
+}
+
+declare -A times
+for tool in lab buildah; do
+  cold=() cached=()
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/run"
+    cp -a "$work/$tool-pristine" "$work/run"
+    store=$work/run
+    start=$(now); "${tool}_build" "$store"; end=$(now)
+    cold+=($(( (end - start) / 1000 )))
+    start=$(now); "${tool}_build" "$store"; end=$(now)
+    cached+=($(( (end - start) / 1000 )))
+    chmod -R u+w "$work/run" 2>/dev/null || true
+  done
+  times[$tool-cold]=$(printf '%s\n' "${cold[@]}" | median)
+  times[$tool-cached]=$(printf '%s\n' "${cached[@]}" | median)
+done
+
+ms() { awk -v us="$1" 'BEGIN {printf "%.1f ms", us / 1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+printf 'ten-step Dockerfile, median of %s runs each\n' "$runs"
+printf '%-8s %12s %12s\n' "" "cold" "cached"
+printf '%-8s %12s %12s\n' "lab" "$(ms "${times[lab-cold]}")" "$(ms "${times[lab-cached]}")"
+printf '%-8s %12s %12s\n' "buildah" "$(ms "${times[buildah-cold]}")" "$(ms "${times[buildah-cached]}")"
+printf 'lab/buildah: cold %s, cached %s\n' \
+  "$(ratio "${times[lab-cold]}" "${times[buildah-cold]}")" \
+  "$(ratio "${times[lab-cached]}" "${times[buildah-cached]}")"
