@@ -176,6 +176,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    Log::install(&cli);
     let runtime = Runtime {
         root: cli.root.clone(),
         systemd_cgroup: cli.systemd_cgroup,
@@ -325,25 +326,67 @@ fn print_table(rows: &[Vec<String>]) {
 
 /// The error on stderr, and in the log file as runc writes it.
 fn report(cli: &Cli, err: &OciError) {
-    let message = err.to_string();
-    eprintln!("lab-runc: error: {message}");
-    let Some(path) = &cli.log else {
-        return;
-    };
-    let time = container_lab::support::time::format_rfc3339(std::time::SystemTime::now());
-    let line = match cli.log_format {
-        LogFormat::Json => {
-            serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
+    Log::line(
+        cli.log.as_deref(),
+        cli.log_format,
+        "error",
+        &err.to_string(),
+    );
+}
+
+/// The engine's warnings (the `log` facade): on stderr and in the log
+/// file, as the errors are.
+struct Log {
+    file: Option<PathBuf>,
+    format: LogFormat,
+}
+
+impl Log {
+    fn install(cli: &Cli) {
+        let logger = Box::new(Log {
+            file: cli.log.clone(),
+            format: cli.log_format,
+        });
+        if log::set_boxed_logger(logger).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
         }
-        LogFormat::Text => format!("time={time:?} level=error msg={message:?}"),
-    };
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(file, "{line}");
     }
+
+    fn line(file: Option<&std::path::Path>, format: LogFormat, level: &str, message: &str) {
+        eprintln!("lab-runc: {level}: {message}");
+        let Some(path) = file else {
+            return;
+        };
+        let time = container_lab::support::time::format_rfc3339(std::time::SystemTime::now());
+        let line = match format {
+            LogFormat::Json => {
+                serde_json::json!({"level": level, "msg": message, "time": time}).to_string()
+            }
+            LogFormat::Text => format!("time={time:?} level={level} msg={message:?}"),
+        };
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+impl log::Log for Log {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let message = record.args().to_string();
+            Log::line(self.file.as_deref(), self.format, "warning", &message);
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// Anything serde can print, behind one object-safe method.

@@ -73,28 +73,94 @@ pub const TESTS: &[&str] = &[
 /// The tests that still fail, and why: none is lab-runc ignoring or
 /// getting wrong what the spec asks.
 pub const STILL_FAILING: &[(&str, &str)] = &[
-    ("delete_resources", "asks for the absolute cgroupsPath /cgrouptest, outside the runtime's own cgroup: refused by design"),
-    ("hooks", "the suite compares the hooks' output with \"post-start1\" where its hooks write \"post-start1 called\", and prints no test point"),
-    ("hooks_stdin", "expects status \"created\" in the prestart hook's state; since runtime-spec 1.0.2 prestart runs during create, whose status is \"creating\""),
-    ("linux_cgroups_relative_blkio", "sets blkio.leaf_weight, which this kernel (no CFQ) does not have"),
-    ("linux_cgroups_relative_hugetlb", "reads a v1 hugetlb hierarchy; this hybrid host has hugetlb only in its cgroup v2 mount"),
-    ("linux_cgroups_relative_memory", "memory.kmem.limit_in_bytes: the kernel accepts the write and ignores it (kernel memory limits are gone since Linux 6.1)"),
-    ("linux_cgroups_relative_network", "this host has no net_cls or net_prio hierarchy"),
-    ("linux_mount_label", "an SELinux mount label: this host has no SELinux, and lab-runc refuses the field by name"),
-    ("linux_process_apparmor_profile", "an AppArmor profile: this host has no AppArmor, and lab-runc refuses the field by name"),
-    ("misc_props", "the suite's bundle for this test lacks its own /runtimetest"),
-    ("pidfile", "kills a container whose `true` has exited; the spec requires that kill of a stopped container generates an error"),
-    ("poststart", "prints no test point when it passes (validate.sh needs at least one ok)"),
+    (
+        "delete_resources",
+        "asks for the absolute cgroupsPath /cgrouptest, outside the runtime's \
+         own cgroup: refused by design",
+    ),
+    (
+        "hooks",
+        "the suite compares the hooks' output with \"post-start1\" where its \
+         hooks write \"post-start1 called\", and prints no test point",
+    ),
+    (
+        "hooks_stdin",
+        "expects status \"created\" in the prestart hook's state; since \
+         runtime-spec 1.0.2 prestart runs during create, whose status is \
+         \"creating\"",
+    ),
+    (
+        "linux_cgroups_relative_blkio",
+        "sets blkio.leaf_weight, which this kernel (no CFQ) does not have",
+    ),
+    (
+        "linux_cgroups_relative_hugetlb",
+        "reads a v1 hugetlb hierarchy; this hybrid host has hugetlb only in \
+         its cgroup v2 mount",
+    ),
+    (
+        "linux_cgroups_relative_memory",
+        "memory.kmem.limit_in_bytes: the kernel accepts the write and ignores \
+         it (kernel memory limits are gone since Linux 6.1)",
+    ),
+    (
+        "linux_cgroups_relative_network",
+        "this host has no net_cls or net_prio hierarchy",
+    ),
+    (
+        "linux_mount_label",
+        "an SELinux mount label: this host has no SELinux, and lab-runc \
+         refuses the field by name",
+    ),
+    (
+        "linux_process_apparmor_profile",
+        "an AppArmor profile: this host has no AppArmor, and lab-runc refuses \
+         the field by name",
+    ),
+    (
+        "misc_props",
+        "the suite's bundle for this test lacks its own /runtimetest",
+    ),
+    (
+        "pidfile",
+        "kills a container whose `true` has exited; the spec requires that \
+         kill of a stopped container generates an error",
+    ),
+    (
+        "poststart",
+        "prints no test point when it passes (validate.sh needs at least one \
+         ok)",
+    ),
     ("poststart_fail", "prints no test point when it passes"),
     ("poststop", "prints no test point when it passes"),
     ("poststop_fail", "prints no test point when it passes"),
     ("prestart", "prints no test point when it passes"),
     ("prestart_fail", "prints no test point when it passes"),
-    ("process_capabilities", "asks for every capability; this machine's bounding set lacks CAP_SYS_RESOURCE, which no process here can gain"),
-    ("process_capabilities_fail", "passes when create fails, which it does (unknown CAP_TEST), but prints no test point"),
-    ("process_rlimits", "runtimetest is a Go 1.19 program, whose runtime raises its own soft RLIMIT_NOFILE to the hard limit before it checks it"),
-    ("process_rlimits_fail", "prints no test point when it passes"),
-    ("start", "its last check is inverted: it passes only when `start` of a container without `process` succeeds, though its message says it MUST generate an error"),
+    (
+        "process_capabilities",
+        "asks for every capability; this machine's bounding set lacks \
+         CAP_SYS_RESOURCE, which no process here can gain",
+    ),
+    (
+        "process_capabilities_fail",
+        "passes when create fails, which it does (unknown CAP_TEST), but \
+         prints no test point",
+    ),
+    (
+        "process_rlimits",
+        "runtimetest is a Go 1.19 program, whose runtime raises its own soft \
+         RLIMIT_NOFILE to the hard limit before it checks it",
+    ),
+    (
+        "process_rlimits_fail",
+        "prints no test point when it passes",
+    ),
+    (
+        "start",
+        "its last check is inverted: it passes only when `start` of a \
+         container without `process` succeeds, though its message says it \
+         MUST generate an error",
+    ),
 ];
 // ANCHOR_END: still_failing
 

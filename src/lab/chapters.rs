@@ -142,7 +142,13 @@ pub const CHAPTERS: &[Chapter] = &[
         title: "Who calls whom: the OCI runtime",
         source: "ch11_runtime.rs",
         page: "ch11-runtime.md",
-        needs: &[Need::Root, Need::Busybox, Need::Cgroups],
+        needs: &[
+            Need::Root {
+                why: "a runtime makes namespaces, mounts and cgroups",
+            },
+            Need::Busybox,
+            Need::Cgroups,
+        ],
     },
 ];
 

@@ -59,7 +59,7 @@ pub const HOLD_POINTS: [&str; 4] = ["record", "cloned", "cgroup", "ready"];
 
 fn hold_at(point: &str) {
     if std::env::var_os(HOLD_AT_ENV).is_some_and(|wanted| wanted == point) {
-        eprintln!("holding at {point}");
+        log::warn!("holding at {point}");
         std::thread::sleep(std::time::Duration::from_secs(120));
     }
 }
@@ -347,17 +347,9 @@ fn start_init(
     // The record names the init, and the cgroup is limited and joined,
     // meanwhile.
     dir.save(record)?;
-    if let Some(resources) = linux.resources() {
-        cgroups::apply(cgroup_plan, resources)?;
-    }
-    let rules = linux
-        .resources()
-        .as_ref()
-        .and_then(|r| r.devices().clone())
-        .unwrap_or_default();
-    cgroups::apply_devices(
+    cgroups::apply(
         cgroup_plan,
-        &rules,
+        linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or(&[]),
     )?;
     hold_at("cgroup");

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -88,8 +88,12 @@ pub(super) fn run(mut cx: Context) -> ! {
         Ok(state) => {
             let _ = send(&sync, msg::READY, b"");
             drop(sync);
-            let err = wait_and_exec(&mut cx, state);
-            eprintln!("lab-runc: error: {err}");
+            let (fifo, err) = wait_and_exec(&mut cx, state);
+            // Its stderr is the container's: the message goes to `start`,
+            // which reads the fifo until it closes.
+            if let Some(fifo) = fifo {
+                let _ = nix::unistd::write(&fifo, err.to_string().as_bytes());
+            }
             exit_now(127)
         }
         Err(err) => {
@@ -196,7 +200,7 @@ fn prepare(cx: &mut Context, sync: &OwnedFd) -> Result<ContainerState, OciError>
         nix::unistd::chdir("/").map_err(OciError::sys("chdir /"))?;
     }
     if let Some(name) = cx.hostname.as_deref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(name).map_err(OciError::sys(format!("sethostname {name}")))?;
+        crate::kernel::hostname::set(name).map_err(|e| OciError::Other(e.to_string()))?;
     }
     if let Some(name) = cx.domainname.as_deref().filter(|h| !h.is_empty()) {
         // Safety: a buffer and its length.
@@ -245,11 +249,14 @@ fn wait_joined(sync: &OwnedFd) -> Result<ContainerState, OciError> {
 
 // ANCHOR: wait
 /// Blocks until `start` opens the fifo, then becomes the process.
-fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
+fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> (Option<OwnedFd>, OciError) {
     // Opening a fifo for writing blocks until a reader opens it.
     let name = cx.fifo.as_raw_fd().to_string();
     let Some(fd_dir) = cx.fd_dir.take() else {
-        return OciError::Other("no /proc/self/fd to reopen exec.fifo through".into());
+        return (
+            None,
+            OciError::Other("no /proc/self/fd to reopen exec.fifo through".into()),
+        );
     };
     let opened = loop {
         match nix::fcntl::openat(
@@ -263,13 +270,14 @@ fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
         }
     };
     drop(fd_dir);
-    let fd = match opened {
-        Ok(fd) => fd,
-        Err(errno) => return OciError::sys("open exec.fifo")(errno),
+    let fifo = match opened {
+        // Safety: just opened, ours alone.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(errno) => return (None, OciError::sys("open exec.fifo")(errno)),
     };
-    // Safety: just opened; it stays open, close-on-exec, so that `start`
-    // sees it close when the program has been executed.
-    let _ = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"0");
+    // It stays open, close-on-exec, so that `start` sees it close when the
+    // program has been executed.
+    let _ = nix::unistd::write(&fifo, b"0");
     handle_ending_signals(SigHandler::SigDfl);
     state.status = super::state::Status::Running;
     if let Err(err) = hooks::run(
@@ -277,12 +285,12 @@ fn wait_and_exec(cx: &mut Context, mut state: ContainerState) -> OciError {
         hooks::Point::StartContainer,
         &state,
     ) {
-        return err;
+        return (Some(fifo), err);
     }
     if let Err(err) = cx.plan.become_process() {
-        return err;
+        return (Some(fifo), err);
     }
-    cx.plan.exec()
+    (Some(fifo), cx.plan.exec())
 }
 // ANCHOR_END: wait
 

@@ -63,8 +63,10 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
     .map_err(OciError::sys(format!("open {}", path.display())))?;
     // Safety: just opened, ours alone.
     let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut byte = [0u8; 1];
+    let mut buf = [0u8; 512];
     let mut started = false;
+    // After "0": why the init could not execute the program, if it could not.
+    let mut failure = Vec::new();
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
@@ -83,11 +85,15 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
             Ok(_) => {}
             Err(errno) => return Err(OciError::sys("wait for the init")(errno)),
         }
-        match nix::unistd::read(fifo.as_raw_fd(), &mut byte) {
+        match nix::unistd::read(fifo.as_raw_fd(), &mut buf) {
             // "0": released. The init keeps its end open, close-on-exec:
             // end of file once its program has been executed (or it died).
-            Ok(1) => started = true,
-            Ok(_) if started => break,
+            Ok(0) if started => break,
+            Ok(n) if n > 0 => {
+                let rest = if started { &buf[..n] } else { &buf[1..n] };
+                failure.extend_from_slice(rest);
+                started = true;
+            }
             Ok(_) => {
                 return Err(OciError::Other(format!(
                     "container {}'s init closed exec.fifo without starting",
@@ -100,9 +106,16 @@ fn release(dir: &ContainerDir, record: &Record) -> Result<(), OciError> {
     }
     std::fs::remove_file(&path)
         .map_err(|e| OciError::Other(format!("remove {}: {e}", path.display())))?;
+    if !failure.is_empty() {
+        return Err(OciError::Other(format!(
+            "container {}'s process did not start: {}",
+            record.id,
+            String::from_utf8_lossy(&failure)
+        )));
+    }
     let state = state_json(record, Status::Running);
     if let Err(err) = hooks::run(record.hooks.as_ref(), hooks::Point::Poststart, &state) {
-        eprintln!("lab-runc: warning: {err}");
+        log::warn!("{err}");
     }
     Ok(())
 }
@@ -159,7 +172,7 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<(), OciError> {
     if was_created {
         let state = state_json(&record, Status::Stopped);
         if let Err(err) = hooks::run(record.hooks.as_ref(), hooks::Point::Poststop, &state) {
-            eprintln!("lab-runc: warning: {err}");
+            log::warn!("{err}");
         }
     }
     dir.remove()
@@ -271,7 +284,7 @@ pub fn run(rt: &Runtime, id: &str, options: &CreateOptions, detach: bool) -> Res
     cgroups::remove(&record.cgroups, &record.made_cgroups)?;
     let state = state_json(&record, Status::Stopped);
     if let Err(err) = hooks::run(record.hooks.as_ref(), hooks::Point::Poststop, &state) {
-        eprintln!("lab-runc: warning: {err}");
+        log::warn!("{err}");
     }
     dir.remove()?;
     Ok(code)
