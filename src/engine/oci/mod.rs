@@ -22,10 +22,14 @@
 //! - `hooks`: the hooks, with the state on their stdin.
 //! - `lifecycle`: start, state, kill, delete, pause, resume, ps, list.
 //! - `exec`: another process in a running container.
+//! - `bundle`, `external`: the other way round, the engine's run
+//!   configuration as a bundle, run by any runc-compatible binary.
 
+pub mod bundle;
 pub mod cgroups;
 pub mod create;
 pub mod exec;
+pub mod external;
 pub mod hooks;
 mod init;
 pub mod lifecycle;
