@@ -262,9 +262,10 @@ fn namespaces_of(spec: &oci_spec::runtime::Spec) -> Vec<String> {
         .collect()
 }
 
-/// `RUNTIME run` of the bundle; its output. crun 1.8 refuses a hybrid
-/// host's cgroup layout: it runs with the v2 mount out of its sight, and
-/// without a cgroup (it would put a relative one at the hierarchy's root).
+/// `RUNTIME run` of the bundle; its output. Each runtime starts in a
+/// mount and a cgroup namespace of its own, its cgroup filesystems rooted
+/// at ours, so that its cgroup lies beneath ours whatever it makes of the
+/// bundle's (runc: beneath its own cgroup; crun: from the root).
 fn run_with(
     program: &Path,
     name: &str,
@@ -272,24 +273,15 @@ fn run_with(
     bundle: &Path,
 ) -> Result<String, String> {
     let root = work.join(format!("{name}-state"));
-    let mut command = if name == "crun" {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"",
-            )
-            .arg(program)
-            .arg("--cgroup-manager=disabled");
-        c
-    } else {
-        Command::new(program)
-    };
-    let output = command
+    let mut command = Command::new(program);
+    command
         .arg("--root")
         .arg(&root)
         .args(["run", &format!("{ID}-{name}")])
         .current_dir(bundle)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    oci::external::isolate(&mut command).map_err(|e| e.to_string())?;
+    let output = command
         .output()
         .map_err(|e| format!("{name} is not installed ({e})"))?;
     if !output.status.success() {

@@ -63,6 +63,7 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
         );
     }
     let bundle = Bundle(dir);
+    // ANCHOR: bundle
     let cgroups_path = format!("container-lab/{id}");
     let spec = bundle::spec_for(&dirs, &config, &image_root, &cgroups_path)?;
     spec.save(bundle.0.join("config.json"))?;
@@ -78,6 +79,7 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
     };
     let code = external.run(&bundle.0, &image.layers, &id, stdin);
     external.delete(&id);
+    // ANCHOR_END: bundle
     Ok(code?)
 }
 

@@ -9,9 +9,11 @@
 #     hierarchy, at the same path beneath our own cgroup, with the
 #     bundle's device list; mini-docker its memory, cpu, cpuacct, pids,
 #     freezer and devices directories (the lines say so);
-#   - hyperfine itself started inside one private mount namespace, where
-#     a hybrid host's cgroup v2 mount is out of sight, so that crun 1.8
-#     accepts the layout and every runtime runs directly, without a wrapper.
+#   - hyperfine itself started inside one private mount namespace and
+#     cgroup namespace, where the cgroup filesystems are rooted at our own
+#     cgroup and a hybrid host's cgroup v2 mount is out of sight, so that
+#     crun 1.8 accepts the layout, every runtime runs directly, without a
+#     wrapper, and every cgroup lies beneath our own (also in the sandbox).
 #
 #   sudo bash scripts/bench.sh [RUNS]      # default 100 runs each
 #
@@ -37,17 +39,11 @@ mkdir -p "$work"
 export CONTAINER_LAB_ROOT=$work/lab
 "$mini" run --rm --network none busybox true   # builds and caches the image
 
-# One cgroup path that lies beneath our own cgroup in every hierarchy:
-# the deepest of our own paths, when every other one is a prefix of it.
-mapfile -t owns < <(awk -F: '$2 !~ /^name=/ {print $3}' /proc/self/cgroup | sort -u)
-deepest=$(printf '%s\n' "${owns[@]}" | awk '{ print length, $0 }' | sort -n | tail -n1 | cut -d' ' -f2-)
-for own in "${owns[@]}"; do
-  case "${deepest%/}/" in "${own%/}/"*) ;; *)
-    echo "bench: no cgroup path lies beneath this shell's cgroup in every hierarchy (${owns[*]}); run it from a cgroup that does (not from scripts/sandbox.sh)" >&2
-    exit 1 ;;
-  esac
-done
-cgroup="${deepest%/}/lab-bench-$$"
+# hyperfine runs in a cgroup namespace of its own (scripts/cgroup-ns.sh),
+# with the cgroup filesystems mounted again there, rooted at our own
+# cgroup in every hierarchy, so that this one path lies beneath our own
+# cgroup for every runtime, whatever it makes of it.
+cgroup="/lab-bench-$$"
 
 # The bundle: runc's template, the lab's busybox tree, `true`.
 bundle=$work/bundle
@@ -63,15 +59,6 @@ spec["process"]["args"] = ["/bin/true"]
 spec["linux"]["cgroupsPath"] = cgroup
 json.dump(spec, open(path, "w"), indent=2)
 PY
-
-# The cgroup each OCI runtime makes and removes again on every run; and
-# what every line must leave behind: nothing.
-cleanup() {
-  for base in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    [ -d "$base${cgroup#/}" ] && rmdir "$base${cgroup#/}" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
 
 hybrid=no
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then hybrid=yes; fi
@@ -91,13 +78,16 @@ commands=(
 )
 args=()
 for i in "${!names[@]}"; do args+=(-n "${names[$i]}" "${commands[$i]}"); done
-# shellcheck disable=SC2016
-unshare --mount --propagation private -- bash -c '
-  set -e
-  if [ "$1" = yes ]; then umount /sys/fs/cgroup/unified; fi
-  shift
-  exec hyperfine -N --warmup 5 --runs "$@"
-' bench "$hybrid" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
+# The lines must leave nothing behind; what a runtime left is removed.
+bash scripts/cgroup-ns.sh -- bash -c '
+  cgroup=$1; shift
+  status=0
+  hyperfine -N --warmup 5 --runs "$@" || status=$?
+  for base in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    if [ -d "$base${cgroup#/}" ]; then rmdir "$base${cgroup#/}" 2>/dev/null || true; fi
+  done
+  exit $status
+' bench "$cgroup" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
 
 # Medians, and their ratio to crun's, from hyperfine's raw times.
 python3 - "$work/results.json" "$runs" "$hybrid" > "$work/results.md" <<'PY'

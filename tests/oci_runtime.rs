@@ -278,13 +278,22 @@ fn unsupported_fields_are_refused_by_name() {
         assert!(stderr.contains(&format!("linux.{field}")), "{stderr}");
         lab.assert_clean("x1", "oci-test-refused", 0);
     }
-    // A cgroup outside our own is refused too: never written.
+    // A cgroup outside our own is refused too: never written. (In the
+    // root cgroup, as in the v2 guest, every path is beneath our own.)
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    if own.lines().all(|line| line.ends_with(":/")) {
+        println!("skipped the outside-cgroup check: this test runs in the root cgroup");
+        return;
+    }
     let bundle = oci::bundle(&lab.dir, |config| {
         config["linux"]["cgroupsPath"] = "/somewhere-else".into();
     });
-    let output = lab.run(&["create", "--bundle", bundle.to_str().unwrap(), "x2"]);
+    let mut command = lab.command(&["create", "--bundle", bundle.to_str().unwrap(), "x2"]);
+    // Not our stdout: were it created, its init would hold that open.
+    let output = command.stdout(Stdio::null()).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("outside the runtime's own cgroup"));
     assert!(!Path::new("/sys/fs/cgroup/pids/somewhere-else").exists());
+    assert!(!Path::new("/sys/fs/cgroup/somewhere-else").exists());
 }
 
 /// `create` killed at each of its steps: the next `delete` (and a new

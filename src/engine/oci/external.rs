@@ -60,7 +60,6 @@ impl External {
             std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         }
         let options = overlay::mount_options(layers, &dirs);
-        let remounts = cgroup_remounts()?;
         let cstr = |text: &str| {
             CString::new(text).map_err(|_| OciError::Other(format!("{text:?} holds a NUL byte")))
         };
@@ -74,11 +73,11 @@ impl External {
             .arg(bundle)
             .arg(id)
             .stdin(stdin);
-        // Safety: between fork and exec the child only makes system calls
-        // on strings prepared above.
+        isolate(&mut command)?;
+        // Safety: between fork and exec the child only makes a system call
+        // on strings prepared above; after `isolate`'s, in its namespace.
         unsafe {
             command.pre_exec(move || {
-                private_namespaces(&remounts)?;
                 let overlay = c"overlay";
                 check(libc::mount(
                     overlay.as_ptr(),
@@ -114,6 +113,19 @@ impl External {
     }
 }
 
+/// Makes `command` start in a mount and a cgroup namespace of its own,
+/// with the cgroup filesystems rooted at our own cgroup (see the module's
+/// comment): for any runtime binary run on a bundle.
+pub fn isolate(command: &mut Command) -> Result<(), OciError> {
+    let remounts = cgroup_remounts()?;
+    // Safety: between fork and exec the child only makes system calls on
+    // strings prepared here.
+    unsafe {
+        command.pre_exec(move || private_namespaces(&remounts));
+    }
+    Ok(())
+}
+
 fn check(ret: libc::c_int) -> std::io::Result<()> {
     if ret < 0 {
         Err(std::io::Error::last_os_error())
@@ -124,6 +136,7 @@ fn check(ret: libc::c_int) -> std::io::Result<()> {
 
 /// In the child: a mount and a cgroup namespace of its own, nothing it
 /// mounts propagating back, and the cgroup filesystems mounted afresh.
+// ANCHOR: namespaces
 fn private_namespaces(remounts: &[Remount]) -> std::io::Result<()> {
     // Safety: plain system calls on NUL-terminated strings.
     unsafe {
@@ -150,6 +163,7 @@ fn private_namespaces(remounts: &[Remount]) -> std::io::Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: namespaces
 
 /// Every cgroup mount of ours, from /proc/self/mountinfo: where, which
 /// type, and its superblock's options (a v1 hierarchy is mounted again

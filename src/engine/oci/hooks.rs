@@ -51,7 +51,10 @@ impl Point {
     }
 }
 
-/// Runs every hook of `point`, in order; the first failure stops.
+/// Runs the hooks of `point`, in order; the first failure stops, but
+/// for `poststart` and `poststop`, whose failures are warnings: the
+/// remaining hooks run "as if the hook had succeeded" (runtime.md), and
+/// every failure is in the error returned.
 pub fn run(hooks: Option<&Hooks>, point: Point, state: &ContainerState) -> Result<(), OciError> {
     let Some(hooks) = hooks else {
         return Ok(());
@@ -61,16 +64,24 @@ pub fn run(hooks: Option<&Hooks>, point: Point, state: &ContainerState) -> Resul
         return Ok(());
     }
     let json = serde_json::to_vec(state).map_err(|e| OciError::Other(e.to_string()))?;
+    let warn_only = matches!(point, Point::Poststart | Point::Poststop);
+    let mut failures = Vec::new();
     for (index, hook) in list.iter().enumerate() {
-        run_one(hook, &json).map_err(|why| {
-            OciError::Hook(format!(
+        if let Err(why) = run_one(hook, &json) {
+            failures.push(format!(
                 "{} hook {index} ({}) failed: {why}",
                 point.name(),
                 hook.path().display()
-            ))
-        })?;
+            ));
+            if !warn_only {
+                break;
+            }
+        }
     }
-    Ok(())
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(OciError::Hook(failures.join("; "))),
+    }
 }
 
 fn run_one(hook: &Hook, state: &[u8]) -> Result<(), String> {
