@@ -64,7 +64,8 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
     }
     let bundle = Bundle(dir);
     // ANCHOR: bundle
-    let cgroups_path = format!("container-lab/{id}");
+    let parent = Path::new("container-lab");
+    let cgroups_path = format!("{}/{id}", parent.display());
     let spec = bundle::spec_for(&dirs, &config, &image_root, &cgroups_path)?;
     spec.save(bundle.0.join("config.json"))?;
     let name = runtime.file_name().unwrap_or(runtime.as_os_str());
@@ -78,7 +79,7 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
         Stdio::null()
     };
     let code = external.run(&bundle.0, &image.layers, &id, stdin);
-    external.delete(&id);
+    external.delete(&id, parent);
     // ANCHOR_END: bundle
     Ok(code?)
 }

@@ -125,6 +125,11 @@ fn same_container(name: &str, program: &Path) {
         dirs.iter().all(|d| !d.exists()).then_some(())
     });
     assert!(gone.is_some(), "{name}: its cgroup is gone: {dirs:?}");
+    // And the shared parent with it: no other container here uses it.
+    for dir in &dirs {
+        let parent = dir.parent().unwrap();
+        assert!(!parent.exists(), "{name}: {} is left", parent.display());
+    }
     let bundles = state.join("run/bundles");
     let left: Vec<_> = std::fs::read_dir(&bundles)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())

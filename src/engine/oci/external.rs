@@ -100,8 +100,17 @@ impl External {
     }
 
     /// `RUNTIME delete --force ID`: whatever a killed `run` left (`run`
-    /// deletes the container itself when it exits).
-    pub fn delete(&self, id: &str) {
+    /// deletes the container itself when it exits). Then the shared
+    /// `parent` of the containers' cgroups goes with its last child, in
+    /// every hierarchy (rmdir fails, harmlessly, while another uses it).
+    pub fn delete(&self, id: &str, parent: &Path) {
+        self.delete_container(id);
+        for dir in own_cgroups().unwrap_or_default() {
+            let _ = std::fs::remove_dir(dir.join(parent));
+        }
+    }
+
+    fn delete_container(&self, id: &str) {
         let _ = Command::new(&self.program)
             .arg("--root")
             .arg(&self.root)
@@ -164,6 +173,43 @@ fn private_namespaces(remounts: &[Remount]) -> std::io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: namespaces
+
+/// Our own cgroup's directory in every mounted hierarchy (the v2 one on a
+/// hybrid host included): the mount point joined with our path there.
+fn own_cgroups() -> Result<Vec<PathBuf>, OciError> {
+    let read = |path: &str| std::fs::read_to_string(path).map_err(io_err("read", path));
+    let (mounts, own) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
+    let mut dirs = Vec::new();
+    for line in mounts.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split(' ').collect();
+        let (Some(fstype), Some(options)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
+        let Some(point) = before.split(' ').nth(4) else {
+            continue;
+        };
+        let names: Vec<&str> = options.split(',').collect();
+        let path = own.lines().find_map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let matches = match *fstype {
+                "cgroup2" => controllers.is_empty(),
+                "cgroup" => {
+                    !controllers.is_empty() && controllers.split(',').all(|c| names.contains(&c))
+                }
+                _ => false,
+            };
+            matches.then(|| path.trim_start_matches('/').to_string())
+        });
+        if let Some(path) = path {
+            dirs.push(Path::new(point).join(path));
+        }
+    }
+    Ok(dirs)
+}
 
 /// Every cgroup mount of ours, from /proc/self/mountinfo: where, which
 /// type, and its superblock's options (a v1 hierarchy is mounted again
