@@ -78,6 +78,8 @@ commands=(
 )
 args=()
 for i in "${!names[@]}"; do args+=(-n "${names[$i]}" "${commands[$i]}"); done
+# How busy the machine was: a shared machine's load shows in every line.
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 # The lines must leave nothing behind; what a runtime left is removed.
 bash scripts/cgroup-ns.sh -- bash -c '
   cgroup=$1; shift
@@ -90,10 +92,10 @@ bash scripts/cgroup-ns.sh -- bash -c '
 ' bench "$cgroup" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
 
 # Medians, and their ratio to crun's, from hyperfine's raw times.
-python3 - "$work/results.json" "$runs" "$hybrid" > "$work/results.md" <<'PY'
+python3 - "$work/results.json" "$runs" "$hybrid" "$load" > "$work/results.md" <<'PY'
 import json, platform, os, statistics, subprocess, sys, datetime
 results = json.load(open(sys.argv[1]))["results"]
-runs, hybrid = sys.argv[2], sys.argv[3] == "yes"
+runs, hybrid, load = sys.argv[2], sys.argv[3] == "yes", sys.argv[4]
 medians = [(r["command"], statistics.median(r["times"]) * 1000) for r in results]
 crun = next(m for name, m in medians if name.startswith("crun"))
 print("| start to exit of `true` | median | relative to crun |")
@@ -106,7 +108,8 @@ layout = "cgroup v1 hybrid (v2 mount hidden from every line)" if hybrid else sub
     ["stat", "-fc", "%T", "/sys/fs/cgroup"], capture_output=True, text=True).stdout.strip()
 print()
 print(f"Measured on {datetime.date.today()}, {os.cpu_count()} cores, kernel {platform.release()}, "
-      f"{layout}, {version('crun')}, {version('runc')}, {runs} runs each.")
+      f"{layout}, {version('crun')}, {version('runc')}, {runs} runs each, "
+      f"load average {load} when it began.")
 PY
 cat "$work/results.md"
 if [ -z "${BENCH_OUT:-}" ] || [ "$out" = book/src/measurements/bench.md ]; then
