@@ -5,7 +5,9 @@
 //! on the host with veth pairs, gives them addresses and a default route,
 //! lets them serve HTTP on the same port, and publishes one of them on a
 //! host port with nftables NAT, on 127.0.0.1 too, without opening the
-//! host's loopback to the containers.
+//! host's loopback to the containers. Then two user-defined networks, as
+//! `docker network create` makes them: a bridge and a subnet each, a wall
+//! between them, and a resolver each that knows its containers by name.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -14,14 +16,18 @@ use std::time::Duration;
 
 use clap::Parser;
 use container_lab::engine::dirs::LabDirs;
-use container_lab::engine::network::{self, Network, PortMapping};
+use container_lab::engine::network::defined::{self, Request};
+use container_lab::engine::network::{self, dns, Network, PortMapping};
 use container_lab::kernel::namespaces::Namespace;
 use container_lab::kernel::net::netlink::Netlink;
 use container_lab::kernel::net::{links, nft, sysctl};
 use container_lab::lab;
 use container_lab::lab::cli::{self, ChapterArgs, ContainerArgs};
 use container_lab::lab::narrate::yes_no;
-use container_lab::lab::steps::{connect_to_network, show, BusyboxContainer};
+use container_lab::lab::steps::{
+    connect_to_network, join_network, show, BusyboxContainer,
+};
+use container_lab::support::ids::pinned_id;
 
 /// Networking: veth pairs, a bridge, NAT and a published port.
 #[derive(Debug, Parser)]
@@ -31,7 +37,7 @@ struct Cli {
     chapter: ChapterArgs,
     #[command(flatten)]
     container: ContainerArgs,
-    /// Name of this run; the two containers are NAME-a and NAME-b
+    /// Name of this run: containers NAME-a to NAME-e, networks NAME-front and NAME-back
     #[arg(long, default_value = "ch06", value_parser = cli::parse_name)]
     name: String,
     /// Host port published to port 80 of the first container (docker's -p HOST:80)
@@ -138,22 +144,88 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     );
     // ANCHOR_END: nat
 
+    book.next(narration::networks(&cli.name))?;
+    // ANCHOR: networks
+    let front = create_network(&dirs, &format!("{}-front", cli.name))?;
+    let back = create_network(&dirs, &format!("{}-back", cli.name))?;
+    for n in [&front, &back] {
+        let what = format!("bridge {}, subnet {}", n.bridge, n.cidr());
+        book.fact(&format!("network {}", n.name), what);
+    }
+    let c = start_container(&dirs, &format!("{}-c", cli.name), cli)?;
+    let c_net = join_network(&dirs, &front, &c.name, &["web"], &c.container)?;
+    let d = start_container(&dirs, &format!("{}-d", cli.name), cli)?;
+    let d_net = join_network(&dirs, &front, &d.name, &[], &d.container)?;
+    let e = start_container(&dirs, &format!("{}-e", cli.name), cli)?;
+    let e_net = join_network(&dirs, &back, &e.name, &[], &e.container)?;
+    let who = format!(
+        "{} {} and {} {} on {}, {} {} on {}",
+        c.name,
+        c_net.ip,
+        d.name,
+        d_net.ip,
+        front.name,
+        e.name,
+        e_net.ip,
+        back.name
+    );
+    book.fact("addresses", who);
+    // By name and by alias, from a neighbour, through the front resolver.
+    let resolver = front.gateway.to_string();
+    show(&book, &d.container, &["nslookup", &c.name, &resolver])?;
+    show(&book, &d.container, &["nslookup", "web", &resolver])?;
+    // The other network's container: no name here, and no way there.
+    show(&book, &d.container, &["nslookup", &e.name, &resolver])?;
+    let to_e = e_net.ip.to_string();
+    show(
+        &book,
+        &d.container,
+        &["ping", "-c", "1", "-W", "1", "-q", &to_e],
+    )?;
+    // ANCHOR_END: networks
+
+    book.next(narration::resolver(&cli.name))?;
+    // ANCHOR: resolver
+    let pid = dns::resolver_pid(&dirs, &front.name).unwrap_or(0);
+    let pid_file = dns::pid_file(&dirs, &front.name);
+    book.fact(
+        &format!("resolver of {}", front.name),
+        format!("/proc/{pid}"),
+    );
+    book.fact("written down in", pid_file.display());
+    let names = dns::names_file(&dirs, &front.name);
+    book.on_host(&format!("cat {}   (IP, processes, names)", names.display()));
+    book.output(&without_processes(&std::fs::read_to_string(&names)?));
+    book.on_host(&format!("busybox nslookup web {resolver}"));
+    book.output(&host_nslookup("web", &resolver));
+    let isolation = format!("nft list chain ip {} isolation", front.table);
+    book.on_host(&isolation);
+    book.output(&nft_chain(&front.table, "isolation"));
+    // ANCHOR_END: resolver
+
     book.user_command_step(&a.container, &cli.container.command)?;
 
     book.next(narration::cleanup())?;
     // ANCHOR: cleanup
-    drop((a_net, b_net));
-    a.container.stop(Duration::from_secs(10))?;
-    b.container.stop(Duration::from_secs(10))?;
+    drop((a_net, b_net, c_net, d_net, e_net));
+    for one in [a, b, c, d, e] {
+        one.container.stop(Duration::from_secs(10))?;
+    }
+    for n in [&front, &back] {
+        defined::remove(&dirs, &n.name)?;
+    }
     let left = links::link_names(&mut Netlink::open()?)?;
     book.fact("interfaces left on the host side", left.join(" "));
     let table = network::nft_list(&net).is_some();
     book.fact("lab nftables table left", yes_no(table));
+    let gone = !container_lab::kernel::process::is_alive(pid, 0);
+    book.fact(&format!("resolver of {} gone", front.name), yes_no(gone));
     // ANCHOR_END: cleanup
 
     book.done(
-        "two containers, each with its own network stack, joined by a bridge, \
-         reachable through NAT. chapter 7 takes root away from them.",
+        "containers, each with its own network stack, joined by bridges, \
+         reachable through NAT, known by name on their own network and \
+         walled off from the others. chapter 7 takes root away from them.",
     );
     Ok(())
 }
@@ -171,6 +243,48 @@ fn start_container(
         std::fs::create_dir_all(root.join("www"))?;
         std::fs::write(root.join("www/index.html"), page)
     })
+}
+
+/// `docker network create NAME`, with an ID pinned by its name (so that
+/// its bridge has the same name on every run); one that an interrupted
+/// run left is removed first.
+fn create_network(dirs: &LabDirs, name: &str) -> anyhow::Result<Network> {
+    let _ = defined::remove(dirs, name);
+    let request = Request {
+        name: name.to_string(),
+        id: Some(pinned_id(&format!("network:{name}"))),
+        ..Request::default()
+    };
+    Ok(defined::create(dirs, &request)?.network())
+}
+
+/// A names file without its PID:START columns (the kernel's numbers).
+fn without_processes(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let names = words.get(3..).unwrap_or_default().join(" ");
+            format!("{}  {names}\n", words.first().unwrap_or(&""))
+        })
+        .collect()
+}
+
+/// The host's own busybox asking the resolver: it listens on the host.
+fn host_nslookup(name: &str, server: &str) -> String {
+    std::process::Command::new("busybox")
+        .args(["nslookup", name, server])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_else(|e| format!("busybox: {e}\n"))
+}
+
+/// `nft list chain ip TABLE CHAIN`, or nothing.
+fn nft_chain(table: &str, chain: &str) -> String {
+    std::process::Command::new("nft")
+        .args(["list", "chain", "ip", table, chain])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// A minimal HTTP/1.0 GET from the chapter's own process, in the host's
@@ -254,19 +368,55 @@ mod narration {
         )
     }
 
+    pub fn networks(name: &str) -> Step {
+        Step::new("two user-defined networks, each with a resolver")
+            .primitive(
+                "a bridge, a subnet and an nftables table per network; \
+                 a small DNS server per network on its gateway",
+            )
+            .shell(format!(
+                "docker network create {name}-front; \
+                 docker network create {name}-back; \
+                 docker run --network {name}-front --network-alias web …"
+            ))
+            .look(
+                "names and the alias resolve on one network; \
+                 the other network's container has no name there and no route",
+            )
+    }
+
+    pub fn resolver(name: &str) -> Step {
+        Step::new("the resolver, seen from the host")
+            .primitive(
+                "a process of the lab's on the host, bound to the gateway's \
+                 port 53, fed by a file; nft chains keep the networks apart",
+            )
+            .shell(format!(
+                "cat /run/container-lab/network/dns/{name}-front.names; \
+                 nslookup web GATEWAY; nft list chain ip TABLE isolation"
+            ))
+            .look(
+                "no daemon: one process per network, its names in a file, \
+                 and drop rules between the bridges",
+            )
+    }
+
     pub fn cleanup() -> Step {
         let net = Network::default_bridge();
         let (bridge, table) = (&net.bridge, &net.table);
-        Step::new("stop both containers and take the network down")
+        Step::new("stop the containers and take the networks down")
             .primitive(
                 "RTM_DELLINK for each host end (its peer goes with it), \
                  a container's table with it, \
-                 then the bridge and the shared table with the last container",
+                 then a network's bridge, table and resolver with its last container",
             )
             .shell(format!(
                 "ip link del vh-NAME; nft delete table ip {table}_2; \
                  ip link del {bridge}; nft delete table ip {table}"
             ))
-            .look("the host is back to its loopback interface and no lab rules")
+            .look(
+                "the host is back to its loopback interface, no lab rules, \
+                 and no resolver",
+            )
     }
 }

@@ -6,6 +6,7 @@
 //! are spelled as Docker's, so what works here works there.
 
 mod lifecycle;
+mod network;
 mod present;
 mod run;
 mod runtime_seam;
@@ -127,6 +128,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Remove what is not in use
     #[command(subcommand)]
     System(SystemCommand),
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
         Command::Images => images(),
         Command::Rmi { force, reference } => rmi(&reference, force),
         Command::Volume(command) => volume(command),
+        Command::Network(command) => network::network(command),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

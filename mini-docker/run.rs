@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use container_lab::engine::network::PortMapping;
+use container_lab::engine::network::{self, PortMapping};
 use container_lab::engine::runtime::config::{self, NetworkMode, RestartPolicy, RunConfig};
 use container_lab::engine::volumes::{self, TmpfsSpec, VolumeSpec};
 use container_lab::kernel::cgroups::devices::{self, DeviceSpec};
@@ -86,9 +86,16 @@ pub struct RunArgs {
     /// Publish a container's port to the host ([IP:][HOST_PORT:]PORT[/tcp|udp])
     #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = config::parse_publish)]
     publish: Vec<PortMapping>,
-    /// Connect a container to a network: bridge, none or host
+    /// Connect a container to a network: bridge, none, host, a network's
+    /// name or container:NAME
     #[arg(long, default_value = "bridge", value_parser = parse_network)]
     network: NetworkMode,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias", value_name = "ALIAS", value_parser = parse_alias)]
+    network_aliases: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
     read_only: bool,
@@ -125,14 +132,20 @@ fn parse_cap(value: &str) -> Result<String, String> {
 }
 
 fn parse_network(value: &str) -> Result<NetworkMode, String> {
-    match value {
-        "bridge" | "default" => Ok(NetworkMode::Bridge),
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        other => Err(format!(
-            "unknown network {other:?}: use bridge, none or host"
+    match NetworkMode::parse(value) {
+        NetworkMode::Container(name) if name.is_empty() => {
+            Err("container: needs a container's name or ID, e.g. container:web".to_string())
+        }
+        NetworkMode::Named(name) if network::defined::check_name(&name).is_err() => Err(format!(
+            "unknown network {name:?}: use bridge, none, host, container:NAME or a network's name"
         )),
+        mode => Ok(mode),
     }
+}
+
+fn parse_alias(value: &str) -> Result<String, String> {
+    cli::parse_hostname(value)
+        .map_err(|_| format!("invalid --network-alias {value:?}: use letters, digits, - and ."))
 }
 
 impl RunArgs {
@@ -146,8 +159,21 @@ impl RunArgs {
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
         }
-        if !self.publish.is_empty() && self.network != NetworkMode::Bridge {
-            anyhow::bail!("-p needs the bridge network: published ports are DNAT rules to the container's own address");
+        if !self.publish.is_empty() && !self.network.has_bridge() {
+            anyhow::bail!("-p needs the bridge network or a user-defined one: published ports are DNAT rules to the container's own address");
+        }
+        if let NetworkMode::Named(name) = &self.network {
+            let dirs = container_lab::engine::dirs::LabDirs::from_env();
+            // Unreadable without root: then the start checks it.
+            if let Ok(None) = network::Network::named(&dirs, name) {
+                anyhow::bail!("network {name} not found; create it with `network create {name}` or list them with `network ls`");
+            }
+        } else if !self.network_aliases.is_empty() {
+            anyhow::bail!(
+                "network-scoped alias is supported only for containers in user defined networks"
+            );
+        } else if self.ip.is_some() {
+            anyhow::bail!("user specified IP address is supported on user defined networks only");
         }
         let mut env = Vec::new();
         for file in &self.env_file {
@@ -203,7 +229,9 @@ impl RunArgs {
             read_only: self.read_only,
             privileged: self.privileged,
             profile,
-            network: self.network,
+            network: self.network.clone(),
+            network_aliases: self.network_aliases.clone(),
+            ip: self.ip,
             publish: self.publish.clone(),
             volumes: self.volumes.clone(),
             tmpfs: self.tmpfs.clone(),

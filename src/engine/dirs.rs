@@ -55,6 +55,7 @@ impl LabDirs {
             (data("images/imported"), PRIVATE),
             (data("images/layers"), PRIVATE),
             (data("lifecycle"), PRIVATE),
+            (data("networks"), PRIVATE),
             (data("volumes"), PRIVATE),
             (self.run.clone(), TRAVERSE_ONLY),
             (run("containers"), TRAVERSE_ONLY),

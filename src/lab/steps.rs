@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use crate::engine::images::busybox;
-use crate::engine::network;
+use crate::engine::network::{self, attach_endpoint};
 use crate::kernel::hostname;
 use crate::kernel::init;
 use crate::kernel::process::{flush_stdio, status_code};
@@ -160,3 +160,33 @@ pub fn connect_to_network(
     Ok(attachment)
 }
 // ANCHOR_END: attach
+
+/// `connect_to_network` on any network, known there by its name and
+/// `aliases` too (`docker run --network NET --network-alias ALIAS`); with
+/// the network's table (on a user-defined network, the walls between it
+/// and the others) in place before it returns.
+// ANCHOR: join_network
+pub fn join_network(
+    dirs: &crate::engine::dirs::LabDirs,
+    net: &network::Network,
+    name: &str,
+    aliases: &[&str],
+    container: &Container,
+) -> Result<network::Attachment> {
+    let (host_end, peer) = network::veth_names(name);
+    let endpoint = network::Endpoint {
+        name: name.to_string(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        ip: None,
+    };
+    let pid = container.pid().as_raw();
+    let names = (host_end, peer.clone());
+    let attachment = attach_endpoint(dirs, net, &endpoint, pid, |_| names)?;
+    let (ip, inside_net) = (attachment.ip, net.clone());
+    inside(container, move || {
+        Ok(network::configure_inside(&inside_net, &peer, ip)?)
+    })?;
+    attachment.enable_outbound()?;
+    Ok(attachment)
+}
+// ANCHOR_END: join_network

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::attach::remove_dead;
+use super::attach::{remove_dead, Endpoint};
 use super::registry::{Entry, NetworkLock, Process};
 use super::{Network, NetworkError, NFT_TABLE};
 
@@ -17,23 +17,48 @@ use super::{Network, NetworkError, NFT_TABLE};
 pub(super) fn allocate(
     lock: &NetworkLock,
     network: &Network,
-    name: &str,
+    endpoint: &Endpoint,
     pid: i32,
     link_names: impl FnOnce(Ipv4Addr) -> (String, String),
 ) -> Result<Entry, NetworkError> {
+    let name = endpoint.name.as_str();
     let mut entries = remove_dead(lock.entries()?, |_| false);
-    if entries.iter().any(|e| e.name == name) {
-        return Err(NetworkError::NameInUse(name.to_string()));
-    }
-    let taken: Vec<Ipv4Addr> = entries
+    if entries
         .iter()
-        .filter(|e| e.network == network.name)
-        .map(|e| e.ip)
-        .collect();
-    let ip = network
-        .hosts()
-        .find(|ip| !taken.contains(ip))
-        .ok_or_else(|| NetworkError::SubnetFull(network.cidr()))?;
+        .any(|e| e.name == name && e.network == network.name)
+    {
+        return Err(NetworkError::NameInUse(
+            name.to_string(),
+            network.name.clone(),
+        ));
+    }
+    let holder = |ip: Ipv4Addr| entries.iter().find(|e| e.ip == ip);
+    let ip = match endpoint.ip {
+        // `--ip`: Docker takes it on user-defined networks only.
+        Some(_) if !network.dns => return Err(NetworkError::AddressOnDefault),
+        Some(ip) if !network.hosts().any(|host| host == ip) => {
+            return Err(NetworkError::AddressOutside(
+                ip,
+                network.name.clone(),
+                network.cidr(),
+                network.gateway,
+            ))
+        }
+        Some(ip) => match holder(ip) {
+            Some(e) => {
+                return Err(NetworkError::AddressInUse(
+                    ip,
+                    e.name.clone(),
+                    e.network.clone(),
+                ))
+            }
+            None => ip,
+        },
+        None => network
+            .hosts()
+            .find(|ip| holder(*ip).is_none())
+            .ok_or_else(|| NetworkError::SubnetFull(network.cidr()))?,
+    };
     let (host_end, peer) = link_names(ip);
     for link in [&host_end, &peer] {
         if entries
@@ -51,8 +76,9 @@ pub(super) fn allocate(
         host_end,
         peer,
         ports: Vec::new(),
-        table: ports_table(ip),
+        table: ports_table(network, ip),
         network: network.name.clone(),
+        aliases: endpoint.aliases.clone(),
     };
     entries.push(entry.clone());
     lock.save(&entries)?;
@@ -65,6 +91,33 @@ pub(super) fn allocate(
 pub fn runtime_link_names(ip: Ipv4Addr) -> (String, String) {
     let n = ip.octets()[3];
     (format!("vh-lab{n}"), format!("vc-lab{n}"))
+}
+
+/// mini-docker's names for a container's veth pair on `network`: on the
+/// default bridge as above; on a user-defined one the first 6 digits of
+/// the network's ID (from its bridge's name) and the address's offset in
+/// its subnet (`vh-3f2a1b-2`), at most 15 bytes for a /16.
+pub fn link_names_on(network: &Network, ip: Ipv4Addr) -> (String, String) {
+    match network_tag(network) {
+        None => runtime_link_names(ip),
+        Some(tag) => {
+            let n = offset(network, ip);
+            (format!("vh-{tag}-{n}"), format!("vc-{tag}-{n}"))
+        }
+    }
+}
+
+/// The first 6 digits of a user-defined network's ID; None for the
+/// default bridge.
+fn network_tag(network: &Network) -> Option<&str> {
+    network
+        .bridge
+        .strip_prefix("br-")
+        .map(|id| id.get(..6).unwrap_or(id))
+}
+
+fn offset(network: &Network, ip: Ipv4Addr) -> u32 {
+    u32::from(ip) - u32::from(network.subnet)
 }
 
 /// The veth pair of a container named `name` (a chapter's): `vh-NAME` on
@@ -81,7 +134,11 @@ fn short(name: &str) -> &str {
 }
 
 /// The name the table of published ports gets with the address
-/// (`container_lab_7`); kept in the entry from then on.
-fn ports_table(ip: Ipv4Addr) -> String {
-    format!("{NFT_TABLE}_{}", ip.octets()[3])
+/// (`container_lab_7`, or `container_lab_3f2a1b_2` on a user-defined
+/// network); kept in the entry from then on.
+fn ports_table(network: &Network, ip: Ipv4Addr) -> String {
+    match network_tag(network) {
+        None => format!("{NFT_TABLE}_{}", ip.octets()[3]),
+        Some(tag) => format!("{NFT_TABLE}_{tag}_{}", offset(network, ip)),
+    }
 }

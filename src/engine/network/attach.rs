@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use super::addresses::allocate;
 use super::registry::{Entry, NetworkLock};
 use super::shared::{ensure_bridge, teardown};
-use super::{Links, Network, NetworkError, PortMapping};
+use super::{dns, Links, Network, NetworkError, PortMapping};
 use crate::engine::dirs::LabDirs;
 use crate::kernel::net::links::{
     add_address, add_default_route, attach_to_bridge, create_veth, delete_link, move_to_namespace,
@@ -32,6 +32,28 @@ pub struct Attachment {
     pub table: String,
     pub(super) ports: Vec<PortMapping>,
     pub(super) dirs: LabDirs,
+    /// Whether dropping it releases the address (`network connect` hands
+    /// it to the container instead: see `keep`).
+    pub(super) release_on_drop: bool,
+}
+
+/// Who a container is on a network: its name, the aliases it is also
+/// known by there (`--network-alias`), and the address it asked for
+/// (`--ip`), if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl Endpoint {
+    pub fn named(name: &str) -> Endpoint {
+        Endpoint {
+            name: name.to_string(),
+            ..Endpoint::default()
+        }
+    }
 }
 
 // ANCHOR: attach
@@ -45,12 +67,35 @@ pub fn attach(
     pid: i32,
     link_names: impl FnOnce(Ipv4Addr) -> (String, String),
 ) -> Result<Attachment, NetworkError> {
+    attach_endpoint(dirs, network, &Endpoint::named(name), pid, link_names)
+}
+
+/// `attach`, with the aliases and the address of `endpoint`; on a network
+/// with name resolution, its resolver is started if it does not run yet.
+pub fn attach_endpoint(
+    dirs: &LabDirs,
+    network: &Network,
+    endpoint: &Endpoint,
+    pid: i32,
+    link_names: impl FnOnce(Ipv4Addr) -> (String, String),
+) -> Result<Attachment, NetworkError> {
     // Taken once, here, for everything below, and released before the
     // Attachment exists: its Drop takes the lock itself, so it must never
     // run while we hold it (flock would wait for us for ever).
     let lock = NetworkLock::take(dirs)?;
-    let entry = allocate(&lock, network, name, pid, link_names)?;
-    if let Err(err) = connect(network, &entry, pid) {
+    // A user-defined network may have been removed (or made again) since
+    // the caller looked it up: only `network rm` under this lock decides.
+    if network.dns && Network::named(dirs, &network.name)?.as_ref() != Some(network) {
+        return Err(NetworkError::NotFound(network.name.clone()));
+    }
+    let entry = allocate(&lock, network, endpoint, pid, link_names)?;
+    let connected = connect(network, &entry, pid).and_then(|()| {
+        if network.dns {
+            dns::ensure_resolver(&lock, network)?;
+        }
+        Ok(())
+    });
+    if let Err(err) = connected {
         // Undone with the lock we hold.
         if let Err(cleanup) = release(&lock, |e| e.ip == entry.ip && e.name == entry.name) {
             log::warn!("{cleanup}");
@@ -67,18 +112,34 @@ pub fn attach(
         table: entry.table,
         ports: Vec::new(),
         dirs: dirs.clone(),
+        release_on_drop: true,
     })
 }
 
 /// Runs inside the container: `ip link set PEER name eth0`, the address,
 /// `lo` and `eth0` up, and the default route via the network's bridge.
 pub fn configure_inside(network: &Network, peer: &str, ip: Ipv4Addr) -> Result<(), NetworkError> {
+    configure_interface(network, peer, ip, "eth0", true)
+}
+
+/// `configure_inside` for any interface name; the default route only when
+/// `route` (a second network, `network connect`, adds its subnet alone).
+pub fn configure_interface(
+    network: &Network,
+    peer: &str,
+    ip: Ipv4Addr,
+    interface: &str,
+    route: bool,
+) -> Result<(), NetworkError> {
     let mut nl = Netlink::open().map_err(op("open a netlink socket in", "the container"))?;
-    rename(&mut nl, peer, "eth0")?;
-    add_address(&mut nl, "eth0", ip, network.prefix)?;
+    rename(&mut nl, peer, interface)?;
+    add_address(&mut nl, interface, ip, network.prefix)?;
     set_up(&mut nl, "lo")?;
-    set_up(&mut nl, "eth0")?;
-    Ok(add_default_route(&mut nl, network.gateway)?)
+    set_up(&mut nl, interface)?;
+    if route {
+        add_default_route(&mut nl, network.gateway)?;
+    }
+    Ok(())
 }
 // ANCHOR_END: attach
 
@@ -107,10 +168,34 @@ impl Attachment {
             table: self.table.clone(),
         }
     }
+
+    /// The names the container is known by on this network: its own,
+    /// then its aliases (what the network's resolver answers for).
+    pub fn names(&self) -> Vec<String> {
+        let lock = NetworkLock::take(&self.dirs);
+        let aliases = lock
+            .and_then(|lock| lock.entries())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.ip == self.ip && e.name == self.name)
+            .map(|e| e.aliases)
+            .unwrap_or_default();
+        std::iter::once(self.name.clone()).chain(aliases).collect()
+    }
+
+    /// Leaves the address to the container: it stays while the container's
+    /// first process lives, and the next holder of the lock after that
+    /// removes it (`network connect`, whose own process ends at once).
+    pub fn keep(mut self) {
+        self.release_on_drop = false;
+    }
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        if !self.release_on_drop {
+            return;
+        }
         let result = NetworkLock::take(&self.dirs)
             .and_then(|lock| release(&lock, |e| e.ip == self.ip && e.name == self.name));
         if let Err(err) = result {
@@ -145,7 +230,10 @@ pub(super) fn remove_dead(entries: Vec<Entry>, release: impl Fn(&Entry) -> bool)
 
 /// Under the lock: `remove_dead`, the file rewritten, and what a network's
 /// containers share removed when none of them is left.
-fn release(lock: &NetworkLock, which: impl Fn(&Entry) -> bool) -> Result<(), NetworkError> {
+pub(super) fn release(
+    lock: &NetworkLock,
+    which: impl Fn(&Entry) -> bool,
+) -> Result<(), NetworkError> {
     let entries = lock.entries()?;
     // The default bridge is always looked at: a killed run may have made
     // it before it wrote anything down.
@@ -158,7 +246,7 @@ fn release(lock: &NetworkLock, which: impl Fn(&Entry) -> bool) -> Result<(), Net
     let empty: Vec<Network> = networks
         .iter()
         .filter(|name| !kept.iter().any(|e| &e.network == *name))
-        .filter_map(|name| Network::named(name))
+        .filter_map(|name| Network::named(lock.dirs(), name).ok().flatten())
         .collect();
     teardown(lock, &empty, kept.is_empty());
     Ok(())

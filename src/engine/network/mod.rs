@@ -17,20 +17,33 @@
 //! - `attach.rs`: the veth pair, and its removal (also of a dead run's);
 //! - `ports.rs`: published ports (`-p`);
 //! - `shared.rs`: what a network's containers share (the bridge, its
-//!   table, the sysctls), made by the first and removed by the last.
+//!   table, the sysctls), made by the first and removed by the last;
+//! - `defined.rs`: user-defined networks (`network create`): each its own
+//!   bridge, subnet and table, kept in a file of its own;
+//! - `dns.rs`: the resolver of a user-defined network, a small process
+//!   fed by a file per network (podman's aardvark-dns shape);
+//! - `connect.rs`: `network connect` and `disconnect` of a running
+//!   container.
 
 mod addresses;
 mod attach;
+mod connect;
+pub mod defined;
+pub mod dns;
 mod ports;
 mod registry;
 mod shared;
 
 use std::net::Ipv4Addr;
 
-pub use self::addresses::{runtime_link_names, veth_names};
-pub use self::attach::{attach, configure_inside, reclaim, Attachment};
+pub use self::addresses::{link_names_on, runtime_link_names, veth_names};
+pub use self::attach::{
+    attach, attach_endpoint, configure_inside, configure_interface, reclaim, Attachment, Endpoint,
+};
+pub use self::connect::{connect_running, disconnect, endpoints, EndpointInfo};
 pub use self::ports::{nft_container_ruleset, PortMapping};
 pub use self::shared::{nft_list, nft_ruleset};
+use crate::engine::dirs::LabDirs;
 use crate::kernel::net::NetError;
 use crate::support::error::IoError;
 
@@ -51,8 +64,14 @@ pub struct Network {
     pub prefix: u8,
     /// The bridge's address, the containers' default route.
     pub gateway: Ipv4Addr,
-    /// Its nftables table: masquerade and the loopback guard.
+    /// Its nftables table: masquerade and the loopback guard (and, on a
+    /// user-defined network, the isolation from the others).
     pub table: String,
+    /// `--internal`: no traffic leaves the bridge, no names are forwarded.
+    pub internal: bool,
+    /// Whether its containers resolve each other's names (user-defined
+    /// networks do; Docker's default bridge does not).
+    pub dns: bool,
 }
 
 impl Network {
@@ -66,15 +85,30 @@ impl Network {
             prefix: 24,
             gateway: Ipv4Addr::new(172, 29, 0, 1),
             table: NFT_TABLE.to_string(),
+            internal: false,
+            dns: false,
         }
     }
 
-    /// The network called `name`. (The default bridge is the only one
-    /// yet; user-defined networks will be looked up here too.)
-    pub fn named(name: &str) -> Option<Network> {
-        let bridge = Network::default_bridge();
-        (name == bridge.name).then_some(bridge)
+    /// The network called `name`: the default bridge, or one that
+    /// `network create` made (None when there is none of that name).
+    pub fn named(dirs: &LabDirs, name: &str) -> Result<Option<Network>, NetworkError> {
+        if name == "bridge" || name == "default" {
+            return Ok(Some(Network::default_bridge()));
+        }
+        Ok(defined::find(dirs, name)?.map(|d| d.network()))
     }
+
+    /// The nameserver a container on this network should use, its
+    /// `/etc/resolv.conf` whole: the network's resolver at its gateway. None
+    /// on the default bridge, where Docker gives containers a copy of the
+    /// host's resolvers instead.
+    // ANCHOR: resolv_conf
+    pub fn resolv_conf(&self) -> Option<String> {
+        self.dns
+            .then(|| format!("nameserver {}\noptions ndots:0\n", self.gateway))
+    }
+    // ANCHOR_END: resolv_conf
 
     /// `172.29.0.0/24`
     pub fn cidr(&self) -> String {
@@ -112,8 +146,42 @@ pub enum NetworkError {
     Net(#[from] NetError),
     #[error("setting up the container's side failed: {0}")]
     Inside(String),
-    #[error("a container named {0} already has an address; pick another --name")]
-    NameInUse(String),
+    #[error("a container named {0} already has an address on network {1}; pick another --name")]
+    NameInUse(String, String),
+    #[error(
+        "Address already in use: {0} belongs to container {1} on network {2}; pick another --ip"
+    )]
+    AddressInUse(Ipv4Addr, String, String),
+    #[error("invalid --ip {0}: not one of the addresses of network {1} ({2}, gateway {3})")]
+    AddressOutside(Ipv4Addr, String, String, Ipv4Addr),
+    #[error("user specified IP address is supported on user defined networks only; create one with `network create` and use --network")]
+    AddressOnDefault,
+    #[error(
+        "network {0} not found; create it with `network create {0}` or list them with `network ls`"
+    )]
+    NotFound(String),
+    #[error("network with name {0} already exists; pick another name or `network rm {0}` first")]
+    Exists(String),
+    #[error("{0} is a pre-defined network and cannot be {1}")]
+    Predefined(String, &'static str),
+    #[error("invalid network name {0:?}: use letters, digits and _ . - (starting with a letter or digit)")]
+    BadName(String),
+    #[error("invalid subnet {0:?}: {1}")]
+    BadSubnet(String, String),
+    #[error("invalid gateway {0}: {1}")]
+    BadGateway(String, String),
+    #[error("subnet {0} overlaps with network {1} ({2}); pick another --subnet")]
+    Overlap(String, String, String),
+    #[error("no free subnet left in 10.89.0.0/16; give one with --subnet or remove networks")]
+    NoFreeSubnet,
+    #[error("error while removing network {0}: it has active endpoints ({1}); stop them or `network disconnect` them first")]
+    ActiveEndpoints(String, String),
+    #[error("container {0} is already connected to network {1}")]
+    AlreadyConnected(String, String),
+    #[error("container {0} is not connected to network {1}")]
+    NotConnected(String, String),
+    #[error("the network's resolver failed: {0}")]
+    Resolver(String),
     #[error("the network interface {0} belongs to a running container; pick another --name")]
     LinkInUse(String),
     #[error("the lab's subnet {0} is full; stop some containers")]

@@ -2,12 +2,14 @@
 //! `RUN/network/addresses`, read and changed only under the network lock.
 //!
 //! ```text
-//! 172.29.0.2 web 4242:981233 4250:981240 vh-lab2 vc-lab2 tcp/0.0.0.0:8080:80 container_lab_2 bridge
-//! IP         NAME OWNER      CONTAINER   HOST_END PEER   PORTS (- for none)  TABLE           NETWORK
+//! 172.29.0.2 web 4242:981233 4250:981240 vh-lab2 vc-lab2 tcp/0.0.0.0:8080:80 container_lab_2 bridge -
+//! IP         NAME OWNER      CONTAINER   HOST_END PEER   PORTS (- for none)  TABLE           NETWORK ALIASES
 //! ```
 //!
-//! (A line of the previous version ends after PORTS: its table is then
-//! `container_lab_N` for address `….N`, on the default bridge.)
+//! (A line of an earlier version ends after PORTS: its table is then
+//! `container_lab_N` for address `….N`, on the default bridge; or after
+//! NETWORK, without aliases.) A container on several networks has a line
+//! for each.
 //!
 //! OWNER is the process that attached the container (mini-docker's
 //! supervisor, a chapter), CONTAINER its first process, each as PID:START
@@ -68,6 +70,8 @@ pub struct Entry {
     pub table: String,
     /// The network's name.
     pub network: String,
+    /// `--network-alias`: more names it is known by on that network.
+    pub aliases: Vec<String>,
 }
 
 impl Entry {
@@ -90,8 +94,13 @@ impl Entry {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        let aliases = if self.aliases.is_empty() {
+            "-".to_string()
+        } else {
+            self.aliases.join(",")
+        };
         format!(
-            "{} {} {}:{} {}:{} {} {} {ports} {} {}\n",
+            "{} {} {}:{} {}:{} {} {} {ports} {} {} {aliases}\n",
             self.ip,
             self.name,
             self.owner.pid,
@@ -113,12 +122,20 @@ impl Entry {
             return None;
         };
         let ip: Ipv4Addr = ip.parse().ok()?;
-        let (table, network) = match rest {
-            [table, network] => (table.to_string(), network.to_string()),
-            // The previous version's line.
+        let (table, network, aliases) = match rest {
+            [table, network, "-"] | [table, network] => {
+                (table.to_string(), network.to_string(), Vec::new())
+            }
+            [table, network, aliases] => (
+                table.to_string(),
+                network.to_string(),
+                aliases.split(',').map(str::to_string).collect(),
+            ),
+            // The first version's line.
             [] => (
                 format!("{NFT_TABLE}_{}", ip.octets()[3]),
                 Network::default_bridge().name,
+                Vec::new(),
             ),
             _ => return None,
         };
@@ -154,6 +171,7 @@ impl Entry {
             ports,
             table,
             network,
+            aliases,
         })
     }
 }
@@ -228,7 +246,9 @@ impl NetworkLock {
     /// boot, as the links it describes.)
     pub fn save(&self, entries: &[Entry]) -> Result<(), NetworkError> {
         let text: String = entries.iter().map(Entry::to_line).collect();
-        Ok(write_replacing(&self.file, text.as_bytes())?)
+        write_replacing(&self.file, text.as_bytes())?;
+        // Each resolver reads its network's names from a file of its own.
+        super::dns::write_names(self, entries)
     }
 }
 
@@ -258,6 +278,7 @@ mod tests {
             peer: "vc-lab7".into(),
             table: "container_lab_7".into(),
             network: "bridge".into(),
+            aliases: Vec::new(),
             ports: vec![
                 PortMapping {
                     host_ip: None,
@@ -281,9 +302,18 @@ mod tests {
         let line = entry.to_line();
         assert_eq!(
             line,
-            "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353 container_lab_7 bridge\n"
+            "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353 container_lab_7 bridge -\n"
         );
         assert_eq!(Entry::parse(&line), Some(entry.clone()));
+        let aliased = Entry {
+            aliases: vec!["db".into(), "cache".into()],
+            ..entry.clone()
+        };
+        assert!(aliased.to_line().ends_with(" bridge db,cache\n"));
+        assert_eq!(Entry::parse(&aliased.to_line()), Some(aliased));
+        // The second version's line: no aliases.
+        let second = line.trim_end().strip_suffix(" -").unwrap();
+        assert_eq!(Entry::parse(second), Some(entry.clone()));
         // A line of the previous version: its table and network follow.
         let old =
             "172.29.0.7 web 10:20 11:21 vh-lab7 vc-lab7 tcp/0.0.0.0:8080:80,udp/127.0.0.1:53:5353";
@@ -299,6 +329,7 @@ mod tests {
             "x web 1:2 3:4 a b -",
             "172.29.0.7 web 1:2 3:4 a b tcp",
             "172.29.0.7 web 1:2 3:4 a b - container_lab_7",
+            "172.29.0.7 web 1:2 3:4 a b - container_lab_7 bridge - x",
         ] {
             assert_eq!(Entry::parse(bad), None, "{bad}");
         }

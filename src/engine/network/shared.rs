@@ -42,33 +42,85 @@ use crate::support::error::io_err;
 pub fn nft_ruleset(network: &Network) -> String {
     let Network { bridge, table, .. } = network;
     let subnet = network.cidr();
+    // An internal network's traffic never leaves its bridge.
+    let masquerade = if network.internal {
+        String::new()
+    } else {
+        format!("\x20       ip saddr {subnet} ip daddr != {subnet} masquerade;\n")
+    };
     format!(
         "table ip {table} {{\n\
          \x20   chain postrouting {{ type nat hook postrouting priority 100;\n\
-         \x20       ip saddr {subnet} ip daddr != {subnet} masquerade;\n\
+         {masquerade}\
          \x20       oifname \"{bridge}\" ct status dnat masquerade;\n\
          \x20   }}\n\
          \x20   chain localnet_guard {{ type filter hook prerouting priority -90;\n\
          \x20       iifname \"{bridge}\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop;\n\
          \x20   }}\n\
-         }}\n"
+         {}\
+         }}\n",
+        isolation(network)
     )
 }
 // ANCHOR_END: nft_rules
+
+/// A user-defined network's chains that keep it apart (Docker's
+/// DOCKER-ISOLATION chains): nothing is routed between its bridge and
+/// another of the lab's (the default `lab0` or a `br-…`), in either
+/// direction; its resolver answers only what comes from its own bridge
+/// (or from the host itself); an internal network routes nothing at all.
+/// The default bridge needs none of its own: each user-defined network
+/// drops both directions.
+// ANCHOR: isolation
+fn isolation(network: &Network) -> String {
+    if !network.dns {
+        return String::new();
+    }
+    let Network {
+        bridge, gateway, ..
+    } = network;
+    let default = Network::default_bridge().bridge;
+    let internal = if network.internal {
+        format!(
+            "\x20       iifname \"{bridge}\" oifname != \"{bridge}\" drop;\n\
+             \x20       oifname \"{bridge}\" iifname != \"{bridge}\" drop;\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "\x20   chain isolation {{ type filter hook forward priority -1;\n\
+         \x20       iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"br-*\" drop;\n\
+         \x20       iifname \"{bridge}\" oifname \"{default}\" drop;\n\
+         \x20       oifname \"{bridge}\" iifname \"{default}\" drop;\n\
+         {internal}\
+         \x20   }}\n\
+         \x20   chain resolver {{ type filter hook input priority -1;\n\
+         \x20       iifname != \"{bridge}\" iifname \"br-*\" ip daddr {gateway} udp dport 53 drop;\n\
+         \x20       iifname \"{default}\" ip daddr {gateway} udp dport 53 drop;\n\
+         \x20   }}\n"
+    )
+}
+// ANCHOR_END: isolation
 
 /// `nft list table ip TABLE` of the network, or None when it does not exist.
 pub fn nft_list(network: &Network) -> Option<String> {
     nft::list_table(&network.table)
 }
 
-/// One of the lab's tables: the default network's (`container_lab`) or a
-/// container's (`container_lab_NN`).
+/// One of the lab's tables: the default network's (`container_lab`), a
+/// user-defined network's (`container_lab_ID12`) or a container's
+/// (`container_lab_NN`, `container_lab_ID6_NN`).
 fn is_lab_table(name: &str) -> bool {
     name == NFT_TABLE
         || name
             .strip_prefix(NFT_TABLE)
             .and_then(|rest| rest.strip_prefix('_'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_digit() || matches!(b, b'a'..=b'f' | b'_'))
+            })
 }
 
 /// The bridge, complete: a run killed while making it may have left it
@@ -135,6 +187,10 @@ pub(super) fn remember_sysctl(
 /// tables are listed once, and only those that exist are deleted (a
 /// deletion that fails costs nft far more than a listing).
 pub(super) fn teardown(lock: &NetworkLock, empty: &[Network], last: bool) {
+    // The resolvers first: they listen on the bridges' addresses.
+    for network in empty.iter().filter(|n| n.dns) {
+        super::dns::stop_resolver(lock, network);
+    }
     if let Ok(mut nl) = Netlink::open() {
         for network in empty {
             // Deleting a bridge does not delete the links enslaved to it.

@@ -11,9 +11,10 @@ use crate::kernel::cgroups::devices::DeviceSpec;
 use crate::kernel::cgroups::Limits;
 use crate::kernel::hardening::Profile;
 
-/// Docker's `--network` modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Docker's `--network` modes, stored (and shown by `inspect`) as Docker
+/// spells them: `bridge`, `none`, `host`, `NAME`, `container:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
 pub enum NetworkMode {
     /// The lab's bridge: an address of its own, NAT, published ports.
     Bridge,
@@ -21,6 +22,53 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A user-defined network (`network create NAME`).
+    Named(String),
+    /// `container:NAME`: the network namespace of another container.
+    Container(String),
+}
+
+impl NetworkMode {
+    /// `--network VALUE`, as Docker reads it.
+    pub fn parse(value: &str) -> NetworkMode {
+        match value {
+            "bridge" | "default" => NetworkMode::Bridge,
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            other => match other.strip_prefix("container:") {
+                Some(container) => NetworkMode::Container(container.to_string()),
+                None => NetworkMode::Named(other.to_string()),
+            },
+        }
+    }
+
+    /// Whether the container gets an address of its own on a bridge.
+    pub fn has_bridge(&self) -> bool {
+        matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
+    }
+
+    /// Whether it gets a network namespace of its own.
+    pub fn own_namespace(&self) -> bool {
+        !matches!(self, NetworkMode::Host | NetworkMode::Container(_))
+    }
+}
+
+impl From<NetworkMode> for String {
+    fn from(mode: NetworkMode) -> String {
+        match mode {
+            NetworkMode::Bridge => "bridge".to_string(),
+            NetworkMode::None => "none".to_string(),
+            NetworkMode::Host => "host".to_string(),
+            NetworkMode::Named(name) => name,
+            NetworkMode::Container(name) => format!("container:{name}"),
+        }
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(text: String) -> NetworkMode {
+        NetworkMode::parse(&text)
+    }
 }
 
 /// Everything one container is made from; stored with the container so
@@ -43,6 +91,12 @@ pub struct RunConfig {
     pub privileged: bool,
     pub profile: Profile,
     pub network: NetworkMode,
+    /// `--network-alias`: more names on a user-defined network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
+    /// `--ip`: the address on a user-defined network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
     pub publish: Vec<PortMapping>,
     pub volumes: Vec<VolumeSpec>,
     pub tmpfs: Vec<TmpfsSpec>,
@@ -64,6 +118,11 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// `--network` as it was given (`bridge`, `mynet`, `container:web`).
+    pub fn network_name(&self) -> String {
+        self.network.clone().into()
+    }
+
     /// `run IMAGE COMMAND` with none of Docker's flags: its defaults (no
     /// limits, Docker's capabilities and seccomp filter, the lab's bridge).
     /// The name and hostname are set when the record is made.
@@ -85,6 +144,8 @@ impl RunConfig {
                 seccomp: true,
             },
             network: NetworkMode::Bridge,
+            network_aliases: Vec::new(),
+            ip: None,
             publish: Vec::new(),
             volumes: Vec::new(),
             tmpfs: Vec::new(),
@@ -267,6 +328,25 @@ pub fn parse_env(value: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_modes_are_stored_as_docker_spells_them() {
+        for (text, mode) in [
+            ("bridge", NetworkMode::Bridge),
+            ("none", NetworkMode::None),
+            ("host", NetworkMode::Host),
+            ("front", NetworkMode::Named("front".into())),
+            ("container:web", NetworkMode::Container("web".into())),
+        ] {
+            assert_eq!(NetworkMode::parse(text), mode);
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("{text:?}"));
+            assert_eq!(serde_json::from_str::<NetworkMode>(&json).unwrap(), mode);
+        }
+        assert_eq!(NetworkMode::parse("default"), NetworkMode::Bridge);
+        assert!(NetworkMode::Named("x".into()).has_bridge());
+        assert!(!NetworkMode::Container("x".into()).own_namespace());
+    }
 
     #[test]
     fn restart_policies_and_backoff_follow_docker() {

@@ -154,6 +154,9 @@ pub fn start(
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
     let layers = image_layers(dirs, &config.image)?;
+    // The network the container joins, looked up before anything exists.
+    let joined = joined_network(dirs, config)?;
+    let shared_netns = shared_network_namespace(dirs, config)?;
     let device_nodes = config
         .devices
         .iter()
@@ -219,7 +222,7 @@ pub fn start(
         Namespace::Ipc,
         Namespace::Mount,
     ];
-    if config.network != NetworkMode::Host {
+    if config.network.own_namespace() {
         spaces.push(Namespace::Net);
     }
     explain.step(
@@ -244,11 +247,10 @@ pub fn start(
         init_pipe::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
-    // The network the container joins: the lab's bridge, for now the only one.
-    let bridge = (config.network == NetworkMode::Bridge).then(network::Network::default_bridge);
     let child_setup = ChildSetup {
         config,
-        network: bridge.as_ref(),
+        network: joined.as_ref(),
+        shared_netns: shared_netns.as_ref().map(|fd| fd.as_raw_fd()),
         layers: &layers,
         overlay: &overlay_dirs,
         cgroup_procs: cgroup.procs_files(),
@@ -278,14 +280,16 @@ pub fn start(
         dirs: dirs.clone(),
         _run_dir: run_dir,
     };
-    if let Some(net) = &bridge {
-        let mut attachment = network::attach(
-            dirs,
-            net,
-            &config.name,
-            child.as_raw(),
-            network::runtime_link_names,
-        )?;
+    if let Some(net) = &joined {
+        let endpoint = network::Endpoint {
+            name: config.name.clone(),
+            aliases: config.network_aliases.clone(),
+            ip: config.ip,
+        };
+        let mut attachment =
+            network::attach_endpoint(dirs, net, &endpoint, child.as_raw(), |ip| {
+                network::link_names_on(net, ip)
+            })?;
         let (host_end, peer, bridge) = (&attachment.host_end, &attachment.peer, &net.bridge);
         explain.step(
             format!("a veth pair: {host_end} on bridge {bridge}, {peer} into the container"),
@@ -344,10 +348,56 @@ pub fn start(
 }
 // ANCHOR_END: start
 
+/// The network a container on `config`'s `--network` joins: the default
+/// bridge, a user-defined network (which must exist), or none.
+fn joined_network(
+    dirs: &LabDirs,
+    config: &RunConfig,
+) -> Result<Option<network::Network>, RuntimeError> {
+    Ok(match &config.network {
+        NetworkMode::Bridge => Some(network::Network::default_bridge()),
+        NetworkMode::Named(name) => Some(
+            network::Network::named(dirs, name)?
+                .ok_or_else(|| network::NetworkError::NotFound(name.clone()))?,
+        ),
+        _ => None,
+    })
+}
+
+/// `--network container:NAME`: the other container's network namespace,
+/// opened now (so that it is that namespace, even if NAME stops before
+/// we join it), for the child to join with setns.
+// ANCHOR: shared_netns
+fn shared_network_namespace(
+    dirs: &LabDirs,
+    config: &RunConfig,
+) -> Result<Option<OwnedFd>, RuntimeError> {
+    let NetworkMode::Container(key) = &config.network else {
+        return Ok(None);
+    };
+    let not_running = || {
+        RuntimeError::Setup(format!(
+            "cannot join network of a non running container: {key}; start it first"
+        ))
+    };
+    let other = crate::engine::store::Store::new(dirs)
+        .get(key)
+        .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+    if !other.effective_status().is_running() || other.state.pid <= 0 {
+        return Err(not_running());
+    }
+    let path = format!("/proc/{}/ns/net", other.state.pid);
+    let netns = std::fs::File::open(&path).map_err(|_| not_running())?;
+    Ok(Some(netns.into()))
+}
+// ANCHOR_END: shared_netns
+
 /// What the cloned child needs to finish the container from inside.
 struct ChildSetup<'a> {
     config: &'a RunConfig,
     network: Option<&'a network::Network>,
+    /// `--network container:NAME`: that container's network namespace.
+    shared_netns: Option<std::os::fd::RawFd>,
     layers: &'a [Layer],
     overlay: &'a OverlayDirs,
     cgroup_procs: Vec<PathBuf>,
@@ -406,8 +456,26 @@ impl ChildSetup<'_> {
         // Nothing of the caller's but 0, 1 and 2, from the first step on:
         // a descriptor kept until execve would already be reachable by a
         // `-w /proc/self/fd/N` (runc's CVE-2024-21626).
-        init::close_fds_except(&io.lab_fds(&[go.as_raw_fd(), report.as_raw_fd()]))
+        let mut keep = vec![go.as_raw_fd(), report.as_raw_fd()];
+        keep.extend(self.shared_netns);
+        init::close_fds_except(&io.lab_fds(&keep))
             .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
+        if let Some(fd) = self.shared_netns {
+            let netns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                RuntimeError::Setup(format!(
+                    "join the network namespace of {}: {e}",
+                    self.config.network_name()
+                ))
+            })?;
+            explain.step(
+                format!(
+                    "inside: join the network namespace of {}",
+                    self.config.network_name()
+                ),
+                "nsenter --net=/proc/PID/ns/net",
+            );
+        }
         // Into the cgroup first, so everything after is accounted and limited.
         crate::kernel::cgroups::join(&self.cgroup_procs)?;
         // The host sends "go" (with the address and veth end it made); a

@@ -1,0 +1,816 @@
+//! User-defined networks (`mini-docker network …`), each test inside a
+//! network namespace of its own that plays "the host": name resolution by
+//! name and alias through the network's resolver, isolation between
+//! networks, a name gone after `rm`, other names forwarded to the host's
+//! resolvers (a fake one on the test's loopback), `connect` and
+//! `disconnect` of a running container, twenty containers on one network,
+//! `--network container:NAME`, and nothing left after `network rm`:
+//! links, nftables tables, resolver processes, files. Every check is made
+//! from outside: `ip` and `nft` in the test's namespace, /proc, the lab's
+//! files, and busybox's own `nslookup` and `ping` in the containers.
+
+mod common;
+
+use std::fs;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use container_lab::engine::dirs::LabDirs;
+use container_lab::engine::network::dns;
+use serde_json::Value;
+
+struct Lab {
+    state: PathBuf,
+    host: common::HostNetns,
+    /// The host's resolv.conf as the lab's resolvers read it.
+    resolv_conf: PathBuf,
+}
+
+impl Lab {
+    fn new(test: &str) -> Lab {
+        common::assert_root();
+        let state = common::state_root(test);
+        let resolv_conf = state.join("resolv.conf");
+        // No upstream unless a test gives one: unknown names fail at once.
+        fs::write(&resolv_conf, "# no resolvers\n").unwrap();
+        Lab {
+            state,
+            host: common::HostNetns::new(),
+            resolv_conf,
+        }
+    }
+
+    fn dirs(&self) -> LabDirs {
+        LabDirs {
+            data: self.state.join("lib"),
+            run: self.state.join("run"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = common::mini_docker(&self.state, args);
+        command.env(dns::RESOLV_CONF_ENV, &self.resolv_conf);
+        self.host.command(command)
+    }
+
+    fn md(&self, args: &[&str]) -> Output {
+        println!("--- mini-docker {}", args.join(" "));
+        common::run(self.command(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.md(args);
+        assert_eq!(out.status.code(), Some(0), "mini-docker {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `nslookup NAME SERVER` in a new container on `network`: the
+    /// address it got, if any.
+    fn lookup(&self, network: &str, name: &str, server: &str) -> Option<Ipv4Addr> {
+        let out = self.md(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "nslookup",
+            name,
+            server,
+        ]);
+        answer(&String::from_utf8_lossy(&out.stdout), name)
+    }
+
+    /// One ping from a new container on `network` to `ip`.
+    fn ping(&self, network: &str, ip: &str) -> bool {
+        let out = self.md(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            ip,
+        ]);
+        out.status.code() == Some(0)
+    }
+
+    fn ip_of(&self, container: &str) -> Ipv4Addr {
+        let doc: Value = serde_json::from_str(&self.ok(&["inspect", container])).unwrap();
+        doc[0]["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    fn resolver(&self, network: &str) -> Option<i32> {
+        dns::resolver_pid(&self.dirs(), network)
+    }
+
+    /// Nothing of network `name` is left: no link, no table, no resolver
+    /// (`pid`, when it had one), no file.
+    fn assert_network_gone(&self, name: &str, bridge: &str, pid: Option<i32>) {
+        let links = self.host.ip(&["-br", "link"]);
+        assert!(
+            !links.contains(bridge),
+            "bridge {bridge} was left:\n{links}"
+        );
+        assert_eq!(links.lines().count(), 1, "links were left:\n{links}");
+        let tables = self.host.nft_tables();
+        assert!(!tables.contains("container_lab"), "tables left:\n{tables}");
+        if let Some(pid) = pid {
+            assert!(!alive(pid), "the resolver {pid} still runs");
+        }
+        let dns_dir = self.state.join("run/network/dns");
+        let left: Vec<_> = fs::read_dir(&dns_dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "resolver files left: {left:?}");
+        assert!(
+            !self
+                .state
+                .join(format!("lib/networks/{name}.json"))
+                .exists(),
+            "the network's definition was left"
+        );
+    }
+}
+
+impl Drop for Lab {
+    /// A failed test still removes its containers and networks (and so the
+    /// resolvers): detached, they would outlive it.
+    fn drop(&mut self) {
+        if let Ok(out) = self.command(&["ps", "-a", "-q"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.command(&["rm", "-f", id]).output();
+            }
+        }
+        let _ = self.command(&["network", "prune", "-f"]).output();
+    }
+}
+
+/// The address busybox's nslookup printed for `name` (after the server's
+/// own lines).
+fn answer(out: &str, name: &str) -> Option<Ipv4Addr> {
+    let (_, after) = out.split_once(&format!("Name:\t{name}"))?;
+    after
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Address: "))
+        .and_then(|a| a.trim().parse().ok())
+}
+
+fn alive(pid: i32) -> bool {
+    container_lab::kernel::process::is_alive(pid, 0)
+}
+
+fn bridge_of(lab: &Lab, network: &str) -> String {
+    let doc: Value = serde_json::from_str(&lab.ok(&["network", "inspect", network])).unwrap();
+    doc[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn names_and_aliases_resolve_on_a_user_defined_network_only() {
+    let lab = Lab::new("networks-names");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nweb",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let web = lab.ip_of("nweb");
+    assert_eq!(web, Ipv4Addr::new(10, 89, 0, 2));
+    assert_eq!(lab.lookup("front", "nweb", "10.89.0.1"), Some(web));
+    assert_eq!(lab.lookup("front", "WWW", "10.89.0.1"), Some(web));
+    assert_eq!(lab.lookup("front", "nosuch", "10.89.0.1"), None);
+    // The resolver runs on the host, at the gateway, seen from outside.
+    let pid = lab.resolver("front").expect("front has a resolver");
+    let sockets = {
+        let mut ss = Command::new("ss");
+        ss.args(["-uanp"]);
+        String::from_utf8_lossy(&lab.host.command(ss).output().unwrap().stdout).into_owned()
+    };
+    assert!(
+        sockets.contains("10.89.0.1:53") && sockets.contains(&format!("pid={pid},")),
+        "no resolver of pid {pid} on 10.89.0.1:53:\n{sockets}"
+    );
+    // The default bridge has no name resolution, as in Docker.
+    assert_eq!(lab.lookup("bridge", "nweb", "172.29.0.1"), None);
+    assert!(lab.resolver("bridge").is_none());
+    // What a container's /etc/resolv.conf should say there.
+    let net = container_lab::engine::network::Network::named(&lab.dirs(), "front")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        net.resolv_conf().as_deref(),
+        Some("nameserver 10.89.0.1\noptions ndots:0\n")
+    );
+    assert_eq!(
+        container_lab::engine::network::Network::default_bridge().resolv_conf(),
+        None
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn containers_on_different_networks_cannot_reach_each_other() {
+    let lab = Lab::new("networks-isolation");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.50.0.0/24",
+        "--gateway",
+        "10.50.0.254",
+        "back",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "iweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "idb",
+        "--network",
+        "back",
+        "--ip",
+        "10.50.0.9",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    lab.ok(&["run", "-d", "--name", "iplain", "busybox", "sleep", "60"]);
+    assert_eq!(lab.ip_of("idb"), Ipv4Addr::new(10, 50, 0, 9));
+    // Within a network: yes.
+    assert!(lab.ping("front", "10.89.0.2"));
+    assert!(lab.ping("back", "10.50.0.9"));
+    // Across networks, and to and from the default bridge: no.
+    assert!(!lab.ping("front", "10.50.0.9"));
+    assert!(!lab.ping("back", "10.89.0.2"));
+    assert!(!lab.ping("bridge", "10.89.0.2"));
+    assert!(!lab.ping("front", "172.29.0.2"));
+    // Nor does another network's resolver answer.
+    assert_eq!(lab.lookup("back", "iweb", "10.89.0.1"), None);
+    assert_eq!(
+        lab.lookup("front", "iweb", "10.89.0.1"),
+        Some(Ipv4Addr::new(10, 89, 0, 2))
+    );
+    // The rules that do it, in the network's own table.
+    let bridge = bridge_of(&lab, "front");
+    let table = format!("container_lab_{}", &bridge[3..]);
+    let mut list = Command::new("nft");
+    list.args(["list", "table", "ip", &table]);
+    let rules =
+        String::from_utf8_lossy(&lab.host.command(list).output().unwrap().stdout).into_owned();
+    assert!(
+        rules.contains(&format!(
+            "iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"br-*\" drop"
+        )),
+        "{rules}"
+    );
+    // Taken addresses and overlapping subnets are refused, with exit 125
+    // for run and 1 for the daemon's refusals.
+    let taken = lab.md(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "--ip",
+        "10.50.0.9",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(taken.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("10.50.0.9 belongs to container idb"));
+    let overlap = lab.md(&["network", "create", "--subnet", "10.50.0.0/16", "other"]);
+    assert_eq!(overlap.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&overlap.stderr).contains("overlaps with network back"));
+    let missing = lab.md(&["run", "--rm", "--network", "nosuch", "busybox", "true"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("network nosuch not found"));
+    let busy = lab.md(&["network", "rm", "back"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("active endpoints (idb)"));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_removed_container_is_a_name_gone() {
+    let lab = Lab::new("networks-gone");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gkeep",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(lab.lookup("front", "gweb", "10.89.0.1").is_some());
+    lab.ok(&["rm", "-f", "gweb"]);
+    assert_eq!(lab.lookup("front", "gweb", "10.89.0.1"), None);
+    let names = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
+    assert!(!names.contains(" gweb"), "{names}");
+    assert!(names.contains(" gkeep"), "{names}");
+    // A container killed behind the lab's back is a name gone at once:
+    // the resolver answers only for live processes.
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "gkeep"])).unwrap();
+    let pid = doc[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::wait_for(common::PATIENCE, || (!alive(pid)).then_some(())).unwrap();
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gprobe",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let out = lab.md(&["exec", "gprobe", "nslookup", "gkeep", "10.89.0.1"]);
+    assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "gkeep"), None);
+}
+
+/// A fake upstream resolver on the test host's loopback: answers every A
+/// question with 192.0.2.7, until `stop`; counts what it answered.
+fn fake_upstream(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let netns = lab.host.file.try_clone().unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:53").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut answered = 0;
+        let mut buffer = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut buffer) else {
+                continue;
+            };
+            let Ok(query) = simple_dns::Packet::parse(&buffer[..n]) else {
+                continue;
+            };
+            let mut reply = simple_dns::Packet::new_reply(query.id());
+            reply.questions = query.questions.clone();
+            if let Some(q) = query.questions.first() {
+                if q.qtype == simple_dns::QTYPE::TYPE(simple_dns::TYPE::A) {
+                    reply.answers.push(simple_dns::ResourceRecord::new(
+                        q.qname.clone(),
+                        simple_dns::CLASS::IN,
+                        30,
+                        simple_dns::rdata::RData::A(Ipv4Addr::new(192, 0, 2, 7).into()),
+                    ));
+                }
+            }
+            let _ = socket.send_to(&reply.build_bytes_vec().unwrap(), from);
+            answered += 1;
+        }
+        answered
+    })
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn other_names_are_forwarded_to_the_hosts_resolvers() {
+    let lab = Lab::new("networks-forward");
+    fs::write(&lab.resolv_conf, "nameserver 127.0.0.1\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let upstream = fake_upstream(&lab, stop.clone());
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&["network", "create", "--internal", "sealed"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let external = lab.lookup("front", "example.test", "10.89.0.1");
+    // Its own names are still its own, never asked upstream.
+    let own = lab.lookup("front", "fweb", "10.89.0.1");
+    // An internal network forwards nothing.
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "finside",
+        "--network",
+        "sealed",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let sealed = lab.lookup("sealed", "example.test", "10.89.1.1");
+    let sealed_own = lab.lookup("sealed", "finside", "10.89.1.1");
+    stop.store(true, Ordering::Relaxed);
+    let answered = upstream.join().unwrap();
+    assert_eq!(external, Some(Ipv4Addr::new(192, 0, 2, 7)));
+    assert_eq!(own, Some(Ipv4Addr::new(10, 89, 0, 2)));
+    assert_eq!(sealed, None);
+    assert_eq!(sealed_own, Some(Ipv4Addr::new(10, 89, 1, 2)));
+    // busybox asks for A and AAAA: two questions, both about example.test.
+    assert!((1..=4).contains(&answered), "upstream answered {answered}");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_running_container_is_connected_and_disconnected() {
+    let lab = Lab::new("networks-connect");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&["network", "create", "back"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cdb",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let db = lab.ip_of("cdb");
+    let reach = |lab: &Lab| lab.md(&["exec", "cweb", "ping", "-c1", "-W1", &db.to_string()]);
+    assert_ne!(reach(&lab).status.code(), Some(0));
+    lab.ok(&["network", "connect", "--alias", "api", "back", "cweb"]);
+    let addresses = lab.ok(&["exec", "cweb", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addresses.contains("eth1") && addresses.contains("10.89.1.3/24"),
+        "{addresses}"
+    );
+    assert_eq!(reach(&lab).status.code(), Some(0));
+    // Known on the new network by its name and the alias.
+    let out = lab.ok(&["exec", "cdb", "nslookup", "api", "10.89.1.1"]);
+    assert_eq!(answer(&out, "api"), Some(Ipv4Addr::new(10, 89, 1, 3)));
+    let again = lab.md(&["network", "connect", "back", "cweb"]);
+    assert_eq!(again.status.code(), Some(1));
+    lab.ok(&["network", "disconnect", "back", "cweb"]);
+    let addresses = lab.ok(&["exec", "cweb", "ip", "-o", "-4", "addr"]);
+    assert!(!addresses.contains("eth1"), "{addresses}");
+    assert_ne!(reach(&lab).status.code(), Some(0));
+    let out = lab.md(&["exec", "cdb", "nslookup", "cweb", "10.89.1.1"]);
+    assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "cweb"), None);
+    let gone = lab.md(&["network", "disconnect", "back", "cweb"]);
+    assert_eq!(gone.status.code(), Some(1));
+    // Connected again, then the container removed: its second address
+    // goes with it.
+    lab.ok(&["network", "connect", "back", "cweb"]);
+    lab.ok(&["rm", "-f", "cweb"]);
+    let addresses = fs::read_to_string(lab.state.join("run/network/addresses")).unwrap();
+    assert!(!addresses.contains(" cweb "), "{addresses}");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn twenty_containers_share_one_network_and_nothing_is_left_after_network_rm() {
+    let lab = Lab::new("networks-twenty");
+    lab.ok(&["network", "create", "many"]);
+    let bridge = bridge_of(&lab, "many");
+    let names: Vec<String> = (1..=20).map(|n| format!("t{n:02}")).collect();
+    for name in &names {
+        lab.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "many",
+            "busybox",
+            "sleep",
+            "120",
+        ]);
+    }
+    let mut ips: Vec<Ipv4Addr> = names.iter().map(|n| lab.ip_of(n)).collect();
+    // Each one's name, asked from inside another.
+    for (name, ip) in names.iter().zip(&ips) {
+        let out = lab.ok(&["exec", "t01", "nslookup", name, "10.89.0.1"]);
+        assert_eq!(answer(&out, name), Some(*ip), "{name}");
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20);
+    let doc: Value = serde_json::from_str(&lab.ok(&["network", "inspect", "many"])).unwrap();
+    assert_eq!(doc[0]["Containers"].as_object().unwrap().len(), 20);
+    let resolver = lab.resolver("many").expect("a resolver");
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    lab.ok(&rm);
+    // The last container gone took the bridge and the resolver with it.
+    assert!(!alive(resolver), "the resolver outlived the last container");
+    assert!(!lab.host.ip(&["-br", "link"]).contains(&bridge));
+    lab.ok(&["network", "rm", "many"]);
+    lab.assert_network_gone("many", &bridge, Some(resolver));
+    let listed = lab.ok(&["network", "ls"]);
+    assert!(!listed.contains("many"), "{listed}");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn network_rm_of_a_network_a_killed_run_left_removes_everything() {
+    let lab = Lab::new("networks-killed");
+    lab.ok(&["network", "create", "front"]);
+    let bridge = bridge_of(&lab, "front");
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "kweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let resolver = lab.resolver("front").expect("a resolver");
+    // The supervisor and the container killed: nobody cleans up but the
+    // next command.
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "kweb"])).unwrap();
+    let pid = doc[0]["State"]["Pid"].as_i64().unwrap() as i32;
+    for supervisor in common::supervisors_of(doc[0]["Id"].as_str().unwrap()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(supervisor),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    common::wait_for(common::PATIENCE, || (!alive(pid)).then_some(())).unwrap();
+    lab.ok(&["rm", "-f", "kweb"]);
+    lab.ok(&["network", "rm", "front"]);
+    lab.assert_network_gone("front", &bridge, Some(resolver));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn network_container_shares_another_containers_namespace() {
+    let lab = Lab::new("networks-shared");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sweb",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sside",
+        "--network",
+        "container:sweb",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let pid = |name: &str| -> i32 {
+        let doc: Value = serde_json::from_str(&lab.ok(&["inspect", name])).unwrap();
+        doc[0]["State"]["Pid"].as_i64().unwrap() as i32
+    };
+    let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let uts = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
+    assert_eq!(netns(pid("sweb")), netns(pid("sside")));
+    assert_ne!(uts(pid("sweb")), uts(pid("sside")));
+    let addresses = lab.ok(&["exec", "sside", "ip", "-o", "-4", "addr"]);
+    assert!(addresses.contains("10.89.0.2/24"), "{addresses}");
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sside"])).unwrap();
+    assert_eq!(doc[0]["HostConfig"]["NetworkMode"], "container:sweb");
+    let stopped = lab.md(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(stopped.status.code(), Some(125));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn network_ls_and_inspect_are_shaped_as_dockers_and_prune_keeps_used_ones() {
+    let lab = Lab::new("networks-ls");
+    lab.ok(&["network", "create", "--subnet", "10.60.0.0/24", "front"]);
+    lab.ok(&["network", "create", "--internal", "unused"]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lweb",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ls = lab.ok(&["network", "ls"]);
+    let inspect = lab.ok(&["network", "inspect", "front", "unused"]);
+    // A restarted container is known again by its name.
+    lab.ok(&["restart", "-t", "0", "lweb"]);
+    let again = lab.lookup("front", "www", "10.60.0.1");
+    let pruned = lab.ok(&["network", "prune", "-f"]);
+    let left = lab.ok(&["network", "ls", "-q"]);
+    let missing = lab.md(&["network", "inspect", "nosuch"]);
+    let predefined = lab.md(&["network", "rm", "bridge"]);
+    assert_eq!(again, Some(Ipv4Addr::new(10, 60, 0, 2)));
+    assert_eq!(pruned, "Deleted Networks:\nunused\n");
+    assert_eq!(left.lines().count(), 4, "{left}");
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(predefined.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&predefined.stderr).contains("pre-defined network"));
+    let mut settings = insta::Settings::clone_current();
+    // Only what the clock chooses.
+    settings.add_filter(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| {
+        insta::assert_snapshot!("mini-docker-network-ls", ls);
+        insta::assert_snapshot!("mini-docker-network-inspect", inspect);
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn concurrent_creates_and_runs_never_share_a_subnet_or_an_address() {
+    let lab = Lab::new("networks-concurrent");
+    // Eight creates at once: eight names, eight subnets.
+    let creates: Vec<_> = (0..8)
+        .map(|n| {
+            lab.command(&["network", "create", &format!("par{n}")])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in creates {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut subnets: Vec<String> = (0..8)
+        .map(|n| {
+            let doc: Value =
+                serde_json::from_str(&lab.ok(&["network", "inspect", &format!("par{n}")])).unwrap();
+            doc[0]["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 8, "{subnets:?}");
+    // Ten runs at once on one network: ten addresses, one resolver.
+    let runs: Vec<_> = (0..10)
+        .map(|n| {
+            lab.command(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("par-{n}"),
+                "--network",
+                "par0",
+                "busybox",
+                "sleep",
+                "60",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut child in runs {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut ips: Vec<Ipv4Addr> = (0..10).map(|n| lab.ip_of(&format!("par-{n}"))).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 10, "{ips:?}");
+    let names = fs::read_to_string(dns::names_file(&lab.dirs(), "par0")).unwrap();
+    assert_eq!(names.lines().count(), 10, "{names}");
+    let resolver = lab.resolver("par0").expect("a resolver");
+    // Seen from /proc: the processes of this host namespace that hold a
+    // socket and nothing else but /dev/null, as the resolver does.
+    let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let only_a_socket = |pid: i32| {
+        let fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| fs::read_link(e.path()).ok())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        fds.iter().filter(|t| t.starts_with("socket:")).count() == 1
+            && fds
+                .iter()
+                .all(|t| t.starts_with("socket:") || t == "/dev/null")
+    };
+    let resolvers: Vec<i32> = common::processes_with("__supervise")
+        .into_iter()
+        .filter(|pid| netns(*pid) == netns(resolver) && only_a_socket(*pid))
+        .collect();
+    assert_eq!(
+        resolvers,
+        [resolver],
+        "one resolver for the network, not one per run"
+    );
+}
