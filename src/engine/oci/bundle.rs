@@ -21,11 +21,13 @@ use crate::engine::volumes::{self, Source};
 pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     let mut refused = Vec::new();
     let mut refuse = |flag: &str, why: &str| refused.push(format!("{flag}: {why}"));
-    if config.network == NetworkMode::Bridge {
-        refuse(
-            "--network bridge",
-            "the lab's bridge is the engine's, not the runtime's; use --network none or host",
-        );
+    let networks =
+        "the lab's networks are the engine's, not the runtime's; use --network none or host";
+    match &config.network {
+        NetworkMode::None | NetworkMode::Host => {}
+        NetworkMode::Bridge => refuse("--network bridge", networks),
+        NetworkMode::Named(name) => refuse(&format!("--network {name}"), networks),
+        NetworkMode::Container(name) => refuse(&format!("--network container:{name}"), networks),
     }
     if !config.publish.is_empty() {
         refuse("-p", "published ports need the lab's bridge");
