@@ -5,6 +5,7 @@
 //! published ports, volumes, hardening and Docker's exit codes. Its flags
 //! are spelled as Docker's, so what works here works there.
 
+mod build;
 mod lifecycle;
 mod network;
 mod present;
@@ -134,6 +135,19 @@ enum Command {
     /// Remove what is not in use
     #[command(subcommand)]
     System(SystemCommand),
+    /// Build an image from a Dockerfile
+    Build(Box<build::BuildArgs>),
+    /// Create a new image from a container's changes
+    Commit(build::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
     /// (internal) supervise a container: mini-docker __supervise ID FD
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String, ready_fd: i32 },
@@ -214,6 +228,10 @@ fn main() -> ExitCode {
         Command::Images => images(),
         Command::Rmi { force, reference } => rmi(&reference, force),
         Command::Volume(command) => volume(command),
+        Command::Build(args) => build::build(&args),
+        Command::Commit(args) => build::commit(&args),
+        Command::Diff { container } => build::diff(&container),
+        Command::Export { output, container } => build::export(&container, output.as_deref()),
         Command::Network(command) => network::network(command),
     };
     match result {

@@ -118,6 +118,26 @@ fn ch08_snapshot() {
     not(lab_root),
     ignore = "needs root: run the test suite as root (sudo -E cargo test)"
 )]
+fn ch10_snapshot() {
+    // The busybox layer's digest depends on when the lab built its tree
+    // (the files keep their times), and so do the image ids above it;
+    // every layer the chapter makes is pinned (SOURCE_DATE_EPOCH).
+    let output = chapter_output("ch10", &[]);
+    let output = regex::Regex::new(r"(image id:\s+)sha256:[0-9a-f]{64}")
+        .unwrap()
+        .replace_all(&output, "${1}[IMAGE ID]");
+    let output = regex::Regex::new(r"(base layer:\s+)\S+")
+        .unwrap()
+        .replace_all(&output, "${1}[BUSYBOX LAYER]")
+        .into_owned();
+    assert_chapter_snapshot!("ch10", output);
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
 fn ch11_snapshot() {
     // lab-runc, runc, crun and podman run beside the chapter; a peer that
     // is missing shows as skipped in its step.

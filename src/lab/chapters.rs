@@ -138,6 +138,19 @@ pub const CHAPTERS: &[Chapter] = &[
         ],
     },
     Chapter {
+        id: "ch10",
+        title: "Building images: a Dockerfile, one layer per step",
+        source: "ch10_build.rs",
+        page: "ch10-build.md",
+        needs: &[
+            Need::Root {
+                why: "a build step is a container: namespaces, mounts and a cgroup",
+            },
+            Need::Busybox,
+            Need::Cgroups,
+        ],
+    },
+    Chapter {
         id: "ch11",
         title: "Who calls whom: the OCI runtime",
         source: "ch11_runtime.rs",

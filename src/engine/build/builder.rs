@@ -253,6 +253,10 @@ impl<'a> Run<'a, '_> {
     }
 
     fn check_cancel(&self) -> Result<()> {
+        // Ctrl-C, where the front end installed kernel::signals' handler.
+        if crate::kernel::signals::interrupted().is_some() {
+            return Err(BuildError::Interrupted);
+        }
         match self.b.cancel {
             Some(flag) if flag.load(Ordering::Relaxed) => Err(BuildError::Interrupted),
             _ => Ok(()),
@@ -516,6 +520,7 @@ impl<'a> Run<'a, '_> {
         Ok(())
     }
 
+    // ANCHOR: layer_step
     /// A step that may make a layer: from the cache, or by running `exec`
     /// on a scratch directory; `exec` returns the upper directory.
     #[allow(clippy::too_many_arguments)]
@@ -584,6 +589,7 @@ impl<'a> Run<'a, '_> {
         state.last_created = Some(created);
         Ok(())
     }
+    // ANCHOR_END: layer_step
 
     fn instruction(
         &self,
@@ -832,10 +838,13 @@ impl<'a> Run<'a, '_> {
                     user: &user,
                     workdir: &workdir,
                 })
-                .map_err(|e| BuildError::Runner {
-                    file: self.df.file.clone(),
-                    line,
-                    message: e.to_string(),
+                .map_err(|e| match self.check_cancel() {
+                    Err(interrupted) => interrupted,
+                    Ok(()) => BuildError::Runner {
+                        file: self.df.file.clone(),
+                        line,
+                        message: e.to_string(),
+                    },
                 })?;
             if crate::kernel::mounts::has_mounts_under(scratch).unwrap_or(true) {
                 return Err(self.error(

@@ -16,6 +16,7 @@
 //! runner        the RUN seam: a trait the runtime implements
 //! builder       the stages executed
 //! commit        a container's upper directory as a new image
+//! lab_images    the lab's store, and its busybox and imported images in it
 //! ```
 //!
 //! Nothing here prints: progress goes to the caller as [`BuildEvent`]s.
@@ -31,6 +32,7 @@ mod dockerfile;
 mod dockerignore;
 mod error;
 mod events;
+pub mod lab_images;
 mod runner;
 mod tree;
 mod users;

@@ -4,6 +4,7 @@
 //! child itself does everything that must happen inside (mounts, root,
 //! hostname, hardening) before the user's program starts.
 
+pub mod build_step;
 pub mod config;
 pub mod exec;
 pub mod explain;

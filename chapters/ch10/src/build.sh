@@ -1,0 +1,1 @@
+echo "built $(ls src | wc -l) files"
