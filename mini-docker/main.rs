@@ -35,7 +35,7 @@ use crate::lifecycle::lifecycle;
 struct Cli {
     /// Run containers with this runc-compatible runtime (runc, crun, lab-runc)
     #[arg(long, global = true, value_name = "PATH")]
-    runtime: Option<PathBuf>,
+    runtime: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }

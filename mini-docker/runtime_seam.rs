@@ -9,9 +9,11 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context};
 use container_lab::engine::dirs::{self, LabDirs};
-use container_lab::engine::images::imported as images;
+use container_lab::engine::images::local;
+use container_lab::engine::lifecycle::from_image;
 use container_lab::engine::oci::bundle;
 use container_lab::engine::oci::external::External;
+use container_lab::engine::runtime;
 use container_lab::lab::privilege;
 use container_lab::support::ids;
 
@@ -43,15 +45,18 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
     };
     config.hostname = args.hostname.clone().unwrap_or_else(|| id.clone());
     config.name = id.clone();
-    let image = images::resolve(&dirs, &config.image)?;
+    let store = local::open(&dirs)?;
+    let image = local::resolve(&store, &dirs, &config.image)?;
+    // The image's Entrypoint, Cmd, Env, WorkingDir and User, as `run` has.
+    from_image::apply(&mut config, &image).map_err(|e| anyhow::anyhow!(e))?;
+    let layers = runtime::image_layers(&dirs, &config)?;
     // The image's own users: the topmost layer with an /etc/passwd.
-    let image_root = image
-        .layers
+    let image_root = layers
         .iter()
         .rev()
         .map(|l| l.path.clone())
         .find(|p| p.join("etc/passwd").exists())
-        .or_else(|| image.layers.last().map(|l| l.path.clone()))
+        .or_else(|| layers.last().map(|l| l.path.clone()))
         .context("the image has no layers")?;
     let bundles = dirs.run.join("bundles");
     std::fs::create_dir_all(&bundles)?;
@@ -78,7 +83,7 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
     } else {
         Stdio::null()
     };
-    let code = external.run(&bundle.0, &image.layers, &id, stdin);
+    let code = external.run(&bundle.0, &layers, &id, stdin);
     external.delete(&id, parent);
     // ANCHOR_END: bundle
     Ok(code?)

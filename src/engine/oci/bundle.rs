@@ -78,7 +78,7 @@ pub fn spec_for(
         process.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
         process.set_cwd(PathBuf::from(config.workdir.as_deref().unwrap_or("/")));
         if let Some(user) = &config.user {
-            let (uid, gid) = crate::engine::images::imported::lookup_user(image_root, user)
+            let (uid, gid) = crate::engine::images::users::lookup_user(image_root, user)
                 .map_err(|e| OciError::invalid("process.user", e.to_string()))?;
             let mut oci_user = process.user().clone();
             oci_user.set_uid(uid);
