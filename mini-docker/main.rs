@@ -14,6 +14,7 @@ mod network;
 mod present;
 mod ps;
 mod run;
+mod runtime_seam;
 mod terminal;
 
 use std::os::fd::AsFd;
@@ -35,6 +36,9 @@ use crate::lifecycle::lifecycle;
 #[derive(Debug, Parser)]
 #[command(name = "mini-docker", version)]
 struct Cli {
+    /// Run containers with this runc-compatible runtime (runc, crun, lab-runc)
+    #[arg(long, global = true, value_name = "PATH")]
+    runtime: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -251,6 +255,13 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
+        Command::Run(args) if cli.runtime.is_some() => {
+            let runtime = cli.runtime.as_deref().unwrap_or(std::path::Path::new(""));
+            runtime_seam::run(&args, runtime)
+        }
+        _ if cli.runtime.is_some() => Err(anyhow::anyhow!(
+            "--runtime works with run only: the other commands are the engine's"
+        )),
         Command::Run(args) => run(&args, true),
         Command::Create(args) => run(&args, false),
         Command::Start { attach, containers } => lifecycle::start(&containers, attach),

@@ -1,73 +1,127 @@
 #!/usr/bin/env bash
 # Start-up benchmark: the time from start to exit of a container running
-# `true`, for mini-docker, crun and runc on the same machine, with the same
-# isolation (PID, mount, UTS, IPC and network namespaces, a cgroup, a
-# pivot_root into a busybox root), and plain `unshare` as the floor.
+# `true`, measured with hyperfine, every line doing the same work:
 #
-#   sudo bash scripts/bench.sh [RUNS]        # default 100 runs each
+#   - the same namespaces: PID, mount, UTS, IPC and network;
+#   - the same root filesystem: the lab's busybox tree (the OCI runtimes
+#     on one bundle made by `runc spec`; mini-docker over its image);
+#   - a cgroup: crun, runc and lab-runc one directory in every cgroup
+#     hierarchy, at the same path beneath our own cgroup, with the
+#     bundle's device list; mini-docker its memory, cpu, cpuacct, pids,
+#     freezer and devices directories (the lines say so);
+#   - hyperfine itself started inside one private mount namespace and
+#     cgroup namespace, where the cgroup filesystems are rooted at our own
+#     cgroup and a hybrid host's cgroup v2 mount is out of sight, so that
+#     crun 1.8 accepts the layout, every runtime runs directly, without a
+#     wrapper, and every cgroup lies beneath our own (also in the sandbox).
 #
-# Writes target/bench/results.md (hyperfine's table). A benchmark, not a
-# test: the numbers depend on the machine and never fail anything.
+#   sudo bash scripts/bench.sh [RUNS]      # default 100 runs each
+#
+# Writes book/src/measurements/bench.md (the table the book includes; in
+# the cgroup v2 guest, whose files are read-only, set BENCH_OUT) and puts
+# the same table into README.md between its bench markers. A benchmark,
+# not a test: the numbers depend on the machine and never fail anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
+out=${BENCH_OUT:-book/src/measurements/bench.md}
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (containers); run it with sudo" >&2; exit 1; }
-bash scripts/provision.sh --with-bench >/dev/null
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --bin mini-docker
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  bash scripts/provision.sh --with-bench >/dev/null
+  export PATH="$HOME/.cargo/bin:$PATH"
+  cargo build --release --quiet --bin mini-docker --bin lab-runc
+fi
+mini=$PWD/target/release/mini-docker lab=$PWD/target/release/lab-runc
 
-work=$PWD/target/bench
+work=${BENCH_WORK:-$PWD/target/bench}
 rm -rf "$work"
 mkdir -p "$work"
 export CONTAINER_LAB_ROOT=$work/lab
-mini=$PWD/target/release/mini-docker
 "$mini" run --rm --network none busybox true   # builds and caches the image
 
-# An OCI bundle with the same root filesystem, made by runc's own template.
+# hyperfine runs in a cgroup namespace of its own (scripts/cgroup-ns.sh),
+# with the cgroup filesystems mounted again there, rooted at our own
+# cgroup in every hierarchy, so that this one path lies beneath our own
+# cgroup for every runtime, whatever it makes of it.
+cgroup="/lab-bench-$$"
+
+# The bundle: runc's template, the lab's busybox tree, `true`.
 bundle=$work/bundle
 mkdir -p "$bundle"
 cp -a "$CONTAINER_LAB_ROOT/lib/images/busybox" "$bundle/rootfs"
 (cd "$bundle" && runc spec)
-# Our own cgroup (the memory hierarchy's, which is the deepest on a v1
-# host): runc and crun must create theirs beneath it, as the lab does.
-own=$(awk -F: '$2 == "" || $2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup | tail -n1)
-python3 - "$bundle/config.json" "$own" <<'PY'
+python3 - "$bundle/config.json" "$cgroup" <<'PY'
 import json, sys
-path, own = sys.argv[1], sys.argv[2].rstrip("/")
+path, cgroup = sys.argv[1], sys.argv[2]
 spec = json.load(open(path))
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["/bin/true"]
-spec["linux"]["cgroupsPath"] = f"{own}/container-lab-bench"
+spec["linux"]["cgroupsPath"] = cgroup
 json.dump(spec, open(path, "w"), indent=2)
 PY
 
-# crun 1.8 refuses a hybrid cgroup layout outright. There it runs without a
-# cgroup, in a private mount namespace where the v2 mount is hidden (the
-# extra unshare and sh cost about what the first line measures); the table
-# says so.
-crun_command="crun run --bundle $bundle bench-crun" crun_name="crun run"
-if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
-  crun_command="unshare --mount sh -c 'umount /sys/fs/cgroup/unified && exec crun --cgroup-manager=disabled run --bundle $bundle bench-crun'"
-  crun_name="crun run (no cgroup; hybrid v2 mount hidden by unshare -m)"
-fi
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/results.json" --style basic \
-  -n "unshare (namespaces only)" "unshare --fork --pid --mount-proc --uts --ipc --mount --net true" \
-  -n "mini-docker run" "$mini run --rm --network none busybox true" \
-  -n "$crun_name" "$crun_command" \
-  -n "runc run" "runc run --bundle $bundle bench-runc"
-# Medians (and their ratio to mini-docker's), from hyperfine's raw times.
-python3 - "$work/results.json" > "$work/results.md" <<'PY'
-import json, statistics, sys
+hybrid=no
+if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then hybrid=yes; fi
+names=(
+  "unshare: the namespaces only"
+  "mini-docker run --rm --network none busybox true: overlay root, 6 cgroup hierarchies, record, log copier"
+  "crun run: bundle, cgroup in every hierarchy"
+  "runc run: bundle, cgroup in every hierarchy"
+  "lab-runc run: the same bundle, cgroup in every hierarchy"
+)
+commands=(
+  "unshare --fork --pid --mount-proc --uts --ipc --mount --net true"
+  "$mini run --rm --network none busybox true"
+  "crun --root $work/crun run --bundle $bundle bench-crun"
+  "runc --root $work/runc run --bundle $bundle bench-runc"
+  "$lab --root $work/lab-runc run --bundle $bundle bench-lab"
+)
+args=()
+for i in "${!names[@]}"; do args+=(-n "${names[$i]}" "${commands[$i]}"); done
+# How busy the machine was: a shared machine's load shows in every line.
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+# The lines must leave nothing behind; what a runtime left is removed.
+bash scripts/cgroup-ns.sh -- bash -c '
+  cgroup=$1; shift
+  status=0
+  hyperfine -N --warmup 5 --runs "$@" || status=$?
+  for base in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    if [ -d "$base${cgroup#/}" ]; then rmdir "$base${cgroup#/}" 2>/dev/null || true; fi
+  done
+  exit $status
+' bench "$cgroup" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
+
+# Medians, and their ratio to crun's, from hyperfine's raw times.
+python3 - "$work/results.json" "$runs" "$hybrid" "$load" > "$work/results.md" <<'PY'
+import json, platform, os, statistics, subprocess, sys, datetime
 results = json.load(open(sys.argv[1]))["results"]
-medians = {r["command"]: statistics.median(r["times"]) * 1000 for r in results}
-mini = medians["mini-docker run"]
-print("| start to exit of `true` | median | relative to mini-docker |")
+runs, hybrid, load = sys.argv[2], sys.argv[3] == "yes", sys.argv[4]
+medians = [(r["command"], statistics.median(r["times"]) * 1000) for r in results]
+crun = next(m for name, m in medians if name.startswith("crun"))
+print("| start to exit of `true` | median | relative to crun |")
 print("|---|---:|---:|")
-for name, median in medians.items():
-    print(f"| {name} | {median:.1f} ms | {median / mini:.2f}x |")
+for name, median in medians:
+    print(f"| {name} | {median:.1f} ms | {median / crun:.2f}x |")
+def version(tool):
+    return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+layout = "cgroup v1 hybrid (v2 mount hidden from every line)" if hybrid else subprocess.run(
+    ["stat", "-fc", "%T", "/sys/fs/cgroup"], capture_output=True, text=True).stdout.strip()
+print()
+print(f"Measured on {datetime.date.today()}, {os.cpu_count()} cores, kernel {platform.release()}, "
+      f"{layout}, {version('crun')}, {version('runc')}, {runs} runs each, "
+      f"load average {load} when it began.")
 PY
-{
-  echo
-  echo "measured on $(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r), cgroup layout $(stat -fc %T /sys/fs/cgroup), $(crun --version | head -n1), $(runc --version | head -n1), ${runs} runs each"
-} >> "$work/results.md"
 cat "$work/results.md"
+if [ -z "${BENCH_OUT:-}" ] || [ "$out" = book/src/measurements/bench.md ]; then
+  cp "$work/results.md" "$out"
+  python3 - README.md "$out" <<'PY'
+import re, sys
+readme, table = sys.argv[1], open(sys.argv[2]).read()
+text = open(readme).read()
+begin, end = "<!-- bench:begin (scripts/bench.sh writes this) -->", "<!-- bench:end -->"
+start, stop = text.index(begin) + len(begin), text.index(end)
+open(readme, "w").write(text[:start] + "\n" + table + text[stop:])
+PY
+elif [ -n "${BENCH_OUT:-}" ]; then
+  cp "$work/results.md" "$out"
+fi

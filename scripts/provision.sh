@@ -176,6 +176,8 @@ fi
 # vagrant-libvirt lets check-vagrantfile.sh validate the libvirt settings too.
 if [ "$with_vagrant" = yes ]; then apt_install "vagrant" vagrant vagrant-libvirt; fi
 if [ "$with_bench" = yes ]; then apt_install "bench" crun runc hyperfine; fi
+# The OCI runtime's real peers (tests/podman.rs, tests/oci_validation.rs); Go 1.19 builds the OCI suite.
+apt_install "oci peers" podman conmon crun runc; [ "$distro" != debian ] || apt_install "oci suite" golang-1.19-go
 
 # Rust, for the user who will run `cargo run` (resolved above).
 

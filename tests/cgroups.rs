@@ -627,6 +627,9 @@ fn no_version_file_name_leaves_the_cgroups_module() {
         .into_iter()
         .chain(sources(&repo.join("mini-docker")))
         .filter(|f| !f.starts_with(&module))
+        // Chapter 5's exercise has the learner write those files by hand;
+        // its hints name them.
+        .filter(|f| !f.ends_with("src/lab/exercises.rs"))
         .collect();
     // Chapter 5 calls the trait and shows what it wrote.
     files.push(repo.join("chapters/ch05_cgroups.rs"));

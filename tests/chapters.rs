@@ -153,3 +153,17 @@ fn ch10_snapshot() {
         .into_owned();
     assert_chapter_snapshot!("ch10", output);
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ch11_snapshot() {
+    // lab-runc, runc, crun and podman run beside the chapter; a peer that
+    // is missing shows as skipped in its step.
+    let output = chapter_output("ch11", &[]);
+    let work = std::path::Path::new("/run/container-lab-tests/snapshot-ch11/run/ch11");
+    assert!(!work.exists(), "ch11 left its directory");
+    assert_chapter_snapshot!("ch11", output);
+}

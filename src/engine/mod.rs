@@ -9,6 +9,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;
+pub mod oci;
 pub mod runtime;
 pub mod store;
 pub mod supervisor;

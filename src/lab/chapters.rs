@@ -163,6 +163,19 @@ pub const CHAPTERS: &[Chapter] = &[
             Need::Cgroups,
         ],
     },
+    Chapter {
+        id: "ch11",
+        title: "Who calls whom: the OCI runtime",
+        source: "ch11_runtime.rs",
+        page: "ch11-runtime.md",
+        needs: &[
+            Need::Root {
+                why: "a runtime makes namespaces, mounts and cgroups",
+            },
+            Need::Busybox,
+            Need::Cgroups,
+        ],
+    },
 ];
 
 /// Looks a chapter up by its binary name.

@@ -48,14 +48,6 @@ pub struct Step {
     look: Option<String>,
 }
 
-/// A step being described in place; `begin()` prints it. The older way,
-/// kept for the chapters that have no step table yet.
-#[must_use = "call .begin() to print the step"]
-pub struct StepBuilder<'a> {
-    narrator: &'a mut Narrator,
-    step: Step,
-}
-
 /// Shows the engine's warnings (a record skipped, a cleanup that failed:
 /// what it hands to the `log` facade) as one `warning: …` line each on
 /// stderr. Every chapter does (see `Narrator::new`), and mini-docker.
@@ -121,14 +113,6 @@ impl Narrator {
         }
         println!();
         Ok(())
-    }
-
-    /// Starts describing the next step in place (see `StepBuilder`).
-    pub fn step(&mut self, title: impl Into<String>) -> StepBuilder<'_> {
-        StepBuilder {
-            narrator: self,
-            step: Step::new(title),
-        }
     }
 
     /// A result line under the current step.
@@ -299,28 +283,6 @@ impl Step {
     pub fn look(mut self, text: impl Into<String>) -> Step {
         self.look = Some(text.into());
         self
-    }
-}
-
-impl StepBuilder<'_> {
-    pub fn primitive(mut self, text: impl Into<String>) -> Self {
-        self.step = self.step.primitive(text);
-        self
-    }
-
-    pub fn shell(mut self, text: impl Into<String>) -> Self {
-        self.step = self.step.shell(text);
-        self
-    }
-
-    pub fn look(mut self, text: impl Into<String>) -> Self {
-        self.step = self.step.look(text);
-        self
-    }
-
-    /// Waits if the chapter pauses between steps, then prints the step.
-    pub fn begin(self) -> Result<(), Interrupted> {
-        self.narrator.next(self.step)
     }
 }
 

@@ -938,7 +938,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The image's unpacked layers, bottom first: the store's own directories,
 /// shared by every container of every image that has the layer. By id
 /// when the record has one, so that a tag moved since keeps its layers.
-pub(crate) fn image_layers(dirs: &LabDirs, config: &RunConfig) -> Result<Vec<Layer>, RuntimeError> {
+pub fn image_layers(dirs: &LabDirs, config: &RunConfig) -> Result<Vec<Layer>, RuntimeError> {
     use crate::engine::images::local;
     let store = local::open(dirs)?;
     let image = match &config.image_id {

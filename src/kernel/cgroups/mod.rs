@@ -126,8 +126,24 @@ pub trait Version: fmt::Debug + Send + Sync {
     fn stats(&self, dirs: &[PathBuf]) -> Stats;
     /// Whether the freezer holds the cgroup's processes (`None`: no freezer).
     fn is_frozen(&self, dirs: &[PathBuf]) -> Option<bool>;
+    /// The caller's own cgroup in each hierarchy of `controllers`: where
+    /// an OCI runtime's cgroup path starts (runc's rule), not the lab's
+    /// `container-lab/NAME`.
+    fn own(&self, controllers: &[Controller]) -> Result<Vec<Hierarchy>, CgroupError>;
+    /// Makes `dir` (nothing if it is there) beneath a cgroup that exists:
+    /// on v2 its parent hands `controllers` down first, on v1 a new cpuset
+    /// gets its parent's CPUs and memory nodes.
+    fn make(&self, dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError>;
 }
 // ANCHOR_END: version
+
+/// One hierarchy the caller is in: where it is mounted, and the caller's
+/// own cgroup directory in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount: PathBuf,
+    pub own: PathBuf,
+}
 
 /// The controllers the lab uses. On v1 the CPU controller spans the `cpu`,
 /// `cpuacct` and `cpuset` hierarchies, and `Io` is the `blkio` hierarchy.
@@ -659,8 +675,17 @@ pub fn join(procs_files: &[PathBuf]) -> Result<(), CgroupError> {
 /// process is in: for v2 the `0::` line of /proc/self/cgroup, for v1 the
 /// line naming `controller`.
 pub fn own_path(controller: Option<&str>) -> Result<PathBuf, CgroupError> {
-    let text = fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| CgroupError::io("read", "/proc/self/cgroup", e))?;
+    own_path_in(&own_cgroups()?, controller)
+}
+
+/// /proc/self/cgroup, for `own_path_in`.
+fn own_cgroups() -> Result<String, CgroupError> {
+    fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| CgroupError::io("read", "/proc/self/cgroup", e))
+}
+
+/// `own_path`, from /proc/self/cgroup's text read once.
+fn own_path_in(text: &str, controller: Option<&str>) -> Result<PathBuf, CgroupError> {
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (

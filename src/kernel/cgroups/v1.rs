@@ -6,8 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{
-    cpu, create_in_shared_parent, devices, freezer, io, memory, own_path, pids, CgroupError,
-    Controller, Resources, Stats, Version, Writes, Written, LAB_PARENT,
+    cpu, create_in_shared_parent, devices, freezer, io, memory, own_cgroups, own_path, own_path_in,
+    pids, CgroupError, Controller, Hierarchy, Resources, Stats, Version, Writes, Written,
+    LAB_PARENT,
 };
 
 /// The v1 hierarchies on this host: where each controller's is mounted
@@ -188,5 +189,26 @@ impl Version for V1 {
 
     fn is_frozen(&self, dirs: &[PathBuf]) -> Option<bool> {
         freezer::is_frozen_v1(&V1Dirs { v1: self, dirs })
+    }
+
+    fn own(&self, controllers: &[Controller]) -> Result<Vec<Hierarchy>, CgroupError> {
+        let text = own_cgroups()?;
+        let mut found: Vec<Hierarchy> = Vec::new();
+        for hierarchy in self.wanted(controllers) {
+            let mount = self.mounts[hierarchy].clone();
+            let own = mount.join(own_path_in(&text, Some(hierarchy))?);
+            if !found.iter().any(|h| h.own == own) {
+                found.push(Hierarchy { mount, own });
+            }
+        }
+        Ok(found)
+    }
+
+    fn make(&self, dir: &Path, _: &[Controller]) -> Result<(), CgroupError> {
+        match fs::create_dir(dir) {
+            Ok(()) => cpu::prepare_v1(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(CgroupError::io("create", dir, e)),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     cpu, devices, freezer, io, memory, own_path, pids, reclaim_existing, CgroupError, Controller,
-    Resources, Stats, Version, Writes, Written, CGROUP_ROOT, LAB_PARENT,
+    Hierarchy, Resources, Stats, Version, Writes, Written, CGROUP_ROOT, LAB_PARENT,
 };
 
 /// The unified hierarchy at /sys/fs/cgroup.
@@ -155,6 +155,26 @@ impl Version for V2 {
 
     fn is_frozen(&self, dirs: &[PathBuf]) -> Option<bool> {
         freezer::is_frozen_v2(dirs.first()?)
+    }
+
+    fn own(&self, _: &[Controller]) -> Result<Vec<Hierarchy>, CgroupError> {
+        Ok(vec![Hierarchy {
+            mount: PathBuf::from(CGROUP_ROOT),
+            own: own()?,
+        }])
+    }
+
+    /// A cgroup that hands controllers down may hold no process (unless
+    /// it is the root): the parent must be empty, or this fails (EBUSY).
+    fn make(&self, dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
+        if let Some(parent) = dir.parent() {
+            enable_controllers(parent, controllers)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(CgroupError::io("create", dir, e)),
+        }
     }
 }
 
