@@ -39,27 +39,49 @@ fn write_then_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<(), IoE
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    replace_through(&temp, path, bytes, 0o600, durable)
+}
+
+/// `write_atomic` with the temporary file at `temp` (on the same
+/// filesystem as `path`; a store keeps them in a directory it empties on
+/// open) and the new file's `mode`.
+pub fn write_atomic_through(
+    temp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), IoError> {
+    replace_through(temp, path, bytes, mode, true)
+}
+
+fn replace_through(
+    temp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+) -> Result<(), IoError> {
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io_err("create", &temp))?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
+            .mode(mode)
+            .open(temp)
+            .map_err(io_err("create", temp))?;
+        file.write_all(bytes).map_err(io_err("write", temp))?;
         if durable {
-            file.sync_all().map_err(io_err("fsync", &temp))?;
+            file.sync_all().map_err(io_err("fsync", temp))?;
         }
-        fs::rename(&temp, path).map_err(io_err("rename into place", path))
+        fs::rename(temp, path).map_err(io_err("rename into place", path))
     })();
     if written.is_err() {
-        let _ = fs::remove_file(&temp);
+        let _ = fs::remove_file(temp);
         return written;
     }
     if !durable {
         return Ok(());
     }
-    sync_dir(dir)
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// fsync of a directory: makes the names created or renamed in it durable.

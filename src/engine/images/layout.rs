@@ -8,7 +8,7 @@
 //! `tmp/` of what an interrupted run left there.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use oci_spec::image::ImageIndex;
 use super::error::{ImageError, Result};
 use super::verify::{digest_hex, HashingReader};
 use crate::support::error::io_err;
+use crate::support::fs as fs_support;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LAYOUT_FILE: &str = "oci-layout";
@@ -334,20 +335,12 @@ pub fn create_new(path: &Path) -> Result<File> {
         .map_err(io_err("create", path))?)
 }
 
-/// Writes a small file by temporary + fsync + rename in the same directory.
+/// Writes a small file so that readers never see half of it; the
+/// temporary file in tmp/ (same filesystem), which open() empties, so an
+/// interrupted write leaves nothing behind.
 pub fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    // In tmp/ (same filesystem) so an interrupted write is cleaned up.
     let temp = root.join("tmp").join(unique("write"));
-    let result = (|| {
-        let mut file = create_new(&temp)?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("sync", &temp))?;
-        Ok(fs::rename(&temp, path).map_err(io_err("rename into place", path))?)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
+    Ok(fs_support::write_atomic_through(&temp, path, bytes, 0o644)?)
 }
 
 fn clean_tmp(tmp: &Path) {

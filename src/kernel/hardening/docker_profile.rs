@@ -238,7 +238,8 @@ mod tests {
             ]
         }"#;
         let caps = BTreeSet::new();
-        assert_eq!(compile(profile, Arch::NATIVE, &caps).unwrap().len(), 1);
+        // One program per action: errno 13 for mkdir, EPERM for personality.
+        assert_eq!(compile(profile, Arch::NATIVE, &caps).unwrap().len(), 2);
         let deny = r#"{"defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#;
         assert_eq!(compile(deny, Arch::NATIVE, &caps).unwrap().len(), 1);
