@@ -273,6 +273,54 @@ pub const EXERCISES: &[Exercise] = &[
         ],
         given: &[],
     },
+    Exercise {
+        id: "ch09-verify",
+        chapter: "ch09",
+        title: "a layer checked while it streams",
+        file: "ch09/verify.rs",
+        verifies: "the intact layer stored under blobs/sha256/HEX, the corrupted one refused, nothing left in tmp/",
+        hints: &[
+            "A digest names the bytes: the layer is the one the manifest \
+             asked for only when its sha256 is the digest. HashingReader \
+             computed it as the bytes went to the temporary file.",
+            "`if actual != digest { fs::remove_file(&temp)?; anyhow::bail!(…) }`, \
+             then `fs::rename(&temp, &final_path)?`: a blob appears under \
+             its name only once it is known to be right.",
+        ],
+        given: &[],
+    },
+    Exercise {
+        id: "ch10-layer",
+        chapter: "ch10",
+        title: "a deletion in the layer",
+        file: "ch10/layer.rs",
+        verifies: "the upper directory's files in layer.tar, the deleted file as an empty .wh. entry, no device",
+        hints: &[
+            "overlayfs marks a deletion with a 0/0 character device; the \
+             image spec marks it with an empty regular file named .wh.NAME \
+             beside where the file was, which the unpacker turns back into a deletion.",
+            "`let mut header = tar::Header::new_gnu();` set its entry type \
+             Regular, size 0 and a mode, then \
+             `tar.append_data(&mut header, format!(\"{dir}.wh.{name}\"), std::io::empty())?`.",
+        ],
+        given: &[],
+    },
+    Exercise {
+        id: "ch11-start",
+        chapter: "ch11",
+        title: "create, then start",
+        file: "ch11/start.rs",
+        verifies: "after create the init waits on exec.fifo, not yet the program; after start it runs it",
+        hints: &[
+            "Opening a fifo for writing blocks until someone opens it for \
+             reading: that is the whole of runc's create/start split. \
+             `start` is the reader (here the lab).",
+            "In `init`, before the exec: \
+             `OpenOptions::new().write(true).open(fifo)?`, then write \
+             \"0\" into it and let it go.",
+        ],
+        given: &[],
+    },
 ];
 
 /// Looks an exercise up by its id.

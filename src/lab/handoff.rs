@@ -56,6 +56,12 @@ pub fn to_lab(container: &Container) -> anyhow::Result<()> {
     send_and_wait(&format!("container {}", container.pid()), container.pid())
 }
 
+/// Hands a process the exercise made itself (a runtime's init, not a
+/// `Container`) to the lab as its container, and waits until it looked.
+pub fn init_to_lab(init: nix::unistd::Pid) -> anyhow::Result<()> {
+    send_and_wait(&format!("container {init}"), init)
+}
+
 /// Hands the calling process itself to the lab, from anywhere (inside the
 /// container's PID namespace too), and waits until the lab has looked.
 pub fn this_process_to_lab() -> anyhow::Result<()> {
