@@ -290,6 +290,21 @@ pub const EXERCISES: &[Exercise] = &[
         given: &[],
     },
     Exercise {
+        id: "ch09-whiteout",
+        chapter: "ch09",
+        title: "a deletion unpacked",
+        file: "ch09/whiteout.rs",
+        verifies: "the layer's .wh.issue unpacked as a 0/0 character device at etc/issue, no .wh. file left",
+        hints: &[
+            "A layer says \"etc/issue is deleted\" with an empty file \
+             etc/.wh.issue; overlayfs says it with a character device 0/0 \
+             named etc/issue in a lower or upper directory.",
+            "`mknod(&parent.join(deleted), SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))?`: \
+             the `.wh.` file itself is not unpacked.",
+        ],
+        given: &[],
+    },
+    Exercise {
         id: "ch10-layer",
         chapter: "ch10",
         title: "a deletion in the layer",
