@@ -408,12 +408,18 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
     };
     env.extend(config.env.iter().map(|(k, v)| format!("{k}={v}")));
     let mut exposed = serde_json::Map::new();
-    for port in extra.expose.iter().cloned().chain(
-        config
-            .publish
-            .iter()
-            .map(|p| format!("{}/{}", p.container_port, p.protocol)),
-    ) {
+    // What the image exposes, what --expose adds, what -p publishes.
+    let published = config
+        .publish
+        .iter()
+        .map(|p| format!("{}/{}", p.container_port, p.protocol));
+    for port in config
+        .exposed_ports
+        .iter()
+        .chain(&extra.expose)
+        .cloned()
+        .chain(published)
+    {
         exposed.insert(port, json!({}));
     }
     let labels: serde_json::Map<String, serde_json::Value> = extra
@@ -438,7 +444,7 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
         _ => (String::new(), 0),
     };
     let network_name = config.network_name();
-    json!({
+    let mut document = json!({
         "Id": record.id,
         "Created": format_rfc3339(record.created),
         "Path": record.command().first().cloned().unwrap_or_default(),
@@ -496,7 +502,12 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
                 }
             },
         },
-    })
+    });
+    // As Docker: the key only when the image or --stop-signal set one.
+    if let Some(signal) = &config.stop_signal {
+        document["Config"]["StopSignal"] = signal.clone().into();
+    }
+    document
 }
 
 // "0.0.0.0:8080->80/tcp" becomes Docker's {"80/tcp": [{"HostIp", "HostPort"}]};

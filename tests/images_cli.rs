@@ -335,10 +335,10 @@ fn what_skopeo_pushed_mini_docker_pulls_and_runs_with_its_config() {
     // A container of it shows what the image exposes and how it stops.
     let id = lab.ok(&["create", "--network", "none", &app]);
     let doc: Value = serde_json::from_str(&lab.ok(&["inspect", id.trim()])).unwrap();
-    assert_eq!(doc[0]["Config"]["exposed_ports"], json!(["8080/tcp"]));
-    assert_eq!(doc[0]["Config"]["stop_signal"], "SIGQUIT");
-    assert_eq!(doc[0]["Config"]["working_dir"], Value::Null);
-    assert_eq!(doc[0]["Config"]["workdir"], "/work");
+    assert_eq!(doc[0]["Config"]["ExposedPorts"], json!({"8080/tcp": {}}));
+    assert_eq!(doc[0]["Config"]["StopSignal"], "SIGQUIT");
+    assert_eq!(doc[0]["Config"]["WorkingDir"], "/work");
+    assert_eq!(doc[0]["Config"]["User"], "1234:5678");
     lab.ok(&["rm", id.trim()]);
     assert_eq!(
         run(&["-e", "GREETING=bye", "-w", "/", "-u", "0"], &app, &[]),
