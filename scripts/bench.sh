@@ -48,7 +48,10 @@ cgroup="/lab-bench-$$"
 # The bundle: runc's template, the lab's busybox tree, `true`.
 bundle=$work/bundle
 mkdir -p "$bundle"
-cp -a "$CONTAINER_LAB_ROOT/lib/images/busybox" "$bundle/rootfs"
+# The busybox image's one layer, where the image store unpacked it.
+busybox_layer=$("$mini" image inspect busybox | python3 -c \
+  'import json, sys; print(json.load(sys.stdin)[0]["GraphDriver"]["Data"]["LowerDir"].split(":")[0])')
+cp -a "$busybox_layer" "$bundle/rootfs"
 (cd "$bundle" && runc spec)
 python3 - "$bundle/config.json" "$cgroup" <<'PY'
 import json, sys
