@@ -50,8 +50,10 @@ if [ "$guest" = yes ]; then
   mapfile -t executables < <(cargo test --locked --no-run 2>&1 |
     sed -n 's/.*Executable .* (\(target\/debug\/deps\/[^)]*\)).*/\1/p')
   printf '%s\n' "${executables[@]}"
+  # Under TCG the whole suite takes about 40 minutes (recovery's kills at
+  # every start point alone about 10), longer than the guest's default.
   LAB_GUEST_ENV="INSTA_UPDATE CI CARGO_TERM_COLOR" \
-    bash scripts/v2-guest.sh -- bash scripts/run-test-binaries.sh "${executables[@]}"
+    bash scripts/v2-guest.sh --timeout 3600 -- bash scripts/run-test-binaries.sh "${executables[@]}"
 fi
 
 section "the book"
