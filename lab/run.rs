@@ -179,7 +179,8 @@ fn join_words(words: &[&str]) -> String {
     }
 }
 
-/// `lab check --all`: every exercise, one line each.
+/// `lab check --all`: every exercise, one line per chapter, so that the
+/// room's progress fits one screen (24 lines) however many there are.
 pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
     let all: Vec<&Exercise> = EXERCISES.iter().collect();
     prepare(&all)?;
@@ -191,14 +192,10 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
         if host.is_empty() { "?" } else { &host }
     ));
     println!();
-    let mut rows = vec![vec![
-        "exercise".to_string(),
-        "result".into(),
-        "checks".into(),
-        "first failure".into(),
-    ]];
+    let mut rows = vec![vec!["chapter".to_string(), "exercises".into()]];
     let mut progress = checkout.progress()?;
     let mut done = 0;
+    let mut first_pending: Option<(&Exercise, String)> = None;
     for ex in EXERCISES {
         let outcome = check(checkout, ex, limit, false)?;
         if signals::interrupted().is_some() {
@@ -206,25 +203,38 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
         let passed = outcome.checks.iter().filter(|c| c.passed).count();
-        let first = outcome
-            .checks
-            .iter()
-            .find(|c| !c.passed)
-            .map(|c| shorten(&c.said, 44))
-            .unwrap_or_default();
         progress.set_done(ex.id, outcome.passed());
         done += usize::from(outcome.passed());
-        rows.push(vec![
-            ex.id.into(),
-            if outcome.passed() { "done" } else { "pending" }.into(),
-            format!("{passed}/{}", outcome.checks.len()),
-            first,
-        ]);
+        if !outcome.passed() && first_pending.is_none() {
+            let first = outcome.checks.iter().find(|c| !c.passed);
+            first_pending = Some((ex, first.map(|c| c.said.clone()).unwrap_or_default()));
+        }
+        let cell = format!(
+            "{} {} {passed}/{}",
+            ex.id,
+            if outcome.passed() { "done" } else { "pending" },
+            outcome.checks.len()
+        );
+        match rows.last_mut() {
+            Some(row) if row[0] == ex.chapter => row.push(cell),
+            _ => rows.push(vec![ex.chapter.to_string(), cell]),
+        }
     }
     checkout.save(&progress)?;
     report::table(&rows);
     println!();
-    println!("{done} of {} done", EXERCISES.len());
+    let summary = format!("{done} of {} done", EXERCISES.len());
+    match first_pending {
+        Some((ex, said)) => report::wrapped(
+            "",
+            &format!(
+                "{summary}; the first pending, {}: {}",
+                ex.id,
+                shorten(&said, 76usize.saturating_sub(summary.len() + ex.id.len() + 23).max(20))
+            ),
+        ),
+        None => println!("{summary}"),
+    }
     Ok(if done == EXERCISES.len() {
         ExitCode::SUCCESS
     } else {

@@ -48,6 +48,20 @@ impl BuildContext {
     pub fn root(&self) -> &Path {
         &self.tree.root
     }
+
+    /// The digest a plain `COPY PATTERNS …` from this context puts into
+    /// its step's cache key: `digest` over what `resolve` finds, as the
+    /// builder computes it (for the lab's exercise on the cache key).
+    pub fn sources_digest(&self, patterns: &[&str]) -> Result<String, String> {
+        let from = From {
+            tree: &self.tree,
+            ignore: Some(&self.ignore),
+            context: true,
+        };
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        let sources = resolve(&from, &patterns, "COPY")?;
+        digest(&from, &sources).map_err(|e| format!("COPY failed: {e}"))
+    }
 }
 
 /// One resolved source of a COPY or ADD.
