@@ -159,7 +159,7 @@ fn cache(dir: &Path) -> Vec<Check> {
     let keys: Vec<String> = CONTEXTS.iter().map(|n| key(n)).collect();
     if keys.iter().any(String::is_empty) {
         return vec![Check::fail(
-            "your copy_key returned an empty key (or keys lacks a context): \
+            "your copy_key returned an empty key (or the keys file lacks a context): \
              fill in the TODO",
         )];
     }
