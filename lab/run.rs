@@ -223,17 +223,14 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
     checkout.save(&progress)?;
     report::table(&rows);
     println!();
-    let summary = format!("{done} of {} done", EXERCISES.len());
-    match first_pending {
-        Some((ex, said)) => report::wrapped(
-            "",
-            &format!(
-                "{summary}; the first pending, {}: {}",
-                ex.id,
-                shorten(&said, 76usize.saturating_sub(summary.len() + ex.id.len() + 23).max(20))
-            ),
-        ),
-        None => println!("{summary}"),
+    println!("{done} of {} done", EXERCISES.len());
+    if let Some((ex, said)) = first_pending {
+        let room = 76usize.saturating_sub("the first pending, : ".len() + ex.id.len());
+        println!(
+            "the first pending, {}: {}",
+            ex.id,
+            shorten(&said, room.max(20))
+        );
     }
     Ok(if done == EXERCISES.len() {
         ExitCode::SUCCESS
@@ -580,12 +577,14 @@ struct Output {
     stdout: std::thread::JoinHandle<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stderr_reader: std::thread::JoinHandle<()>,
+    /// The stderr pipe's read end, while the reader holds it open.
+    stderr_fd: Option<RawFd>,
 }
 
 impl Output {
     fn collect(child: &mut std::process::Child) -> Output {
         let mut out = child.stdout.take();
-        let mut err = child.stderr.take();
+        let err = child.stderr.take();
         let stdout = std::thread::spawn(move || {
             let mut text = String::new();
             if let Some(out) = out.as_mut() {
@@ -593,17 +592,31 @@ impl Output {
             }
             text
         });
+        let stderr_fd = err.as_ref().map(|e| e.as_raw_fd());
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let shared = stderr.clone();
         let stderr_reader = std::thread::spawn(move || {
-            let Some(err) = err.as_mut() else { return };
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let Some(err) = err else { return };
+            let file = std::fs::File::from(OwnedFd::from(err));
+            let nonblocking = nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK);
+            if nix::fcntl::fcntl(file.as_raw_fd(), nonblocking).is_err() {
+                return;
+            }
             let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut text) = shared.lock() {
-                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            loop {
+                let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+                // Read under the lock: whoever holds it and finds the pipe
+                // empty has everything written so far (`stderr`).
+                let mut text = shared.lock().unwrap_or_else(|e| e.into_inner());
+                match (&file).read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
                 }
             }
         });
@@ -611,14 +624,25 @@ impl Output {
             stdout,
             stderr,
             stderr_reader,
+            stderr_fd,
         }
     }
 
-    /// What it wrote to stderr so far.
+    /// Everything it wrote to stderr so far: what it wrote before it
+    /// handed over is in the pipe, so the pipe is read until it is empty.
     fn stderr(&self) -> String {
-        // Give the reader a moment to take what an exited program wrote.
-        std::thread::sleep(Duration::from_millis(20));
-        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let text = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+            if self.stderr_reader.is_finished()
+                || unread(self.stderr_fd) == 0
+                || Instant::now() > deadline
+            {
+                return text.clone();
+            }
+            drop(text);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Everything it printed, once every process that had the pipes is gone.
@@ -628,4 +652,15 @@ impl Output {
         let stderr = self.stderr.lock().map(|t| t.clone()).unwrap_or_default();
         format!("{stdout}{stderr}")
     }
+}
+
+/// Bytes waiting in a pipe (FIONREAD); 0 once it is closed.
+fn unread(fd: Option<RawFd>) -> usize {
+    let Some(fd) = fd else { return 0 };
+    let mut n: nix::libc::c_int = 0;
+    // Safety: FIONREAD writes one int.
+    if unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut n) } < 0 {
+        return 0;
+    }
+    n.max(0) as usize
 }

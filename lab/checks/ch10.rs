@@ -198,7 +198,10 @@ fn cache(dir: &Path) -> Vec<Check> {
                 builder(hit)
             )
         } else {
-            format!("app.py was edited and your key changed, but {}", builder(hit))
+            format!(
+                "app.py was edited and your key changed, but {}",
+                builder(hit)
+            )
         },
     ));
     // notes.txt edited, which the step does not copy: CACHED.
@@ -211,7 +214,10 @@ fn cache(dir: &Path) -> Vec<Check> {
             builder(hit)
         ),
         if same {
-            format!("only notes.txt was edited and your key stayed the same, but {}", builder(hit))
+            format!(
+                "only notes.txt was edited and your key stayed the same, but {}",
+                builder(hit)
+            )
         } else {
             format!(
                 "only notes.txt, which the step does not copy, was edited, and your key \
@@ -241,7 +247,10 @@ fn cache(dir: &Path) -> Vec<Check> {
                 builder(hit)
             )
         } else {
-            format!("with another step before it your key changed, but {}", builder(hit))
+            format!(
+                "with another step before it your key changed, but {}",
+                builder(hit)
+            )
         },
     ));
     checks

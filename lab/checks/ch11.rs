@@ -216,7 +216,10 @@ fn state(s: &Subject, init: Pid) -> Vec<Check> {
         } else if !waits {
             format!("the init (PID {init}) does not wait on exec.fifo: keep the given init")
         } else if pid == init.as_raw() {
-            format!("pid {pid}'s parent is {parent}, not the runtime (PID {})", s.host)
+            format!(
+                "pid {pid}'s parent is {parent}, not the runtime (PID {})",
+                s.host
+            )
         } else {
             format!(
                 "pid {pid} is not the container's init (PID {init}, waiting in fifo_open on \

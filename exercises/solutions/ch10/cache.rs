@@ -65,7 +65,9 @@ fn copy_key(
     // TODO: chain the parent's key to what the step does, its instruction
     // and the digest of the bytes it copies (context.sources_digest), with
     // build::cache_key(PARENT, TEXT).
-    let digest = context.sources_digest(sources).map_err(anyhow::Error::msg)?;
+    let digest = context
+        .sources_digest(sources)
+        .map_err(anyhow::Error::msg)?;
     key = build::cache_key(parent, &format!("{instruction} {digest}"));
     // END TODO
     Ok(key)
