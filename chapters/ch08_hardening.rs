@@ -257,7 +257,13 @@ const USER: u32 = 1000;
 /// name (it runs without privileges in any case), reads its own.
 const SETUID_PROBES: [&[&str]; 3] = [
     &["/opt/setuid/busybox", "id"],
-    &["/opt/setuid/busybox", "grep", "-E", STATUS_LINES, "/proc/self/status"],
+    &[
+        "/opt/setuid/busybox",
+        "grep",
+        "-E",
+        STATUS_LINES,
+        "/proc/self/status",
+    ],
     &["awk", "/^(Uid|CapEff|NoNewPrivs):/", "/proc/self/status"],
 ];
 const STATUS_LINES: &str = "^(Uid|CapEff|NoNewPrivs):";
