@@ -101,10 +101,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // ANCHOR: setuid
     inside(&container, install_setuid_busybox)?;
     for no_new_privs in [false, true] {
-        let mut docker =
-            Profile::docker_default(&[], &[]).map_err(anyhow::Error::msg)?;
-        docker.no_new_privs = no_new_privs;
-        container.harden(Some(docker));
+        container.harden(default_profile(no_new_privs)?);
         let how = match no_new_privs {
             false => "off (Docker's default)",
             true => "on (--security-opt no-new-privileges)",
@@ -217,6 +214,14 @@ fn profile(add: &[&str], drop: &[&str]) -> anyhow::Result<Option<Profile>> {
     Ok(Some(profile))
 }
 
+/// Docker's default profile as it is, with no_new_privs on or off.
+fn default_profile(no_new_privs: bool) -> anyhow::Result<Option<Profile>> {
+    let mut docker =
+        Profile::docker_default(&[], &[]).map_err(anyhow::Error::msg)?;
+    docker.no_new_privs = no_new_privs;
+    Ok(Some(docker))
+}
+
 /// The `CapEff:` mask of a `/proc/PID/status`.
 fn capabilities(status: &str) -> String {
     status
@@ -268,14 +273,15 @@ const SETUID_PROBES: [&[&str]; 3] = [
 ];
 const STATUS_LINES: &str = "^(Uid|CapEff|NoNewPrivs):";
 
+// ANCHOR: setuid_busybox
 /// Debian's busybox gives up a setuid grant before most applets run; a
 /// line here makes it keep euid 0 for the applet instead
 /// (`setresuid(-1, 0, 0)`, which fails unless execve made it root).
-const BUSYBOX_CONF: &str = "[SUID]\nid = s-x 0.0\ngrep = s-x 0.0\n";
+const BUSYBOX_CONF: &str = "[SUID]\nid = sxx 0.0\ngrep = sxx 0.0\n";
 
 /// Inside, as root: a setuid-root copy of busybox on a tmpfs mounted
-/// without nosuid (the run directory's own mount, under /run, is nosuid,
-/// and the kernel ignores setuid bits there whatever no_new_privs says).
+/// without nosuid (the run directory is under /run, usually nosuid, where
+/// the kernel ignores setuid bits whatever no_new_privs says).
 fn install_setuid_busybox() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::path::Path::new("/opt/setuid");
@@ -292,6 +298,7 @@ fn install_setuid_busybox() -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+// ANCHOR_END: setuid_busybox
 
 /// `show`, with the program started as `uid` (and gid `uid`, no other
 /// groups), as a runtime starts `docker run --user`: the IDs change after
@@ -325,7 +332,12 @@ fn show_as(
             .and_then(|_| nix::unistd::setresgid(g, g, g))
             .and_then(|_| nix::unistd::setresuid(u, u, u));
         if let Err(err) = changed {
-            eprintln!("error: changing to uid {uid}: {err}");
+            // Into the pipe: the narrator shows it as the program's output.
+            let message = format!("error: changing to uid {uid}: {err}\n");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                message.as_bytes(),
+            );
             return 125;
         }
         let _ = nix::unistd::execvp(&args[0], &args);

@@ -814,7 +814,7 @@ fn run_pull_always_fetches_a_moved_tag_and_missing_keeps_the_stored_one() {
     let lab = Lab::new("images-cli-pull-always");
     let layout = lab.state.join("layout");
     let image = format!("{}/lab/moving:1", registry.host);
-    push_version(&registry, &layout, "lab/moving:1", "one\n");
+    push_version(registry, &layout, "lab/moving:1", "one\n");
     let run = |policy: &str| {
         let out = lab.md(&["run", "--rm", "--network", "none", "--pull", policy, &image]);
         assert_eq!(out.status.code(), Some(0), "run --pull {policy}");
@@ -849,7 +849,7 @@ fn run_pull_always_fetches_a_moved_tag_and_missing_keeps_the_stored_one() {
     assert!(!err.contains("Pull complete"), "{err}");
 
     // The tag moves to another image.
-    push_version(&registry, &layout, "lab/moving:1", "two\n");
+    push_version(registry, &layout, "lab/moving:1", "two\n");
     let served = reg::sha256(
         registry
             .skopeo(&["inspect", "--raw"], "lab/moving:1")
