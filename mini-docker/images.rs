@@ -1,8 +1,8 @@
 //! The image commands, spelled as Docker's: `pull`, `push`, `images`,
 //! `rmi`, `tag`, `image inspect`, `history`, `save`, `load`, `import`,
 //! `login` and `logout`, and the pull that `run` and `create` do when the
-//! image is missing (or always, with `--pull always`). Each is a call into `engine::images`; what it prints
-//! is Docker's.
+//! image is missing (or every time, with `--pull always`). Each is a call
+//! into `engine::images`; what it prints is Docker's.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
