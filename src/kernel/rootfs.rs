@@ -127,8 +127,9 @@ pub fn pivot_into(new_root: &Path) -> Result<(), RootfsError> {
 /// `pivot_root(".", ".")` stacks the old root on top of the new one, at
 /// `/`, and detaching the top of that stack leaves the new root alone.
 /// Nothing is created in the new root, so a container's writable layer
-/// gets no directory to make and delete (on a disk mounted with
-/// `discard`, every freed block waits for the device).
+/// gets no directory to make and delete (where freed blocks are discarded
+/// at once, as on ext4 without a journal mounted with `discard`, each one
+/// waits for the device).
 // ANCHOR: pivot_stacked
 pub fn pivot_into_stacked(new_root: &Path) -> Result<(), RootfsError> {
     mounts::make_tree_private()?;

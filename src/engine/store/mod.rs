@@ -430,9 +430,10 @@ impl Store {
     /// `remove`, with the deletion of the record's directory left to a
     /// process that this does not wait for: the directory is renamed into
     /// `<data>/trash` first (one rename: gone from every listing at once),
-    /// and `rm --one-file-system` deletes it there. On a disk mounted with
-    /// `discard`, each freed block waits for the device, milliseconds per
-    /// directory, and `run --rm` need not wait for that. What a deletion
+    /// and `rm --one-file-system` deletes it there. Where freed blocks are
+    /// discarded at once (ext4 without a journal, mounted with `discard`),
+    /// each one waits for the device, milliseconds per directory, and
+    /// `run --rm` need not wait for that. What a deletion
     /// killed half-way leaves, the next `create` finishes.
     pub fn remove_in_background(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;
