@@ -339,6 +339,21 @@ mod tests {
     use super::*;
     use std::fs;
 
+    #[test]
+    fn the_sources_digest_covers_the_copied_bytes_only() {
+        let (_a, as_written) = context(&[("app.py", "one\n"), ("notes.txt", "n\n")], "");
+        let (_b, app_edited) = context(&[("app.py", "two\n"), ("notes.txt", "n\n")], "");
+        let (_c, notes_edited) = context(&[("app.py", "one\n"), ("notes.txt", "m\n")], "");
+        let digest = |ctx: &BuildContext| ctx.sources_digest(&["app.py"]).unwrap();
+        assert_ne!(digest(&as_written), digest(&app_edited));
+        assert_eq!(digest(&as_written), digest(&notes_edited));
+        let missing = as_written.sources_digest(&["gone.py"]).unwrap_err();
+        assert!(
+            missing.contains("file not found in build context"),
+            "{missing}"
+        );
+    }
+
     fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, BuildContext) {
         let dir = tempfile::tempdir().unwrap();
         for (path, body) in files {
