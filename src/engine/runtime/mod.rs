@@ -155,6 +155,11 @@ pub fn start(
     io: Stdio,
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
+    // The cgroup first, and the grace period of the first join into it
+    // begun at once, to pass while the rest is made (see `WarmUp`).
+    let cgroup = Cgroup::create_freezable(&config.name)?;
+    let _warm = (cgroup.version() == 1)
+        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
     let joined = joined_network(dirs, config)?;
@@ -208,10 +213,6 @@ pub fn start(
         }
         volume_sources.push(source);
     }
-    let cgroup = Cgroup::create_freezable(&config.name)?;
-    // The grace period of the first join, begun while the rest is made.
-    let _warm = (cgroup.version() == 1)
-        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let written = cgroup.set(&config.limits.resources()?)?;
     // What the container mounts again at /sys/fs/cgroup, from inside its
     // cgroup namespace: the hierarchies its own cgroup is in.
