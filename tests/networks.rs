@@ -13,169 +13,14 @@ mod common;
 
 use std::fs;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_lab::engine::dirs::LabDirs;
+use common::lab::{alive, answer, bridge_of, mount_source, Lab};
 use container_lab::engine::network::dns;
 use serde_json::Value;
-
-struct Lab {
-    state: PathBuf,
-    host: common::HostNetns,
-    /// The host's resolv.conf as the lab's resolvers read it.
-    resolv_conf: PathBuf,
-}
-
-impl Lab {
-    fn new(test: &str) -> Lab {
-        common::assert_root();
-        let state = common::state_root(test);
-        let resolv_conf = state.join("resolv.conf");
-        // No upstream unless a test gives one: unknown names fail at once.
-        fs::write(&resolv_conf, "# no resolvers\n").unwrap();
-        Lab {
-            state,
-            host: common::HostNetns::new(),
-            resolv_conf,
-        }
-    }
-
-    fn dirs(&self) -> LabDirs {
-        LabDirs {
-            data: self.state.join("lib"),
-            run: self.state.join("run"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = common::mini_docker(&self.state, args);
-        command.env(dns::RESOLV_CONF_ENV, &self.resolv_conf);
-        self.host.command(command)
-    }
-
-    fn md(&self, args: &[&str]) -> Output {
-        println!("--- mini-docker {}", args.join(" "));
-        common::run(self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.md(args);
-        assert_eq!(out.status.code(), Some(0), "mini-docker {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `nslookup NAME SERVER` in a new container on `network`: the
-    /// address it got, if any.
-    fn lookup(&self, network: &str, name: &str, server: &str) -> Option<Ipv4Addr> {
-        let out = self.md(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "busybox",
-            "nslookup",
-            name,
-            server,
-        ]);
-        answer(&String::from_utf8_lossy(&out.stdout), name)
-    }
-
-    /// One ping from a new container on `network` to `ip`.
-    fn ping(&self, network: &str, ip: &str) -> bool {
-        let out = self.md(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            ip,
-        ]);
-        out.status.code() == Some(0)
-    }
-
-    fn ip_of(&self, container: &str) -> Ipv4Addr {
-        let doc: Value = serde_json::from_str(&self.ok(&["inspect", container])).unwrap();
-        doc[0]["NetworkSettings"]["IPAddress"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    fn resolver(&self, network: &str) -> Option<i32> {
-        dns::resolver_pid(&self.dirs(), network)
-    }
-
-    /// Nothing of network `name` is left: no link, no table, no resolver
-    /// (`pid`, when it had one), no file.
-    fn assert_network_gone(&self, name: &str, bridge: &str, pid: Option<i32>) {
-        let links = self.host.ip(&["-br", "link"]);
-        assert!(
-            !links.contains(bridge),
-            "bridge {bridge} was left:\n{links}"
-        );
-        assert_eq!(links.lines().count(), 1, "links were left:\n{links}");
-        let tables = self.host.nft_tables();
-        assert!(!tables.contains("container_lab"), "tables left:\n{tables}");
-        if let Some(pid) = pid {
-            assert!(!alive(pid), "the resolver {pid} still runs");
-        }
-        let dns_dir = self.state.join("run/network/dns");
-        let left: Vec<_> = fs::read_dir(&dns_dir)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "resolver files left: {left:?}");
-        assert!(
-            !self
-                .state
-                .join(format!("lib/networks/{name}.json"))
-                .exists(),
-            "the network's definition was left"
-        );
-    }
-}
-
-impl Drop for Lab {
-    /// A failed test still removes its containers and networks (and so the
-    /// resolvers): detached, they would outlive it.
-    fn drop(&mut self) {
-        if let Ok(out) = self.command(&["ps", "-a", "-q"]).output() {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = self.command(&["rm", "-f", id]).output();
-            }
-        }
-        let _ = self.command(&["network", "prune", "-f"]).output();
-    }
-}
-
-/// The address busybox's nslookup printed for `name` (after the server's
-/// own lines).
-fn answer(out: &str, name: &str) -> Option<Ipv4Addr> {
-    let (_, after) = out.split_once(&format!("Name:\t{name}"))?;
-    after
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Address: "))
-        .and_then(|a| a.trim().parse().ok())
-}
-
-fn alive(pid: i32) -> bool {
-    container_lab::kernel::process::is_alive(pid, 0)
-}
-
-fn bridge_of(lab: &Lab, network: &str) -> String {
-    let doc: Value = serde_json::from_str(&lab.ok(&["network", "inspect", network])).unwrap();
-    doc[0]["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 #[cfg_attr(
@@ -655,14 +500,77 @@ fn network_container_shares_another_containers_namespace() {
         "sleep",
         "60",
     ]);
-    let pid = |name: &str| -> i32 {
-        let doc: Value = serde_json::from_str(&lab.ok(&["inspect", name])).unwrap();
-        doc[0]["State"]["Pid"].as_i64().unwrap() as i32
-    };
+    let pid = |name: &str| lab.pid(name);
     let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let uts = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
     assert_eq!(netns(pid("sweb")), netns(pid("sside")));
     assert_ne!(uts(pid("sweb")), uts(pid("sside")));
+    // Docker bind-mounts the same /etc/hosts, resolv.conf and hostname
+    // (the same file: the same device and path in the kernel's mountinfo),
+    // and the hostname is the other container's, in a UTS namespace of
+    // its own.
+    for file in ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"] {
+        let web = mount_source(pid("sweb"), file).expect("a mount at the file");
+        assert_eq!(Some(web), mount_source(pid("sside"), file), "{file}");
+        assert_eq!(
+            lab.ok(&["exec", "sweb", "cat", file]),
+            lab.ok(&["exec", "sside", "cat", file]),
+            "{file}"
+        );
+    }
+    // The kernel's hostname in each one's UTS namespace, read from outside.
+    let hostname = |name: &str| {
+        let out = Command::new("nsenter")
+            .args(["-t", &pid(name).to_string(), "-u", "hostname"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(hostname("sside"), hostname("sweb"));
+    let resolv = lab.ok(&["exec", "sside", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 10.89.0.1\n"), "{resolv}");
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sweb"])).unwrap();
+    let web_hostname = doc[0]["Config"]["Hostname"].as_str().unwrap().to_string();
+    assert_eq!(hostname("sside").trim(), web_hostname);
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sside"])).unwrap();
+    assert_eq!(doc[0]["Config"]["Hostname"], web_hostname.as_str());
+    // What is the other container's to decide is refused, as Docker does.
+    for (flag, value, says) in [
+        (
+            "-h",
+            "mine",
+            "conflicting options: hostname and the network mode",
+        ),
+        (
+            "--dns",
+            "192.0.2.1",
+            "conflicting options: dns and the network mode",
+        ),
+        (
+            "--add-host",
+            "db:192.0.2.2",
+            "conflicting options: custom host-to-IP mapping and the network mode",
+        ),
+        (
+            "-p",
+            "8080:80",
+            "conflicting options: port publishing and the container type network mode",
+        ),
+    ] {
+        lab.refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "container:sweb",
+                flag,
+                value,
+                "busybox",
+                "true",
+            ],
+            says,
+        );
+    }
     let addresses = lab.ok(&["exec", "sside", "ip", "-o", "-4", "addr"]);
     assert!(addresses.contains("10.89.0.2/24"), "{addresses}");
     let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sside"])).unwrap();

@@ -1337,3 +1337,83 @@ fn a_user_defined_network_gives_its_resolver_in_resolv_conf() {
         "{hosts}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ipc_container_joins_a_shareable_ipc_namespace_only() {
+    let lab = common::lab::Lab::new("parity-ipc");
+    let sleeper = |name: &str, ipc: Option<&str>| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+        if let Some(mode) = ipc {
+            args.extend(["--ipc", mode]);
+        }
+        args.extend(["busybox", "sleep", "60"]);
+        lab.ok(&args);
+    };
+    sleeper("donor", Some("shareable"));
+    sleeper("joiner", Some("container:donor"));
+    let ipc = |name: &str| fs::read_link(format!("/proc/{}/ns/ipc", lab.pid(name))).unwrap();
+    let own = fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(ipc("joiner"), ipc("donor"));
+    assert_ne!(ipc("donor"), own);
+    // Its /dev/mqueue is that namespace's: a queue made in one is in the other.
+    lab.ok(&["exec", "donor", "touch", "/dev/mqueue/shared-queue"]);
+    let queues = lab.ok(&["exec", "joiner", "ls", "/dev/mqueue"]);
+    assert_eq!(queues, "shared-queue\n");
+    let doc: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "joiner"])).unwrap();
+    assert_eq!(doc[0]["HostConfig"]["IpcMode"], "container:donor");
+    // Docker 20.10's default is "private": not shareable.
+    sleeper("private", None);
+    lab.refused(
+        &["run", "--rm", "--network", "none", "--ipc", "container:private", "busybox", "true"],
+        "can't join IPC of container private: non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+    );
+    lab.refused(
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:nosuch",
+            "busybox",
+            "true",
+        ],
+        "can't join IPC of container nosuch",
+    );
+    lab.refused(
+        &["run", "--rm", "--ipc", "bogus", "busybox", "true"],
+        "invalid IPC mode: bogus",
+    );
+    lab.refused(
+        &["run", "--rm", "--ipc", "container:", "busybox", "true"],
+        "invalid IPC mode: container:",
+    );
+    // An IPC sysctl would be the other container's setting: refused, and
+    // neither the host's nor the donor's value changes.
+    // (An IPC sysctl reads the reader's namespace: the donor's is read there.)
+    let host_shmmax = || fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let donor_shmmax = || lab.ok(&["exec", "donor", "cat", "/proc/sys/kernel/shmmax"]);
+    let (host_before, donor_before) = (host_shmmax(), donor_shmmax());
+    lab.refused(
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:donor",
+            "--sysctl",
+            "kernel.shmmax=4096",
+            "busybox",
+            "true",
+        ],
+        "not allowed with --ipc container:donor",
+    );
+    assert_eq!(host_shmmax(), host_before);
+    assert_eq!(donor_shmmax(), donor_before);
+    lab.ok(&["stop", "-t", "0", "donor"]);
+    lab.refused(
+        &["run", "--rm", "--ipc", "container:donor", "busybox", "true"],
+        "is not running",
+    );
+}

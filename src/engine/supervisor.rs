@@ -148,8 +148,8 @@ pub fn supervise(
     ready: Option<OwnedFd>,
     explain: Explain,
 ) -> Result<i32, SupervisorError> {
-    let (id, config) = (record.id.as_str(), &record.config);
-    claim(store, record, config)?;
+    let (id, mut config) = (record.id.as_str(), record.config.clone());
+    claim(store, record, &config)?;
     runtime::hold_at("claimed");
     let _ = std::fs::remove_file(stop_marker(store, id));
     let mut ready = ready;
@@ -182,7 +182,7 @@ pub fn supervise(
         };
         let started = runtime::start(
             store.dirs(),
-            config,
+            &config,
             explain,
             io,
             Some(&layer_dir(store, id)),
@@ -196,7 +196,7 @@ pub fn supervise(
                 return Err(SupervisorError::Runtime(err));
             }
         };
-        record_running(store, id, &started)?;
+        record_running(store, id, &config.name, &started)?;
         report(&mut ready, "ok");
 
         let code = started.wait_forwarding_signals(!config.extra.no_sig_proxy);
@@ -243,9 +243,13 @@ pub fn supervise(
             store.update(id, |r| r.state.status = Status::Exited)?;
             break code;
         }
+        // As it is now: `rename` or `network connect` may have changed it.
+        config = store.get(id)?.config;
     };
     if config.remove {
-        remove(store, record)?;
+        // As it is now: its name may have changed.
+        let now = store.get(id).unwrap_or_else(|_| record.clone());
+        remove(store, &now)?;
     }
     Ok(code)
 }
@@ -306,7 +310,12 @@ fn wait_logger(logger: Option<nix::unistd::Pid>) {
     }
 }
 
-fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), SupervisorError> {
+fn record_running(
+    store: &Store,
+    id: &str,
+    name: &str,
+    started: &Started,
+) -> Result<(), SupervisorError> {
     let pid = started.pid().as_raw();
     let me = std::process::id() as i32;
     let ports: Vec<String> = started.published().iter().map(|p| p.to_string()).collect();
@@ -327,6 +336,7 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
         r.state.links = links;
         r.state.ports = ports;
         r.state.cgroup_paths = cgroup_paths;
+        r.state.run_name = name.to_string();
     })?;
     Ok(())
 }
@@ -402,16 +412,24 @@ pub fn reclaim(store: &Store, name: &str, state: &store::State) -> Result<(), Su
         .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
     crate::engine::network::reclaim(store.dirs(), name)
         .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
-    // Unless another live run (a chapter of the same name) owns it.
-    let run_dir = store.dirs().container_dir(name);
-    let owner = std::fs::read_to_string(run_dir.join("owner.pid")).unwrap_or_default();
-    let owner: i32 = owner.trim().parse().unwrap_or(0);
-    let someone_else =
-        owner > 0 && owner != std::process::id() as i32 && process::is_alive(owner, 0);
-    if !someone_else {
-        // Named volumes outlive their containers, as in Docker.
-        crate::engine::dirs::remove_tree(&run_dir)
-            .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+    // The run directory by its name, and by the one it started under when
+    // it was renamed while running.
+    let mut names = vec![name];
+    if !state.run_name.is_empty() && state.run_name != name {
+        names.push(&state.run_name);
+    }
+    for name in names {
+        // Unless another live run (a chapter of the same name) owns it.
+        let run_dir = store.dirs().container_dir(name);
+        let owner = std::fs::read_to_string(run_dir.join("owner.pid")).unwrap_or_default();
+        let owner: i32 = owner.trim().parse().unwrap_or(0);
+        let someone_else =
+            owner > 0 && owner != std::process::id() as i32 && process::is_alive(owner, 0);
+        if !someone_else {
+            // Named volumes outlive their containers, as in Docker.
+            crate::engine::dirs::remove_tree(&run_dir)
+                .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+        }
     }
     Ok(())
 }

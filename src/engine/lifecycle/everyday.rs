@@ -53,14 +53,22 @@ impl Lifecycle {
         }
     }
 
-    /// `rename OLD NEW`: a stopped container only, since the kernel objects
-    /// of a running one (its cgroup, its network entry) carry its name.
+    /// `rename OLD NEW`: the record and the name index; a running
+    /// container's names on its networks too (its resolvers answer for the
+    /// new name only). Its cgroup and run directory keep the name they
+    /// were made under until it stops; /etc/hosts and the hostname stay,
+    /// as Docker leaves them.
     pub fn rename(&self, key: &str, new_name: &str) -> Result<(), LifecycleError> {
         let record = self.find(key)?;
-        if record.effective_status().is_running() {
-            return Err(LifecycleError::RenameRunning(key.to_string()));
+        let wanted = new_name.strip_prefix('/').unwrap_or(new_name);
+        if wanted == record.name {
+            return Err(LifecycleError::RenameSame);
         }
-        Ok(self.store.rename(&record.id, new_name)?)
+        self.store.rename(&record.id, wanted)?;
+        if record.effective_status().is_running() {
+            crate::engine::network::rename(self.dirs(), &record.name, wanted)?;
+        }
+        Ok(())
     }
 
     /// `update`: new limits, stored, and written to the cgroup of a

@@ -103,3 +103,21 @@ pub fn disconnect(dirs: &LabDirs, network: &Network, name: &str) -> Result<(), N
     }
     release(&lock, on)
 }
+
+/// `rename` of a running container: its entries on every network take the
+/// new name, so that the resolvers answer for it and no longer for the
+/// old one (as Docker's sandbox rename does). Its /etc/hosts is left as
+/// it is, as Docker leaves it.
+pub fn rename(dirs: &LabDirs, old: &str, new: &str) -> Result<(), NetworkError> {
+    let lock = NetworkLock::take(dirs)?;
+    let mut entries = lock.entries()?;
+    let mut changed = false;
+    for entry in entries.iter_mut().filter(|e| e.name == old && e.is_alive()) {
+        entry.name = new.to_string();
+        changed = true;
+    }
+    if changed {
+        lock.save(&entries)?;
+    }
+    Ok(())
+}

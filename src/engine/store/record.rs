@@ -89,6 +89,21 @@ pub struct State {
     pub ports: Vec<String>,
     /// The container's cgroup directories, one per hierarchy.
     pub cgroup_paths: Vec<PathBuf>,
+    /// The name its run directory was made under when it started: after
+    /// `rename` of a running container, no longer the record's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub run_name: String,
+}
+
+impl State {
+    /// The name the running container's run directory carries.
+    pub fn kernel_name<'a>(&'a self, name: &'a str) -> &'a str {
+        if self.run_name.is_empty() {
+            name
+        } else {
+            &self.run_name
+        }
+    }
 }
 
 /// One container: what it was created from and what it is doing.
