@@ -93,17 +93,7 @@ fn containers_on_different_networks_cannot_reach_each_other() {
         "10.50.0.254",
         "back",
     ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "iweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("iweb", "front");
     lab.ok(&[
         "run",
         "-d",
@@ -179,28 +169,8 @@ fn containers_on_different_networks_cannot_reach_each_other() {
 fn a_removed_container_is_a_name_gone() {
     let lab = Lab::new("networks-gone");
     lab.ok(&["network", "create", "front"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gkeep",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("gweb", "front");
+    lab.sleeper("gkeep", "front");
     assert!(lab.lookup("front", "gweb", "10.89.0.1").is_some());
     lab.ok(&["rm", "-f", "gweb"]);
     assert_eq!(lab.lookup("front", "gweb", "10.89.0.1"), None);
@@ -217,17 +187,7 @@ fn a_removed_container_is_a_name_gone() {
     )
     .unwrap();
     common::wait_for(common::PATIENCE, || (!alive(pid)).then_some(())).unwrap();
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gprobe",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("gprobe", "front");
     let out = lab.md(&["exec", "gprobe", "nslookup", "gkeep", "10.89.0.1"]);
     assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "gkeep"), None);
 }
@@ -282,32 +242,12 @@ fn other_names_are_forwarded_to_the_hosts_resolvers() {
     let upstream = fake_upstream(&lab, stop.clone());
     lab.ok(&["network", "create", "front"]);
     lab.ok(&["network", "create", "--internal", "sealed"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "fweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("fweb", "front");
     let external = lab.lookup("front", "example.test", "10.89.0.1");
     // Its own names are still its own, never asked upstream.
     let own = lab.lookup("front", "fweb", "10.89.0.1");
     // An internal network forwards nothing.
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "finside",
-        "--network",
-        "sealed",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("finside", "sealed");
     let sealed = lab.lookup("sealed", "example.test", "10.89.1.1");
     let sealed_own = lab.lookup("sealed", "finside", "10.89.1.1");
     stop.store(true, Ordering::Relaxed);
@@ -329,28 +269,8 @@ fn a_running_container_is_connected_and_disconnected() {
     let lab = Lab::new("networks-connect");
     lab.ok(&["network", "create", "front"]);
     lab.ok(&["network", "create", "back"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cdb",
-        "--network",
-        "back",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("cweb", "front");
+    lab.sleeper("cdb", "back");
     let db = lab.ip_of("cdb");
     let reach = |lab: &Lab| lab.md(&["exec", "cweb", "ping", "-c1", "-W1", &db.to_string()]);
     assert_ne!(reach(&lab).status.code(), Some(0));
@@ -438,17 +358,7 @@ fn network_rm_of_a_network_a_killed_run_left_removes_everything() {
     let lab = Lab::new("networks-killed");
     lab.ok(&["network", "create", "front"]);
     let bridge = bridge_of(&lab, "front");
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "kweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("kweb", "front");
     let resolver = lab.resolver("front").expect("a resolver");
     // The supervisor and the container killed: nobody cleans up but the
     // next command.
@@ -478,28 +388,8 @@ fn network_rm_of_a_network_a_killed_run_left_removes_everything() {
 fn network_container_shares_another_containers_namespace() {
     let lab = Lab::new("networks-shared");
     lab.ok(&["network", "create", "front"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "sweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "sside",
-        "--network",
-        "container:sweb",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("sweb", "front");
+    lab.sleeper("sside", "container:sweb");
     let pid = |name: &str| lab.pid(name);
     let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let uts = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
@@ -721,4 +611,111 @@ fn concurrent_creates_and_runs_never_share_a_subnet_or_an_address() {
         [resolver],
         "one resolver for the network, not one per run"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_running_container_renamed_resolves_by_its_new_name_only() {
+    let lab = Lab::new("networks-rename");
+    lab.ok(&["network", "create", "front"]);
+    lab.sleeper("before", "front");
+    lab.sleeper("asker", "front");
+    let ip = lab.ip_of("before");
+    let ask = |name: &str| {
+        let out = lab.md(&["exec", "asker", "nslookup", name, "10.89.0.1"]);
+        answer(&String::from_utf8_lossy(&out.stdout), name)
+    };
+    assert_eq!(ask("before"), Some(ip));
+    let hosts = lab.ok(&["exec", "before", "cat", "/etc/hosts"]);
+    let pid = lab.pid("before");
+    lab.ok(&["rename", "before", "after"]);
+    // The record and the name index: the new name finds it, the old none.
+    assert_eq!(lab.pid("after"), pid);
+    assert_eq!(lab.md(&["inspect", "before"]).status.code(), Some(1));
+    let names = lab.ok(&["ps", "--format", "{{.Names}}"]);
+    assert!(names.lines().any(|n| n == "after"), "{names}");
+    assert!(!names.lines().any(|n| n == "before"), "{names}");
+    // The network's resolver: the new name answers, the old one does not.
+    assert_eq!(ask("after"), Some(ip));
+    assert_eq!(ask("before"), None);
+    let file = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
+    assert!(
+        file.contains(" after") && !file.contains(" before"),
+        "{file}"
+    );
+    // /etc/hosts as Docker leaves it: unchanged.
+    assert_eq!(lab.ok(&["exec", "after", "cat", "/etc/hosts"]), hosts);
+    // Docker's refusals: the same name, a name in use.
+    let same = lab.md(&["rename", "after", "after"]);
+    assert_eq!(same.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&same.stderr)
+        .contains("Renaming a container with the same name as its current name"));
+    let taken = lab.md(&["rename", "after", "asker"]);
+    assert_eq!(taken.status.code(), Some(1), "{taken:?}");
+    // While it runs, its old name still names its cgroup and run directory:
+    // a new container cannot take it yet, and says why.
+    let reuse = lab.md(&["run", "-d", "--name", "before", "busybox", "true"]);
+    assert_ne!(reuse.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&reuse.stderr).contains("already in use"),
+        "{reuse:?}"
+    );
+    // Stopped and removed by its new name, nothing of it is left: its
+    // address, its names, its run directory under the old name.
+    lab.ok(&["rm", "-f", "after"]);
+    assert_eq!(ask("after"), None);
+    assert!(!lab.state.join("run/containers/before").exists());
+    assert!(!lab.state.join("run/containers/after").exists());
+    let file = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
+    assert!(!file.contains(" after"), "{file}");
+    // And now the old name is free again.
+    lab.sleeper("before", "front");
+    assert_eq!(ask("before"), Some(lab.ip_of("before")));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn system_prune_removes_unused_networks_and_never_the_default_ones() {
+    let lab = Lab::new("networks-sysprune");
+    lab.ok(&["network", "create", "--subnet", "10.61.0.0/24", "used"]);
+    lab.ok(&["network", "create", "--subnet", "10.62.0.0/24", "idle"]);
+    lab.ok(&["network", "create", "--subnet", "10.63.0.0/24", "left"]);
+    lab.sleeper("stays", "used");
+    // A stopped container is pruned first; its network, unused then, too.
+    lab.ok(&[
+        "run",
+        "--name",
+        "ended",
+        "--network",
+        "left",
+        "busybox",
+        "true",
+    ]);
+    let idle_bridge = bridge_of(&lab, "idle");
+    let out = lab.ok(&["system", "prune", "-f"]);
+    let (containers, rest) = out.split_once("Deleted Networks:\n").expect(&out);
+    assert!(containers.starts_with("Deleted Containers:\n"), "{out}");
+    let deleted: Vec<&str> = rest.split("\n\n").next().unwrap().lines().collect();
+    assert_eq!(deleted, ["idle", "left"], "{out}");
+    let listed: Vec<String> = lab
+        .ok(&["network", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(listed, ["bridge", "host", "none", "used"]);
+    for gone in ["idle", "left"] {
+        assert!(!lab.state.join(format!("lib/networks/{gone}.json")).exists());
+    }
+    let links = lab.host.ip(&["-br", "link"]);
+    assert!(!links.contains(&idle_bridge), "{links}");
+    // Nothing to prune: no section at all.
+    let again = lab.ok(&["system", "prune", "-f"]);
+    assert!(!again.contains("Deleted Networks:"), "{again}");
 }

@@ -98,6 +98,22 @@ impl Lab {
             .unwrap()
     }
 
+    /// `run -d --name NAME --network NETWORK busybox sleep 60`: a
+    /// container that stays while the test looks at it.
+    pub fn sleeper(&self, name: &str, network: &str) {
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+    }
+
     /// The host PID of a running container's first process.
     pub fn pid(&self, container: &str) -> i32 {
         let doc: Value = serde_json::from_str(&self.ok(&["inspect", container])).unwrap();

@@ -181,6 +181,12 @@ impl Record {
         self.config.remove
     }
 
+    /// Whether `name` is this container's: its name, or, while it runs
+    /// after a rename, the one its run directory and cgroup still carry.
+    pub fn holds_name(&self, name: &str) -> bool {
+        self.name == name || (self.state.run_name == name && self.effective_status().is_running())
+    }
+
     /// The status the container really has right now: see [`Record::effective_state`].
     pub fn effective_status(&self) -> Status {
         self.effective_state().status
