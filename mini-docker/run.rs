@@ -625,6 +625,7 @@ impl RunArgs {
                     .collect::<Result<_, _>>()?,
                 dns: self.dns.clone(),
                 dns_search: self.dns_search.clone(),
+                networks: Vec::new(),
             },
         })
     }

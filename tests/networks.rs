@@ -719,3 +719,91 @@ fn system_prune_removes_unused_networks_and_never_the_default_ones() {
     let again = lab.ok(&["system", "prune", "-f"]);
     assert!(!again.contains("Deleted Networks:"), "{again}");
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_stopped_container_is_connected_when_it_starts_and_disconnected_for_the_next() {
+    let lab = Lab::new("networks-connect-stopped");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&["network", "create", "back"]);
+    let back_bridge = bridge_of(&lab, "back");
+    lab.sleeper("bprobe", "back");
+    lab.ok(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // Created: written down, nothing made yet.
+    lab.ok(&["network", "connect", "--alias", "wall", "back", "later"]);
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "later"])).unwrap();
+    assert_eq!(
+        doc[0]["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        ""
+    );
+    let on_back = || {
+        lab.host
+            .ip(&["-br", "link", "show", "master", &back_bridge])
+    };
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    // Connecting it again is nothing to do, as in Docker.
+    lab.ok(&["network", "connect", "back", "later"]);
+    // Started: eth1 on back, a second port on back's bridge, and known
+    // there by its name and alias.
+    lab.ok(&["start", "later"]);
+    let addresses = lab.ok(&["exec", "later", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    let ip: Ipv4Addr = addresses
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect(&addresses);
+    assert!(ip.to_string().starts_with("10.89.1."), "{addresses}");
+    assert_eq!(on_back().lines().count(), 2, "{}", on_back());
+    for name in ["later", "wall"] {
+        let out = lab.ok(&["exec", "bprobe", "nslookup", name, "10.89.1.1"]);
+        assert_eq!(answer(&out, name), Some(ip), "{name}: {out}");
+    }
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "later"])).unwrap();
+    assert_eq!(
+        doc[0]["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        ip.to_string().as_str()
+    );
+    // Exited: disconnected for the next start; twice is Docker's error.
+    lab.ok(&["stop", "-t", "0", "later"]);
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    lab.ok(&["network", "disconnect", "back", "later"]);
+    let again = lab.md(&["network", "disconnect", "back", "later"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not connected to the network back"));
+    lab.ok(&["start", "later"]);
+    let links = lab.ok(&["exec", "later", "ip", "-o", "link"]);
+    assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    let out = lab.md(&["exec", "bprobe", "nslookup", "wall", "10.89.1.1"]);
+    assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "wall"), None);
+    // `--network none` cannot be on another network (Docker's refusal).
+    lab.ok(&[
+        "create",
+        "--name",
+        "lonely",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let none = lab.md(&["network", "connect", "back", "lonely"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("private (none) mode"));
+    // Removed: nothing of it is left on the networks.
+    lab.ok(&["rm", "-f", "later"]);
+    let addresses = fs::read_to_string(lab.state.join("run/network/addresses")).unwrap();
+    assert!(!addresses.contains(" later "), "{addresses}");
+}

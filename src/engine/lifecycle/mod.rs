@@ -27,7 +27,7 @@ mod stop;
 
 use std::path::PathBuf;
 
-pub use self::everyday::{find_in_layers, port_lines, FilesRoot, Update};
+pub use self::everyday::{find_in_layers, port_lines, primary_network, FilesRoot, Update};
 pub use self::inspect::Inspection;
 use crate::engine::dirs::LabDirs;
 use crate::engine::images::ImageError;

@@ -74,6 +74,21 @@ pub struct RunExtras {
     /// `--cidfile FILE`: where the container's ID was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidfile: Option<String>,
+    /// `network connect`: the networks it is on besides `--network`'s,
+    /// in the order connected; every start attaches them again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Connection>,
+}
+
+/// One `network connect NETWORK CONTAINER`, as Docker keeps it in the
+/// container's NetworkSettings.Networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// Docker's `--ulimit` names and the kernel's resources.

@@ -135,6 +135,8 @@ pub struct Started {
     pid: Pid,
     status: Option<i32>,
     network: Option<Attachment>,
+    /// `network connect`'s networks, attached at each start.
+    connected: Vec<Attachment>,
     cgroup: Cgroup,
     anonymous_volumes: Vec<String>,
     dirs: LabDirs,
@@ -313,6 +315,7 @@ pub fn start(
         pid: child,
         status: None,
         network: None,
+        connected: Vec::new(),
         cgroup,
         remove_anonymous: config.remove,
         anonymous_volumes,
@@ -365,6 +368,18 @@ pub fn start(
             );
         }
         started.network = Some(attachment);
+    }
+    // The networks `network connect` added (eth1, eth2 …).
+    for connection in &config.extra.networks {
+        let net = network::Network::named(dirs, &connection.network)?
+            .ok_or_else(|| network::NetworkError::NotFound(connection.network.clone()))?;
+        let endpoint = network::Endpoint {
+            name: config.name.clone(),
+            aliases: connection.aliases.clone(),
+            ip: connection.ip,
+        };
+        let attachment = network::attach_another(dirs, &net, &endpoint, child.as_raw())?;
+        started.connected.push(attachment);
     }
     // The container's /etc/hosts, resolv.conf and hostname, with its
     // address (with `container:NAME`, that one's files as they are).
@@ -1019,6 +1034,7 @@ impl Drop for Started {
         // Fields drop after this: first the network goes, then the cgroup
         // (empty now), then the run directory.
         self.network.take();
+        self.connected.clear();
         if self.remove_anonymous {
             for name in &self.anonymous_volumes {
                 let _ = volumes::remove(&self.dirs, name);
