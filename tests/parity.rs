@@ -1417,3 +1417,76 @@ fn ipc_container_joins_a_shareable_ipc_namespace_only() {
         "is not running",
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn attach_forwards_stdin_to_a_detached_interactive_container() {
+    use std::io::Write;
+    let lab = common::lab::Lab::new("parity-attach");
+    lab.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "deaf",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // From outside: the one's stdin is its fifo, the other's /dev/null
+    // (the character device 1:3).
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stdin_of = |name: &str| fs::metadata(format!("/proc/{}/fd/0", lab.pid(name))).unwrap();
+    assert!(stdin_of("reader").file_type().is_fifo());
+    let deaf = stdin_of("deaf");
+    assert!(deaf.file_type().is_char_device());
+    assert_eq!(deaf.rdev(), libc::makedev(1, 3));
+    let attach_with = |input: &str| {
+        let mut command = lab.command(&["attach", "--sig-proxy=false", "reader"]);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        // Written, then our end closed: end of file for attach, not for cat.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child
+    };
+    let logs_say = |text: &str| {
+        common::wait_for(common::PATIENCE, || {
+            (lab.ok(&["logs", "reader"]) == text).then_some(())
+        })
+        .is_some()
+    };
+    let first = attach_with("hi\n");
+    assert!(logs_say("hi\n"), "{}", lab.ok(&["logs", "reader"]));
+    // attach follows the output until interrupted (no signal proxy).
+    let out = common::end_foreground(first);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The container's stdin stayed open: a second attacher is heard too.
+    let second = attach_with("again\n");
+    assert!(logs_say("hi\nagain\n"), "{}", lab.ok(&["logs", "reader"]));
+    let _ = common::end_foreground(second);
+    let doc: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "reader"])).unwrap();
+    assert_eq!(doc[0]["State"]["Running"], true);
+}

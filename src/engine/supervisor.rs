@@ -39,9 +39,54 @@ pub fn layer_dir(store: &Store, id: &str) -> PathBuf {
     store.data_dir(id).join("layer")
 }
 
+/// `run -d -i`: the fifo the container reads as its stdin and `attach`
+/// writes to; root's alone, beside the container's state.
+pub fn stdin_fifo(store: &Store, id: &str) -> PathBuf {
+    store.run_dir(id).join("stdin")
+}
+
+/// The stdin fifo of a detached `-i` container, made by its supervisor and
+/// held open for writing by it for the container's whole life: an attacher
+/// that leaves never gives the container end of file (Docker's
+/// `StdinOnce: false`), and each start reads the same fifo.
+struct StdinFifo {
+    path: PathBuf,
+    _held: OwnedFd,
+}
+
+impl StdinFifo {
+    fn create(path: PathBuf) -> Result<StdinFifo, SupervisorError> {
+        use nix::sys::stat::Mode;
+        let failed = |e: nix::errno::Errno| {
+            SupervisorError::Spawn(format!("make the stdin fifo {}: {e}", path.display()))
+        };
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).map_err(failed)?;
+        // Read and write: a fifo opened so never waits for the other end.
+        // (std opens with O_CLOEXEC: the container gets only its own end.)
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SupervisorError::Spawn(format!("open {}: {e}", path.display())))?;
+        Ok(StdinFifo {
+            _held: held.into(),
+            path,
+        })
+    }
+
+    /// The container's end, for one start.
+    fn reader(&self) -> Result<StdinMode, SupervisorError> {
+        let fd = std::fs::File::open(&self.path)
+            .map_err(|e| SupervisorError::Spawn(format!("open {}: {e}", self.path.display())))?;
+        Ok(StdinMode::Fd(fd.into()))
+    }
+}
+
 /// How the supervised container's streams are connected.
 pub enum Attach {
-    /// Detached: stdout and stderr go to the log, stdin is /dev/null.
+    /// Detached: stdout and stderr go to the log; stdin is /dev/null, or
+    /// with `-i` a fifo that `attach` writes to.
     Log,
     /// A foreground `run`: the container's stdin, and its stdout and
     /// stderr logged and also copied, as they come, to these (the front
@@ -153,6 +198,10 @@ pub fn supervise(
     runtime::hold_at("claimed");
     let _ = std::fs::remove_file(stop_marker(store, id));
     let mut ready = ready;
+    let stdin = match (&attach, config.interactive) {
+        (Attach::Log, true) => Some(StdinFifo::create(stdin_fifo(store, id))?),
+        _ => None,
+    };
     let mut attach = Some(attach);
     let mut delay = Duration::ZERO;
     let mut restarts = record.state.restart_count;
@@ -170,7 +219,11 @@ pub fn supervise(
                 (io, Some(logger))
             }
             _ => {
-                let (io, logger) = log_pipes(store, record, StdinMode::Null, None)?;
+                let stdin = match &stdin {
+                    Some(fifo) => fifo.reader()?,
+                    None => StdinMode::Null,
+                };
+                let (io, logger) = log_pipes(store, record, stdin, None)?;
                 (io, Some(logger))
             }
         };
