@@ -666,14 +666,18 @@ fn a_running_container_renamed_resolves_by_its_new_name_only() {
     // Stopped and removed by its new name, nothing of it is left: its
     // address, its names, its run directory under the old name.
     lab.ok(&["rm", "-f", "after"]);
-    assert_eq!(ask("after"), None);
+    // (Asked from a new container: the bridge's MAC may have changed with
+    // the port that went, and asker's ARP cache would still name the old.)
+    assert_eq!(lab.lookup("front", "after", "10.89.0.1"), None);
+    assert!(lab.lookup("front", "asker", "10.89.0.1").is_some());
     assert!(!lab.state.join("run/containers/before").exists());
     assert!(!lab.state.join("run/containers/after").exists());
     let file = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
     assert!(!file.contains(" after"), "{file}");
     // And now the old name is free again.
     lab.sleeper("before", "front");
-    assert_eq!(ask("before"), Some(lab.ip_of("before")));
+    let again = lab.ip_of("before");
+    assert_eq!(lab.lookup("front", "before", "10.89.0.1"), Some(again));
 }
 
 #[test]
@@ -787,8 +791,9 @@ fn a_stopped_container_is_connected_when_it_starts_and_disconnected_for_the_next
     let links = lab.ok(&["exec", "later", "ip", "-o", "link"]);
     assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
     assert_eq!(on_back().lines().count(), 1, "{}", on_back());
-    let out = lab.md(&["exec", "bprobe", "nslookup", "wall", "10.89.1.1"]);
-    assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "wall"), None);
+    // (From a new container: see the rename test on the bridge's MAC.)
+    assert_eq!(lab.lookup("back", "wall", "10.89.1.1"), None);
+    assert!(lab.lookup("back", "bprobe", "10.89.1.1").is_some());
     // `--network none` cannot be on another network (Docker's refusal).
     lab.ok(&[
         "create",
