@@ -724,7 +724,7 @@ fn the_everyday_commands_work_as_dockers() {
     struct Cleanup(std::path::PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            for name in ["daily", "weekly"] {
+            for name in ["daily", "hourly", "weekly"] {
                 let _ = md(&self.0, &["rm", "-f", "-v", name]);
             }
         }
@@ -854,11 +854,11 @@ fn the_everyday_commands_work_as_dockers() {
         "cp followed a symlink out of the container"
     );
     assert!(!out_dir.join("leaked").exists());
-    // rename refuses a running container; exec -d runs in the background.
-    assert_eq!(
-        md(&state, &["rename", "daily", "weekly"]).status.code(),
-        Some(1)
-    );
+    // rename of a running container, as Docker's: and back again.
+    md_ok(&state, &["rename", "daily", "hourly"]);
+    assert_eq!(md_ok(&state, &["ps", "--format", "{{.Names}}"]), "hourly\n");
+    md_ok(&state, &["rename", "hourly", "daily"]);
+    // exec -d runs in the background.
     // attach: the output from now on, and the exit code.
     let mut attach = common::mini_docker(&state, &["attach", "daily"]);
     attach.stdout(Stdio::piped()).stderr(Stdio::piped());
