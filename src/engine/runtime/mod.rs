@@ -224,6 +224,9 @@ pub fn start(
         volume_sources.push(source);
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
+    // The grace period of the first join, begun while the rest is made.
+    let _warm = (cgroup.version() == 1)
+        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let written = cgroup.set(&config.limits.resources()?)?;
     // What the container mounts again at /sys/fs/cgroup, from inside its
     // cgroup namespace: the hierarchies its own cgroup is in.
