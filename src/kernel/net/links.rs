@@ -29,6 +29,13 @@ pub fn create_bridge(
         .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
             InfoKind::Bridge,
         )]));
+    // A MAC of its own (02:42 and the address, locally administered, as
+    // Docker's): without one a bridge takes the lowest of its ports', and
+    // when that container goes the gateway's MAC changes under the others'
+    // ARP caches, which then lose it for half a minute.
+    let [a, b, c, d] = address.octets();
+    link.attributes
+        .push(LinkAttribute::Address(vec![0x02, 0x42, a, b, c, d]));
     nl.request(RouteNetlinkMessage::NewLink(link), Create::New)
         .map_err(op("create bridge", name))?;
     add_address(nl, name, address, prefix)?;
