@@ -1,8 +1,8 @@
 //! A bundle's `config.json` from the engine's run configuration: the same
 //! container `mini-docker run` makes, described for any runc-compatible
 //! runtime (`mini-docker --runtime PATH run …`). What the description has
-//! no field for here (a network of the lab's, published ports, devices,
-//! a terminal) is refused by its Docker flag before anything is made.
+//! no field for here (another container's network, devices, a restart
+//! policy) is refused by its Docker flag before anything is made.
 
 use std::path::{Path, PathBuf};
 
@@ -21,16 +21,20 @@ use crate::engine::volumes::{self, Source};
 pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     let mut refused = Vec::new();
     let mut refuse = |flag: &str, why: &str| refused.push(format!("{flag}: {why}"));
-    let networks =
-        "the lab's networks are the engine's, not the runtime's; use --network none or host";
-    match &config.network {
-        NetworkMode::None | NetworkMode::Host => {}
-        NetworkMode::Bridge => refuse("--network bridge", networks),
-        NetworkMode::Named(name) => refuse(&format!("--network {name}"), networks),
-        NetworkMode::Container(name) => refuse(&format!("--network container:{name}"), networks),
+    // The lab's bridge and user-defined networks are joined by the
+    // monitor between the runtime's create and start (see `monitor`).
+    let joined = matches!(config.network, NetworkMode::Bridge | NetworkMode::Named(_));
+    if let NetworkMode::Container(name) = &config.network {
+        refuse(
+            &format!("--network container:{name}"),
+            "the other container's namespace is the engine's; use --network none, host, bridge or a network's name",
+        );
     }
-    if !config.publish.is_empty() {
-        refuse("-p", "published ports need the lab's bridge");
+    if !config.publish.is_empty() && !joined {
+        refuse(
+            "-p",
+            "published ports need the lab's bridge or a network of its own",
+        );
     }
     if !config.devices.is_empty() {
         refuse("--device", "not described in the bundle yet");
@@ -40,9 +44,6 @@ pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     }
     if config.init {
         refuse("--init", "the lab's init is the engine's");
-    }
-    if config.tty {
-        refuse("-t", "a terminal needs a console socket; run without -t");
     }
     if config.restart != RestartPolicy::No {
         refuse(
@@ -72,7 +73,7 @@ pub fn spec_for(
         root.set_readonly(Some(config.read_only));
     }
     if let Some(process) = spec.process_mut() {
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(config.tty));
         process.set_args(Some(config.command.clone()));
         let env = crate::engine::runtime::environment(config, &[]);
         process.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
