@@ -5,6 +5,13 @@
 //! mount of its root in the host's table; then the exit code passed
 //! through and nothing left (cgroup, bundle, the runtime's state).
 //!
+//! And `-d` on the lab's bridge through each of them: the container
+//! keeps running under mini-docker's monitor after `run` returns, in its
+//! namespaces, its address inside its own network namespace, `ps` and
+//! `logs` show it, `stop` ends it through the runtime's `kill` (its
+//! SIGTERM trap answers), `rm` leaves nothing (state, cgroups, mounts,
+//! processes, veths). Networks only inside a namespace playing the host.
+//!
 //! Needs root; a runtime that is not installed is skipped and said so.
 
 mod common;
@@ -45,6 +52,9 @@ fn every_runtime_runs_the_same_container_from_the_bundle() {
             continue;
         };
         same_container(&name, &program);
+        // In the same test, one after the other: both check that the
+        // shared parent cgroup goes with the last container.
+        detached_on_the_bridge(&name, &program);
     }
 }
 
@@ -154,23 +164,221 @@ fn what_a_bundle_cannot_carry_is_refused_by_its_flag() {
     common::assert_root();
     let state = common::state_root("seam-refused");
     let lab_runc = common::binary("lab-runc");
-    let output = common::run(common::mini_docker(
-        &state,
-        &[
-            "--runtime",
-            lab_runc.to_str().unwrap(),
-            "run",
-            "--rm",
-            "busybox",
-            "true",
-        ],
-    ));
-    assert_eq!(output.status.code(), Some(125));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--network bridge"), "{stderr}");
+    for (flag, value) in [
+        ("--network container:web", "--network=container:web"),
+        ("--restart", "--restart=always"),
+    ] {
+        let output = common::run(common::mini_docker(
+            &state,
+            &[
+                "--runtime",
+                lab_runc.to_str().unwrap(),
+                "run",
+                value,
+                "busybox",
+                "true",
+            ],
+        ));
+        assert_eq!(output.status.code(), Some(125));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
     let output = common::run(common::mini_docker(&state, &["--runtime", "runc", "ps"]));
     assert_eq!(output.status.code(), Some(125));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--runtime works with run only"), "{stderr}");
     let _ = std::fs::remove_dir_all(&state);
+}
+
+fn detached_on_the_bridge(name: &str, program: &Path) {
+    let host = common::HostNetns::new();
+    let state = common::state_root(&format!("seam-d-{name}"));
+    let container = format!("seam-d-{name}");
+    let _cleanup = Cleanup {
+        host: &host,
+        state: &state,
+        container: &container,
+    };
+    let before = common::mount_points(&common::host_mountinfo());
+    let links_before = link_names(&host);
+    let md = |args: &[&str]| {
+        let mut all = vec!["--runtime", program.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let output = common::run(host.command(common::mini_docker(&state, &all)));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), stdout)
+    };
+    let plain = |args: &[&str]| {
+        let output = common::run(host.command(common::mini_docker(&state, args)));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: mini-docker {args:?}"
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let (code, id) = md(&[
+        "run",
+        "-d",
+        "--network",
+        "bridge",
+        "--name",
+        &container,
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 3' TERM; echo up; sleep 1000 & wait",
+    ]);
+    assert_eq!(code, Some(0), "{name}: run -d");
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{name}: the ID printed: {id:?}");
+
+    // Still running after `run` returned, and `ps` shows it.
+    assert!(plain(&["ps"]).contains(&container), "{name}: ps lists it");
+    let pid: i32 = plain(&["inspect", "-f", "{{.State.Pid}}", &container])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0, "{name}: its PID");
+    let pid_text = pid.to_string();
+    for kind in ["pid", "mnt", "uts", "ipc", "net", "cgroup"] {
+        assert_ne!(
+            common::ns_inode(&pid_text, kind),
+            common::ns_inode("self", kind),
+            "{name}: its own {kind} namespace"
+        );
+    }
+    // Its parent is our monitor (the runtime has exited).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let monitor = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap();
+    assert_eq!(
+        monitor.trim(),
+        "mini-docker-mon",
+        "{name}: the init's parent"
+    );
+    // Its cgroup beneath ours holds it.
+    let dirs: Vec<PathBuf> = common::cgroup_dirs(&container)
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    assert!(!dirs.is_empty(), "{name}: its cgroup");
+    let procs = Cgroup::open(&dirs).unwrap().processes();
+    assert!(procs.contains(&pid), "{name}: cgroup.procs {procs:?}");
+    // The address the record names is on eth0 inside its network
+    // namespace, and not in the host's.
+    let ip = plain(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}}",
+        &container,
+    ]);
+    let ip = ip.trim();
+    assert!(
+        ip.starts_with("172."),
+        "{name}: an address on the bridge: {ip:?}"
+    );
+    let inside = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-4", "-o", "addr", "show", "eth0"])
+        .output()
+        .unwrap();
+    let inside = String::from_utf8_lossy(&inside.stdout);
+    assert!(
+        inside.contains(&format!("{ip}/")),
+        "{name}: eth0 inside: {inside}"
+    );
+    assert!(
+        !host.ip(&["-4", "-o", "addr"]).contains(&format!("{ip}/")),
+        "{name}: not on the host"
+    );
+    let logged = common::wait_for(Duration::from_secs(10), || {
+        plain(&["logs", &container]).contains("up").then_some(())
+    });
+    assert!(logged.is_some(), "{name}: logs show its output");
+
+    // stop: SIGTERM through the runtime's kill, the trap's exit code.
+    plain(&["stop", &container]);
+    assert!(!plain(&["ps"]).contains(&container), "{name}: stopped");
+    let code = plain(&["inspect", "-f", "{{.State.ExitCode}}", &container]);
+    assert_eq!(code.trim(), "3", "{name}: the trap answered SIGTERM");
+    assert!(
+        !common::processes_with("").contains(&pid),
+        "{name}: its process is gone"
+    );
+    // (A zombie has exited: whoever it was reparented to reaps it.)
+    assert!(
+        !common::processes_with("mini-docker").contains(&ppid),
+        "{name}: the monitor is gone"
+    );
+    plain(&["rm", &container]);
+
+    // Nothing left: cgroups, mounts, veths, the runtime's state, bundles.
+    for dir in &dirs {
+        assert!(!dir.exists(), "{name}: {} is left", dir.display());
+        assert!(
+            !dir.parent().unwrap().exists(),
+            "{name}: the parent cgroup is left"
+        );
+    }
+    assert_eq!(
+        common::mount_points(&common::host_mountinfo()),
+        before,
+        "{name}: no mount left"
+    );
+    assert_eq!(
+        link_names(&host),
+        links_before,
+        "{name}: links left (veth, bridge)"
+    );
+    for dir in [
+        "run/bundles".to_string(),
+        format!(
+            "run/runtimes/{}",
+            program.file_name().unwrap().to_string_lossy()
+        ),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(state.join(&dir))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: left in {dir}: {left:?}");
+    }
+    assert!(
+        plain(&["ps", "-a", "-q"]).trim().is_empty(),
+        "{name}: the record is gone"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The names of the links in the namespace playing the host.
+fn link_names(host: &common::HostNetns) -> Vec<String> {
+    host.ip(&["-o", "link"])
+        .lines()
+        .filter_map(|line| line.split(':').nth(1))
+        .map(|name| name.trim().split('@').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// `rm -f` of the test's container even when an assertion failed, so
+/// that no container, cgroup or veth outlives the test.
+struct Cleanup<'a> {
+    host: &'a common::HostNetns,
+    state: &'a Path,
+    container: &'a str,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let rm = common::mini_docker(self.state, &["rm", "-f", self.container]);
+        let _ = self.host.command(rm).output();
+        let _ = std::fs::remove_dir_all(self.state);
+    }
 }
