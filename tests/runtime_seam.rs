@@ -382,3 +382,80 @@ impl Drop for Cleanup<'_> {
         let _ = std::fs::remove_dir_all(self.state);
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn every_runtime_gives_a_terminal_over_the_console_socket() {
+    use container_lab::kernel::pty;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    common::assert_root();
+    for (name, program) in runtimes() {
+        let Some(program) = program else {
+            println!("skipped {name}: not installed (apt install {name})");
+            continue;
+        };
+        let state = common::state_root(&format!("seam-t-{name}"));
+        // The user's terminal, played by a pty of ours.
+        let terminal = pty::open(None).unwrap();
+        let mut command = common::mini_docker(
+            &state,
+            &[
+                "--runtime",
+                program.to_str().unwrap(),
+                "run",
+                "--rm",
+                "-it",
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "tty; [ -t 1 ] && echo on-a-terminal; exit 4",
+            ],
+        );
+        let slave = terminal.slave.as_raw_fd();
+        command
+            .stdin(terminal.slave.try_clone().unwrap())
+            .stdout(terminal.slave.try_clone().unwrap())
+            .stderr(terminal.slave.try_clone().unwrap());
+        // Safety: between fork and exec only system calls.
+        unsafe {
+            command.pre_exec(move || {
+                pty::make_controlling_terminal(BorrowedFd::borrow_raw(slave))
+                    .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        drop(command);
+        drop(terminal.slave);
+        let mut master = std::fs::File::from(terminal.master);
+        let mut seen = Vec::new();
+        // Read until the slave's last holder closes it (EIO).
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let status = child.wait().unwrap();
+        let seen = String::from_utf8_lossy(&seen);
+        println!("{name}: {seen:?}");
+        assert!(
+            seen.contains("/dev/pts/") && seen.contains("on-a-terminal"),
+            "{name}: the container's stdout is a terminal: {seen:?}"
+        );
+        assert!(!seen.contains("not a tty"), "{name}: {seen:?}");
+        assert_eq!(status.code(), Some(4), "{name}: the exit code");
+        let left: Vec<_> = std::fs::read_dir(state.join("run/bundles"))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: bundles left: {left:?}");
+        let _ = std::fs::remove_dir_all(&state);
+    }
+}
