@@ -89,7 +89,7 @@ pub fn run(args: &RunArgs, runtime: &Path) -> anyhow::Result<i32> {
         return Ok(code?);
     }
     let plan = plan(&dirs, &config, external, &bundle.0, layers, &id)?;
-    foreground(&dirs, plan, stdin, config.interactive)
+    foreground(&dirs, &config, plan, stdin)
 }
 
 /// Where the containers' cgroups go, beneath ours (as the engine's own).
@@ -121,9 +121,18 @@ fn write_bundle(
     }
     let bundle = Bundle(dir);
     let cgroups_path = format!("{PARENT}/{id}");
-    let spec = bundle::spec_for(dirs, config, &image_root, &cgroups_path)?;
+    let mut spec = bundle::spec_for(dirs, config, &image_root, &cgroups_path)?;
+    bundle::add_etc_files(&mut spec, &bundle.0, config, network_resolv(dirs, config))?;
     spec.save(bundle.0.join("config.json"))?;
     Ok((bundle, layers))
+}
+
+/// The resolv.conf of a network with a resolver of its own (`network create`).
+fn network_resolv(dirs: &LabDirs, config: &RunConfig) -> Option<String> {
+    match &config.network {
+        NetworkMode::Named(name) => monitor::joined(dirs, Some(name)).ok()?.resolv_conf(),
+        _ => None,
+    }
 }
 
 /// `--network bridge|NAME`: the lab's network the container joins.
@@ -169,7 +178,8 @@ fn plan(
 /// In the foreground: the monitor is a child of ours (it changes its own
 /// namespaces, which a process with threads cannot), its stdio ours; with
 /// `-t` the terminal comes over the console socket and we relay it.
-fn foreground(dirs: &LabDirs, plan: Plan, stdin: Stdio, interactive: bool) -> anyhow::Result<i32> {
+fn foreground(dirs: &LabDirs, config: &RunConfig, plan: Plan, stdin: Stdio) -> anyhow::Result<i32> {
+    let interactive = config.interactive;
     let relay = match &plan.console_socket {
         Some(path) => Some(crate::terminal::relay_from_socket(path, interactive)?),
         None => None,
@@ -180,7 +190,11 @@ fn foreground(dirs: &LabDirs, plan: Plan, stdin: Stdio, interactive: bool) -> an
         ForkResult::Child => {
             drop(relay);
             let stdio = [stdin, Stdio::inherit(), Stdio::inherit()];
-            let code = match monitor::run(dirs, &plan, stdio, |_| Ok(()), || {}) {
+            let etc = |c: &monitor::Created| {
+                let resolv = network_resolv(dirs, config);
+                bundle::write_etc_files(&plan.bundle, config, c.ip, resolv)
+            };
+            let code = match monitor::run(dirs, &plan, stdio, etc, || {}) {
                 Ok(code) => code,
                 Err(err) => {
                     eprintln!("mini-docker: error: {err}");
@@ -314,6 +328,8 @@ fn monitor_detached(
         }
     };
     let created = |c: &monitor::Created| {
+        let resolv = network_resolv(dirs, &record.config);
+        bundle::write_etc_files(&plan.bundle, &record.config, c.ip, resolv)?;
         let saved = Monitored {
             program: plan.external.program.clone(),
             root: plan.external.root.clone(),

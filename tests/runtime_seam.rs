@@ -23,6 +23,13 @@ use std::time::Duration;
 
 use container_lab::kernel::cgroups::{Cgroup, Limit};
 
+/// The containers share the parent cgroup `container-lab`, and each test
+/// checks that it goes with the last one: one test at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The runtimes: Debian's runc and crun from PATH, and the lab's own.
 fn runtimes() -> Vec<(String, Option<PathBuf>)> {
     let in_path = |name: &str| {
@@ -46,6 +53,7 @@ fn runtimes() -> Vec<(String, Option<PathBuf>)> {
 )]
 fn every_runtime_runs_the_same_container_from_the_bundle() {
     common::assert_root();
+    let _one = one_at_a_time();
     for (name, program) in runtimes() {
         let Some(program) = program else {
             println!("skipped {name}: not installed (apt install {name})");
@@ -306,6 +314,26 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
         !host.ip(&["-4", "-o", "addr"]).contains(&format!("{ip}/")),
         "{name}: not on the host"
     );
+    // Its /etc/hosts names its address, as Docker's does; on a network
+    // with a resolver, resolv.conf names the network's gateway.
+    let hosts = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hosts")).unwrap();
+    assert!(
+        hosts.contains(&format!("{ip}\t")),
+        "{name}: /etc/hosts: {hosts}"
+    );
+    if network != "bridge" {
+        let resolv = std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf")).unwrap();
+        let inspect: serde_json::Value =
+            serde_json::from_str(&plain(&["network", "inspect", network])).unwrap();
+        let gateway = inspect[0]["IPAM"]["Config"][0]["Gateway"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        assert!(
+            resolv.contains(&format!("nameserver {}", gateway.trim())),
+            "{name}: resolv.conf: {resolv}"
+        );
+    }
     let logged = common::wait_for(Duration::from_secs(10), || {
         plain(&["logs", &container]).contains("up").then_some(())
     });
@@ -403,6 +431,7 @@ fn every_runtime_gives_a_terminal_over_the_console_socket() {
     use std::os::fd::{AsRawFd, BorrowedFd};
     use std::os::unix::process::CommandExt;
     common::assert_root();
+    let _one = one_at_a_time();
     for (name, program) in runtimes() {
         let Some(program) = program else {
             println!("skipped {name}: not installed (apt install {name})");

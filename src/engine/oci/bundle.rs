@@ -15,6 +15,7 @@ use oci_spec::runtime::{
 use super::OciError;
 use crate::engine::dirs::LabDirs;
 use crate::engine::runtime::config::{NetworkMode, RestartPolicy, RunConfig};
+use crate::engine::runtime::etc_files;
 use crate::engine::volumes::{self, Source};
 
 /// The Docker flags a bundle cannot carry, as `flag: why`; empty when it can.
@@ -173,6 +174,42 @@ pub fn spec_for(
         linux.set_resources(Some(resources));
     }
     Ok(spec)
+}
+
+/// The container's /etc/hosts, resolv.conf and hostname, as the engine's
+/// own containers have them (`runtime::etc_files`): written into the
+/// bundle's `etc` directory and bind-mounted over the image's by the
+/// runtime. `network_resolv`: the resolver of the network it joins, if it
+/// has one. Written again, in place, once the address is known.
+// ANCHOR: etc_files
+pub fn add_etc_files(
+    spec: &mut Spec,
+    bundle: &Path,
+    config: &RunConfig,
+    network_resolv: Option<String>,
+) -> Result<(), OciError> {
+    write_etc_files(bundle, config, None, network_resolv)?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for name in etc_files::FILES {
+        let source = bundle.join("etc").join(name);
+        let target = format!("/etc/{name}");
+        mounts.push(bind(&source, &target, vec!["rbind".into()])?);
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+// ANCHOR_END: etc_files
+
+/// The files of [`add_etc_files`], with the container's address `ip`.
+pub fn write_etc_files(
+    bundle: &Path,
+    config: &RunConfig,
+    ip: Option<std::net::Ipv4Addr>,
+    network_resolv: Option<String>,
+) -> Result<(), OciError> {
+    let dir = bundle.join("etc");
+    std::fs::create_dir_all(&dir).map_err(crate::support::error::io_err("create", &dir))?;
+    etc_files::write(&dir, config, ip, network_resolv).map_err(|e| OciError::Other(e.to_string()))
 }
 
 fn bind(source: &Path, target: &str, options: Vec<String>) -> Result<Mount, OciError> {
