@@ -336,6 +336,7 @@ fn monitor_detached(
             id: plan.id.clone(),
             monitor_pid: me,
             monitor_start_time: process::start_time(me).unwrap_or(0),
+            bundle: plan.bundle.clone(),
         }
         .save(store, &record.id);
         saved?;

@@ -497,3 +497,120 @@ fn every_runtime_gives_a_terminal_over_the_console_socket() {
         let _ = std::fs::remove_dir_all(&state);
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn rm_f_after_the_monitor_was_killed_leaves_nothing() {
+    common::assert_root();
+    let _one = one_at_a_time();
+    for (name, program) in runtimes() {
+        let Some(program) = program else {
+            println!("skipped {name}: not installed (apt install {name})");
+            continue;
+        };
+        killed_monitor(&name, &program);
+    }
+}
+
+fn killed_monitor(name: &str, program: &Path) {
+    let host = common::HostNetns::new();
+    let state = common::state_root(&format!("seam-k-{name}"));
+    let container = format!("seam-k-{name}");
+    let _cleanup = Cleanup {
+        host: &host,
+        state: &state,
+        container: &container,
+    };
+    let before = common::mount_points(&common::host_mountinfo());
+    let links_before = link_names(&host);
+    let md = |args: &[&str]| {
+        let output = common::run(host.command(common::mini_docker(&state, args)));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: mini-docker {args:?}"
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    md(&[
+        "--runtime",
+        program.to_str().unwrap(),
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let pid: i32 = md(&["inspect", "-f", "{{.State.Pid}}", &container])
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
+    assert_eq!(comm.trim(), "mini-docker-mon", "{name}: the monitor");
+    let dirs: Vec<PathBuf> = common::cgroup_dirs(&container)
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let gone = common::wait_for(common::PATIENCE, || {
+        (!common::processes_with("").contains(&monitor)).then_some(())
+    });
+    assert!(gone.is_some(), "{name}: the monitor was killed");
+    // As with conmon killed: the container itself still runs.
+    assert!(
+        common::processes_with("").contains(&pid),
+        "{name}: the container runs on"
+    );
+
+    md(&["rm", "-f", &container]);
+    assert!(
+        !common::processes_with("").contains(&pid),
+        "{name}: its process is gone"
+    );
+    for dir in &dirs {
+        assert!(!dir.exists(), "{name}: {} is left", dir.display());
+        let parent = dir.parent().unwrap();
+        assert!(!parent.exists(), "{name}: {} is left", parent.display());
+    }
+    assert_eq!(
+        common::mount_points(&common::host_mountinfo()),
+        before,
+        "{name}: mounts"
+    );
+    assert_eq!(link_names(&host), links_before, "{name}: links left");
+    for dir in [
+        "run/bundles".to_string(),
+        format!(
+            "run/runtimes/{}",
+            program.file_name().unwrap().to_string_lossy()
+        ),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(state.join(&dir))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{name}: left in {dir}: {left:?}");
+    }
+    assert!(
+        md(&["ps", "-a", "-q"]).trim().is_empty(),
+        "{name}: the record is gone"
+    );
+}

@@ -42,6 +42,8 @@ impl Lifecycle {
             self.wait_for_supervisor(&record.id)?;
         }
         let record = self.store.get(&record.id)?;
+        // What a killed monitor of an external runtime left (see oci::monitor).
+        monitor::reclaim(&self.store, &record.id);
         if let Err(err) = supervisor::remove(&self.store, &record) {
             let message = format!("{}: {err}", store::CLEANUP_FAILED);
             let _ = self.store.update(&record.id, |r| r.state.error = message);

@@ -105,9 +105,7 @@ impl External {
     /// every hierarchy (rmdir fails, harmlessly, while another uses it).
     pub fn delete(&self, id: &str, parent: &Path) {
         self.delete_container(id);
-        for dir in own_cgroups().unwrap_or_default() {
-            let _ = std::fs::remove_dir(dir.join(parent));
-        }
+        remove_parent_cgroups(parent);
     }
 
     /// `RUNTIME create --bundle B --pid-file F ID`, its stdio as given,
@@ -199,6 +197,19 @@ impl External {
         }
     }
 
+    /// `RUNTIME delete --force ID` in namespaces made as `run`'s are (the
+    /// cgroups rooted at ours), for a container whose monitor is gone.
+    pub fn delete_isolated(&self, id: &str) -> Result<(), OciError> {
+        let mut command = self.command(None);
+        command
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        isolate(&mut command)?;
+        self.check_status(command, "delete")
+    }
+
     fn delete_container(&self, id: &str) {
         let _ = Command::new(&self.program)
             .arg("--root")
@@ -250,6 +261,15 @@ pub fn enter_private_namespaces(
         dirs.merged.display()
     )))?;
     Ok(cgroups)
+}
+
+/// The shared `parent` of the containers' cgroups, beneath ours in every
+/// hierarchy, once its last child has gone (rmdir fails, harmlessly, while
+/// another uses it).
+pub fn remove_parent_cgroups(parent: &Path) {
+    for dir in own_cgroups().unwrap_or_default() {
+        let _ = std::fs::remove_dir(dir.join(parent));
+    }
 }
 
 /// Makes `command` start in a mount and a cgroup namespace of its own,

@@ -198,6 +198,8 @@ pub struct Monitored {
     pub id: String,
     pub monitor_pid: i32,
     pub monitor_start_time: u64,
+    /// The bundle's directory, removed by the monitor when it exits.
+    pub bundle: PathBuf,
 }
 
 fn monitored_path(store: &Store, record_id: &str) -> PathBuf {
@@ -223,6 +225,36 @@ impl Monitored {
         let found: Monitored = serde_json::from_slice(&text).ok()?;
         process::is_alive(found.monitor_pid, found.monitor_start_time).then_some(found)
     }
+}
+
+/// What a monitor that was killed left of container `record_id` (its
+/// container already ended: it was the monitor's child, or `rm -f` killed
+/// it): the runtime's state, by the runtime's `delete --force`, and the
+/// bundle. Nothing when the monitor lives or finished its work.
+pub fn reclaim(store: &Store, record_id: &str) {
+    let path = monitored_path(store, record_id);
+    let Some(left) = std::fs::read(&path)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Monitored>(&text).ok())
+    else {
+        return;
+    };
+    if process::is_alive(left.monitor_pid, left.monitor_start_time) {
+        return;
+    }
+    let external = External {
+        program: left.program,
+        root: left.root.clone(),
+    };
+    let _ = external.delete_isolated(&left.id);
+    // After the engine's own reclaim has removed the container's cgroups
+    // (see lifecycle's rm), their parent; here, once more, if it is empty.
+    external::remove_parent_cgroups(Path::new("container-lab"));
+    // A runtime that cannot find the container's cgroups from here (it
+    // was created in the monitor's namespaces) may keep its directory.
+    let _ = crate::engine::dirs::remove_tree(&left.root.join(&left.id));
+    let _ = crate::engine::dirs::remove_tree(&left.bundle);
+    let _ = std::fs::remove_file(&path);
 }
 
 /// A signal to a container's first process `pid`: through its runtime's
