@@ -348,6 +348,7 @@ fn monitor_detached(
                 r.state.started_at = Some(SystemTime::now());
                 r.state.ip = c.ip;
                 r.state.links = c.links.clone();
+                r.state.ports = c.ports.clone();
                 r.state.cgroup_paths = c.cgroups.clone();
             })
             .map(drop)

@@ -211,6 +211,7 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
     };
     let before = common::mount_points(&common::host_mountinfo());
     let links_before = link_names(&host);
+    let tables_before = host.nft_tables();
     let md = |args: &[&str]| {
         let mut all = vec!["--runtime", program.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -235,6 +236,8 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
         "-d",
         "--network",
         network,
+        "-p",
+        "18090:80",
         "--name",
         &container,
         "busybox",
@@ -246,8 +249,10 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "{name}: the ID printed: {id:?}");
 
-    // Still running after `run` returned, and `ps` shows it.
-    assert!(plain(&["ps"]).contains(&container), "{name}: ps lists it");
+    // Still running after `run` returned, and `ps` shows it, its port too.
+    let ps = plain(&["ps"]);
+    assert!(ps.contains(&container), "{name}: ps lists it");
+    assert!(ps.contains("0.0.0.0:18090->80/tcp"), "{name}: ps: {ps}");
     let pid: i32 = plain(&["inspect", "-f", "{{.State.Pid}}", &container])
         .trim()
         .parse()
@@ -314,6 +319,29 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
         !host.ip(&["-4", "-o", "addr"]).contains(&format!("{ip}/")),
         "{name}: not on the host"
     );
+    // Docker's capabilities, as the engine's own start gives them.
+    let caps = |status: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with("CapEff:"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let engine = plain(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(caps(&theirs), caps(&engine), "{name}: the capabilities");
+    assert!(
+        !caps(&engine).ends_with("0000000000000000"),
+        "{name}: some capabilities"
+    );
     // Its /etc/hosts names its address, as Docker's does; on a network
     // with a resolver, resolv.conf names the network's gateway.
     let hosts = std::fs::read_to_string(format!("/proc/{pid}/root/etc/hosts")).unwrap();
@@ -375,6 +403,11 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
         link_names(&host),
         links_before,
         "{name}: links left (veth, bridge)"
+    );
+    assert_eq!(
+        host.nft_tables(),
+        tables_before,
+        "{name}: firewall tables left"
     );
     for dir in [
         "run/bundles".to_string(),
@@ -526,6 +559,7 @@ fn killed_monitor(name: &str, program: &Path) {
     };
     let before = common::mount_points(&common::host_mountinfo());
     let links_before = link_names(&host);
+    let tables_before = host.nft_tables();
     let md = |args: &[&str]| {
         let output = common::run(host.command(common::mini_docker(&state, args)));
         assert_eq!(
@@ -597,6 +631,11 @@ fn killed_monitor(name: &str, program: &Path) {
         "{name}: mounts"
     );
     assert_eq!(link_names(&host), links_before, "{name}: links left");
+    assert_eq!(
+        host.nft_tables(),
+        tables_before,
+        "{name}: firewall tables left"
+    );
     for dir in [
         "run/bundles".to_string(),
         format!(

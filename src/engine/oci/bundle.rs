@@ -87,12 +87,18 @@ pub fn spec_for(
             oci_user.set_gid(gid);
             process.set_user(oci_user);
         }
-        let keep: std::collections::HashSet<oci_spec::runtime::Capability> = config
+        // oci-spec parses the names without their CAP_ prefix.
+        let keep = config
             .profile
             .keep
             .iter()
-            .filter_map(|name| name.parse().ok())
-            .collect();
+            .map(|name| {
+                let bare = name.strip_prefix("CAP_").unwrap_or(name);
+                bare.parse::<oci_spec::runtime::Capability>().map_err(|_| {
+                    OciError::invalid("process.capabilities", format!("unknown capability {name}"))
+                })
+            })
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
         let mut caps = process.capabilities().clone().unwrap_or_default();
         caps.set_bounding(Some(keep.clone()));
         caps.set_effective(Some(keep.clone()));

@@ -62,6 +62,8 @@ pub struct Created {
     pub cgroups: Vec<PathBuf>,
     pub ip: Option<Ipv4Addr>,
     pub links: Option<Links>,
+    /// Its published ports, as `docker ps` shows them.
+    pub ports: Vec<String>,
 }
 
 /// The network a `--network` mode joins: the default bridge, a
@@ -115,6 +117,10 @@ pub fn run(
             cgroups,
             ip: attachment.as_ref().map(|a| a.ip),
             links: attachment.as_ref().map(Attachment::links),
+            ports: attachment
+                .iter()
+                .flat_map(|a| a.ports().iter().map(|p| p.to_string()))
+                .collect(),
         })?;
         plan.external.start(&plan.id)?;
         started();
