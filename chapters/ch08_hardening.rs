@@ -98,6 +98,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // ANCHOR_END: cap_add
 
     book.next(narration::seccomp())?;
+    // ANCHOR: setuid
+    inside(&container, install_setuid_busybox)?;
+    for no_new_privs in [false, true] {
+        container.harden(default_profile(no_new_privs)?);
+        let how = match no_new_privs {
+            false => "off (Docker's default)",
+            true => "on (--security-opt no-new-privileges)",
+        };
+        book.fact(&format!("uid {USER}, no_new_privs"), how);
+        for argv in SETUID_PROBES {
+            show_as(&book, &container, USER, argv)?;
+        }
+    }
+    container.harden(profile(&[], &[])?);
+    // ANCHOR_END: setuid
     // ANCHOR: seccomp
     let status = ["grep", "-E", "NoNewPrivs|Seccomp", "/proc/self/status"];
     show(&book, &container, &status)?;
@@ -199,6 +214,14 @@ fn profile(add: &[&str], drop: &[&str]) -> anyhow::Result<Option<Profile>> {
     Ok(Some(profile))
 }
 
+/// Docker's default profile as it is, with no_new_privs on or off.
+fn default_profile(no_new_privs: bool) -> anyhow::Result<Option<Profile>> {
+    let mut docker =
+        Profile::docker_default(&[], &[]).map_err(anyhow::Error::msg)?;
+    docker.no_new_privs = no_new_privs;
+    Ok(Some(docker))
+}
+
 /// The `CapEff:` mask of a `/proc/PID/status`.
 fn capabilities(status: &str) -> String {
     status
@@ -230,6 +253,104 @@ const MOUNT_TMPFS: &str =
 const WRITE_NULL: &str = "echo hi > /dev/null && echo null works";
 const WRITE_PROC_SYS: &str = "echo other > /proc/sys/kernel/hostname";
 const SERVE_ON_80: &str = "httpd -p 80 -h / && echo httpd listens on port 80";
+
+/// The user the setuid programs run as (`docker run --user 1000`).
+const USER: u32 = 1000;
+
+/// Run as USER: the setuid copy of busybox reports its IDs, then reads
+/// the kernel's record of them; then awk, an applet busybox.conf does not
+/// name (it runs without privileges in any case), reads its own.
+const SETUID_PROBES: [&[&str]; 3] = [
+    &["/opt/setuid/busybox", "id"],
+    &[
+        "/opt/setuid/busybox",
+        "grep",
+        "-E",
+        STATUS_LINES,
+        "/proc/self/status",
+    ],
+    &["awk", "/^(Uid|CapEff|NoNewPrivs):/", "/proc/self/status"],
+];
+const STATUS_LINES: &str = "^(Uid|CapEff|NoNewPrivs):";
+
+// ANCHOR: setuid_busybox
+/// Debian's busybox gives up a setuid grant before most applets run; a
+/// line here makes it keep euid 0 for the applet instead
+/// (`setresuid(-1, 0, 0)`, which fails unless execve made it root).
+const BUSYBOX_CONF: &str = "[SUID]\nid = sxx 0.0\ngrep = sxx 0.0\n";
+
+/// Inside, as root: a setuid-root copy of busybox on a tmpfs mounted
+/// without nosuid (the run directory is under /run, usually nosuid, where
+/// the kernel ignores setuid bits whatever no_new_privs says).
+fn install_setuid_busybox() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new("/opt/setuid");
+    std::fs::create_dir_all(dir)?;
+    let flags = nix::mount::MsFlags::MS_NODEV;
+    mounts::mount_fs("tmpfs", dir, flags, Some("mode=0755"))?;
+    let copy = dir.join("busybox");
+    std::fs::copy("/bin/busybox", &copy)?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755))?;
+    std::fs::write("/etc/busybox.conf", BUSYBOX_CONF)?;
+    std::fs::set_permissions(
+        "/etc/busybox.conf",
+        std::fs::Permissions::from_mode(0o644),
+    )?;
+    Ok(())
+}
+// ANCHOR_END: setuid_busybox
+
+/// `show`, with the program started as `uid` (and gid `uid`, no other
+/// groups), as a runtime starts `docker run --user`: the IDs change after
+/// the profile, just before execve.
+fn show_as(
+    book: &Narrator,
+    container: &Container,
+    uid: u32,
+    argv: &[&str],
+) -> anyhow::Result<i32> {
+    use nix::unistd::{Gid, Uid};
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    book.inside(argv);
+    let args = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(*a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (read_end, write_end) = nix::unistd::pipe()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::fs::File::from(read_end).read_to_string(&mut text);
+        text
+    });
+    let code = container.run_hardened(move || {
+        let _ = nix::unistd::dup2(write_end.as_raw_fd(), 1);
+        let _ = nix::unistd::dup2(write_end.as_raw_fd(), 2);
+        drop(write_end);
+        let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
+        let changed = nix::unistd::setgroups(&[])
+            .and_then(|_| nix::unistd::setresgid(g, g, g))
+            .and_then(|_| nix::unistd::setresuid(u, u, u));
+        if let Err(err) = changed {
+            // Into the pipe: the narrator shows it as the program's output.
+            let message = format!("error: changing to uid {uid}: {err}\n");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                message.as_bytes(),
+            );
+            return 125;
+        }
+        let _ = nix::unistd::execvp(&args[0], &args);
+        127
+    });
+    let text = reader.join().unwrap_or_default();
+    book.output(&text);
+    let code = code?;
+    if code != 0 {
+        book.say(format!("(exit code {code})"));
+    }
+    Ok(code)
+}
 
 /// The chapter's stand-in for `exec 77< DIR` in a shell: descriptor 77.
 const LEAKED_FD: i32 = 77;
@@ -361,8 +482,14 @@ mod narration {
             .primitive(
                 "prctl(PR_SET_NO_NEW_PRIVS); seccomp(SECCOMP_SET_MODE_FILTER)",
             )
-            .shell("docker run …   (Docker's default seccomp profile)")
-            .look("keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS")
+            .shell(
+                "docker run --user 1000 [--security-opt no-new-privileges] …   \
+                 (Docker's default seccomp profile)",
+            )
+            .look(
+                "a setuid program run as uid 1000 gets euid 0 only while no_new_privs is off; \
+                 keyctl, unshare(CLONE_NEWUSER): EPERM; clone3: ENOSYS",
+            )
     }
 
     pub fn devices() -> Step {

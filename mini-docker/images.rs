@@ -1,8 +1,8 @@
 //! The image commands, spelled as Docker's: `pull`, `push`, `images`,
 //! `rmi`, `tag`, `image inspect`, `history`, `save`, `load`, `import`,
 //! `login` and `logout`, and the pull that `run` and `create` do when the
-//! image is missing. Each is a call into `engine::images`; what it prints
-//! is Docker's.
+//! image is missing (or every time, with `--pull always`). Each is a call
+//! into `engine::images`; what it prints is Docker's.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -283,6 +283,24 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<i32> {
     let image = pull_image(&args.name, args.platform.as_deref(), &args.registry, &lines)?;
     println!("{}", image.reference);
     Ok(0)
+}
+
+/// `run` and `create` by `--pull`'s policy (`never` does not call this):
+/// `missing` pulls an image not in the store; `always` asks the registry
+/// for the manifest every time, and stores a new one when the tag has
+/// moved, or says the image is up to date. The lab's own busybox, built
+/// here and in no registry, is never pulled.
+pub fn pull_for_run(text: &str, always: bool) -> anyhow::Result<()> {
+    if !always || local::names_busybox(text) {
+        return pull_if_missing(text);
+    }
+    // As Docker's client: the pull's lines on stderr, no "Unable to find".
+    let lines = Lines::new(std::io::stderr().is_terminal(), true, false);
+    let registry = RegistryArgs {
+        insecure: Vec::new(),
+    };
+    pull_image(text, None, &registry, &lines)?;
+    Ok(())
 }
 
 /// `run` and `create` of an image not in the store: Docker's message, then

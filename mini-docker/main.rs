@@ -368,7 +368,7 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         "containers need namespaces, mounts and cgroups",
     )?;
     if args.may_pull() {
-        images::pull_if_missing(&args.image)?;
+        images::pull_for_run(&args.image, args.pulls_always())?;
     }
     let lifecycle = lifecycle();
     let record = lifecycle.create(NewContainer {

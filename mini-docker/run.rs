@@ -467,7 +467,11 @@ impl RunArgs {
             let dirs = container_lab::engine::dirs::LabDirs::from_env();
             local::open(&dirs)
                 .and_then(|store| local::resolve(&store, &dirs, &self.image))
-                .map_err(|_| anyhow::anyhow!("No such image: {}", self.image))?;
+                .map_err(|_| {
+                    let name = container_lab::engine::images::Reference::parse(&self.image)
+                        .map_or(self.image.clone(), |r| r.familiar());
+                    anyhow::anyhow!("Error response from daemon: No such image: {name}")
+                })?;
         }
         if let Some(dir) = &self.workdir {
             config::check_workdir(dir).map_err(anyhow::Error::msg)?;
@@ -658,6 +662,11 @@ impl RunArgs {
     /// `--pull never`: no pull, even of a missing image.
     pub fn may_pull(&self) -> bool {
         self.pull != "never"
+    }
+
+    /// `--pull always`: ask the registry even when the image is here.
+    pub fn pulls_always(&self) -> bool {
+        self.pull == "always"
     }
 
     /// The hostname for the record: `-h`, or with `--network host` the

@@ -7,8 +7,11 @@
 #     on one bundle made by `runc spec`; mini-docker over its image);
 #   - a cgroup: crun, runc and lab-runc one directory in every cgroup
 #     hierarchy, at the same path beneath our own cgroup, with the
-#     bundle's device list; mini-docker its memory, cpu, cpuacct, pids,
-#     freezer and devices directories (the lines say so);
+#     bundle's device list; mini-docker a directory in the hierarchy of
+#     every controller (the lines say so);
+#   - state where each tool keeps it by default, on a tmpfs (/run): the
+#     runtimes' --root and mini-docker's run directory, while mini-docker's
+#     records and writable layers stay on disk, in its data directory;
 #   - hyperfine itself started inside one private mount namespace and
 #     cgroup namespace, where the cgroup filesystems are rooted at our own
 #     cgroup and a hybrid host's cgroup v2 mount is out of sight, so that
@@ -67,32 +70,37 @@ hybrid=no
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then hybrid=yes; fi
 names=(
   "unshare: the namespaces only"
-  "mini-docker run --rm --network none busybox true: overlay root, 6 cgroup hierarchies, record, log copier"
-  "crun run: bundle, cgroup in every hierarchy"
-  "runc run: bundle, cgroup in every hierarchy"
-  "lab-runc run: the same bundle, cgroup in every hierarchy"
+  "mini-docker run --rm --network none busybox true: overlay root, cgroup in every hierarchy, record and layer on disk, log copier"
+  "crun run: bundle, cgroup in every hierarchy, state on tmpfs"
+  "runc run: bundle, cgroup in every hierarchy, state on tmpfs"
+  "lab-runc run: the same bundle, cgroup in every hierarchy, state on tmpfs"
 )
 commands=(
   "unshare --fork --pid --mount-proc --uts --ipc --mount --net true"
   "$mini run --rm --network none busybox true"
-  "crun --root $work/crun run --bundle $bundle bench-crun"
-  "runc --root $work/runc run --bundle $bundle bench-runc"
-  "$lab --root $work/lab-runc run --bundle $bundle bench-lab"
+  "crun --root $work/state/crun run --bundle $bundle bench-crun"
+  "runc --root $work/state/runc run --bundle $bundle bench-runc"
+  "$lab --root $work/state/lab-runc run --bundle $bundle bench-lab"
 )
 args=()
 for i in "${!names[@]}"; do args+=(-n "${names[$i]}" "${commands[$i]}"); done
 # How busy the machine was: a shared machine's load shows in every line.
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # The lines must leave nothing behind; what a runtime left is removed.
+mkdir -p "$work/state" "$work/lab/run"
 bash scripts/cgroup-ns.sh -- bash -c '
-  cgroup=$1; shift
+  cgroup=$1 work=$2; shift 2
+  # The default places of runtime state, /run, are tmpfs: so here, in
+  # this mount namespace only (it goes with it).
+  mount -t tmpfs -o mode=0711 tmpfs "$work/state"
+  mount -t tmpfs -o mode=0711 tmpfs "$work/lab/run"
   status=0
   hyperfine -N --warmup 5 --runs "$@" || status=$?
   for base in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
     if [ -d "$base${cgroup#/}" ]; then rmdir "$base${cgroup#/}" 2>/dev/null || true; fi
   done
   exit $status
-' bench "$cgroup" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
+' bench "$cgroup" "$work" "$runs" --export-json "$work/results.json" --style basic "${args[@]}"
 
 # Medians, and their ratio to crun's, from hyperfine's raw times.
 python3 - "$work/results.json" "$runs" "$hybrid" "$load" > "$work/results.md" <<'PY'

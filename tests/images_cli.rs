@@ -785,3 +785,221 @@ fn pull_picks_this_platform_or_the_one_asked_for_and_pulls_by_digest() {
         "{table}"
     );
 }
+
+/// An image of one small text file over busybox, pushed under `name`.
+fn push_version(registry: &reg::Registry, layout: &Path, name: &str, text: &str) {
+    let tag = text.trim();
+    let layer = tree_tar(&[("etc/version", text.as_bytes(), 0o644)], &[]);
+    umoci_app(
+        layout,
+        tag,
+        &[busybox_layer(), layer],
+        &[
+            "--config.cmd=/bin/busybox",
+            "--config.cmd=cat",
+            "--config.cmd=/etc/version",
+        ],
+    );
+    registry.skopeo_push(&format!("oci:{}:{tag}", layout.display()), name, &[]);
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn run_pull_always_fetches_a_moved_tag_and_missing_keeps_the_stored_one() {
+    common::assert_root();
+    let registry = registry(Auth::None);
+    let lab = Lab::new("images-cli-pull-always");
+    let layout = lab.state.join("layout");
+    let image = format!("{}/lab/moving:1", registry.host);
+    push_version(registry, &layout, "lab/moving:1", "one\n");
+    let run = |policy: &str| {
+        let out = lab.md(&["run", "--rm", "--network", "none", "--pull", policy, &image]);
+        assert_eq!(out.status.code(), Some(0), "run --pull {policy}");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+
+    // --pull never with the image missing: Docker's words, exit 125, and
+    // nothing was fetched or created.
+    let wanted = format!("Error response from daemon: No such image: {image}");
+    lab.fails(&["run", "--rm", "--pull", "never", &image], &wanted);
+    lab.fails(&["create", "--pull", "never", &image], &wanted);
+    assert_eq!(lab.ok(&["images", "-q", &image]), "");
+    assert_eq!(lab.ok(&["ps", "-aq"]), "");
+
+    // always, missing: pulled, without "Unable to find" (Docker asks first).
+    let (out, err) = run("always");
+    assert_eq!(out, "one\n");
+    assert!(err.starts_with("1: Pulling from lab/moving\n"), "{err}");
+    assert!(
+        err.contains(&format!("Status: Downloaded newer image for {image}\n")),
+        "{err}"
+    );
+    let first = lab.inspect(&image);
+    // always, present and unchanged: the registry is asked, nothing fetched.
+    let (out, err) = run("always");
+    assert_eq!(out, "one\n");
+    assert!(
+        err.contains(&format!("Status: Image is up to date for {image}\n")),
+        "{err}"
+    );
+    assert!(!err.contains("Pull complete"), "{err}");
+
+    // The tag moves to another image.
+    push_version(registry, &layout, "lab/moving:1", "two\n");
+    let served = reg::sha256(
+        registry
+            .skopeo(&["inspect", "--raw"], "lab/moving:1")
+            .as_bytes(),
+    );
+    assert_ne!(first["Metadata"]["ManifestDigest"], served.as_str());
+    // missing (the default) and never: the stored image, no request.
+    let (out, err) = run("missing");
+    assert_eq!((out.as_str(), err.as_str()), ("one\n", ""));
+    let (out, err) = run("never");
+    assert_eq!((out.as_str(), err.as_str()), ("one\n", ""));
+    // always: the new manifest is fetched, stored under the tag and run.
+    let (out, err) = run("always");
+    assert_eq!(out, "two\n");
+    assert!(err.contains(&format!("Digest: {served}\n")), "{err}");
+    assert!(
+        err.contains(&format!("Status: Downloaded newer image for {image}\n")),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches(": Pull complete\n").count(),
+        1,
+        "only the new layer: {err}"
+    );
+    let second = lab.inspect(&image);
+    assert_eq!(second["Metadata"]["ManifestDigest"], served.as_str());
+    assert_ne!(second["Id"], first["Id"]);
+    // create --pull always, up to date: the container's ID on stdout alone.
+    let out = lab.md(&["create", "--network", "none", "--pull", "always", &image]);
+    assert_eq!(out.status.code(), Some(0));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Status: Image is up to date for {image}\n")),
+        "{err}"
+    );
+    lab.ok(&["rm", &id]);
+    assert_eq!(lab.tmp_entries(), 0);
+}
+
+/// The `Uid:` and `NoNewPrivs:` lines of a host PID's status.
+fn ids_of(pid: &str) -> (String, String) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (line("Uid:"), line("NoNewPrivs:"))
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_setuid_program_gains_euid_0_under_user_1000_unless_no_new_privileges() {
+    common::assert_root();
+    let registry = registry(Auth::None);
+    let lab = Lab::new("images-cli-setuid");
+    let layout = lab.state.join("layout");
+    // A setuid-root copy of busybox, and the busybox.conf lines that make
+    // it keep euid 0 for `id` and `sleep` (it drops it for other applets).
+    let busybox = fs::read(container_lab::engine::images::busybox::find_static().unwrap()).unwrap();
+    let conf = b"[SUID]\nid = sxx 0.0\nsleep = sxx 0.0\n";
+    let setuid = tree_tar(
+        &[
+            ("opt/setuid/busybox", &busybox, 0o4755),
+            ("etc/busybox.conf", conf, 0o644),
+        ],
+        &[],
+    );
+    umoci_app(
+        &layout,
+        "setuid",
+        &[busybox_layer(), setuid],
+        &["--config.cmd=/bin/sh"],
+    );
+    registry.skopeo_push(
+        &format!("oci:{}:setuid", layout.display()),
+        "lab/setuid:1",
+        &[],
+    );
+    let image = format!("{}/lab/setuid:1", registry.host);
+    lab.ok(&["pull", &image]);
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let run = |extra: &[&str], command: &[&str]| {
+        let mut args = vec!["run", "--rm", "--network", "none", "--user", "1000"];
+        args.extend(extra);
+        args.push(&image);
+        args.extend(command);
+        lab.md(&args)
+    };
+
+    // What the program says of itself.
+    let out = run(&[], &["/opt/setuid/busybox", "id"]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("uid=1000 gid=0 euid=0 "), "{said}");
+    let out = run(&nnp, &["/opt/setuid/busybox", "id"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "id: setresuid: Operation not permitted\n"
+    );
+
+    // What the kernel says, read from the host: the same program, kept
+    // running. Without no_new_privs its effective and saved uid are 0.
+    let detached = |extra: &[&str], command: &[&str]| -> (String, String) {
+        let mut args = vec!["run", "-d", "--network", "none", "--user", "1000"];
+        args.extend(extra);
+        args.push(&image);
+        args.extend(command);
+        let id = lab.ok(&args).trim().to_string();
+        let pid = lab
+            .ok(&["inspect", "-f", "{{.State.Pid}}", &id])
+            .trim()
+            .to_string();
+        // Until its execve is done: then its command line is the program's.
+        let wanted = command.join("\0");
+        for _ in 0..500 {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).trim_end_matches('\0') == wanted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (id, pid)
+    };
+    let (id, pid) = detached(&[], &["/opt/setuid/busybox", "sleep", "1000"]);
+    let seen = ids_of(&pid);
+    lab.ok(&["rm", "-f", &id]);
+    assert_eq!(seen, ("1000 0 0 0".to_string(), "0".to_string()));
+    // With it, the same execve leaves the effective uid at 1000: busybox
+    // cannot keep what it was never given. The bit is set in the
+    // container's first process and inherited by all of them.
+    let out = run(&nnp, &["/opt/setuid/busybox", "sleep", "1000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sleep: setresuid: Operation not permitted\n"
+    );
+    // (tail: an applet busybox.conf does not name.)
+    let (id, pid) = detached(&nnp, &["/bin/busybox", "tail", "-f", "/dev/null"]);
+    let seen = ids_of(&pid);
+    lab.ok(&["rm", "-f", &id]);
+    assert_eq!(seen, ("1000 1000 1000 1000".to_string(), "1".to_string()));
+}

@@ -388,7 +388,12 @@ fn claim(store: &Store, record: &Record, config: &RunConfig) -> Result<(), Super
 // ANCHOR: remove
 pub fn remove(store: &Store, record: &Record) -> Result<(), SupervisorError> {
     reclaim(store, &record.name, &record.state)?;
-    store.remove(&record.id)?;
+    if record.ephemeral() {
+        // `--rm`: the run returns while its directory is deleted.
+        store.remove_in_background(&record.id)?;
+    } else {
+        store.remove(&record.id)?;
+    }
     Ok(())
 }
 // ANCHOR_END: remove

@@ -82,6 +82,26 @@ pub fn mount_overlay(layers: &[Layer], dirs: &OverlayDirs) -> Result<(), Overlay
 }
 // ANCHOR_END: mount
 
+/// `mount_overlay` for a writable layer that is thrown away afterwards
+/// (`run --rm`), with `volatile` (Linux 5.10 and later): overlayfs then
+/// skips syncing the upper filesystem. Without it, the last unmount (when
+/// the container's mount namespace goes, in the exit of its last process)
+/// writes back every dirty page of the whole filesystem the upper
+/// directory is on, the host's other work included. An older kernel
+/// refuses the option: then it is the plain mount. True when `volatile`
+/// was taken.
+pub fn mount_overlay_volatile(layers: &[Layer], dirs: &OverlayDirs) -> Result<bool, OverlayError> {
+    let options = format!("{},volatile", mount_options(layers, dirs));
+    match mounts::mount_fs("overlay", &dirs.merged, MsFlags::empty(), Some(&options)) {
+        Ok(()) => Ok(true),
+        Err(err) if err.errno == nix::errno::Errno::EINVAL => {
+            mount_overlay(layers, dirs)?;
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Fails with a clear message when the kernel has no overlayfs.
 pub fn ensure_supported() -> Result<(), OverlayError> {
     let listed = || {

@@ -185,8 +185,12 @@ pub(super) fn remember_sysctl(
 /// port a killed run left on them) and their tables go. With no container
 /// left at all (`last`), every lab table and the sysctls go too. The
 /// tables are listed once, and only those that exist are deleted (a
-/// deletion that fails costs nft far more than a listing).
+/// deletion that fails costs nft far more than a listing). Without the
+/// sysctl file there is no table to look for: it is written before the
+/// first table is made and removed after the last one went, so a
+/// `--network none` run never starts nft at all.
 pub(super) fn teardown(lock: &NetworkLock, empty: &[Network], last: bool) {
+    let file = lock.dirs().run.join("network").join("sysctl.orig");
     // The resolvers first: they listen on the bridges' addresses.
     for network in empty.iter().filter(|n| n.dns) {
         super::dns::stop_resolver(lock, network);
@@ -202,6 +206,9 @@ pub(super) fn teardown(lock: &NetworkLock, empty: &[Network], last: bool) {
             }
         }
     }
+    if !file.exists() {
+        return;
+    }
     for table in nft::tables() {
         if (last && is_lab_table(&table)) || empty.iter().any(|n| n.table == table) {
             nft::delete_table(&table);
@@ -210,7 +217,6 @@ pub(super) fn teardown(lock: &NetworkLock, empty: &[Network], last: bool) {
     if !last {
         return;
     }
-    let file = lock.dirs().run.join("network").join("sysctl.orig");
     for line in fs::read_to_string(&file).unwrap_or_default().lines() {
         if let Some((key, value)) = line.split_once(' ') {
             let _ = sysctl::set(key, value);

@@ -147,49 +147,10 @@ pub fn create(plan: &Plan) -> Result<(), OciError> {
     Ok(())
 }
 
-/// On cgroup v1 the first write to any cgroup.procs after a quiet spell
-/// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem
-/// switching its readers to the slow path): milliseconds. A helper
-/// process starts that wait as soon as the cgroup exists, by joining it
-/// (and leaving at once), so that the init's own join, a moment later,
-/// finds it over or half over. Reaped when dropped.
-#[derive(Debug)]
-pub struct Warm(Option<nix::unistd::Pid>);
-
-impl Warm {
-    pub fn start(plan: &Plan) -> Warm {
-        let Some(leaf) = plan.dirs.first().map(|d| d.join("cgroup.procs")) else {
-            return Warm(None);
-        };
-        if plan.version != 1 {
-            return Warm(None);
-        }
-        let Ok(path) = std::ffi::CString::new(leaf.as_os_str().as_encoded_bytes()) else {
-            return Warm(None);
-        };
-        crate::kernel::process::flush_stdio();
-        // Safety: lab-runc is single-threaded; the child makes three
-        // system calls and leaves.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => unsafe {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd >= 0 {
-                    libc::write(fd, b"0".as_ptr().cast(), 1);
-                }
-                libc::_exit(0)
-            },
-            Ok(nix::unistd::ForkResult::Parent { child }) => Warm(Some(child)),
-            Err(_) => Warm(None),
-        }
-    }
-}
-
-impl Drop for Warm {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
-    }
+/// [`kcg::WarmUp`] on the container's first leaf (v1 only, as measured).
+pub fn warm_up(plan: &Plan) -> Option<kcg::WarmUp> {
+    let leaf = plan.dirs.first()?;
+    (plan.version == 1).then(|| kcg::WarmUp::start(&leaf.join("cgroup.procs")))
 }
 
 /// Moves `pid` into the container's cgroup, in every hierarchy.

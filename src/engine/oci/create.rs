@@ -172,7 +172,7 @@ pub(super) fn create_container(
         hold_at("record");
         // Made before the clone: the init binds them into its /sys/fs/cgroup.
         cgroups::create(&cgroup_plan)?;
-        let _warm = cgroups::Warm::start(&cgroup_plan);
+        let _warm = cgroups::warm_up(&cgroup_plan);
         let pid = start_init(
             &bundle,
             &dir,

@@ -209,6 +209,9 @@ pub fn start(
         volume_sources.push(source);
     }
     let cgroup = Cgroup::create_freezable(&config.name)?;
+    // The grace period of the first join, begun while the rest is made.
+    let _warm = (cgroup.version() == 1)
+        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let written = cgroup.set(&config.limits.resources()?)?;
     // What the container mounts again at /sys/fs/cgroup, from inside its
     // cgroup namespace: the hierarchies its own cgroup is in.
@@ -541,12 +544,19 @@ impl ChildSetup<'_> {
             .map_err(|e| RuntimeError::Setup(format!("open /dev/null: {e}")))?
             .into();
         mounts::make_tree_private()?;
-        overlay::mount_overlay(self.layers, self.overlay)?;
+        // A layer that `--rm` discards is never synced to disk.
+        let volatile = if config.remove {
+            overlay::mount_overlay_volatile(self.layers, self.overlay)?
+        } else {
+            overlay::mount_overlay(self.layers, self.overlay)?;
+            false
+        };
         explain.step(
             "inside: the image and the writable layer, merged",
             format!(
-                "mount --make-rprivate /; mount -t overlay overlay -o {} {}",
+                "mount --make-rprivate /; mount -t overlay overlay -o {}{} {}",
                 overlay::mount_options(self.layers, self.overlay),
+                if volatile { ",volatile" } else { "" },
                 self.overlay.merged.display()
             ),
         );
@@ -580,7 +590,7 @@ impl ChildSetup<'_> {
             );
         }
         etc_files::mount(self.etc_dir, &self.overlay.merged)?;
-        rootfs::pivot_into(&self.overlay.merged)?;
+        rootfs::pivot_into_stacked(&self.overlay.merged)?;
         rootfs::mount_kernel_filesystems()?;
         crate::kernel::ipc::mount_mqueue(Path::new("/dev/mqueue"))
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
@@ -607,7 +617,7 @@ impl ChildSetup<'_> {
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",
-            "pivot_root . .oldroot; umount -l .oldroot; mount -t proc proc /proc",
+            "pivot_root . .; umount -l .; mount -t proc proc /proc",
         );
         explain.step(
             "inside: its own cgroup at /sys/fs/cgroup (read-only), /dev/mqueue, /etc/hosts, resolv.conf, hostname",
@@ -880,6 +890,12 @@ impl Started {
     // ANCHOR: wait
     pub fn wait_forwarding_signals(&mut self, proxy: bool) -> i32 {
         let mut received = 0;
+        let sleeper = signals::ChildWait::begin();
+        let sleep = || match &sleeper {
+            Ok(sleeper) => sleeper.sleep(),
+            // No pipe to sleep on: look again in a moment.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        };
         loop {
             // Checked before blocking: a signal may also have come while
             // the container was still being set up.
@@ -895,7 +911,8 @@ impl Started {
                 }
             }
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
+                // Until its exit or the next signal, without polling.
+                Ok(WaitStatus::StillAlive) => sleep(),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     let code = status_code(status);
                     self.status = Some(code);

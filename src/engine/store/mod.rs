@@ -372,6 +372,16 @@ impl Store {
                 removed += 1;
             }
         }
+        // Deletions whose process was killed half-way (one that still
+        // runs may finish first: then there is nothing left to do).
+        if let Ok(entries) = fs::read_dir(self.trash_dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !maker_alive(&name) && remove_tree(&entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
         if let Ok(entries) = fs::read_dir(&self.run) {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().into_owned();
@@ -415,6 +425,62 @@ impl Store {
             remove_tree(&dir)?;
         }
         Ok(())
+    }
+
+    /// `remove`, with the deletion of the record's directory left to a
+    /// process that this does not wait for: the directory is renamed into
+    /// `<data>/trash` first (one rename: gone from every listing at once),
+    /// and `rm --one-file-system` deletes it there. Where freed blocks are
+    /// discarded at once (ext4 without a journal, mounted with `discard`),
+    /// each one waits for the device, milliseconds per directory, and
+    /// `run --rm` need not wait for that. What a deletion
+    /// killed half-way leaves, the next `create` finishes.
+    pub fn remove_in_background(&self, id: &str) -> Result<(), StoreError> {
+        check_id(id)?;
+        let _guard = match self.lock(id) {
+            Ok(guard) => Some(guard),
+            Err(StoreError::NoSuchContainer(_)) if self.data_dir(id).exists() => None,
+            Err(err) => return Err(err),
+        };
+        match fs::remove_file(self.config_path(id)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(IoError::new("remove", self.config_path(id), err).into())
+            }
+            _ => {}
+        }
+        remove_tree(&self.run_dir(id))?;
+        let dir = self.data_dir(id);
+        if crate::kernel::mounts::has_mounts_under(&dir).map_err(io_err("read mounts of", &dir))? {
+            // remove_tree refuses it, and says why.
+            return remove_tree(&dir);
+        }
+        let trash = self.trash_dir();
+        create_dir(&trash)?;
+        let target = trash.join(format!("{}.{id}", owner_tag()));
+        match fs::rename(&dir, &target) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(IoError::new("remove", &dir, err).into()),
+            Ok(()) => {}
+        }
+        use std::os::unix::process::CommandExt;
+        let spawned = std::process::Command::new("/bin/rm")
+            .args(["-rf", "--one-file-system", "--"])
+            .arg(&target)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Out of our process group: a Ctrl-C at the terminal is not its.
+            .process_group(0)
+            .spawn();
+        if spawned.is_err() {
+            remove_tree(&target)?;
+        }
+        Ok(())
+    }
+
+    /// `<data>/trash`: directories of removed containers, being deleted.
+    fn trash_dir(&self) -> PathBuf {
+        self.dirs.data.join("trash")
     }
 
     fn read_record(&self, id: &str) -> Result<Record, StoreError> {

@@ -671,6 +671,48 @@ pub fn join(procs_files: &[PathBuf]) -> Result<(), CgroupError> {
 }
 // ANCHOR_END: join
 
+/// The first write to any `cgroup.procs` after a quiet spell waits for an
+/// RCU grace period (the kernel's cgroup_threadgroup_rwsem switching its
+/// readers to the slow path): milliseconds, on every cgroup version
+/// without `favordynmods`. A helper process begins that wait as soon as
+/// the cgroup exists, by joining it and leaving at once, so that the
+/// container's own join, a moment later, finds it over or half over. It
+/// makes two system calls and exits (safe after fork, also beside
+/// threads); reaped when dropped.
+#[derive(Debug)]
+pub struct WarmUp(Option<nix::unistd::Pid>);
+
+impl WarmUp {
+    /// Starts the wait with a join of `procs` (a `cgroup.procs` we made).
+    pub fn start(procs: &Path) -> WarmUp {
+        let Ok(path) = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()) else {
+            return WarmUp(None);
+        };
+        crate::kernel::process::flush_stdio();
+        // Safety: the child only calls open, write and _exit, all
+        // async-signal-safe.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                }
+                libc::_exit(0)
+            },
+            Ok(nix::unistd::ForkResult::Parent { child }) => WarmUp(Some(child)),
+            Err(_) => WarmUp(None),
+        }
+    }
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
 /// The cgroup path (relative to a hierarchy's root) that the calling
 /// process is in: for v2 the `0::` line of /proc/self/cgroup, for v1 the
 /// line naming `controller`.
