@@ -179,7 +179,8 @@ fn join_words(words: &[&str]) -> String {
     }
 }
 
-/// `lab check --all`: every exercise, one line each.
+/// `lab check --all`: every exercise, one line per chapter, so that the
+/// room's progress fits one screen (24 lines) however many there are.
 pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
     let all: Vec<&Exercise> = EXERCISES.iter().collect();
     prepare(&all)?;
@@ -191,14 +192,10 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
         if host.is_empty() { "?" } else { &host }
     ));
     println!();
-    let mut rows = vec![vec![
-        "exercise".to_string(),
-        "result".into(),
-        "checks".into(),
-        "first failure".into(),
-    ]];
+    let mut rows = vec![vec!["chapter".to_string(), "exercises".into()]];
     let mut progress = checkout.progress()?;
     let mut done = 0;
+    let mut first_pending: Option<(&Exercise, String)> = None;
     for ex in EXERCISES {
         let outcome = check(checkout, ex, limit, false)?;
         if signals::interrupted().is_some() {
@@ -206,25 +203,35 @@ pub fn check_all(checkout: &Checkout, limit: u64) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
         let passed = outcome.checks.iter().filter(|c| c.passed).count();
-        let first = outcome
-            .checks
-            .iter()
-            .find(|c| !c.passed)
-            .map(|c| shorten(&c.said, 44))
-            .unwrap_or_default();
         progress.set_done(ex.id, outcome.passed());
         done += usize::from(outcome.passed());
-        rows.push(vec![
-            ex.id.into(),
-            if outcome.passed() { "done" } else { "pending" }.into(),
-            format!("{passed}/{}", outcome.checks.len()),
-            first,
-        ]);
+        if !outcome.passed() && first_pending.is_none() {
+            let first = outcome.checks.iter().find(|c| !c.passed);
+            first_pending = Some((ex, first.map(|c| c.said.clone()).unwrap_or_default()));
+        }
+        let cell = format!(
+            "{} {} {passed}/{}",
+            ex.id,
+            if outcome.passed() { "done" } else { "pending" },
+            outcome.checks.len()
+        );
+        match rows.last_mut() {
+            Some(row) if row[0] == ex.chapter => row.push(cell),
+            _ => rows.push(vec![ex.chapter.to_string(), cell]),
+        }
     }
     checkout.save(&progress)?;
     report::table(&rows);
     println!();
     println!("{done} of {} done", EXERCISES.len());
+    if let Some((ex, said)) = first_pending {
+        let room = 76usize.saturating_sub("the first pending, : ".len() + ex.id.len());
+        println!(
+            "the first pending, {}: {}",
+            ex.id,
+            shorten(&said, room.max(20))
+        );
+    }
     Ok(if done == EXERCISES.len() {
         ExitCode::SUCCESS
     } else {
@@ -570,12 +577,14 @@ struct Output {
     stdout: std::thread::JoinHandle<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stderr_reader: std::thread::JoinHandle<()>,
+    /// The stderr pipe's read end, while the reader holds it open.
+    stderr_fd: Option<RawFd>,
 }
 
 impl Output {
     fn collect(child: &mut std::process::Child) -> Output {
         let mut out = child.stdout.take();
-        let mut err = child.stderr.take();
+        let err = child.stderr.take();
         let stdout = std::thread::spawn(move || {
             let mut text = String::new();
             if let Some(out) = out.as_mut() {
@@ -583,17 +592,31 @@ impl Output {
             }
             text
         });
+        let stderr_fd = err.as_ref().map(|e| e.as_raw_fd());
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let shared = stderr.clone();
         let stderr_reader = std::thread::spawn(move || {
-            let Some(err) = err.as_mut() else { return };
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let Some(err) = err else { return };
+            let file = std::fs::File::from(OwnedFd::from(err));
+            let nonblocking = nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK);
+            if nix::fcntl::fcntl(file.as_raw_fd(), nonblocking).is_err() {
+                return;
+            }
             let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut text) = shared.lock() {
-                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            loop {
+                let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+                // Read under the lock: whoever holds it and finds the pipe
+                // empty has everything written so far (`stderr`).
+                let mut text = shared.lock().unwrap_or_else(|e| e.into_inner());
+                match (&file).read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
                 }
             }
         });
@@ -601,14 +624,25 @@ impl Output {
             stdout,
             stderr,
             stderr_reader,
+            stderr_fd,
         }
     }
 
-    /// What it wrote to stderr so far.
+    /// Everything it wrote to stderr so far: what it wrote before it
+    /// handed over is in the pipe, so the pipe is read until it is empty.
     fn stderr(&self) -> String {
-        // Give the reader a moment to take what an exited program wrote.
-        std::thread::sleep(Duration::from_millis(20));
-        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let text = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+            if self.stderr_reader.is_finished()
+                || unread(self.stderr_fd) == 0
+                || Instant::now() > deadline
+            {
+                return text.clone();
+            }
+            drop(text);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Everything it printed, once every process that had the pipes is gone.
@@ -618,4 +652,15 @@ impl Output {
         let stderr = self.stderr.lock().map(|t| t.clone()).unwrap_or_default();
         format!("{stdout}{stderr}")
     }
+}
+
+/// Bytes waiting in a pipe (FIONREAD); 0 once it is closed.
+fn unread(fd: Option<RawFd>) -> usize {
+    let Some(fd) = fd else { return 0 };
+    let mut n: nix::libc::c_int = 0;
+    // Safety: FIONREAD writes one int.
+    if unsafe { nix::libc::ioctl(fd, nix::libc::FIONREAD, &mut n) } < 0 {
+        return 0;
+    }
+    n.max(0) as usize
 }

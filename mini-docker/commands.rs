@@ -354,10 +354,28 @@ pub fn attach(key: &str, sig_proxy: bool) -> anyhow::Result<i32> {
             "You cannot attach to a stopped container, start it first",
         ));
     }
+    // With `-i` (`run -d -i`), what we read goes to the container's stdin
+    // fifo; without, the container has no stdin to give it (as Docker).
+    let sink = if record.config.interactive {
+        let path = container_lab::engine::supervisor::stdin_fifo(lifecycle.store(), &record.id);
+        Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| {
+                    anyhow::anyhow!("open the stdin of {key} ({}): {e}", path.display())
+                })?,
+        )
+    } else {
+        None
+    };
     let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if std::io::stdin().is_terminal() {
         let flag = detached.clone();
-        std::thread::spawn(move || watch_detach_keys(&flag));
+        std::thread::spawn(move || watch_detach_keys(&flag, sink));
+    } else if let Some(mut sink) = sink {
+        // To our end of file; the container's stdin stays open after it.
+        std::thread::spawn(move || std::io::copy(&mut std::io::stdin().lock(), &mut sink));
     }
     let pid = record.effective_state().pid;
     let id = record.id.clone();
@@ -393,9 +411,10 @@ pub fn attach(key: &str, sig_proxy: bool) -> anyhow::Result<i32> {
     Ok(lifecycle.wait(key).unwrap_or(0))
 }
 
-/// Ctrl-P then Ctrl-Q on our terminal (raw, so they arrive as bytes).
-fn watch_detach_keys(detached: &std::sync::atomic::AtomicBool) {
-    use std::io::Read;
+/// Ctrl-P then Ctrl-Q on our terminal (raw, so they arrive as bytes);
+/// every other byte goes on to `sink`, the container's stdin, if it has one.
+fn watch_detach_keys(detached: &std::sync::atomic::AtomicBool, mut sink: Option<std::fs::File>) {
+    use std::io::{Read, Write};
     let stdin = std::io::stdin();
     let Ok(saved) = nix::sys::termios::tcgetattr(&stdin) else {
         return;
@@ -417,7 +436,14 @@ fn watch_detach_keys(detached: &std::sync::atomic::AtomicBool) {
             (_, 0x03) => {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT);
             }
-            _ => {}
+            // A Ctrl-P is held back until the next byte says it is no escape.
+            (previous, byte) => {
+                if let Some(sink) = sink.as_mut() {
+                    let held: &[u8] = if previous == 0x10 { &[0x10] } else { &[] };
+                    let now: &[u8] = if byte == 0x10 { &[] } else { &[byte] };
+                    let _ = sink.write_all(held).and_then(|_| sink.write_all(now));
+                }
+            }
         }
         previous = byte[0];
     }

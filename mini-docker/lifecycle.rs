@@ -368,11 +368,11 @@ pub fn prune(force: bool) -> anyhow::Result<i32> {
             && std::io::IsTerminal::is_terminal(&std::io::stderr());
         if !tty {
             return Err(refused(
-                "system prune removes every stopped container; without a terminal to ask, pass -f",
+                "system prune removes every stopped container and every network no container uses; without a terminal to ask, pass -f",
             ));
         }
         let sure = dialoguer::Confirm::new()
-            .with_prompt("WARNING! This will remove all stopped containers. Are you sure you want to continue?")
+            .with_prompt("WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n\nAre you sure you want to continue?")
             .default(false)
             .interact()
             .unwrap_or(false);
@@ -386,6 +386,16 @@ pub fn prune(force: bool) -> anyhow::Result<i32> {
         writeln!(out, "Deleted Containers:")?;
         for id in &removed {
             writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    // Then, as Docker, the user-defined networks no container is on now;
+    // never bridge, host or none (they are not definitions to remove).
+    let networks = container_lab::engine::network::defined::prune(&LabDirs::from_env())?;
+    if !networks.is_empty() {
+        writeln!(out, "Deleted Networks:")?;
+        for name in &networks {
+            writeln!(out, "{name}")?;
         }
         writeln!(out)?;
     }

@@ -8,6 +8,8 @@ use clap::Subcommand;
 use container_lab::engine::dirs::LabDirs;
 use container_lab::engine::network::defined::{self, Definition, Request, PREDEFINED};
 use container_lab::engine::network::{self, Endpoint, EndpointInfo, Network, NetworkError};
+use container_lab::engine::runtime::extra::Connection;
+use container_lab::engine::runtime::NetworkMode;
 use container_lab::lab::cli;
 use container_lab::support::ids::pinned_id;
 use serde_json::{json, Map, Value};
@@ -168,20 +170,30 @@ pub fn network(command: NetworkCommand) -> anyhow::Result<i32> {
                 ))
                 .into());
             }
-            if !record.effective_status().is_running() || record.state.pid <= 0 {
-                return Err(Refused(format!(
-                    "Error response from daemon: container {} is not running; the lab connects running containers only (start it first)",
-                    record.name
-                ))
+            if record.config.network == NetworkMode::None {
+                return Err(Refused(
+                    "Error response from daemon: container cannot be connected to multiple networks with one of the networks in private (none) mode".to_string(),
+                )
                 .into());
             }
             let net = lookup(&dirs, &name)?;
-            let endpoint = Endpoint {
-                name: record.name.clone(),
-                aliases,
+            let connection = Connection {
+                network: net.name.clone(),
+                aliases: aliases.clone(),
                 ip,
             };
-            network::connect_running(&dirs, &net, &endpoint, record.state.pid).map_err(refusal)?;
+            // A stopped one (created or exited): written down, attached
+            // when it starts, as Docker does.
+            if record.effective_status().is_running() && record.state.pid > 0 {
+                let endpoint = Endpoint {
+                    name: record.name.clone(),
+                    aliases,
+                    ip,
+                };
+                network::connect_running(&dirs, &net, &endpoint, record.state.pid)
+                    .map_err(refusal)?;
+            }
+            lifecycle().remember_network(&record.id, &connection)?;
         }
         NetworkCommand::Disconnect {
             force: _,
@@ -190,7 +202,18 @@ pub fn network(command: NetworkCommand) -> anyhow::Result<i32> {
         } => {
             let record = lifecycle().find(&container)?;
             let net = lookup(&dirs, &name)?;
-            network::disconnect(&dirs, &net, &record.name).map_err(refusal)?;
+            let running = record.effective_status().is_running() && record.state.pid > 0;
+            if running {
+                network::disconnect(&dirs, &net, &record.name).map_err(refusal)?;
+            }
+            // Written down too: the next start leaves it out.
+            if !lifecycle().forget_network(&record.id, &net.name)? && !running {
+                return Err(Refused(format!(
+                    "Error response from daemon: container {} is not connected to the network {}",
+                    record.id, net.name
+                ))
+                .into());
+            }
         }
     }
     Ok(0)

@@ -503,6 +503,36 @@ pub fn inspect_json(record: &Record) -> serde_json::Value {
             },
         },
     });
+    // The networks `network connect` added: their address while it runs.
+    if !extra.networks.is_empty() {
+        let dirs = container_lab::engine::dirs::LabDirs::from_env();
+        let live = if state.status.is_running() {
+            container_lab::engine::network::endpoints(&dirs, None).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for connection in &extra.networks {
+            let endpoint = live
+                .iter()
+                .find(|e| e.network == connection.network && e.name == record.name);
+            let net = container_lab::engine::network::Network::named(&dirs, &connection.network)
+                .ok()
+                .flatten();
+            document["NetworkSettings"]["Networks"][&connection.network] = json!({
+                "IPAddress": endpoint.map(|e| e.ip.to_string()).unwrap_or_default(),
+                "Gateway": match (endpoint, &net) {
+                    (Some(_), Some(net)) => net.gateway.to_string(),
+                    _ => String::new(),
+                },
+                "IPPrefixLen": endpoint.map_or(0, |e| e.prefix),
+                "Aliases": if connection.aliases.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    json!(connection.aliases)
+                },
+            });
+        }
+    }
     // As Docker: the key only when the image or --stop-signal set one.
     if let Some(signal) = &config.stop_signal {
         document["Config"]["StopSignal"] = signal.clone().into();

@@ -179,8 +179,8 @@ pub struct RunArgs {
     /// PID namespace to use: host, or the container's own
     #[arg(long = "pid", value_name = "MODE", value_parser = ["host", "private"])]
     pid: Option<String>,
-    /// IPC mode to use: private, shareable, none or host
-    #[arg(long = "ipc", value_name = "MODE", value_parser = ["private", "shareable", "none", "host"])]
+    /// IPC mode to use: private, shareable, none, host or container:NAME
+    #[arg(long = "ipc", value_name = "MODE", value_parser = parse_ipc)]
     ipc: Option<String>,
     /// Security options: no-new-privileges[:true|false], seccomp=unconfined|FILE
     #[arg(long = "security-opt", value_name = "OPTION")]
@@ -406,6 +406,15 @@ fn parse_cap(value: &str) -> Result<String, String> {
     hardening::canonical(value).map(|_| value.to_string())
 }
 
+/// Docker's IPC modes; `container:NAME` joins that one's namespace.
+fn parse_ipc(value: &str) -> Result<String, String> {
+    match value.strip_prefix("container:") {
+        Some(name) if !name.is_empty() => Ok(value.to_string()),
+        None if ["private", "shareable", "none", "host"].contains(&value) => Ok(value.to_string()),
+        _ => Err(format!("invalid IPC mode: {value}")),
+    }
+}
+
 fn parse_network(value: &str) -> Result<NetworkMode, String> {
     match NetworkMode::parse(value) {
         NetworkMode::Container(name) if name.is_empty() => {
@@ -443,16 +452,37 @@ impl RunArgs {
             ),
             _ => {}
         }
+        if let NetworkMode::Container(_) = self.network {
+            // Docker's refusals: these are the other container's to decide.
+            let conflict = if self.hostname.is_some() {
+                Some("hostname")
+            } else if !self.dns.is_empty() {
+                Some("dns")
+            } else if !self.add_host.is_empty() {
+                Some("custom host-to-IP mapping")
+            } else {
+                None
+            };
+            if let Some(what) = conflict {
+                anyhow::bail!("conflicting options: {what} and the network mode");
+            }
+            if !self.publish.is_empty() || self.publish_all {
+                anyhow::bail!(
+                    "conflicting options: port publishing and the container type network mode"
+                );
+            }
+            if !self.expose.is_empty() {
+                anyhow::bail!(
+                    "conflicting options: port exposing and the container type network mode"
+                );
+            }
+        }
         if self.publish_all && self.network != NetworkMode::Bridge {
             anyhow::bail!("-P needs the bridge network: published ports are DNAT rules to the container's own address");
         }
         for (key, _) in &self.sysctl {
-            extra::check_sysctl(
-                key,
-                self.network == NetworkMode::Host,
-                self.ipc.as_deref() == Some("host"),
-            )
-            .map_err(anyhow::Error::msg)?;
+            extra::check_sysctl(key, self.network == NetworkMode::Host, self.ipc.as_deref())
+                .map_err(anyhow::Error::msg)?;
         }
         if let Some(file) = &self.cidfile {
             if file.exists() {
@@ -599,6 +629,7 @@ impl RunArgs {
                     .collect::<Result<_, _>>()?,
                 dns: self.dns.clone(),
                 dns_search: self.dns_search.clone(),
+                networks: Vec::new(),
             },
         })
     }
@@ -675,6 +706,14 @@ impl RunArgs {
         match (&self.hostname, &self.network) {
             (Some(name), _) => Some(name.clone()),
             (None, NetworkMode::Host) => Some(container_lab::kernel::hostname::get()),
+            // Docker's: the other container's (its files are shared too).
+            (None, NetworkMode::Container(key)) => {
+                let dirs = container_lab::engine::dirs::LabDirs::from_env();
+                container_lab::engine::store::Store::new(&dirs)
+                    .get(key)
+                    .ok()
+                    .map(|other| other.config.hostname)
+            }
             (None, _) => None,
         }
     }

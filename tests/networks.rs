@@ -13,169 +13,14 @@ mod common;
 
 use std::fs;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_lab::engine::dirs::LabDirs;
+use common::lab::{alive, answer, bridge_of, mount_source, Lab};
 use container_lab::engine::network::dns;
 use serde_json::Value;
-
-struct Lab {
-    state: PathBuf,
-    host: common::HostNetns,
-    /// The host's resolv.conf as the lab's resolvers read it.
-    resolv_conf: PathBuf,
-}
-
-impl Lab {
-    fn new(test: &str) -> Lab {
-        common::assert_root();
-        let state = common::state_root(test);
-        let resolv_conf = state.join("resolv.conf");
-        // No upstream unless a test gives one: unknown names fail at once.
-        fs::write(&resolv_conf, "# no resolvers\n").unwrap();
-        Lab {
-            state,
-            host: common::HostNetns::new(),
-            resolv_conf,
-        }
-    }
-
-    fn dirs(&self) -> LabDirs {
-        LabDirs {
-            data: self.state.join("lib"),
-            run: self.state.join("run"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = common::mini_docker(&self.state, args);
-        command.env(dns::RESOLV_CONF_ENV, &self.resolv_conf);
-        self.host.command(command)
-    }
-
-    fn md(&self, args: &[&str]) -> Output {
-        println!("--- mini-docker {}", args.join(" "));
-        common::run(self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.md(args);
-        assert_eq!(out.status.code(), Some(0), "mini-docker {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `nslookup NAME SERVER` in a new container on `network`: the
-    /// address it got, if any.
-    fn lookup(&self, network: &str, name: &str, server: &str) -> Option<Ipv4Addr> {
-        let out = self.md(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "busybox",
-            "nslookup",
-            name,
-            server,
-        ]);
-        answer(&String::from_utf8_lossy(&out.stdout), name)
-    }
-
-    /// One ping from a new container on `network` to `ip`.
-    fn ping(&self, network: &str, ip: &str) -> bool {
-        let out = self.md(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            ip,
-        ]);
-        out.status.code() == Some(0)
-    }
-
-    fn ip_of(&self, container: &str) -> Ipv4Addr {
-        let doc: Value = serde_json::from_str(&self.ok(&["inspect", container])).unwrap();
-        doc[0]["NetworkSettings"]["IPAddress"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    fn resolver(&self, network: &str) -> Option<i32> {
-        dns::resolver_pid(&self.dirs(), network)
-    }
-
-    /// Nothing of network `name` is left: no link, no table, no resolver
-    /// (`pid`, when it had one), no file.
-    fn assert_network_gone(&self, name: &str, bridge: &str, pid: Option<i32>) {
-        let links = self.host.ip(&["-br", "link"]);
-        assert!(
-            !links.contains(bridge),
-            "bridge {bridge} was left:\n{links}"
-        );
-        assert_eq!(links.lines().count(), 1, "links were left:\n{links}");
-        let tables = self.host.nft_tables();
-        assert!(!tables.contains("container_lab"), "tables left:\n{tables}");
-        if let Some(pid) = pid {
-            assert!(!alive(pid), "the resolver {pid} still runs");
-        }
-        let dns_dir = self.state.join("run/network/dns");
-        let left: Vec<_> = fs::read_dir(&dns_dir)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "resolver files left: {left:?}");
-        assert!(
-            !self
-                .state
-                .join(format!("lib/networks/{name}.json"))
-                .exists(),
-            "the network's definition was left"
-        );
-    }
-}
-
-impl Drop for Lab {
-    /// A failed test still removes its containers and networks (and so the
-    /// resolvers): detached, they would outlive it.
-    fn drop(&mut self) {
-        if let Ok(out) = self.command(&["ps", "-a", "-q"]).output() {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = self.command(&["rm", "-f", id]).output();
-            }
-        }
-        let _ = self.command(&["network", "prune", "-f"]).output();
-    }
-}
-
-/// The address busybox's nslookup printed for `name` (after the server's
-/// own lines).
-fn answer(out: &str, name: &str) -> Option<Ipv4Addr> {
-    let (_, after) = out.split_once(&format!("Name:\t{name}"))?;
-    after
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Address: "))
-        .and_then(|a| a.trim().parse().ok())
-}
-
-fn alive(pid: i32) -> bool {
-    container_lab::kernel::process::is_alive(pid, 0)
-}
-
-fn bridge_of(lab: &Lab, network: &str) -> String {
-    let doc: Value = serde_json::from_str(&lab.ok(&["network", "inspect", network])).unwrap();
-    doc[0]["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 #[cfg_attr(
@@ -248,17 +93,7 @@ fn containers_on_different_networks_cannot_reach_each_other() {
         "10.50.0.254",
         "back",
     ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "iweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("iweb", "front");
     lab.ok(&[
         "run",
         "-d",
@@ -334,28 +169,8 @@ fn containers_on_different_networks_cannot_reach_each_other() {
 fn a_removed_container_is_a_name_gone() {
     let lab = Lab::new("networks-gone");
     lab.ok(&["network", "create", "front"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gkeep",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("gweb", "front");
+    lab.sleeper("gkeep", "front");
     assert!(lab.lookup("front", "gweb", "10.89.0.1").is_some());
     lab.ok(&["rm", "-f", "gweb"]);
     assert_eq!(lab.lookup("front", "gweb", "10.89.0.1"), None);
@@ -372,17 +187,7 @@ fn a_removed_container_is_a_name_gone() {
     )
     .unwrap();
     common::wait_for(common::PATIENCE, || (!alive(pid)).then_some(())).unwrap();
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "gprobe",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("gprobe", "front");
     let out = lab.md(&["exec", "gprobe", "nslookup", "gkeep", "10.89.0.1"]);
     assert_eq!(answer(&String::from_utf8_lossy(&out.stdout), "gkeep"), None);
 }
@@ -437,32 +242,12 @@ fn other_names_are_forwarded_to_the_hosts_resolvers() {
     let upstream = fake_upstream(&lab, stop.clone());
     lab.ok(&["network", "create", "front"]);
     lab.ok(&["network", "create", "--internal", "sealed"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "fweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("fweb", "front");
     let external = lab.lookup("front", "example.test", "10.89.0.1");
     // Its own names are still its own, never asked upstream.
     let own = lab.lookup("front", "fweb", "10.89.0.1");
     // An internal network forwards nothing.
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "finside",
-        "--network",
-        "sealed",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("finside", "sealed");
     let sealed = lab.lookup("sealed", "example.test", "10.89.1.1");
     let sealed_own = lab.lookup("sealed", "finside", "10.89.1.1");
     stop.store(true, Ordering::Relaxed);
@@ -484,28 +269,8 @@ fn a_running_container_is_connected_and_disconnected() {
     let lab = Lab::new("networks-connect");
     lab.ok(&["network", "create", "front"]);
     lab.ok(&["network", "create", "back"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cdb",
-        "--network",
-        "back",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("cweb", "front");
+    lab.sleeper("cdb", "back");
     let db = lab.ip_of("cdb");
     let reach = |lab: &Lab| lab.md(&["exec", "cweb", "ping", "-c1", "-W1", &db.to_string()]);
     assert_ne!(reach(&lab).status.code(), Some(0));
@@ -593,17 +358,7 @@ fn network_rm_of_a_network_a_killed_run_left_removes_everything() {
     let lab = Lab::new("networks-killed");
     lab.ok(&["network", "create", "front"]);
     let bridge = bridge_of(&lab, "front");
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "kweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    lab.sleeper("kweb", "front");
     let resolver = lab.resolver("front").expect("a resolver");
     // The supervisor and the container killed: nobody cleans up but the
     // next command.
@@ -633,36 +388,79 @@ fn network_rm_of_a_network_a_killed_run_left_removes_everything() {
 fn network_container_shares_another_containers_namespace() {
     let lab = Lab::new("networks-shared");
     lab.ok(&["network", "create", "front"]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "sweb",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    lab.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "sside",
-        "--network",
-        "container:sweb",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    let pid = |name: &str| -> i32 {
-        let doc: Value = serde_json::from_str(&lab.ok(&["inspect", name])).unwrap();
-        doc[0]["State"]["Pid"].as_i64().unwrap() as i32
-    };
+    lab.sleeper("sweb", "front");
+    lab.sleeper("sside", "container:sweb");
+    let pid = |name: &str| lab.pid(name);
     let netns = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let uts = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
     assert_eq!(netns(pid("sweb")), netns(pid("sside")));
     assert_ne!(uts(pid("sweb")), uts(pid("sside")));
+    // Docker bind-mounts the same /etc/hosts, resolv.conf and hostname
+    // (the same file: the same device and path in the kernel's mountinfo),
+    // and the hostname is the other container's, in a UTS namespace of
+    // its own.
+    for file in ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"] {
+        let web = mount_source(pid("sweb"), file).expect("a mount at the file");
+        assert_eq!(Some(web), mount_source(pid("sside"), file), "{file}");
+        assert_eq!(
+            lab.ok(&["exec", "sweb", "cat", file]),
+            lab.ok(&["exec", "sside", "cat", file]),
+            "{file}"
+        );
+    }
+    // The kernel's hostname in each one's UTS namespace, read from outside.
+    let hostname = |name: &str| {
+        let out = Command::new("nsenter")
+            .args(["-t", &pid(name).to_string(), "-u", "hostname"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(hostname("sside"), hostname("sweb"));
+    let resolv = lab.ok(&["exec", "sside", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 10.89.0.1\n"), "{resolv}");
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sweb"])).unwrap();
+    let web_hostname = doc[0]["Config"]["Hostname"].as_str().unwrap().to_string();
+    assert_eq!(hostname("sside").trim(), web_hostname);
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sside"])).unwrap();
+    assert_eq!(doc[0]["Config"]["Hostname"], web_hostname.as_str());
+    // What is the other container's to decide is refused, as Docker does.
+    for (flag, value, says) in [
+        (
+            "-h",
+            "mine",
+            "conflicting options: hostname and the network mode",
+        ),
+        (
+            "--dns",
+            "192.0.2.1",
+            "conflicting options: dns and the network mode",
+        ),
+        (
+            "--add-host",
+            "db:192.0.2.2",
+            "conflicting options: custom host-to-IP mapping and the network mode",
+        ),
+        (
+            "-p",
+            "8080:80",
+            "conflicting options: port publishing and the container type network mode",
+        ),
+    ] {
+        lab.refused(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "container:sweb",
+                flag,
+                value,
+                "busybox",
+                "true",
+            ],
+            says,
+        );
+    }
     let addresses = lab.ok(&["exec", "sside", "ip", "-o", "-4", "addr"]);
     assert!(addresses.contains("10.89.0.2/24"), "{addresses}");
     let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "sside"])).unwrap();
@@ -813,4 +611,204 @@ fn concurrent_creates_and_runs_never_share_a_subnet_or_an_address() {
         [resolver],
         "one resolver for the network, not one per run"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_running_container_renamed_resolves_by_its_new_name_only() {
+    let lab = Lab::new("networks-rename");
+    lab.ok(&["network", "create", "front"]);
+    lab.sleeper("before", "front");
+    lab.sleeper("asker", "front");
+    let ip = lab.ip_of("before");
+    let ask = |name: &str| {
+        let out = lab.md(&["exec", "asker", "nslookup", name, "10.89.0.1"]);
+        answer(&String::from_utf8_lossy(&out.stdout), name)
+    };
+    assert_eq!(ask("before"), Some(ip));
+    let hosts = lab.ok(&["exec", "before", "cat", "/etc/hosts"]);
+    let pid = lab.pid("before");
+    lab.ok(&["rename", "before", "after"]);
+    // The record and the name index: the new name finds it, the old none.
+    assert_eq!(lab.pid("after"), pid);
+    assert_eq!(lab.md(&["inspect", "before"]).status.code(), Some(1));
+    let names = lab.ok(&["ps", "--format", "{{.Names}}"]);
+    assert!(names.lines().any(|n| n == "after"), "{names}");
+    assert!(!names.lines().any(|n| n == "before"), "{names}");
+    // The network's resolver: the new name answers, the old one does not.
+    assert_eq!(ask("after"), Some(ip));
+    assert_eq!(ask("before"), None);
+    let file = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
+    assert!(
+        file.contains(" after") && !file.contains(" before"),
+        "{file}"
+    );
+    // /etc/hosts as Docker leaves it: unchanged.
+    assert_eq!(lab.ok(&["exec", "after", "cat", "/etc/hosts"]), hosts);
+    // Docker's refusals: the same name, a name in use.
+    let same = lab.md(&["rename", "after", "after"]);
+    assert_eq!(same.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&same.stderr)
+        .contains("Renaming a container with the same name as its current name"));
+    let taken = lab.md(&["rename", "after", "asker"]);
+    assert_eq!(taken.status.code(), Some(1), "{taken:?}");
+    // While it runs, its old name still names its cgroup and run directory:
+    // a new container cannot take it yet, and says why.
+    let reuse = lab.md(&["run", "-d", "--name", "before", "busybox", "true"]);
+    assert_ne!(reuse.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&reuse.stderr).contains("already in use"),
+        "{reuse:?}"
+    );
+    // Stopped and removed by its new name, nothing of it is left: its
+    // address, its names, its run directory under the old name.
+    lab.ok(&["rm", "-f", "after"]);
+    // (Asked from a new container: the bridge's MAC may have changed with
+    // the port that went, and asker's ARP cache would still name the old.)
+    assert_eq!(lab.lookup("front", "after", "10.89.0.1"), None);
+    assert!(lab.lookup("front", "asker", "10.89.0.1").is_some());
+    assert!(!lab.state.join("run/containers/before").exists());
+    assert!(!lab.state.join("run/containers/after").exists());
+    let file = fs::read_to_string(dns::names_file(&lab.dirs(), "front")).unwrap();
+    assert!(!file.contains(" after"), "{file}");
+    // And now the old name is free again.
+    lab.sleeper("before", "front");
+    let again = lab.ip_of("before");
+    assert_eq!(lab.lookup("front", "before", "10.89.0.1"), Some(again));
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn system_prune_removes_unused_networks_and_never_the_default_ones() {
+    let lab = Lab::new("networks-sysprune");
+    lab.ok(&["network", "create", "--subnet", "10.61.0.0/24", "used"]);
+    lab.ok(&["network", "create", "--subnet", "10.62.0.0/24", "idle"]);
+    lab.ok(&["network", "create", "--subnet", "10.63.0.0/24", "left"]);
+    lab.sleeper("stays", "used");
+    // A stopped container is pruned first; its network, unused then, too.
+    lab.ok(&[
+        "run",
+        "--name",
+        "ended",
+        "--network",
+        "left",
+        "busybox",
+        "true",
+    ]);
+    let idle_bridge = bridge_of(&lab, "idle");
+    let out = lab.ok(&["system", "prune", "-f"]);
+    let (containers, rest) = out.split_once("Deleted Networks:\n").expect(&out);
+    assert!(containers.starts_with("Deleted Containers:\n"), "{out}");
+    let deleted: Vec<&str> = rest.split("\n\n").next().unwrap().lines().collect();
+    assert_eq!(deleted, ["idle", "left"], "{out}");
+    let listed: Vec<String> = lab
+        .ok(&["network", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(listed, ["bridge", "host", "none", "used"]);
+    for gone in ["idle", "left"] {
+        assert!(!lab.state.join(format!("lib/networks/{gone}.json")).exists());
+    }
+    let links = lab.host.ip(&["-br", "link"]);
+    assert!(!links.contains(&idle_bridge), "{links}");
+    // Nothing to prune: no section at all.
+    let again = lab.ok(&["system", "prune", "-f"]);
+    assert!(!again.contains("Deleted Networks:"), "{again}");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: networks, namespaces and nftables (run with sudo)"
+)]
+fn a_stopped_container_is_connected_when_it_starts_and_disconnected_for_the_next() {
+    let lab = Lab::new("networks-connect-stopped");
+    lab.ok(&["network", "create", "front"]);
+    lab.ok(&["network", "create", "back"]);
+    let back_bridge = bridge_of(&lab, "back");
+    lab.sleeper("bprobe", "back");
+    lab.ok(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // Created: written down, nothing made yet.
+    lab.ok(&["network", "connect", "--alias", "wall", "back", "later"]);
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "later"])).unwrap();
+    assert_eq!(
+        doc[0]["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        ""
+    );
+    let on_back = || {
+        lab.host
+            .ip(&["-br", "link", "show", "master", &back_bridge])
+    };
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    // Connecting it again is nothing to do, as in Docker.
+    lab.ok(&["network", "connect", "back", "later"]);
+    // Started: eth1 on back, a second port on back's bridge, and known
+    // there by its name and alias.
+    lab.ok(&["start", "later"]);
+    let addresses = lab.ok(&["exec", "later", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    let ip: Ipv4Addr = addresses
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect(&addresses);
+    assert!(ip.to_string().starts_with("10.89.1."), "{addresses}");
+    assert_eq!(on_back().lines().count(), 2, "{}", on_back());
+    for name in ["later", "wall"] {
+        let out = lab.ok(&["exec", "bprobe", "nslookup", name, "10.89.1.1"]);
+        assert_eq!(answer(&out, name), Some(ip), "{name}: {out}");
+    }
+    let doc: Value = serde_json::from_str(&lab.ok(&["inspect", "later"])).unwrap();
+    assert_eq!(
+        doc[0]["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        ip.to_string().as_str()
+    );
+    // Exited: disconnected for the next start; twice is Docker's error.
+    lab.ok(&["stop", "-t", "0", "later"]);
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    lab.ok(&["network", "disconnect", "back", "later"]);
+    let again = lab.md(&["network", "disconnect", "back", "later"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not connected to the network back"));
+    lab.ok(&["start", "later"]);
+    let links = lab.ok(&["exec", "later", "ip", "-o", "link"]);
+    assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
+    assert_eq!(on_back().lines().count(), 1, "{}", on_back());
+    // (From a new container: see the rename test on the bridge's MAC.)
+    assert_eq!(lab.lookup("back", "wall", "10.89.1.1"), None);
+    assert!(lab.lookup("back", "bprobe", "10.89.1.1").is_some());
+    // `--network none` cannot be on another network (Docker's refusal).
+    lab.ok(&[
+        "create",
+        "--name",
+        "lonely",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let none = lab.md(&["network", "connect", "back", "lonely"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("private (none) mode"));
+    // Removed: nothing of it is left on the networks.
+    lab.ok(&["rm", "-f", "later"]);
+    let addresses = fs::read_to_string(lab.state.join("run/network/addresses")).unwrap();
+    assert!(!addresses.contains(" later "), "{addresses}");
 }

@@ -724,7 +724,7 @@ fn the_everyday_commands_work_as_dockers() {
     struct Cleanup(std::path::PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            for name in ["daily", "weekly"] {
+            for name in ["daily", "hourly", "weekly"] {
                 let _ = md(&self.0, &["rm", "-f", "-v", name]);
             }
         }
@@ -854,11 +854,11 @@ fn the_everyday_commands_work_as_dockers() {
         "cp followed a symlink out of the container"
     );
     assert!(!out_dir.join("leaked").exists());
-    // rename refuses a running container; exec -d runs in the background.
-    assert_eq!(
-        md(&state, &["rename", "daily", "weekly"]).status.code(),
-        Some(1)
-    );
+    // rename of a running container, as Docker's: and back again.
+    md_ok(&state, &["rename", "daily", "hourly"]);
+    assert_eq!(md_ok(&state, &["ps", "--format", "{{.Names}}"]), "hourly\n");
+    md_ok(&state, &["rename", "hourly", "daily"]);
+    // exec -d runs in the background.
     // attach: the output from now on, and the exit code.
     let mut attach = common::mini_docker(&state, &["attach", "daily"]);
     attach.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -1336,4 +1336,157 @@ fn a_user_defined_network_gives_its_resolver_in_resolv_conf() {
         hosts.starts_with("10.77.0.") && hosts.split_whitespace().count() == 2,
         "{hosts}"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn ipc_container_joins_a_shareable_ipc_namespace_only() {
+    let lab = common::lab::Lab::new("parity-ipc");
+    let sleeper = |name: &str, ipc: Option<&str>| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+        if let Some(mode) = ipc {
+            args.extend(["--ipc", mode]);
+        }
+        args.extend(["busybox", "sleep", "60"]);
+        lab.ok(&args);
+    };
+    sleeper("donor", Some("shareable"));
+    sleeper("joiner", Some("container:donor"));
+    let ipc = |name: &str| fs::read_link(format!("/proc/{}/ns/ipc", lab.pid(name))).unwrap();
+    let own = fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(ipc("joiner"), ipc("donor"));
+    assert_ne!(ipc("donor"), own);
+    // Its /dev/mqueue is that namespace's: a queue made in one is in the other.
+    lab.ok(&["exec", "donor", "touch", "/dev/mqueue/shared-queue"]);
+    let queues = lab.ok(&["exec", "joiner", "ls", "/dev/mqueue"]);
+    assert_eq!(queues, "shared-queue\n");
+    let doc: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "joiner"])).unwrap();
+    assert_eq!(doc[0]["HostConfig"]["IpcMode"], "container:donor");
+    // Docker 20.10's default is "private": not shareable.
+    sleeper("private", None);
+    lab.refused(
+        &["run", "--rm", "--network", "none", "--ipc", "container:private", "busybox", "true"],
+        "can't join IPC of container private: non-shareable IPC (hint: use IpcMode:shareable for the donor container)",
+    );
+    lab.refused(
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:nosuch",
+            "busybox",
+            "true",
+        ],
+        "can't join IPC of container nosuch",
+    );
+    lab.refused(
+        &["run", "--rm", "--ipc", "bogus", "busybox", "true"],
+        "invalid IPC mode: bogus",
+    );
+    lab.refused(
+        &["run", "--rm", "--ipc", "container:", "busybox", "true"],
+        "invalid IPC mode: container:",
+    );
+    // An IPC sysctl would be the other container's setting: refused, and
+    // neither the host's nor the donor's value changes.
+    // (An IPC sysctl reads the reader's namespace: the donor's is read there.)
+    let host_shmmax = || fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let donor_shmmax = || lab.ok(&["exec", "donor", "cat", "/proc/sys/kernel/shmmax"]);
+    let (host_before, donor_before) = (host_shmmax(), donor_shmmax());
+    lab.refused(
+        &[
+            "run",
+            "--rm",
+            "--ipc",
+            "container:donor",
+            "--sysctl",
+            "kernel.shmmax=4096",
+            "busybox",
+            "true",
+        ],
+        "not allowed with --ipc container:donor",
+    );
+    assert_eq!(host_shmmax(), host_before);
+    assert_eq!(donor_shmmax(), donor_before);
+    lab.ok(&["stop", "-t", "0", "donor"]);
+    lab.refused(
+        &["run", "--rm", "--ipc", "container:donor", "busybox", "true"],
+        "is not running",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn attach_forwards_stdin_to_a_detached_interactive_container() {
+    use std::io::Write;
+    let lab = common::lab::Lab::new("parity-attach");
+    lab.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "reader",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+    ]);
+    lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "deaf",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // From outside: the one's stdin is its fifo, the other's /dev/null
+    // (the character device 1:3).
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stdin_of = |name: &str| fs::metadata(format!("/proc/{}/fd/0", lab.pid(name))).unwrap();
+    assert!(stdin_of("reader").file_type().is_fifo());
+    let deaf = stdin_of("deaf");
+    assert!(deaf.file_type().is_char_device());
+    assert_eq!(deaf.rdev(), libc::makedev(1, 3));
+    let attach_with = |input: &str| {
+        let mut command = lab.command(&["attach", "--sig-proxy=false", "reader"]);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        // Written, then our end closed: end of file for attach, not for cat.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child
+    };
+    let logs_say = |text: &str| {
+        common::wait_for(common::PATIENCE, || {
+            (lab.ok(&["logs", "reader"]) == text).then_some(())
+        })
+        .is_some()
+    };
+    let first = attach_with("hi\n");
+    assert!(logs_say("hi\n"), "{}", lab.ok(&["logs", "reader"]));
+    // attach follows the output until interrupted (no signal proxy).
+    let out = common::end_foreground(first);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The container's stdin stayed open: a second attacher is heard too.
+    let second = attach_with("again\n");
+    assert!(logs_say("hi\nagain\n"), "{}", lab.ok(&["logs", "reader"]));
+    let _ = common::end_foreground(second);
+    let doc: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "reader"])).unwrap();
+    assert_eq!(doc[0]["State"]["Running"], true);
 }

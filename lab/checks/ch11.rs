@@ -1,6 +1,7 @@
 //! Chapter 11: the OCI runtime's create/start split, seen in /proc: the
 //! lab looks at the init after `create`, then plays `start` itself by
-//! opening exec.fifo, and looks again.
+//! opening exec.fifo, and looks again; and the runtime's state document,
+//! read with the runtime spec's own type and held against /proc.
 
 use std::fs;
 use std::io::Read;
@@ -18,7 +19,10 @@ use crate::evidence;
 const SETTLE: Duration = Duration::from_secs(10);
 
 pub fn verify(s: &Subject, pid: Pid) -> Vec<Check> {
-    create_start(&s.run_dir.join("exec.fifo"), pid)
+    match s.ex.id {
+        "ch11-state" => state(s, pid),
+        _ => create_start(&s.run_dir.join("exec.fifo"), pid),
+    }
 }
 
 fn exe(pid: Pid) -> Option<PathBuf> {
@@ -124,6 +128,132 @@ fn create_start(fifo: &Path, pid: Pid) -> Vec<Check> {
             exe(pid).map_or("?".into(), |p| p.display().to_string())
         ),
         "after start the init does not run sleep",
+    ));
+    checks
+}
+
+/// The fields the runtime spec requires of a state (`pid` while the
+/// container is created or running).
+const REQUIRED: [&str; 5] = ["ociVersion", "id", "status", "pid", "bundle"];
+
+/// ch11-state: state.json after `create`, then `start` played as above.
+fn state(s: &Subject, init: Pid) -> Vec<Check> {
+    let path = s.run_dir.join("state.json");
+    let Ok(text) = fs::read_to_string(&path) else {
+        return vec![Check::fail(
+            "state.json is missing: keep the given lines that write it",
+        )];
+    };
+    let parsed = serde_json::from_str::<oci_spec::runtime::State>(&text);
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|k| raw.get(k).is_none())
+        .collect();
+    let state = match parsed {
+        Ok(state) if missing.is_empty() => state,
+        Ok(_) => {
+            return vec![Check::fail(format!(
+                "state.json lacks {}: the runtime spec's state has ociVersion, id, status, \
+                 bundle, and pid while the container is created or running",
+                missing.join(", ")
+            ))]
+        }
+        Err(err) => {
+            return vec![Check::fail(format!(
+                "state.json is not the runtime spec's state (oci-spec's State refuses it: {err})"
+            ))]
+        }
+    };
+    let mut checks = vec![Check::pass(format!(
+        "state.json parses as the runtime spec's State (oci-spec), ociVersion {}",
+        state.version()
+    ))];
+    let bundle = state.bundle();
+    checks.push(Check::new(
+        state.id() == s.ex.id
+            && bundle.is_absolute()
+            && bundle.join("config.json").is_file()
+            && state.version().starts_with("1."),
+        format!(
+            "id {}, and the bundle {} holds config.json",
+            state.id(),
+            bundle.display()
+        ),
+        format!(
+            "id {:?}, bundle {:?}, ociVersion {:?}: the id is the container's ({}), the \
+             bundle the absolute path of the directory with config.json, the version the \
+             runtime spec's (OCI_VERSION)",
+            state.id(),
+            bundle.display().to_string(),
+            state.version(),
+            s.ex.id
+        ),
+    ));
+    let pid = state.pid().unwrap_or(0);
+    let named = Pid::from_raw(pid);
+    let waits = matches!(after_create(init), After::Waits);
+    let parent = evidence::status(named, "PPid");
+    let is_init = pid == init.as_raw() && waits && parent == s.host.to_string();
+    checks.push(Check::new(
+        is_init,
+        format!(
+            "pid {pid} is the container's init: alive, a child of the runtime, waiting in \
+             fifo_open on exec.fifo"
+        ),
+        if pid > 0 && named == s.host {
+            format!(
+                "pid {pid} is your program itself, the runtime, not the container's init: the \
+                 state names the init that create forked (PID {init}), the process waiting on \
+                 exec.fifo"
+            )
+        } else if pid <= 0 || exe(named).is_none() {
+            format!(
+                "pid {pid} is no running process: the state names the container's init \
+                 (PID {init})"
+            )
+        } else if !waits {
+            format!("the init (PID {init}) does not wait on exec.fifo: keep the given init")
+        } else if pid == init.as_raw() {
+            format!(
+                "pid {pid}'s parent is {parent}, not the runtime (PID {})",
+                s.host
+            )
+        } else {
+            format!(
+                "pid {pid} is not the container's init (PID {init}, waiting in fifo_open on \
+                 exec.fifo)"
+            )
+        },
+    ));
+    let status = state.status().to_string();
+    checks.push(Check::new(
+        status == "created" && waits,
+        "status created: the init waits on exec.fifo and has not run the program yet",
+        if status == "running" && waits {
+            format!(
+                "status is \"running\" before start: the init (PID {init}) still waits in \
+                 fifo_open on exec.fifo and has not run the program; until start opens \
+                 exec.fifo, a state says \"created\""
+            )
+        } else {
+            format!("status is {status:?}, not \"created\", after create and before start")
+        },
+    ));
+    if !is_init {
+        return checks;
+    }
+    // `start`: what the state named must be what starts the program.
+    let _ = start(&s.run_dir.join("exec.fifo"));
+    let deadline = Instant::now() + SETTLE;
+    while !runs_sleep(named) && exe(named).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    checks.push(Check::new(
+        runs_sleep(named),
+        format!("after the lab played start, pid {pid} runs the program (comm sleep)"),
+        format!("after the lab played start, pid {pid} does not run sleep"),
     ));
     checks
 }

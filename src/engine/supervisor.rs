@@ -39,9 +39,54 @@ pub fn layer_dir(store: &Store, id: &str) -> PathBuf {
     store.data_dir(id).join("layer")
 }
 
+/// `run -d -i`: the fifo the container reads as its stdin and `attach`
+/// writes to; root's alone, beside the container's state.
+pub fn stdin_fifo(store: &Store, id: &str) -> PathBuf {
+    store.run_dir(id).join("stdin")
+}
+
+/// The stdin fifo of a detached `-i` container, made by its supervisor and
+/// held open for writing by it for the container's whole life: an attacher
+/// that leaves never gives the container end of file (Docker's
+/// `StdinOnce: false`), and each start reads the same fifo.
+struct StdinFifo {
+    path: PathBuf,
+    _held: OwnedFd,
+}
+
+impl StdinFifo {
+    fn create(path: PathBuf) -> Result<StdinFifo, SupervisorError> {
+        use nix::sys::stat::Mode;
+        let failed = |e: nix::errno::Errno| {
+            SupervisorError::Spawn(format!("make the stdin fifo {}: {e}", path.display()))
+        };
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR).map_err(failed)?;
+        // Read and write: a fifo opened so never waits for the other end.
+        // (std opens with O_CLOEXEC: the container gets only its own end.)
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SupervisorError::Spawn(format!("open {}: {e}", path.display())))?;
+        Ok(StdinFifo {
+            _held: held.into(),
+            path,
+        })
+    }
+
+    /// The container's end, for one start.
+    fn reader(&self) -> Result<StdinMode, SupervisorError> {
+        let fd = std::fs::File::open(&self.path)
+            .map_err(|e| SupervisorError::Spawn(format!("open {}: {e}", self.path.display())))?;
+        Ok(StdinMode::Fd(fd.into()))
+    }
+}
+
 /// How the supervised container's streams are connected.
 pub enum Attach {
-    /// Detached: stdout and stderr go to the log, stdin is /dev/null.
+    /// Detached: stdout and stderr go to the log; stdin is /dev/null, or
+    /// with `-i` a fifo that `attach` writes to.
     Log,
     /// A foreground `run`: the container's stdin, and its stdout and
     /// stderr logged and also copied, as they come, to these (the front
@@ -148,11 +193,15 @@ pub fn supervise(
     ready: Option<OwnedFd>,
     explain: Explain,
 ) -> Result<i32, SupervisorError> {
-    let (id, config) = (record.id.as_str(), &record.config);
-    claim(store, record, config)?;
+    let (id, mut config) = (record.id.as_str(), record.config.clone());
+    claim(store, record, &config)?;
     runtime::hold_at("claimed");
     let _ = std::fs::remove_file(stop_marker(store, id));
     let mut ready = ready;
+    let stdin = match (&attach, config.interactive) {
+        (Attach::Log, true) => Some(StdinFifo::create(stdin_fifo(store, id))?),
+        _ => None,
+    };
     let mut attach = Some(attach);
     let mut delay = Duration::ZERO;
     let mut restarts = record.state.restart_count;
@@ -170,7 +219,11 @@ pub fn supervise(
                 (io, Some(logger))
             }
             _ => {
-                let (io, logger) = log_pipes(store, record, StdinMode::Null, None)?;
+                let stdin = match &stdin {
+                    Some(fifo) => fifo.reader()?,
+                    None => StdinMode::Null,
+                };
+                let (io, logger) = log_pipes(store, record, stdin, None)?;
                 (io, Some(logger))
             }
         };
@@ -182,7 +235,7 @@ pub fn supervise(
         };
         let started = runtime::start(
             store.dirs(),
-            config,
+            &config,
             explain,
             io,
             Some(&layer_dir(store, id)),
@@ -196,7 +249,7 @@ pub fn supervise(
                 return Err(SupervisorError::Runtime(err));
             }
         };
-        record_running(store, id, &started)?;
+        record_running(store, id, &config.name, &started)?;
         report(&mut ready, "ok");
 
         let code = started.wait_forwarding_signals(!config.extra.no_sig_proxy);
@@ -243,9 +296,13 @@ pub fn supervise(
             store.update(id, |r| r.state.status = Status::Exited)?;
             break code;
         }
+        // As it is now: `rename` or `network connect` may have changed it.
+        config = store.get(id)?.config;
     };
     if config.remove {
-        remove(store, record)?;
+        // As it is now: its name may have changed.
+        let now = store.get(id).unwrap_or_else(|_| record.clone());
+        remove(store, &now)?;
     }
     Ok(code)
 }
@@ -306,7 +363,12 @@ fn wait_logger(logger: Option<nix::unistd::Pid>) {
     }
 }
 
-fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), SupervisorError> {
+fn record_running(
+    store: &Store,
+    id: &str,
+    name: &str,
+    started: &Started,
+) -> Result<(), SupervisorError> {
     let pid = started.pid().as_raw();
     let me = std::process::id() as i32;
     let ports: Vec<String> = started.published().iter().map(|p| p.to_string()).collect();
@@ -327,6 +389,7 @@ fn record_running(store: &Store, id: &str, started: &Started) -> Result<(), Supe
         r.state.links = links;
         r.state.ports = ports;
         r.state.cgroup_paths = cgroup_paths;
+        r.state.run_name = name.to_string();
     })?;
     Ok(())
 }
@@ -407,16 +470,24 @@ pub fn reclaim(store: &Store, name: &str, state: &store::State) -> Result<(), Su
         .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
     crate::engine::network::reclaim(store.dirs(), name)
         .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
-    // Unless another live run (a chapter of the same name) owns it.
-    let run_dir = store.dirs().container_dir(name);
-    let owner = std::fs::read_to_string(run_dir.join("owner.pid")).unwrap_or_default();
-    let owner: i32 = owner.trim().parse().unwrap_or(0);
-    let someone_else =
-        owner > 0 && owner != std::process::id() as i32 && process::is_alive(owner, 0);
-    if !someone_else {
-        // Named volumes outlive their containers, as in Docker.
-        crate::engine::dirs::remove_tree(&run_dir)
-            .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+    // The run directory by its name, and by the one it started under when
+    // it was renamed while running.
+    let mut names = vec![name];
+    if !state.run_name.is_empty() && state.run_name != name {
+        names.push(&state.run_name);
+    }
+    for name in names {
+        // Unless another live run (a chapter of the same name) owns it.
+        let run_dir = store.dirs().container_dir(name);
+        let owner = std::fs::read_to_string(run_dir.join("owner.pid")).unwrap_or_default();
+        let owner: i32 = owner.trim().parse().unwrap_or(0);
+        let someone_else =
+            owner > 0 && owner != std::process::id() as i32 && process::is_alive(owner, 0);
+        if !someone_else {
+            // Named volumes outlive their containers, as in Docker.
+            crate::engine::dirs::remove_tree(&run_dir)
+                .map_err(|e| SupervisorError::Cleanup(e.to_string()))?;
+        }
     }
     Ok(())
 }

@@ -321,6 +321,22 @@ pub const EXERCISES: &[Exercise] = &[
         given: &[],
     },
     Exercise {
+        id: "ch10-cache",
+        chapter: "ch10",
+        title: "the key of a COPY step",
+        file: "ch10/cache.rs",
+        verifies: "an edited copied file changes the key, an edited other file does not, a new parent does; as mini-docker build decides",
+        hints: &[
+            "The cache reuses a step's layer when the step's key was seen \
+             before. For COPY the instruction names the files, it does not say \
+             what they hold: the key must cover their bytes too, and the key \
+             of the step before it, since the layer goes on top of that.",
+            "`let digest = context.sources_digest(sources).map_err(anyhow::Error::msg)?;` \
+             then `key = build::cache_key(parent, &format!(\"{instruction} {digest}\"));`.",
+        ],
+        given: &[],
+    },
+    Exercise {
         id: "ch11-start",
         chapter: "ch11",
         title: "create, then start",
@@ -333,6 +349,22 @@ pub const EXERCISES: &[Exercise] = &[
             "In `init`, before the exec: \
              `OpenOptions::new().write(true).open(fifo)?`, then write \
              \"0\" into it and let it go.",
+        ],
+        given: &[],
+    },
+    Exercise {
+        id: "ch11-state",
+        chapter: "ch11",
+        title: "the state of a created container",
+        file: "ch11/state.rs",
+        verifies: "state.json is the runtime spec's state: its pid the init waiting on exec.fifo, status created before start",
+        hints: &[
+            "The runtime spec's state has ociVersion, id, status, pid and \
+             bundle. The pid is the container's init as the host numbers it: \
+             the child `create` forked, not the runtime itself.",
+            "Until `start` opens exec.fifo the init has not run the program: \
+             the status is \"created\". `serde_json::json!({\"ociVersion\": OCI_VERSION, \
+             \"id\": id, \"status\": \"created\", \"pid\": init.as_raw(), \"bundle\": bundle})`.",
         ],
         given: &[],
     },

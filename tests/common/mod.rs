@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod lab;
 pub mod registry;
 
 /// Path of a chapter's binary, built by cargo for the tests.

@@ -48,6 +48,20 @@ impl BuildContext {
     pub fn root(&self) -> &Path {
         &self.tree.root
     }
+
+    /// The digest a plain `COPY PATTERNS …` from this context puts into
+    /// its step's cache key: `digest` over what `resolve` finds, as the
+    /// builder computes it (for the lab's exercise on the cache key).
+    pub fn sources_digest(&self, patterns: &[&str]) -> Result<String, String> {
+        let from = From {
+            tree: &self.tree,
+            ignore: Some(&self.ignore),
+            context: true,
+        };
+        let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+        let sources = resolve(&from, &patterns, "COPY")?;
+        digest(&from, &sources).map_err(|e| format!("COPY failed: {e}"))
+    }
 }
 
 /// One resolved source of a COPY or ADD.
@@ -324,6 +338,21 @@ pub fn target(dest: &str, dest_is_dir: bool, source: &Source) -> PathBuf {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn the_sources_digest_covers_the_copied_bytes_only() {
+        let (_a, as_written) = context(&[("app.py", "one\n"), ("notes.txt", "n\n")], "");
+        let (_b, app_edited) = context(&[("app.py", "two\n"), ("notes.txt", "n\n")], "");
+        let (_c, notes_edited) = context(&[("app.py", "one\n"), ("notes.txt", "m\n")], "");
+        let digest = |ctx: &BuildContext| ctx.sources_digest(&["app.py"]).unwrap();
+        assert_ne!(digest(&as_written), digest(&app_edited));
+        assert_eq!(digest(&as_written), digest(&notes_edited));
+        let missing = as_written.sources_digest(&["gone.py"]).unwrap_err();
+        assert!(
+            missing.contains("file not found in build context"),
+            "{missing}"
+        );
+    }
 
     fn context(files: &[(&str, &str)], ignore: &str) -> (tempfile::TempDir, BuildContext) {
         let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Lifecycle, LifecycleError};
+use crate::engine::runtime::NetworkMode;
 use crate::engine::store::{Record, Status};
 use crate::kernel::cgroups::{Cgroup, Limits, Stats};
 
@@ -53,14 +54,66 @@ impl Lifecycle {
         }
     }
 
-    /// `rename OLD NEW`: a stopped container only, since the kernel objects
-    /// of a running one (its cgroup, its network entry) carry its name.
+    /// `rename OLD NEW`: the record and the name index; a running
+    /// container's names on its networks too (its resolvers answer for the
+    /// new name only). Its cgroup and run directory keep the name they
+    /// were made under until it stops; /etc/hosts and the hostname stay,
+    /// as Docker leaves them.
     pub fn rename(&self, key: &str, new_name: &str) -> Result<(), LifecycleError> {
         let record = self.find(key)?;
-        if record.effective_status().is_running() {
-            return Err(LifecycleError::RenameRunning(key.to_string()));
+        let wanted = new_name.strip_prefix('/').unwrap_or(new_name);
+        if wanted == record.name {
+            return Err(LifecycleError::RenameSame);
         }
-        Ok(self.store.rename(&record.id, new_name)?)
+        self.store.rename(&record.id, wanted)?;
+        if record.effective_status().is_running() {
+            crate::engine::network::rename(self.dirs(), &record.name, wanted)?;
+        }
+        Ok(())
+    }
+
+    /// `network connect`, written down: the next start attaches it too.
+    /// False when it was already on that network (as Docker, nothing to do).
+    pub fn remember_network(
+        &self,
+        key: &str,
+        connection: &crate::engine::runtime::extra::Connection,
+    ) -> Result<bool, LifecycleError> {
+        let record = self.find(key)?;
+        let mut added = false;
+        self.store.update(&record.id, |r| {
+            let on = primary_network(&r.config).as_deref() == Some(&connection.network)
+                || r.config
+                    .extra
+                    .networks
+                    .iter()
+                    .any(|c| c.network == connection.network);
+            if !on {
+                r.config.extra.networks.push(connection.clone());
+                added = true;
+            }
+        })?;
+        Ok(added)
+    }
+
+    /// `network disconnect`, written down: the next start leaves it out
+    /// (its `--network` one too: it then starts with loopback only).
+    /// False when it was not on that network.
+    pub fn forget_network(&self, key: &str, network: &str) -> Result<bool, LifecycleError> {
+        let record = self.find(key)?;
+        let mut removed = false;
+        self.store.update(&record.id, |r| {
+            let before = r.config.extra.networks.len();
+            r.config.extra.networks.retain(|c| c.network != network);
+            removed = r.config.extra.networks.len() != before;
+            if primary_network(&r.config).as_deref() == Some(network) {
+                r.config.network = NetworkMode::None;
+                r.config.network_aliases.clear();
+                r.config.ip = None;
+                removed = true;
+            }
+        })?;
+        Ok(removed)
     }
 
     /// `update`: new limits, stored, and written to the cgroup of a
@@ -156,6 +209,15 @@ impl Lifecycle {
             return Err(LifecycleError::NotRunning(key.to_string()));
         }
         Ok(record)
+    }
+}
+
+/// The network `--network` put it on, by name (`bridge` for the default).
+pub fn primary_network(config: &crate::engine::runtime::RunConfig) -> Option<String> {
+    match &config.network {
+        NetworkMode::Bridge => Some(crate::engine::network::Network::default_bridge().name),
+        NetworkMode::Named(name) => Some(name.clone()),
+        _ => None,
     }
 }
 

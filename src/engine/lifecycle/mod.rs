@@ -27,7 +27,7 @@ mod stop;
 
 use std::path::PathBuf;
 
-pub use self::everyday::{find_in_layers, port_lines, FilesRoot, Update};
+pub use self::everyday::{find_in_layers, port_lines, primary_network, FilesRoot, Update};
 pub use self::inspect::Inspection;
 use crate::engine::dirs::LabDirs;
 use crate::engine::images::ImageError;
@@ -114,8 +114,8 @@ pub enum LifecycleError {
         container: String,
         image: String,
     },
-    #[error("cannot rename {0}: it is running, and the lab names its cgroup and network after it; stop it first")]
-    RenameRunning(String),
+    #[error("Renaming a container with the same name as its current name")]
+    RenameSame,
     #[error("volume {name} is in use by {}; remove those containers first", users.join(", "))]
     VolumeInUse { name: String, users: Vec<String> },
     #[error(transparent)]
@@ -158,6 +158,8 @@ pub enum LifecycleError {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
+    Network(#[from] crate::engine::network::NetworkError),
+    #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
     State(#[from] crate::engine::dirs::StateError),
@@ -185,7 +187,7 @@ impl LifecycleError {
                 | Image(ImageError::NotFound { .. })
                 | VolumeInUse { .. }
                 | VolumeRefused(_)
-                | RenameRunning(_)
+                | RenameSame
                 | Store(StoreError::Conflict { .. })
         )
     }

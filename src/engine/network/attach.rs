@@ -196,8 +196,11 @@ impl Drop for Attachment {
         if !self.release_on_drop {
             return;
         }
+        // By address on its network, not by name: `rename` may have
+        // changed the name since.
+        let network = &self.network.name;
         let result = NetworkLock::take(&self.dirs)
-            .and_then(|lock| release(&lock, |e| e.ip == self.ip && e.name == self.name));
+            .and_then(|lock| release(&lock, |e| e.ip == self.ip && &e.network == network));
         if let Err(err) = result {
             log::warn!("{err}");
         }

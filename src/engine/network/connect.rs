@@ -8,7 +8,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 
 use super::addresses::link_names_on;
-use super::attach::{attach_endpoint, configure_interface, release, Endpoint};
+use super::attach::{attach_endpoint, configure_interface, release, Attachment, Endpoint};
 use super::registry::NetworkLock;
 use super::{Network, NetworkError};
 use crate::engine::dirs::LabDirs;
@@ -57,6 +57,22 @@ pub fn connect_running(
     endpoint: &Endpoint,
     pid: i32,
 ) -> Result<Ipv4Addr, NetworkError> {
+    let attachment = attach_another(dirs, network, endpoint, pid)?;
+    let ip = attachment.ip;
+    attachment.keep();
+    Ok(ip)
+}
+// ANCHOR_END: connect
+
+/// The container whose first process is `pid` on one more network: its
+/// address and its next free `ethN`, outbound traffic on. Dropping the
+/// attachment releases them (a start holds it for the container's life).
+pub fn attach_another(
+    dirs: &LabDirs,
+    network: &Network,
+    endpoint: &Endpoint,
+    pid: i32,
+) -> Result<Attachment, NetworkError> {
     let attachment = attach_endpoint(dirs, network, endpoint, pid, |ip| {
         link_names_on(network, ip)
     })
@@ -84,10 +100,8 @@ pub fn connect_running(
     .unwrap_or_else(|_| Err(NetworkError::Inside("the set-up thread panicked".into())));
     configured?;
     attachment.enable_outbound()?;
-    attachment.keep();
-    Ok(ip)
+    Ok(attachment)
 }
-// ANCHOR_END: connect
 
 /// `network disconnect NETWORK CONTAINER`: its veth pair on that network
 /// (the interface inside goes with it), its address, its published ports;
@@ -102,4 +116,22 @@ pub fn disconnect(dirs: &LabDirs, network: &Network, name: &str) -> Result<(), N
         ));
     }
     release(&lock, on)
+}
+
+/// `rename` of a running container: its entries on every network take the
+/// new name, so that the resolvers answer for it and no longer for the
+/// old one (as Docker's sandbox rename does). Its /etc/hosts is left as
+/// it is, as Docker leaves it.
+pub fn rename(dirs: &LabDirs, old: &str, new: &str) -> Result<(), NetworkError> {
+    let lock = NetworkLock::take(dirs)?;
+    let mut entries = lock.entries()?;
+    let mut changed = false;
+    for entry in entries.iter_mut().filter(|e| e.name == old && e.is_alive()) {
+        entry.name = new.to_string();
+        changed = true;
+    }
+    if changed {
+        lock.save(&entries)?;
+    }
+    Ok(())
 }

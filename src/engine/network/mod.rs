@@ -40,7 +40,9 @@ pub use self::addresses::{link_names_on, runtime_link_names, veth_names};
 pub use self::attach::{
     attach, attach_endpoint, configure_inside, configure_interface, reclaim, Attachment, Endpoint,
 };
-pub use self::connect::{connect_running, disconnect, endpoints, EndpointInfo};
+pub use self::connect::{
+    attach_another, connect_running, disconnect, endpoints, rename, EndpointInfo,
+};
 pub use self::ports::{nft_container_ruleset, PortMapping};
 pub use self::shared::{nft_list, nft_ruleset};
 use crate::engine::dirs::LabDirs;

@@ -60,7 +60,8 @@ pub struct RunExtras {
     /// `--pid host`: the host's PID namespace.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pid_host: bool,
-    /// `--ipc`: "private" (Docker's default is "private" or "shareable"), "host".
+    /// `--ipc`: "private" (Docker 20.10's default), "shareable", "none",
+    /// "host" or "container:NAME".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipc: Option<String>,
     /// `--sig-proxy=false`: signals to a foreground run are not passed on.
@@ -73,6 +74,21 @@ pub struct RunExtras {
     /// `--cidfile FILE`: where the container's ID was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidfile: Option<String>,
+    /// `network connect`: the networks it is on besides `--network`'s,
+    /// in the order connected; every start attaches them again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Connection>,
+}
+
+/// One `network connect NETWORK CONTAINER`, as Docker keeps it in the
+/// container's NetworkSettings.Networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// Docker's `--ulimit` names and the kernel's resources.
@@ -131,7 +147,7 @@ pub fn parse_ulimit(text: &str) -> Result<Ulimit, String> {
 /// Docker's rule for `--sysctl`: only what the container's own namespaces
 /// hold (IPC: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`;
 /// network: `net.*`; neither with the host's namespace).
-pub fn check_sysctl(key: &str, host_network: bool, host_ipc: bool) -> Result<(), String> {
+pub fn check_sysctl(key: &str, host_network: bool, ipc: Option<&str>) -> Result<(), String> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -144,8 +160,14 @@ pub fn check_sysctl(key: &str, host_network: bool, host_ipc: bool) -> Result<(),
     ];
     if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
         // With the host's IPC namespace it would be the host's setting.
-        if host_ipc {
+        if ipc == Some("host") {
             return Err(format!("sysctl {key:?} not allowed in host IPC namespace"));
+        }
+        // Another container's namespace: its setting, not this one's.
+        if let Some(other) = ipc.and_then(|m| m.strip_prefix("container:")) {
+            return Err(format!(
+                "sysctl {key:?} not allowed with --ipc container:{other}: it would change that container's IPC namespace; set it there"
+            ));
         }
         return Ok(());
     }

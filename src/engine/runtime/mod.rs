@@ -135,6 +135,8 @@ pub struct Started {
     pid: Pid,
     status: Option<i32>,
     network: Option<Attachment>,
+    /// `network connect`'s networks, attached at each start.
+    connected: Vec<Attachment>,
     cgroup: Cgroup,
     anonymous_volumes: Vec<String>,
     dirs: LabDirs,
@@ -155,10 +157,28 @@ pub fn start(
     io: Stdio,
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
+    // The cgroup first, and the grace period of the first join into it
+    // begun at once, to pass while the rest is made (see `WarmUp`).
+    let cgroup = Cgroup::create_freezable(&config.name)?;
+    let _warm = (cgroup.version() == 1)
+        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
     let joined = joined_network(dirs, config)?;
-    let shared_netns = shared_network_namespace(dirs, config)?;
+    let shared_net = shared_network_namespace(dirs, config)?;
+    let shared_ipc = shared_ipc_namespace(dirs, config)?;
+    // Sharing a network means sharing its /etc files and hostname too.
+    let adopted;
+    let config = match &shared_net {
+        Some(shared) => {
+            adopted = RunConfig {
+                hostname: shared.hostname.clone(),
+                ..config.clone()
+            };
+            &adopted
+        }
+        None => config,
+    };
     let device_nodes = config
         .devices
         .iter()
@@ -208,10 +228,6 @@ pub fn start(
         }
         volume_sources.push(source);
     }
-    let cgroup = Cgroup::create_freezable(&config.name)?;
-    // The grace period of the first join, begun while the rest is made.
-    let _warm = (cgroup.version() == 1)
-        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let written = cgroup.set(&config.limits.resources()?)?;
     // What the container mounts again at /sys/fs/cgroup, from inside its
     // cgroup namespace: the hierarchies its own cgroup is in.
@@ -239,7 +255,8 @@ pub fn start(
     if !config.extra.pid_host {
         spaces.push(Namespace::Pid);
     }
-    if config.extra.ipc.as_deref() != Some("host") {
+    // `--ipc container:NAME` joins that one's instead, from inside.
+    if config.extra.ipc.as_deref() != Some("host") && shared_ipc.is_none() {
         spaces.push(Namespace::Ipc);
     }
     spaces.push(Namespace::Mount);
@@ -268,13 +285,17 @@ pub fn start(
         init_pipe::pipe().map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe: {e}")))?;
-    let etc_dir = run_dir.path().to_path_buf();
+    let etc_dir = match &shared_net {
+        Some(shared) => shared.etc_dir.clone(),
+        None => run_dir.path().to_path_buf(),
+    };
     let child_setup = ChildSetup {
         config,
         etc_dir: &etc_dir,
         cgroup_view: &cgroup_view,
         network: joined.as_ref(),
-        shared_netns: shared_netns.as_ref().map(|fd| fd.as_raw_fd()),
+        shared_netns: shared_net.as_ref().map(|s| s.netns.as_raw_fd()),
+        shared_ipc: shared_ipc.as_ref().map(|fd| fd.as_raw_fd()),
         layers: &layers,
         overlay: &overlay_dirs,
         cgroup_procs: cgroup.procs_files(),
@@ -298,6 +319,7 @@ pub fn start(
         pid: child,
         status: None,
         network: None,
+        connected: Vec::new(),
         cgroup,
         remove_anonymous: config.remove,
         anonymous_volumes,
@@ -351,13 +373,28 @@ pub fn start(
         }
         started.network = Some(attachment);
     }
-    // The container's /etc/hosts, resolv.conf and hostname, with its address.
-    etc_files::write(
-        &etc_dir,
-        config,
-        started.ip(),
-        joined.as_ref().and_then(|n| n.resolv_conf()),
-    )?;
+    // The networks `network connect` added (eth1, eth2 …).
+    for connection in &config.extra.networks {
+        let net = network::Network::named(dirs, &connection.network)?
+            .ok_or_else(|| network::NetworkError::NotFound(connection.network.clone()))?;
+        let endpoint = network::Endpoint {
+            name: config.name.clone(),
+            aliases: connection.aliases.clone(),
+            ip: connection.ip,
+        };
+        let attachment = network::attach_another(dirs, &net, &endpoint, child.as_raw())?;
+        started.connected.push(attachment);
+    }
+    // The container's /etc/hosts, resolv.conf and hostname, with its
+    // address (with `container:NAME`, that one's files as they are).
+    if shared_net.is_none() {
+        etc_files::write(
+            &etc_dir,
+            config,
+            started.ip(),
+            joined.as_ref().and_then(|n| n.resolv_conf()),
+        )?;
+    }
     // Release the child: "go", with its address and the name its veth end
     // got (when it has a network); a closed pipe says "give up".
     let go = match &started.network {
@@ -397,12 +434,13 @@ fn joined_network(
 
 /// `--network container:NAME`: the other container's network namespace,
 /// opened now (so that it is that namespace, even if NAME stops before
-/// we join it), for the child to join with setns.
+/// we join it), for the child to join with setns; and, as Docker does,
+/// its /etc/hosts, resolv.conf and hostname files and its hostname.
 // ANCHOR: shared_netns
 fn shared_network_namespace(
     dirs: &LabDirs,
     config: &RunConfig,
-) -> Result<Option<OwnedFd>, RuntimeError> {
+) -> Result<Option<SharedNetwork>, RuntimeError> {
     let NetworkMode::Container(key) = &config.network else {
         return Ok(None);
     };
@@ -411,7 +449,8 @@ fn shared_network_namespace(
             "cannot join network of a non running container: {key}; start it first"
         ))
     };
-    let other = crate::engine::store::Store::new(dirs)
+    let store = crate::engine::store::Store::new(dirs);
+    let other = store
         .get(key)
         .map_err(|e| RuntimeError::Setup(e.to_string()))?;
     if !other.effective_status().is_running() || other.state.pid <= 0 {
@@ -419,9 +458,69 @@ fn shared_network_namespace(
     }
     let path = format!("/proc/{}/ns/net", other.state.pid);
     let netns = std::fs::File::open(&path).map_err(|_| not_running())?;
-    Ok(Some(netns.into()))
+    // The files are those of whoever made the namespace: NAME's own, or
+    // those NAME itself shares (Docker's chain of `container:` modes).
+    let mut owner = other;
+    for _ in 0..8 {
+        let NetworkMode::Container(next) = &owner.config.network else {
+            break;
+        };
+        owner = store.get(next).map_err(|_| not_running())?;
+    }
+    Ok(Some(SharedNetwork {
+        netns: netns.into(),
+        etc_dir: dirs.container_dir(owner.state.kernel_name(&owner.name)),
+        hostname: owner.config.hostname.clone(),
+    }))
 }
 // ANCHOR_END: shared_netns
+
+/// What `--network container:NAME` takes of the other container.
+struct SharedNetwork {
+    netns: OwnedFd,
+    /// The run directory that holds its /etc/hosts, resolv.conf, hostname.
+    etc_dir: PathBuf,
+    hostname: String,
+}
+
+/// `--ipc container:NAME`: that container's IPC namespace, opened now. As
+/// Docker 20.10, only from a running container that made it shareable
+/// (`--ipc shareable`, or one that itself shares the host's or another's);
+/// Docker's default, "private", refuses.
+fn shared_ipc_namespace(
+    dirs: &LabDirs,
+    config: &RunConfig,
+) -> Result<Option<OwnedFd>, RuntimeError> {
+    let Some(key) = config
+        .extra
+        .ipc
+        .as_deref()
+        .and_then(|mode| mode.strip_prefix("container:"))
+    else {
+        return Ok(None);
+    };
+    let refused =
+        |why: String| RuntimeError::Setup(format!("can't join IPC of container {key}: {why}"));
+    let other = crate::engine::store::Store::new(dirs)
+        .get(key)
+        .map_err(|e| refused(e.to_string()))?;
+    if !other.effective_status().is_running() || other.state.pid <= 0 {
+        return Err(refused(format!("container {} is not running", other.id)));
+    }
+    let shareable = match other.config.extra.ipc.as_deref() {
+        Some(mode) => mode == "shareable" || mode == "host" || mode.starts_with("container:"),
+        None => false,
+    };
+    if !shareable {
+        return Err(refused(
+            "non-shareable IPC (hint: use IpcMode:shareable for the donor container)".into(),
+        ));
+    }
+    let path = format!("/proc/{}/ns/ipc", other.state.pid);
+    let ipcns = std::fs::File::open(&path)
+        .map_err(|_| refused(format!("container {} is not running", other.id)))?;
+    Ok(Some(ipcns.into()))
+}
 
 /// What the cloned child needs to finish the container from inside.
 struct ChildSetup<'a> {
@@ -432,6 +531,8 @@ struct ChildSetup<'a> {
     network: Option<&'a network::Network>,
     /// `--network container:NAME`: that container's network namespace.
     shared_netns: Option<std::os::fd::RawFd>,
+    /// `--ipc container:NAME`: that container's IPC namespace.
+    shared_ipc: Option<std::os::fd::RawFd>,
     layers: &'a [Layer],
     overlay: &'a OverlayDirs,
     cgroup_procs: Vec<PathBuf>,
@@ -492,6 +593,7 @@ impl ChildSetup<'_> {
         // `-w /proc/self/fd/N` (runc's CVE-2024-21626).
         let mut keep = vec![go.as_raw_fd(), report.as_raw_fd()];
         keep.extend(self.shared_netns);
+        keep.extend(self.shared_ipc);
         init::close_fds_except(&io.lab_fds(&keep))
             .map_err(|e| RuntimeError::Setup(format!("close inherited descriptors: {e}")))?;
         if let Some(fd) = self.shared_netns {
@@ -508,6 +610,15 @@ impl ChildSetup<'_> {
                     self.config.network_name()
                 ),
                 "nsenter --net=/proc/PID/ns/net",
+            );
+        }
+        if let Some(fd) = self.shared_ipc {
+            let ipcns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            nix::sched::setns(ipcns, nix::sched::CloneFlags::CLONE_NEWIPC)
+                .map_err(|e| RuntimeError::Setup(format!("join the IPC namespace: {e}")))?;
+            explain.step(
+                "inside: join the IPC namespace of the other container",
+                "nsenter --ipc=/proc/PID/ns/ipc",
             );
         }
         // Into the cgroup first, so everything after is accounted and limited.
@@ -941,6 +1052,7 @@ impl Drop for Started {
         // Fields drop after this: first the network goes, then the cgroup
         // (empty now), then the run directory.
         self.network.take();
+        self.connected.clear();
         if self.remove_anonymous {
             for name in &self.anonymous_volumes {
                 let _ = volumes::remove(&self.dirs, name);

@@ -84,7 +84,10 @@ impl Store {
         super::validate_name(new_name)?;
         let _names = crate::support::fs::lock_file(&self.data.join("names.lock"), true)?;
         let (existing, _) = self.list_all()?;
-        if let Some(other) = existing.iter().find(|r| r.name == new_name && r.id != id) {
+        if let Some(other) = existing
+            .iter()
+            .find(|r| r.holds_name(new_name) && r.id != id)
+        {
             return Err(StoreError::Conflict {
                 name: new_name.to_string(),
                 id: other.id.clone(),

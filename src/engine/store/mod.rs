@@ -150,7 +150,7 @@ impl Store {
         let owner_of = |candidate: &str| {
             existing
                 .iter()
-                .find(|r| r.name == candidate)
+                .find(|r| r.holds_name(candidate))
                 .map(|r| r.id.clone())
                 .or_else(|| {
                     broken

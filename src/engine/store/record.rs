@@ -89,6 +89,21 @@ pub struct State {
     pub ports: Vec<String>,
     /// The container's cgroup directories, one per hierarchy.
     pub cgroup_paths: Vec<PathBuf>,
+    /// The name its run directory was made under when it started: after
+    /// `rename` of a running container, no longer the record's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub run_name: String,
+}
+
+impl State {
+    /// The name the running container's run directory carries.
+    pub fn kernel_name<'a>(&'a self, name: &'a str) -> &'a str {
+        if self.run_name.is_empty() {
+            name
+        } else {
+            &self.run_name
+        }
+    }
 }
 
 /// One container: what it was created from and what it is doing.
@@ -164,6 +179,12 @@ impl Record {
     /// are not forced to disk (no fsync), which keeps `run --rm` fast.
     pub fn ephemeral(&self) -> bool {
         self.config.remove
+    }
+
+    /// Whether `name` is this container's: its name, or, while it runs
+    /// after a rename, the one its run directory and cgroup still carry.
+    pub fn holds_name(&self, name: &str) -> bool {
+        self.name == name || (self.state.run_name == name && self.effective_status().is_running())
     }
 
     /// The status the container really has right now: see [`Record::effective_state`].
