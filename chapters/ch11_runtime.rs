@@ -89,6 +89,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     lab_runc.create(&sleeper, ID)?;
     let state = lab_runc.state(ID)?;
     let pid = Pid::from_raw(state.pid);
+    // With its start time, so that its PID handed to another process
+    // later (a busy machine wraps around) is not taken for the init.
+    let started = process::start_time(pid.as_raw()).unwrap_or(0);
     book.fact("status", state.status);
     book.fact("init's pid on the host", pid);
     book.fact("its program", read_comm(pid));
@@ -117,7 +120,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     lab_runc.run(&["delete", ID])?;
     let state_dir = lab_runc.root.join(ID);
     book.fact("state directory left", yes_no(state_dir.exists()));
-    let alive = process::is_alive(pid.as_raw(), 0);
+    let alive = process::is_alive(pid.as_raw(), started);
     book.fact("init still there", yes_no(alive));
     // ANCHOR_END: delete
 

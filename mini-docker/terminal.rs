@@ -50,7 +50,7 @@ pub fn exec_with_terminal(
 /// Receives the container's terminal, copies our window size onto it,
 /// puts our terminal in raw mode (with `-i`) and relays until the
 /// container's side is closed; the terminal is restored on the way out.
-fn spawn_relay(socket: OwnedFd, interactive: bool) -> JoinHandle<()> {
+pub(crate) fn spawn_relay(socket: OwnedFd, interactive: bool) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let Ok(Some(master)) = pty::receive_master(socket.as_fd()) else {
             return;
@@ -72,4 +72,43 @@ fn spawn_relay(socket: OwnedFd, interactive: bool) -> JoinHandle<()> {
             eprintln!("mini-docker: {err}");
         }
     })
+}
+
+/// `--runtime PATH run -t`: a console socket at `path` (runc's
+/// `--console-socket` names one) whose first caller hands us the terminal.
+pub fn relay_from_socket(path: &std::path::Path, interactive: bool) -> anyhow::Result<SocketRelay> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    let accepted = Arc::new(AtomicBool::new(false));
+    let flag = accepted.clone();
+    let thread = std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            flag.store(true, Ordering::SeqCst);
+            let _ = spawn_relay(OwnedFd::from(stream), interactive).join();
+        }
+    });
+    Ok(SocketRelay {
+        path: path.to_path_buf(),
+        accepted,
+        thread,
+    })
+}
+
+/// The relay of [`relay_from_socket`].
+pub struct SocketRelay {
+    path: std::path::PathBuf,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl SocketRelay {
+    /// Waits for the relay to end once the container has; a runtime that
+    /// failed before it called is stood in for, so the accept returns.
+    pub fn finish(self) {
+        if !self.accepted.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        }
+        let _ = self.thread.join();
+    }
 }

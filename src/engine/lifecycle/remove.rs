@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::{Lifecycle, LifecycleError};
 use crate::engine::images::{local, Reference, Removed};
+use crate::engine::oci::monitor;
 use crate::engine::store::{self, Record, StoreError};
 use crate::engine::supervisor;
 use crate::engine::volumes;
@@ -37,11 +37,13 @@ impl Lifecycle {
             self.mark_stopped(&record.id)?;
             let _ = cgroups::set_frozen(&state.cgroup_paths, false);
             if state.pid > 0 && process::is_alive(state.pid, state.pid_start_time) {
-                let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+                let _ = monitor::signal(&self.store, &record.id, state.pid, Signal::SIGKILL);
             }
             self.wait_for_supervisor(&record.id)?;
         }
         let record = self.store.get(&record.id)?;
+        // What a killed monitor of an external runtime left (see oci::monitor).
+        monitor::reclaim(&self.store, &record.id);
         if let Err(err) = supervisor::remove(&self.store, &record) {
             let message = format!("{}: {err}", store::CLEANUP_FAILED);
             let _ = self.store.update(&record.id, |r| r.state.error = message);

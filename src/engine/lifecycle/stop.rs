@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::{Lifecycle, LifecycleError};
+use crate::engine::oci::monitor;
 use crate::engine::store::Record;
 use crate::engine::supervisor;
 use crate::kernel::{cgroups, process};
@@ -43,11 +43,12 @@ impl Lifecycle {
                 _ if !alive => {}
                 Some((pid, at)) if pid == state.pid => {
                     if at.elapsed() >= timeout {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        let _ = monitor::signal(&self.store, &record.id, pid, Signal::SIGKILL);
                     }
                 }
                 _ => {
-                    let _ = kill(Pid::from_raw(state.pid), stop_signal(record));
+                    let _ =
+                        monitor::signal(&self.store, &record.id, state.pid, stop_signal(record));
                     // A frozen process cannot act on SIGTERM: thaw it (Docker does too).
                     let _ = cgroups::set_frozen(&state.cgroup_paths, false);
                     signalled = Some((state.pid, Instant::now()));
@@ -76,9 +77,11 @@ impl Lifecycle {
         ) {
             self.mark_stopped(&record.id)?;
         }
-        kill(Pid::from_raw(state.pid), signal).map_err(|errno| LifecycleError::Signal {
-            key: key.to_string(),
-            errno,
+        monitor::signal(&self.store, &record.id, state.pid, signal).map_err(|errno| {
+            LifecycleError::Signal {
+                key: key.to_string(),
+                errno,
+            }
         })
     }
 

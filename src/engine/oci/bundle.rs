@@ -1,8 +1,8 @@
 //! A bundle's `config.json` from the engine's run configuration: the same
 //! container `mini-docker run` makes, described for any runc-compatible
 //! runtime (`mini-docker --runtime PATH run …`). What the description has
-//! no field for here (a network of the lab's, published ports, devices,
-//! a terminal) is refused by its Docker flag before anything is made.
+//! no field for here (another container's network, devices, a restart
+//! policy) is refused by its Docker flag before anything is made.
 
 use std::path::{Path, PathBuf};
 
@@ -15,22 +15,27 @@ use oci_spec::runtime::{
 use super::OciError;
 use crate::engine::dirs::LabDirs;
 use crate::engine::runtime::config::{NetworkMode, RestartPolicy, RunConfig};
+use crate::engine::runtime::etc_files;
 use crate::engine::volumes::{self, Source};
 
 /// The Docker flags a bundle cannot carry, as `flag: why`; empty when it can.
 pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     let mut refused = Vec::new();
     let mut refuse = |flag: &str, why: &str| refused.push(format!("{flag}: {why}"));
-    let networks =
-        "the lab's networks are the engine's, not the runtime's; use --network none or host";
-    match &config.network {
-        NetworkMode::None | NetworkMode::Host => {}
-        NetworkMode::Bridge => refuse("--network bridge", networks),
-        NetworkMode::Named(name) => refuse(&format!("--network {name}"), networks),
-        NetworkMode::Container(name) => refuse(&format!("--network container:{name}"), networks),
+    // The lab's bridge and user-defined networks are joined by the
+    // monitor between the runtime's create and start (see `monitor`).
+    let joined = matches!(config.network, NetworkMode::Bridge | NetworkMode::Named(_));
+    if let NetworkMode::Container(name) = &config.network {
+        refuse(
+            &format!("--network container:{name}"),
+            "the other container's namespace is the engine's; use --network none, host, bridge or a network's name",
+        );
     }
-    if !config.publish.is_empty() {
-        refuse("-p", "published ports need the lab's bridge");
+    if !config.publish.is_empty() && !joined {
+        refuse(
+            "-p",
+            "published ports need the lab's bridge or a network of its own",
+        );
     }
     if !config.devices.is_empty() {
         refuse("--device", "not described in the bundle yet");
@@ -40,9 +45,6 @@ pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     }
     if config.init {
         refuse("--init", "the lab's init is the engine's");
-    }
-    if config.tty {
-        refuse("-t", "a terminal needs a console socket; run without -t");
     }
     if config.restart != RestartPolicy::No {
         refuse(
@@ -72,7 +74,7 @@ pub fn spec_for(
         root.set_readonly(Some(config.read_only));
     }
     if let Some(process) = spec.process_mut() {
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(config.tty));
         process.set_args(Some(config.command.clone()));
         let env = crate::engine::runtime::environment(config, &[]);
         process.set_env(Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
@@ -85,12 +87,18 @@ pub fn spec_for(
             oci_user.set_gid(gid);
             process.set_user(oci_user);
         }
-        let keep: std::collections::HashSet<oci_spec::runtime::Capability> = config
+        // oci-spec parses the names without their CAP_ prefix.
+        let keep = config
             .profile
             .keep
             .iter()
-            .filter_map(|name| name.parse().ok())
-            .collect();
+            .map(|name| {
+                let bare = name.strip_prefix("CAP_").unwrap_or(name);
+                bare.parse::<oci_spec::runtime::Capability>().map_err(|_| {
+                    OciError::invalid("process.capabilities", format!("unknown capability {name}"))
+                })
+            })
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
         let mut caps = process.capabilities().clone().unwrap_or_default();
         caps.set_bounding(Some(keep.clone()));
         caps.set_effective(Some(keep.clone()));
@@ -172,6 +180,42 @@ pub fn spec_for(
         linux.set_resources(Some(resources));
     }
     Ok(spec)
+}
+
+/// The container's /etc/hosts, resolv.conf and hostname, as the engine's
+/// own containers have them (`runtime::etc_files`): written into the
+/// bundle's `etc` directory and bind-mounted over the image's by the
+/// runtime. `network_resolv`: the resolver of the network it joins, if it
+/// has one. Written again, in place, once the address is known.
+// ANCHOR: etc_files
+pub fn add_etc_files(
+    spec: &mut Spec,
+    bundle: &Path,
+    config: &RunConfig,
+    network_resolv: Option<String>,
+) -> Result<(), OciError> {
+    write_etc_files(bundle, config, None, network_resolv)?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for name in etc_files::FILES {
+        let source = bundle.join("etc").join(name);
+        let target = format!("/etc/{name}");
+        mounts.push(bind(&source, &target, vec!["rbind".into()])?);
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+// ANCHOR_END: etc_files
+
+/// The files of [`add_etc_files`], with the container's address `ip`.
+pub fn write_etc_files(
+    bundle: &Path,
+    config: &RunConfig,
+    ip: Option<std::net::Ipv4Addr>,
+    network_resolv: Option<String>,
+) -> Result<(), OciError> {
+    let dir = bundle.join("etc");
+    std::fs::create_dir_all(&dir).map_err(crate::support::error::io_err("create", &dir))?;
+    etc_files::write(&dir, config, ip, network_resolv).map_err(|e| OciError::Other(e.to_string()))
 }
 
 fn bind(source: &Path, target: &str, options: Vec<String>) -> Result<Mount, OciError> {

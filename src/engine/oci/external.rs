@@ -105,9 +105,109 @@ impl External {
     /// every hierarchy (rmdir fails, harmlessly, while another uses it).
     pub fn delete(&self, id: &str, parent: &Path) {
         self.delete_container(id);
-        for dir in own_cgroups().unwrap_or_default() {
-            let _ = std::fs::remove_dir(dir.join(parent));
+        remove_parent_cgroups(parent);
+    }
+
+    /// `RUNTIME create --bundle B --pid-file F ID`, its stdio as given,
+    /// in this process's namespaces (see [`enter_private_namespaces`]);
+    /// the container's init PID once it waits for `start`.
+    pub fn create(
+        &self,
+        bundle: &Path,
+        id: &str,
+        console_socket: Option<&Path>,
+        stdio: [Stdio; 3],
+    ) -> Result<i32, OciError> {
+        std::fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let pid_file = bundle.join("init.pid");
+        let mut command = self.command(None);
+        command
+            .args(["create", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file);
+        if let Some(socket) = console_socket {
+            command.arg("--console-socket").arg(socket);
         }
+        let [stdin, stdout, stderr] = stdio;
+        command.arg(id).stdin(stdin).stdout(stdout).stderr(stderr);
+        self.check_status(command, "create")?;
+        let text = std::fs::read_to_string(&pid_file).map_err(io_err("read", &pid_file))?;
+        text.trim()
+            .parse()
+            .map_err(|_| OciError::Other(format!("{} holds no PID: {text:?}", pid_file.display())))
+    }
+
+    /// `RUNTIME start ID`: the init, blocked since `create`, runs the
+    /// container's program.
+    pub fn start(&self, id: &str) -> Result<(), OciError> {
+        let mut command = self.command(None);
+        command.args(["start", id]).stdin(Stdio::null());
+        self.check_status(command, "start")
+    }
+
+    /// `RUNTIME kill ID SIGNAL`, run in the mount and cgroup namespaces
+    /// of `monitor` (where the container was created: the runtime finds
+    /// its cgroups there), or in ours when `None`.
+    pub fn kill(&self, id: &str, signal: i32, monitor: Option<i32>) -> Result<(), OciError> {
+        let mut command = self.command(monitor);
+        command
+            .args(["kill", id, &signal.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        self.check_status(command, "kill")
+    }
+
+    /// `RUNTIME --root R …`, entering `monitor`'s mount and cgroup
+    /// namespaces first when given.
+    fn command(&self, monitor: Option<i32>) -> Command {
+        let mut command = Command::new(&self.program);
+        command.arg("--root").arg(&self.root);
+        if let Some(pid) = monitor {
+            let open = |kind: &str| std::fs::File::open(format!("/proc/{pid}/ns/{kind}"));
+            if let (Ok(cgroup), Ok(mnt)) = (open("cgroup"), open("mnt")) {
+                // Safety: between fork and exec only setns on descriptors
+                // opened above.
+                unsafe {
+                    command.pre_exec(move || {
+                        use std::os::fd::AsRawFd;
+                        check(libc::setns(cgroup.as_raw_fd(), libc::CLONE_NEWCGROUP))?;
+                        check(libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS))
+                    });
+                }
+            }
+        }
+        command
+    }
+
+    fn check_status(&self, mut command: Command, what: &str) -> Result<(), OciError> {
+        let status = command.status().map_err(|e| {
+            OciError::Other(format!(
+                "cannot run the runtime {}: {e}",
+                self.program.display()
+            ))
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(OciError::Other(format!(
+                "{} {what} failed ({status}); its message is above",
+                self.program.display()
+            )))
+        }
+    }
+
+    /// `RUNTIME delete --force ID` in namespaces made as `run`'s are (the
+    /// cgroups rooted at ours), for a container whose monitor is gone.
+    pub fn delete_isolated(&self, id: &str) -> Result<(), OciError> {
+        let mut command = self.command(None);
+        command
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        isolate(&mut command)?;
+        self.check_status(command, "delete")
     }
 
     fn delete_container(&self, id: &str) {
@@ -119,6 +219,56 @@ impl External {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// The calling process (single-threaded: a monitor just forked) moves
+/// into a mount and a cgroup namespace of its own, as `isolate` gives a
+/// runtime, and mounts the bundle's root filesystem there: every runtime
+/// command it runs after this sees the same root and the same cgroups.
+/// Returns the host's paths of the cgroup directories `cgroups_path`
+/// names, beneath our own cgroup in every hierarchy.
+pub fn enter_private_namespaces(
+    bundle: &Path,
+    layers: &[Layer],
+    cgroups_path: &Path,
+) -> Result<Vec<PathBuf>, OciError> {
+    let cgroups = own_cgroups()?
+        .into_iter()
+        .map(|dir| dir.join(cgroups_path))
+        .collect();
+    let remounts = cgroup_remounts()?;
+    private_namespaces(&remounts)
+        .map_err(|e| OciError::Other(format!("cannot make the runtime's own namespaces: {e}")))?;
+    let dirs = OverlayDirs {
+        upper: bundle.join("upper"),
+        work: bundle.join("work"),
+        merged: bundle.join("rootfs"),
+    };
+    for dir in [&dirs.upper, &dirs.work, &dirs.merged] {
+        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    }
+    let options = overlay::mount_options(layers, &dirs);
+    nix::mount::mount(
+        Some("overlay"),
+        &dirs.merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(OciError::sys(format!(
+        "mount overlay on {}",
+        dirs.merged.display()
+    )))?;
+    Ok(cgroups)
+}
+
+/// The shared `parent` of the containers' cgroups, beneath ours in every
+/// hierarchy, once its last child has gone (rmdir fails, harmlessly, while
+/// another uses it).
+pub fn remove_parent_cgroups(parent: &Path) {
+    for dir in own_cgroups().unwrap_or_default() {
+        let _ = std::fs::remove_dir(dir.join(parent));
     }
 }
 

@@ -23,7 +23,8 @@
 //! - `lifecycle`: start, state, kill, delete, pause, resume, ps, list.
 //! - `exec`: another process in a running container.
 //! - `bundle`, `external`: the other way round, the engine's run
-//!   configuration as a bundle, run by any runc-compatible binary.
+//!   configuration as a bundle, run by any runc-compatible binary;
+//!   `monitor`: what stays with such a container while it runs.
 
 pub mod bundle;
 pub mod cgroups;
@@ -33,6 +34,7 @@ pub mod external;
 pub mod hooks;
 mod init;
 pub mod lifecycle;
+pub mod monitor;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
