@@ -409,18 +409,7 @@ fn detached_on_the_bridge(name: &str, program: &Path, network: &str) {
         tables_before,
         "{name}: firewall tables left"
     );
-    for dir in [
-        "run/bundles".to_string(),
-        format!(
-            "run/runtimes/{}",
-            program.file_name().unwrap().to_string_lossy()
-        ),
-    ] {
-        let left: Vec<_> = std::fs::read_dir(state.join(&dir))
-            .map(|entries| entries.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{name}: left in {dir}: {left:?}");
-    }
+    assert_no_bundle_or_runtime_state(&state, program, name);
     assert!(
         plain(&["ps", "-a", "-q"]).trim().is_empty(),
         "{name}: the record is gone"
@@ -636,6 +625,20 @@ fn killed_monitor(name: &str, program: &Path) {
         tables_before,
         "{name}: firewall tables left"
     );
+    assert_no_bundle_or_runtime_state(&state, program, name);
+    assert!(
+        md(&["ps", "-a", "-q"]).trim().is_empty(),
+        "{name}: the record is gone"
+    );
+}
+
+/// Nothing of the run is left in the lab's bundles or in the runtime's
+/// state directory (its `--root`).
+fn assert_no_bundle_or_runtime_state(
+    state: &std::path::Path,
+    program: &std::path::Path,
+    name: &str,
+) {
     for dir in [
         "run/bundles".to_string(),
         format!(
@@ -648,8 +651,4 @@ fn killed_monitor(name: &str, program: &Path) {
             .unwrap_or_default();
         assert!(left.is_empty(), "{name}: left in {dir}: {left:?}");
     }
-    assert!(
-        md(&["ps", "-a", "-q"]).trim().is_empty(),
-        "{name}: the record is gone"
-    );
 }
