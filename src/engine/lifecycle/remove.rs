@@ -115,19 +115,10 @@ impl Lifecycle {
             removed.push(record.id);
         }
         self.store.remove_stale_temporaries()?;
-        // Listed again: a start claims its cgroups in its record before it
-        // makes them, so one that began meanwhile is seen here.
-        let (records, broken) = self.store.list_all()?;
-        let mut keep: Vec<std::path::PathBuf> = records
-            .iter()
-            .filter(|r| live(r))
-            .flat_map(|r| r.state.cgroup_paths.iter().cloned())
-            .collect();
-        for name in broken.iter().filter_map(|b| b.name.as_deref()) {
-            // A record that cannot be read may still run: keep its cgroups.
-            keep.extend(cgroups::Cgroup::planned_freezable(name).unwrap_or_default());
-        }
-        cgroups::remove_orphans(&keep);
+        // A cgroup that no record here names is left alone: it may be the
+        // start in progress of another data root, a chapter or a build
+        // (all make theirs beneath the same parent, empty until their init
+        // joins). A new run of its name takes an empty one back.
         Ok(removed)
     }
 

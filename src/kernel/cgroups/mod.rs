@@ -630,35 +630,6 @@ fn reclaim_existing(dir: &Path) -> Result<(), CgroupError> {
     remove_dir_retrying(dir)
 }
 
-/// `system prune`: removes the empty directories beneath the lab's parent
-/// cgroups (`container-lab/` beneath our own cgroup, in each hierarchy it
-/// uses) that are not in `keep`, the cgroups of live containers. A
-/// directory with processes in it is left alone: rmdir refuses it.
-/// Returns what was removed.
-pub fn remove_orphans(keep: &[PathBuf]) -> Vec<PathBuf> {
-    let Ok(planned) = Cgroup::planned_freezable("any") else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for parent in planned.iter().filter_map(|p| p.parent()) {
-        let Ok(entries) = fs::read_dir(parent) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            if !dir.is_dir() || keep.contains(&dir) {
-                continue;
-            }
-            if fs::remove_dir(&dir).is_ok() {
-                removed.push(dir);
-            }
-        }
-        // The shared parent goes with its last child, as in `remove`.
-        let _ = fs::remove_dir(parent);
-    }
-    removed
-}
-
 /// Writes "0" (meaning "the writing process") into each `cgroup.procs`.
 /// Used by the container's init before it starts anything, and by every
 /// process the lab runs inside, so that nothing escapes accounting.
