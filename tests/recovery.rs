@@ -420,7 +420,11 @@ fn an_empty_cgroup_left_by_a_dead_run_is_reclaimed() {
     }
     lab.ok(&["system", "prune", "-f"]);
     for dir in &orphans {
-        assert!(dir.exists(), "prune removed {}, which no record names", dir.display());
+        assert!(
+            dir.exists(),
+            "prune removed {}, which no record names",
+            dir.display()
+        );
     }
     lab.ok(&["run", "--rm", "--name", "orphaned", "busybox", "true"]);
     assert_recovered(&lab, &before, "orphaned", "a run over a cgroup prune left");
