@@ -118,7 +118,9 @@ impl Lifecycle {
         // A cgroup that no record here names is left alone: it may be the
         // start in progress of another data root, a chapter or a build
         // (all make theirs beneath the same parent, empty until their init
-        // joins). A new run of its name takes an empty one back.
+        // joins). A new run of its name takes an empty one back. The
+        // shared parent goes when it is empty.
+        cgroups::remove_empty_parents();
         Ok(removed)
     }
 

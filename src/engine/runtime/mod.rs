@@ -160,7 +160,7 @@ pub fn start(
     // The cgroup first, and the grace period of the first join into it
     // begun at once, to pass while the rest is made (see `WarmUp`).
     let cgroup = Cgroup::create_freezable(&config.name)?;
-    let _warm = (cgroup.version() == 1)
+    let _warm = (cgroup.version() == 1 && !crate::kernel::cgroups::EarlyWarmUp::active())
         .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
@@ -621,10 +621,10 @@ impl ChildSetup<'_> {
                 "nsenter --ipc=/proc/PID/ns/ipc",
             );
         }
-        // Into the cgroup first, so everything after is accounted and limited.
-        crate::kernel::cgroups::join(&self.cgroup_procs)?;
-        // Then its own cgroup namespace: that cgroup becomes its root.
-        cgroup_view::unshare_namespace()?;
+        // Its cgroup is joined last, after the mounts: the join may wait
+        // for the kernel (see `WarmUp`), and the mounts go on meanwhile.
+        // Opened here, while the host's tree is still in sight.
+        let joining = crate::kernel::cgroups::Joining::open(&self.cgroup_procs)?;
         // The host sends "go" (with the address and veth end it made); a
         // closed pipe means the host side failed and says why itself.
         let mut message = [0u8; 64];
@@ -725,6 +725,10 @@ impl ChildSetup<'_> {
             std::fs::write(&path, value)
                 .map_err(|e| RuntimeError::Setup(format!("sysctl {key}={value}: {e}")))?;
         }
+        // Into the cgroup before anything of the program runs; then its own
+        // cgroup namespace, in which that cgroup is the root.
+        joining.join()?;
+        cgroup_view::unshare_namespace()?;
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",

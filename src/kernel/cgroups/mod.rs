@@ -592,25 +592,43 @@ pub fn remove_leftover(paths: &[PathBuf]) -> Result<(), CgroupError> {
     // A frozen process cannot die: thaw first.
     let _ = set_frozen(paths, false);
     for dir in paths.iter().filter(|d| d.exists()) {
-        for _ in 0..500 {
-            let pids = read_pids(&dir.join("cgroup.procs"));
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
+        // Until rmdir succeeds: a container's init that outlived its
+        // supervisor may still join, late (it joins after its mounts).
+        let mut attempts = 0;
+        loop {
+            for pid in read_pids(&dir.join("cgroup.procs")) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            std::thread::sleep(Duration::from_millis(2));
+            match fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // Processes in it, or dying ones not yet gone.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempts < 1000 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(CgroupError::io("remove", dir, e)),
+            }
         }
-        remove_dir_retrying(dir)?;
+    }
+    remove_empty_parents();
+    Ok(())
+}
+
+/// Removes the lab's shared parent (`container-lab/`) in every hierarchy
+/// where it is empty: a run killed between making it and making its own
+/// cgroup in it (or an [`EarlyWarmUp`]'s) leaves it so. rmdir refuses a
+/// parent that still has a cgroup in it, and a run that is making one
+/// meanwhile makes the parent again (see `create_in_shared_parent`).
+pub fn remove_empty_parents() {
+    for dir in Cgroup::planned_freezable("any").unwrap_or_default() {
         if let Some(parent) = dir.parent() {
             let _ = fs::remove_dir(parent);
         }
     }
-    Ok(())
 }
 
 /// A container's cgroup directory that is already there when it is to be
@@ -641,6 +659,44 @@ pub fn join(procs_files: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 // ANCHOR_END: join
+
+/// `join`, in two halves: the `cgroup.procs` files opened now (while
+/// their paths are reachable), the "0" written later, after a pivot_root
+/// has taken the host's tree out of sight. A container's init mounts its
+/// root first and joins last, so that the join's wait for the kernel
+/// (see [`WarmUp`]) runs beside the mounts instead of before them.
+#[derive(Debug)]
+pub struct Joining(Vec<(PathBuf, fs::File)>);
+
+impl Joining {
+    pub fn open(procs_files: &[PathBuf]) -> Result<Joining, CgroupError> {
+        let mut files = Vec::new();
+        for path in procs_files {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| CgroupError::io("open", path, e))?;
+            files.push((path.clone(), file));
+        }
+        Ok(Joining(files))
+    }
+
+    /// The descriptors, for a caller that closes every other one.
+    pub fn fds(&self) -> Vec<i32> {
+        use std::os::fd::AsRawFd;
+        self.0.iter().map(|(_, file)| file.as_raw_fd()).collect()
+    }
+
+    /// Writes "0" into each; the files are closed on return.
+    pub fn join(self) -> Result<(), CgroupError> {
+        use std::io::Write;
+        for (path, mut file) in self.0 {
+            file.write_all(b"0")
+                .map_err(|e| CgroupError::io("write \"0\" to", &path, e))?;
+        }
+        Ok(())
+    }
+}
 
 /// The first write to any `cgroup.procs` after a quiet spell waits for an
 /// RCU grace period (the kernel's cgroup_threadgroup_rwsem switching its
@@ -681,6 +737,59 @@ impl Drop for WarmUp {
         if let Some(pid) = self.0.take() {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
+    }
+}
+
+/// A [`WarmUp`] begun before the container's cgroup exists, when its
+/// name may not even be chosen yet: the helper joins the lab's shared
+/// parent (`container-lab/`, made if missing) in the freezer hierarchy.
+/// The lock is one for every cgroup, so the wait begun here is the one
+/// the container's own join meets a few milliseconds later; and runs
+/// that follow each other closely find the lock still switched (the
+/// kernel keeps it so for about a grace period after the last join), as
+/// crun's do. v1 only, as `WarmUp` in the engine's `start`.
+#[derive(Debug)]
+pub struct EarlyWarmUp {
+    warm: Option<WarmUp>,
+    parent: PathBuf,
+}
+
+/// Whether this process has an [`EarlyWarmUp`] going.
+static EARLY_WARM_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl EarlyWarmUp {
+    /// Whether one is going in this process: then a later `WarmUp` is
+    /// not needed.
+    pub fn active() -> bool {
+        EARLY_WARM_UP.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn start() -> Option<EarlyWarmUp> {
+        if detect_layout().ok()? == Layout::Unified {
+            return None;
+        }
+        let parent = v1::V1::from_mountinfo().ok()?.lab_parent("freezer")?;
+        match fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        let warm = WarmUp::start(&parent.join("cgroup.procs"));
+        EARLY_WARM_UP.store(true, std::sync::atomic::Ordering::Relaxed);
+        Some(EarlyWarmUp {
+            warm: Some(warm),
+            parent,
+        })
+    }
+}
+
+impl Drop for EarlyWarmUp {
+    fn drop(&mut self) {
+        // The helper first (it may still be in the parent), then the
+        // parent if nothing is left in it: rmdir refuses otherwise.
+        drop(self.warm.take());
+        let _ = fs::remove_dir(&self.parent);
+        EARLY_WARM_UP.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
