@@ -653,3 +653,56 @@ fn no_version_file_name_leaves_the_cgroups_module() {
         found.join("\n")
     );
 }
+
+/// On v2 the engine clones a container's init straight into its cgroup
+/// (clone3's CLONE_INTO_CGROUP): seen from outside, the child is in the
+/// cgroup before it has done anything, and the cgroup lists it.
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_child_cloned_into_a_v2_cgroup_is_born_in_it() {
+    use container_lab::kernel::namespaces::{self, Cloned};
+    use std::os::fd::AsFd;
+    common::assert_root();
+    if !is_v2() {
+        eprintln!("skipped: CLONE_INTO_CGROUP takes a cgroup v2 directory; this host is v1 (the v2 guest runs it)");
+        return;
+    }
+    let cgroup = Cgroup::create_freezable("born-in").unwrap();
+    let dir = fs::File::open(&cgroup.paths()[0]).unwrap();
+    let (wait_read, wait_write) = nix::unistd::pipe().unwrap();
+    let cloned = unsafe {
+        namespaces::clone_process_into_cgroup(nix::sched::CloneFlags::empty(), dir.as_fd())
+    }
+    .unwrap()
+    .expect("Linux 5.7 or later has CLONE_INTO_CGROUP");
+    let child = match cloned {
+        Cloned::Child => {
+            // Waits until the parent has looked, then leaves.
+            let mut byte = [0u8; 1];
+            let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&wait_read), &mut byte);
+            unsafe { libc::_exit(0) }
+        }
+        Cloned::Parent { child } => child,
+    };
+    drop(wait_read);
+    let expected = format!(
+        "0::/{}",
+        cgroup.paths()[0]
+            .strip_prefix("/sys/fs/cgroup")
+            .unwrap()
+            .display()
+    );
+    let seen = read(Path::new(&format!("/proc/{child}/cgroup")));
+    let listed = read(&cgroup.procs_files()[0]);
+    drop(wait_write);
+    let status = nix::sys::wait::waitpid(child, None).unwrap();
+    assert_eq!(seen.trim(), expected, "the child is not in the cgroup");
+    assert!(
+        listed.split_whitespace().any(|p| p == child.to_string()),
+        "cgroup.procs does not list {child}: {listed}"
+    );
+    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+}

@@ -289,7 +289,7 @@ pub fn start(
         Some(shared) => shared.etc_dir.clone(),
         None => run_dir.path().to_path_buf(),
     };
-    let child_setup = ChildSetup {
+    let mut child_setup = ChildSetup {
         config,
         etc_dir: &etc_dir,
         cgroup_view: &cgroup_view,
@@ -304,7 +304,22 @@ pub fn start(
         explain: explain.is_on(),
     };
     crate::kernel::process::flush_stdio();
-    let child = match unsafe { namespaces::clone_process(namespaces::clone_flags(&spaces))? } {
+    let flags = namespaces::clone_flags(&spaces);
+    // On v2 the child is born in its cgroup, and joins nothing.
+    let into_cgroup = match cgroup_dir_fd(&cgroup) {
+        Some(dir) => unsafe {
+            namespaces::clone_process_into_cgroup(flags, std::os::fd::AsFd::as_fd(&dir))?
+        },
+        None => None,
+    };
+    if matches!(into_cgroup, Some(Cloned::Child)) {
+        child_setup.cgroup_procs.clear();
+    }
+    let cloned = match into_cgroup {
+        Some(cloned) => cloned,
+        None => unsafe { namespaces::clone_process(flags)? },
+    };
+    let child = match cloned {
         Cloned::Child => {
             drop(go_write);
             drop(init_read);
@@ -415,6 +430,16 @@ pub fn start(
     Ok(started)
 }
 // ANCHOR_END: start
+
+/// The container's cgroup v2 directory, opened for clone3's
+/// `CLONE_INTO_CGROUP` (None on v1, whose hierarchies it cannot name).
+fn cgroup_dir_fd(cgroup: &Cgroup) -> Option<OwnedFd> {
+    if cgroup.version() != 2 {
+        return None;
+    }
+    let dir = std::fs::File::open(cgroup.paths().first()?).ok()?;
+    Some(dir.into())
+}
 
 /// The network a container on `config`'s `--network` joins: the default
 /// bridge, a user-defined network (which must exist), or none.
