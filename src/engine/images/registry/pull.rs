@@ -180,9 +180,7 @@ pub fn pull(
 
     if let Ok(existing) = store.image(reference) {
         if existing.manifest_digest == fetched.digest {
-            for l in &existing.layers {
-                layer(progress, &l.digest, LayerState::AlreadyExists, 0, l.size);
-            }
+            // Docker names no layer then: the digest and the status only.
             progress(Event::PullDone {
                 reference: reference.clone(),
                 repo_digest: repo_digest.clone(),
