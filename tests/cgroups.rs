@@ -680,7 +680,8 @@ fn a_child_cloned_into_a_v2_cgroup_is_born_in_it() {
     .expect("Linux 5.7 or later has CLONE_INTO_CGROUP");
     let child = match cloned {
         Cloned::Child => {
-            // Waits until the parent has looked, then leaves.
+            // Waits until the parent has looked (its end closed), then leaves.
+            unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(&wait_write)) };
             let mut byte = [0u8; 1];
             let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&wait_read), &mut byte);
             unsafe { libc::_exit(0) }

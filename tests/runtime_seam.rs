@@ -30,8 +30,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The runtimes: Debian's runc and crun from PATH, and the lab's own.
-fn runtimes() -> Vec<(String, Option<PathBuf>)> {
+/// The runtimes: Debian's runc and crun from PATH, and the lab's own;
+/// one that is not installed is said to be skipped.
+fn runtimes() -> Vec<(String, PathBuf)> {
     let in_path = |name: &str| {
         std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
@@ -39,11 +40,19 @@ fn runtimes() -> Vec<(String, Option<PathBuf>)> {
                 .find(|p| p.is_file())
         })
     };
-    vec![
-        ("runc".into(), in_path("runc")),
-        ("crun".into(), in_path("crun")),
-        ("lab-runc".into(), Some(common::binary("lab-runc"))),
-    ]
+    let found = [
+        ("runc", in_path("runc")),
+        ("crun", in_path("crun")),
+        ("lab-runc", Some(common::binary("lab-runc"))),
+    ];
+    let mut installed = Vec::new();
+    for (name, program) in found {
+        match program {
+            Some(program) => installed.push((name.to_string(), program)),
+            None => println!("skipped {name}: not installed (apt install {name})"),
+        }
+    }
+    installed
 }
 
 #[test]
@@ -55,10 +64,6 @@ fn every_runtime_runs_the_same_container_from_the_bundle() {
     common::assert_root();
     let _one = one_at_a_time();
     for (name, program) in runtimes() {
-        let Some(program) = program else {
-            println!("skipped {name}: not installed (apt install {name})");
-            continue;
-        };
         same_container(&name, &program);
         // In the same test, one after the other: both check that the
         // shared parent cgroup goes with the last container.
@@ -455,10 +460,6 @@ fn every_runtime_gives_a_terminal_over_the_console_socket() {
     common::assert_root();
     let _one = one_at_a_time();
     for (name, program) in runtimes() {
-        let Some(program) = program else {
-            println!("skipped {name}: not installed (apt install {name})");
-            continue;
-        };
         let state = common::state_root(&format!("seam-t-{name}"));
         // The user's terminal, played by a pty of ours.
         let terminal = pty::open(None).unwrap();
@@ -529,10 +530,6 @@ fn rm_f_after_the_monitor_was_killed_leaves_nothing() {
     common::assert_root();
     let _one = one_at_a_time();
     for (name, program) in runtimes() {
-        let Some(program) = program else {
-            println!("skipped {name}: not installed (apt install {name})");
-            continue;
-        };
         killed_monitor(&name, &program);
     }
 }
