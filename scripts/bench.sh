@@ -20,10 +20,17 @@
 #
 #   sudo bash scripts/bench.sh [RUNS]      # default 100 runs each
 #
-# Writes book/src/measurements/bench.md (the table the book includes; in
-# the cgroup v2 guest, whose files are read-only, set BENCH_OUT) and puts
-# the same table into README.md between its bench markers. A benchmark,
-# not a test: the numbers depend on the machine and never fail anything.
+# Writes book/src/measurements/bench.md (the table the book includes) and
+# puts the same table into README.md between its bench markers. In the
+# cgroup v2 guest, whose files are read-only and which has no disk, after
+# a build here (book/src/measurements/bench-v2.md is its output):
+#
+#   BENCH_NO_BUILD=1 BENCH_WORK=/run/lab-bench BENCH_OUT=/tmp/bench-v2.md \
+#   LAB_GUEST_ENV="BENCH_NO_BUILD BENCH_WORK BENCH_OUT" bash scripts/v2-guest.sh \
+#     -- bash -c 'bash scripts/bench.sh 50; cat /tmp/bench-v2.md'
+#
+# A benchmark, not a test: the numbers depend on the machine and never
+# fail anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
