@@ -646,10 +646,12 @@ impl ChildSetup<'_> {
                 "nsenter --ipc=/proc/PID/ns/ipc",
             );
         }
-        // Its cgroup is joined last, after the mounts: the join may wait
-        // for the kernel (see `WarmUp`), and the mounts go on meanwhile.
-        // Opened here, while the host's tree is still in sight.
-        let joining = crate::kernel::cgroups::Joining::open(&self.cgroup_procs)?;
+        // Into the cgroup first, so everything after is accounted and
+        // limited, and a run killed from here on leaves nothing of the
+        // container outside it (on v2 it was born there).
+        crate::kernel::cgroups::join(&self.cgroup_procs)?;
+        // Then its own cgroup namespace: that cgroup becomes its root.
+        cgroup_view::unshare_namespace()?;
         // The host sends "go" (with the address and veth end it made); a
         // closed pipe means the host side failed and says why itself.
         let mut message = [0u8; 64];
@@ -750,10 +752,6 @@ impl ChildSetup<'_> {
             std::fs::write(&path, value)
                 .map_err(|e| RuntimeError::Setup(format!("sysctl {key}={value}: {e}")))?;
         }
-        // Into the cgroup before anything of the program runs; then its own
-        // cgroup namespace, in which that cgroup is the root.
-        joining.join()?;
-        cgroup_view::unshare_namespace()?;
         cgroup_view::mount_view(self.cgroup_view, config.privileged)?;
         explain.step(
             "inside: pivot_root into it, then /proc, /dev and a read-only /sys",

@@ -593,7 +593,7 @@ pub fn remove_leftover(paths: &[PathBuf]) -> Result<(), CgroupError> {
     let _ = set_frozen(paths, false);
     for dir in paths.iter().filter(|d| d.exists()) {
         // Until rmdir succeeds: a container's init that outlived its
-        // supervisor may still join, late (it joins after its mounts).
+        // supervisor may still be joining it.
         let mut attempts = 0;
         loop {
             for pid in read_pids(&dir.join("cgroup.procs")) {
@@ -659,44 +659,6 @@ pub fn join(procs_files: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 // ANCHOR_END: join
-
-/// `join`, in two halves: the `cgroup.procs` files opened now (while
-/// their paths are reachable), the "0" written later, after a pivot_root
-/// has taken the host's tree out of sight. A container's init mounts its
-/// root first and joins last, so that the join's wait for the kernel
-/// (see [`WarmUp`]) runs beside the mounts instead of before them.
-#[derive(Debug)]
-pub struct Joining(Vec<(PathBuf, fs::File)>);
-
-impl Joining {
-    pub fn open(procs_files: &[PathBuf]) -> Result<Joining, CgroupError> {
-        let mut files = Vec::new();
-        for path in procs_files {
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| CgroupError::io("open", path, e))?;
-            files.push((path.clone(), file));
-        }
-        Ok(Joining(files))
-    }
-
-    /// The descriptors, for a caller that closes every other one.
-    pub fn fds(&self) -> Vec<i32> {
-        use std::os::fd::AsRawFd;
-        self.0.iter().map(|(_, file)| file.as_raw_fd()).collect()
-    }
-
-    /// Writes "0" into each; the files are closed on return.
-    pub fn join(self) -> Result<(), CgroupError> {
-        use std::io::Write;
-        for (path, mut file) in self.0 {
-            file.write_all(b"0")
-                .map_err(|e| CgroupError::io("write \"0\" to", &path, e))?;
-        }
-        Ok(())
-    }
-}
 
 /// The first write to any `cgroup.procs` after a quiet spell waits for an
 /// RCU grace period (the kernel's cgroup_threadgroup_rwsem switching its
