@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::lab::{alive, answer, bridge_of, mount_source, Lab};
+use common::lab::{alive, answer, bridge_of, mount_source, Lab, PING};
 use container_lab::engine::network::dns;
 use serde_json::Value;
 
@@ -110,13 +110,13 @@ fn containers_on_different_networks_cannot_reach_each_other() {
     lab.ok(&["run", "-d", "--name", "iplain", "busybox", "sleep", "60"]);
     assert_eq!(lab.ip_of("idb"), Ipv4Addr::new(10, 50, 0, 9));
     // Within a network: yes.
-    assert!(lab.ping("front", "10.89.0.2"));
-    assert!(lab.ping("back", "10.50.0.9"));
+    assert!(lab.ping("front", "10.89.0.2"), "front to iweb");
+    assert!(lab.ping("back", "10.50.0.9"), "back to idb");
     // Across networks, and to and from the default bridge: no.
-    assert!(!lab.ping("front", "10.50.0.9"));
-    assert!(!lab.ping("back", "10.89.0.2"));
-    assert!(!lab.ping("bridge", "10.89.0.2"));
-    assert!(!lab.ping("front", "172.29.0.2"));
+    assert!(!lab.ping("front", "10.50.0.9"), "front to idb");
+    assert!(!lab.ping("back", "10.89.0.2"), "back to iweb");
+    assert!(!lab.ping("bridge", "10.89.0.2"), "bridge to iweb");
+    assert!(!lab.ping("front", "172.29.0.2"), "front to iplain");
     // Nor does another network's resolver answer.
     assert_eq!(lab.lookup("back", "iweb", "10.89.0.1"), None);
     assert_eq!(
@@ -272,7 +272,13 @@ fn a_running_container_is_connected_and_disconnected() {
     lab.sleeper("cweb", "front");
     lab.sleeper("cdb", "back");
     let db = lab.ip_of("cdb");
-    let reach = |lab: &Lab| lab.md(&["exec", "cweb", "ping", "-c1", "-W1", &db.to_string()]);
+    let db = db.to_string();
+    let reach = |lab: &Lab| {
+        let mut args = vec!["exec", "cweb"];
+        args.extend(PING);
+        args.push(&db);
+        lab.md(&args)
+    };
     assert_ne!(reach(&lab).status.code(), Some(0));
     lab.ok(&["network", "connect", "--alias", "api", "back", "cweb"]);
     let addresses = lab.ok(&["exec", "cweb", "ip", "-o", "-4", "addr"]);

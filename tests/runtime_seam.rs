@@ -145,7 +145,13 @@ fn same_container(name: &str, program: &Path) {
         "{name}: the exit code passed through"
     );
 
-    // Nothing left: the cgroup, the bundle, the runtime's state.
+    // Nothing left: the cgroup, the bundle, the runtime's state, and
+    // nothing in the directory beneath a hybrid host's v2 mount.
+    let hidden = common::beneath_hybrid_v2_mount();
+    assert!(
+        !hidden.iter().any(|p| p.contains(&container)),
+        "{name}: left beneath the host's v2 mount: {hidden:?}"
+    );
     let gone = common::wait_for(Duration::from_secs(5), || {
         dirs.iter().all(|d| !d.exists()).then_some(())
     });

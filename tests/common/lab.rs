@@ -12,6 +12,11 @@ use container_lab::engine::dirs::LabDirs;
 use container_lab::engine::network::dns;
 use serde_json::Value;
 
+/// busybox ping until one answer comes, for at most three seconds (one
+/// echo request a second). A slow guest may lose the first one to ARP; a
+/// "no" must have waited as long as a "yes" may take.
+pub const PING: [&str; 4] = ["ping", "-c1", "-w3", "-W1"];
+
 pub struct Lab {
     pub state: PathBuf,
     pub host: super::HostNetns,
@@ -73,20 +78,12 @@ impl Lab {
         answer(&String::from_utf8_lossy(&out.stdout), name)
     }
 
-    /// One ping from a new container on `network` to `ip`.
+    /// Whether a new container on `network` gets an answer from `ip`.
     pub fn ping(&self, network: &str, ip: &str) -> bool {
-        let out = self.md(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            ip,
-        ]);
-        out.status.code() == Some(0)
+        let mut args = vec!["run", "--rm", "--network", network, "busybox"];
+        args.extend(PING);
+        args.push(ip);
+        self.md(&args).status.code() == Some(0)
     }
 
     pub fn ip_of(&self, container: &str) -> Ipv4Addr {

@@ -359,6 +359,35 @@ pub fn host_mountinfo() -> String {
     fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
+/// On a hybrid host: every path in the host's /sys/fs/cgroup tmpfs beneath
+/// its v2 mount, out of sight while that is mounted (seen from a mount
+/// namespace of a child's own, where it is not). A runtime that was shown
+/// an empty directory there instead of the v2 mount could have made
+/// directories in it; nothing may land there. Empty elsewhere.
+pub fn beneath_hybrid_v2_mount() -> Vec<String> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.is_dir()
+        || fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|m| !m.contains(" /sys/fs/cgroup/unified "))
+    {
+        return Vec::new();
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("umount -l /sys/fs/cgroup/unified && cd /sys/fs/cgroup/unified && find . -mindepth 1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The mount points only, which is what must not change (mount IDs and
 /// other fields may be touched by unrelated activity on a shared machine).
 pub fn mount_points(mountinfo: &str) -> Vec<String> {

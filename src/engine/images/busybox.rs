@@ -51,7 +51,9 @@ pub fn image(dirs: &LabDirs) -> Result<(PathBuf, bool), BusyboxError> {
 
 /// [`image`], as an [`Image`] of `store`.
 pub fn ensure(store: &ImageStore, dirs: &LabDirs) -> Result<(Image, bool), BusyboxError> {
-    let busybox = find_static()?;
+    // The binary is checked for being static when an image is built from
+    // it; the image of the same file (path, size, mtime) needs no second look.
+    let busybox = find()?;
     let source_id = file_identity(&busybox)?;
     let current = |store: &ImageStore| match store.image(&reference()) {
         Ok(image) if image.layers.len() == 1 => match lab_source(&image) {
@@ -73,6 +75,7 @@ pub fn ensure(store: &ImageStore, dirs: &LabDirs) -> Result<(Image, bool), Busyb
     // The tree is built in the store's tmp/ and stored as an ordinary
     // image; an interrupted build leaves only a temporary the next open
     // clears.
+    let busybox = find_static()?;
     let scratch = store.scratch_dir("busybox")?;
     let tree = scratch.path().join("rootfs");
     build_busybox_tree(&busybox, &tree)?;
@@ -181,20 +184,25 @@ fn build_busybox_tree(busybox: &Path, root: &Path) -> Result<(), BusyboxError> {
     Ok(())
 }
 
-/// Finds busybox and checks it is statically linked: a dynamic one would
-/// need the host's libraries inside the new root, and fail with the
-/// famous "no such file or directory" that names a file which does exist.
-pub fn find_static() -> Result<PathBuf, BusyboxError> {
+/// The busybox binary the lab would use, static or not.
+fn find() -> Result<PathBuf, BusyboxError> {
     // CONTAINER_LAB_BUSYBOX points at another binary (the tests use it to
     // check the error messages).
     let candidates: Vec<PathBuf> = match std::env::var_os(BUSYBOX_ENV) {
         Some(path) => vec![PathBuf::from(path)],
         None => BUSYBOX_CANDIDATES.iter().map(PathBuf::from).collect(),
     };
-    let path = candidates
+    candidates
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or(BusyboxError::NoBusybox)?;
+        .ok_or(BusyboxError::NoBusybox)
+}
+
+/// Finds busybox and checks it is statically linked: a dynamic one would
+/// need the host's libraries inside the new root, and fail with the
+/// famous "no such file or directory" that names a file which does exist.
+pub fn find_static() -> Result<PathBuf, BusyboxError> {
+    let path = find()?;
     // The ELF header and program headers sit at the start: 64 KiB is
     // plenty, and reading the whole 2 MB binary on every run is not free.
     let mut bytes = Vec::with_capacity(64 * 1024);

@@ -11,7 +11,10 @@
 //!   cgroup, so that whatever path the runtime makes of `cgroupsPath`
 //!   (beneath its own cgroup as runc does, from the root as crun does) lies
 //!   beneath ours; a hybrid host's v2 mount, which holds no controllers,
-//!   is left out of sight (crun 1.8 refuses the hybrid layout).
+//!   is left out of sight (crun 1.8 refuses the hybrid layout), with a
+//!   small tmpfs of this namespace's own in its place: crun still makes a
+//!   directory there, which must not land in the host's /sys/fs/cgroup
+//!   tmpfs, hidden beneath the host's v2 mount.
 
 use std::ffi::CString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -35,8 +38,8 @@ pub struct External {
 struct Remount {
     target: CString,
     fstype: CString,
-    /// `None`: only unmounted (a hybrid host's empty v2 mount).
-    options: Option<CString>,
+    /// The filesystem's own options (a v1 hierarchy's controllers).
+    options: CString,
 }
 
 impl External {
@@ -309,15 +312,13 @@ fn private_namespaces(remounts: &[Remount]) -> std::io::Result<()> {
         ))?;
         for remount in remounts {
             check(libc::umount2(remount.target.as_ptr(), libc::MNT_DETACH))?;
-            if let Some(options) = &remount.options {
-                check(libc::mount(
-                    remount.fstype.as_ptr(),
-                    remount.target.as_ptr(),
-                    remount.fstype.as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    options.as_ptr().cast(),
-                ))?;
-            }
+            check(libc::mount(
+                remount.fstype.as_ptr(),
+                remount.target.as_ptr(),
+                remount.fstype.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                remount.options.as_ptr().cast(),
+            ))?;
         }
     }
     Ok(())
@@ -390,14 +391,17 @@ fn cgroup_remounts() -> Result<Vec<Remount>, OciError> {
         let cstr = |text: &str| {
             CString::new(text).map_err(|_| OciError::Other(format!("{text:?} holds a NUL byte")))
         };
+        // A hybrid host's v2 mount: a scratch tmpfs instead, which goes
+        // with the namespace and whatever crun makes in it.
+        let (fstype, options) = if hybrid && fstype == "cgroup2" {
+            ("tmpfs", "size=64k,mode=0755".to_string())
+        } else {
+            (fstype, kept.join(","))
+        };
         found.push(Remount {
             target: cstr(target)?,
             fstype: cstr(fstype)?,
-            options: if hybrid && fstype == "cgroup2" {
-                None
-            } else {
-                Some(cstr(&kept.join(","))?)
-            },
+            options: cstr(&options)?,
         });
     }
     Ok(found)

@@ -6,9 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{
-    cpu, create_in_shared_parent, devices, freezer, io, memory, own_cgroups, own_path, own_path_in,
-    pids, CgroupError, Controller, Hierarchy, Resources, Stats, Version, Writes, Written,
-    LAB_PARENT,
+    cpu, create_in_shared_parent, devices, freezer, io, memory, own_cgroups, own_path_in, pids,
+    CgroupError, Controller, Hierarchy, Resources, Stats, Version, Writes, Written, LAB_PARENT,
 };
 
 /// The v1 hierarchies on this host: where each controller's is mounted
@@ -16,6 +15,9 @@ use super::{
 #[derive(Debug)]
 pub struct V1 {
     mounts: BTreeMap<String, PathBuf>,
+    /// /proc/self/cgroup as it was when this value was made: where this
+    /// process is in each hierarchy (read once, not once per hierarchy).
+    own_cgroups: String,
 }
 
 /// The v1 hierarchies a controller's files are in.
@@ -53,7 +55,10 @@ impl V1 {
                     .or_insert_with(|| PathBuf::from(point));
             }
         }
-        Ok(V1 { mounts })
+        Ok(V1 {
+            mounts,
+            own_cgroups: own_cgroups()?,
+        })
     }
 
     /// The hierarchies of `controllers`, each once, those mounted only.
@@ -71,7 +76,11 @@ impl V1 {
     /// `hierarchy` (None when it is not mounted).
     pub(super) fn lab_parent(&self, hierarchy: &str) -> Option<PathBuf> {
         let mount = self.mounts.get(hierarchy)?;
-        Some(mount.join(own_path(Some(hierarchy)).ok()?).join(LAB_PARENT))
+        Some(
+            mount
+                .join(own_path_in(&self.own_cgroups, Some(hierarchy)).ok()?)
+                .join(LAB_PARENT),
+        )
     }
 
     /// `MOUNT/OWN/container-lab/NAME` for one hierarchy.
@@ -79,7 +88,7 @@ impl V1 {
         let mount = &self.mounts[hierarchy];
         // Beneath the cgroup this process is in, in that hierarchy.
         Ok(mount
-            .join(own_path(Some(hierarchy))?)
+            .join(own_path_in(&self.own_cgroups, Some(hierarchy))?)
             .join(LAB_PARENT)
             .join(name))
     }
@@ -199,11 +208,10 @@ impl Version for V1 {
     }
 
     fn own(&self, controllers: &[Controller]) -> Result<Vec<Hierarchy>, CgroupError> {
-        let text = own_cgroups()?;
         let mut found: Vec<Hierarchy> = Vec::new();
         for hierarchy in self.wanted(controllers) {
             let mount = self.mounts[hierarchy].clone();
-            let own = mount.join(own_path_in(&text, Some(hierarchy))?);
+            let own = mount.join(own_path_in(&self.own_cgroups, Some(hierarchy))?);
             if !found.iter().any(|h| h.own == own) {
                 found.push(Hierarchy { mount, own });
             }
