@@ -370,10 +370,15 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
     // The kernel's wait before the first cgroup join, begun now, to pass
     // while the image is found and the record written.
     let _warm = start.then(cgroups::EarlyWarmUp::start).flatten();
+    let mut lifecycle = lifecycle();
+    if start && args.rm && !args.detach {
+        // Forked now, while this process is single-threaded and small: it
+        // deletes the container's directory after this process exits.
+        lifecycle.hire_janitor();
+    }
     if args.may_pull() {
         images::pull_for_run(&args.image, args.pulls_always())?;
     }
-    let lifecycle = lifecycle();
     let record = lifecycle.create(NewContainer {
         name: args.name.clone(),
         hostname: args.record_hostname(),

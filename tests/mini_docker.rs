@@ -1057,3 +1057,100 @@ fn init_forwards_sigterm_and_reaps() {
     let out = container.stop();
     assert_eq!(out.status.code(), Some(143));
 }
+
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_rm_runs_directory_is_deleted_after_it_by_the_helper_it_forked() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::MetadataExt;
+    common::assert_root();
+    let state = common::state_root("janitor");
+    let mut command = common::mini_docker(
+        &state,
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--name",
+            "swept",
+            "busybox",
+            "sh",
+            "-c",
+            "echo up; read line",
+        ],
+    );
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut run = command.spawn().unwrap();
+    let mut stdout = BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "up");
+    // From the host: the run's helper, a child of its own, in a process
+    // group of its own (a Ctrl-C is the run's), holding nothing of the
+    // run's but its pipe: stdio on /dev/null.
+    let helpers: Vec<i32> = common::children(run.id() as i32)
+        .into_iter()
+        .filter(|pid| {
+            // Not the cgroup warm-up's helper, exited and not yet reaped.
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains("(mini-docker) ") && !stat.contains(") Z ")
+        })
+        .collect();
+    assert_eq!(helpers.len(), 1, "one helper: {helpers:?}");
+    let helper = helpers[0];
+    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(helper))).unwrap();
+    assert_eq!(pgid.as_raw(), helper, "its own process group");
+    let null = fs::metadata("/dev/null").unwrap().rdev();
+    let mut pipes = 0;
+    for fd in fs::read_dir(format!("/proc/{helper}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = fs::read_link(fd.path()).unwrap();
+        let fd: i32 = fd.file_name().to_string_lossy().parse().unwrap();
+        if fd < 3 {
+            assert_eq!(
+                fs::metadata(&target).unwrap().rdev(),
+                null,
+                "fd {fd}: {target:?}"
+            );
+        } else {
+            assert!(
+                target.to_string_lossy().starts_with("pipe:"),
+                "fd {fd}: {target:?}"
+            );
+            pipes += 1;
+        }
+    }
+    assert_eq!(pipes, 1, "one pipe, its own");
+
+    // The run ends: its output ends with it (the helper holds none of it),
+    // and the helper deletes the container's directory from the trash.
+    run.stdin.take().unwrap().write_all(b"done\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(run.wait().unwrap().success());
+    let trash = state.join("lib/trash");
+    let swept = common::wait_for(Duration::from_secs(10), || {
+        let empty = fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_none());
+        let gone = !Path::new(&format!("/proc/{helper}")).exists();
+        (empty && gone).then_some(())
+    });
+    assert!(
+        swept.is_some(),
+        "left in {}: {:?}",
+        trash.display(),
+        fs::read_dir(&trash).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    assert!(!state
+        .join("lib/lifecycle")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| { e.file_name().len() == 64 }));
+}

@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::support::fs::read_kernel_file;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// One line of `/proc/self/mountinfo`, reduced to what the lab looks at.
@@ -34,12 +35,12 @@ impl MountEntry {
 
 /// Parses `/proc/self/mountinfo` of the calling process's mount namespace.
 pub fn mount_table() -> io::Result<Vec<MountEntry>> {
-    parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo")?)
+    parse_mountinfo(&read_kernel_file("/proc/self/mountinfo")?)
 }
 
 /// The raw `/proc/self/mountinfo` text, for before/after comparisons.
 pub fn mountinfo_text() -> io::Result<String> {
-    fs::read_to_string("/proc/self/mountinfo")
+    read_kernel_file("/proc/self/mountinfo")
 }
 
 pub fn parse_mountinfo(text: &str) -> io::Result<Vec<MountEntry>> {

@@ -3,8 +3,7 @@
 //! start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
 //! tells it from a later one that got the same number.
 
-use std::fs;
-
+use crate::support::fs::read_kernel_file;
 use nix::sys::wait::WaitStatus;
 
 /// Field 3 (state) and field 22 (start time) of `/proc/<pid>/stat`.
@@ -12,7 +11,7 @@ fn stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
         return None;
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: the
     // fields we want come after its last closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -13,6 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::support::fs::read_kernel_file;
 use nix::unistd::{Gid, Pid, Uid};
 
 /// One line of a uid_map or gid_map: `inside outside count`.
@@ -43,7 +44,7 @@ pub const DEFAULT_RANGE: (u32, u32) = (100_000, 65_536);
 /// /etc/subgid ("name:start:count"), or the lab's fixed default.
 // ANCHOR: range
 pub fn subordinate_range(file: &Path, user: &str) -> (u32, u32) {
-    fs::read_to_string(file)
+    read_kernel_file(file)
         .unwrap_or_default()
         .lines()
         .find_map(|line| {

@@ -1,4 +1,5 @@
-//! Files that are never seen half-written, and locks between processes.
+//! Files that are never seen half-written, locks between processes, and
+//! reading the files the kernel writes as they are read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -112,6 +113,31 @@ pub fn lock_file(path: &Path, create: bool) -> Result<Flock<File>, IoError> {
     }
 }
 
+/// A file the kernel makes up as it is read (/proc, /sys, cgroup files):
+/// it says its size is 0, so `fs::read_to_string` begins with 32-byte
+/// reads, each one a system call that makes the kernel format the text up
+/// to there again. One 16 KiB read holds any of those the lab reads.
+pub fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
+    // Not `read_to_end`: for a File it first asks fstat and lseek for a
+    // size, which is 0 here anyway.
+    let mut file = File::open(path)?;
+    let mut bytes = vec![0; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match io::Read::read(&mut file, &mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +158,20 @@ mod tests {
         write_atomic(&file, b"new").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"new");
         assert_eq!(files_in(&t.0), ["file", "target"]);
+    }
+
+    #[test]
+    fn a_kernel_file_is_read_whole_also_past_its_first_buffer() {
+        assert_eq!(
+            read_kernel_file("/proc/self/cgroup").unwrap(),
+            fs::read_to_string("/proc/self/cgroup").unwrap()
+        );
+        let t = TempDir::new("fs-kernel");
+        let big: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        assert!(big.len() > 32 * 1024);
+        fs::write(t.0.join("big"), &big).unwrap();
+        assert_eq!(read_kernel_file(t.0.join("big")).unwrap(), big);
+        let missing = read_kernel_file(t.0.join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 }

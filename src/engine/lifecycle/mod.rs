@@ -53,6 +53,11 @@ impl Lifecycle {
         }
     }
 
+    /// See [`Store::hire_janitor`]: for a foreground `run --rm`.
+    pub fn hire_janitor(&mut self) {
+        self.store.hire_janitor();
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -15,9 +15,11 @@
 //! - `record.rs`: the record and its state;
 //! - `lock.rs`: one lock per container, and updates under it;
 //! - `names.rs`: Docker's names, checked or generated;
-//! - `ids.rs`: Docker's IDs.
+//! - `ids.rs`: Docker's IDs;
+//! - `janitor.rs`: the helper that deletes a `run --rm`'s directory after it.
 
 mod ids;
+mod janitor;
 mod lock;
 mod names;
 mod record;
@@ -28,6 +30,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,9 @@ pub struct Store {
     dirs: LabDirs,
     data: PathBuf,
     run: PathBuf,
+    /// The helper that deletes what this process moves into the trash,
+    /// once it has exited: see [`Store::hire_janitor`].
+    janitor: Option<Arc<janitor::Janitor>>,
 }
 
 /// The persistent half of a record, as it is written to config.json.
@@ -84,7 +90,17 @@ impl Store {
             // Not `containers/`: RunDir already keys that one by name.
             data: dirs.data.join("lifecycle"),
             run: dirs.run.join("lifecycle"),
+            janitor: None,
         }
+    }
+
+    /// For a process about to `run --rm` and exit: a helper forked now,
+    /// while this process is small, deletes what
+    /// [`remove_in_background`](Store::remove_in_background) moves into
+    /// the trash after this process has exited, instead of an `rm`
+    /// spawned then. Only where nothing but this thread runs.
+    pub fn hire_janitor(&mut self) {
+        self.janitor = janitor::Janitor::start(&self.trash_dir(), &owner_tag()).map(Arc::new);
     }
 
     /// The lab directories this store lives in.
@@ -433,8 +449,9 @@ impl Store {
     /// and `rm --one-file-system` deletes it there. Where freed blocks are
     /// discarded at once (ext4 without a journal, mounted with `discard`),
     /// each one waits for the device, milliseconds per directory, and
-    /// `run --rm` need not wait for that. What a deletion
-    /// killed half-way leaves, the next `create` finishes.
+    /// `run --rm` need not wait for that. With a janitor hired, nothing is
+    /// spawned: the janitor deletes it once this process has exited. What
+    /// a deletion killed half-way leaves, the next `create` finishes.
     pub fn remove_in_background(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;
         let _guard = match self.lock(id) {
@@ -461,6 +478,10 @@ impl Store {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(IoError::new("remove", &dir, err).into()),
             Ok(()) => {}
+        }
+        if self.janitor.is_some() {
+            // Deleted by the janitor once this process has exited.
+            return Ok(());
         }
         use std::os::unix::process::CommandExt;
         let spawned = std::process::Command::new("/bin/rm")

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::v1::V1Dirs;
 use super::{read_key, read_u64, v2, CgroupError, Controller, Limit, Writes};
+use crate::support::fs::read_kernel_file;
 
 /// v1 splits this into three hierarchies: `cpu` (shares, quota), `cpuacct`
 /// (usage) and `cpuset`.
@@ -87,7 +88,7 @@ impl Cpu {
             if self.quota.is_some() || self.period.is_some() {
                 // The half not given stays as it is.
                 let file = dir.join("cpu.max");
-                let now = fs::read_to_string(&file).unwrap_or_default();
+                let now = read_kernel_file(&file).unwrap_or_default();
                 let mut now = now.split_whitespace();
                 let quota = self
                     .quota
@@ -141,7 +142,7 @@ fn weight_of_shares(shares: u64) -> u64 {
 pub(super) fn prepare_v1(dir: &Path) -> Result<(), CgroupError> {
     for name in ["cpuset.cpus", "cpuset.mems"] {
         let file = dir.join(name);
-        let Ok(own) = fs::read_to_string(&file) else {
+        let Ok(own) = read_kernel_file(&file) else {
             continue;
         };
         if !own.trim().is_empty() {
@@ -149,7 +150,7 @@ pub(super) fn prepare_v1(dir: &Path) -> Result<(), CgroupError> {
         }
         let parent = dir.parent().unwrap_or(dir).join(name);
         let inherited =
-            fs::read_to_string(&parent).map_err(|e| CgroupError::io("read", &parent, e))?;
+            read_kernel_file(&parent).map_err(|e| CgroupError::io("read", &parent, e))?;
         fs::write(&file, inherited.trim())
             .map_err(|e| CgroupError::io(&format!("write {:?} to", inherited.trim()), &file, e))?;
     }

@@ -3,12 +3,12 @@
 //! a hierarchy of its own (`freezer.state`), v2 in every cgroup
 //! (`cgroup.freeze`, with the outcome in `cgroup.events`).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::v1::V1Dirs;
 use super::{read_key, CgroupError, Writes};
+use crate::support::fs::read_kernel_file;
 
 pub(super) const V1_HIERARCHIES: &[&str] = &["freezer"];
 
@@ -34,7 +34,7 @@ pub(super) fn set_v2(frozen: bool, dirs: &[PathBuf], out: &mut Writes) -> Result
 // ANCHOR_END: freeze
 
 pub(super) fn is_frozen_v1(dirs: &V1Dirs) -> Option<bool> {
-    let state = fs::read_to_string(dirs.get("freezer")?.join("freezer.state")).ok()?;
+    let state = read_kernel_file(dirs.get("freezer")?.join("freezer.state")).ok()?;
     Some(state.trim() == "FROZEN")
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::v1::V1Dirs;
 use super::{v2, CgroupError, Controller, Writes};
+use crate::support::fs::read_kernel_file;
 
 pub(super) const V1_HIERARCHIES: &[&str] = &["blkio"];
 pub(super) const V2_CONTROLLERS: &[&str] = &["io"];
@@ -188,7 +189,7 @@ pub(super) fn stats_v1(dirs: &V1Dirs) -> Vec<IoStats> {
         ("blkio.throttle.io_service_bytes", true),
         ("blkio.throttle.io_serviced", false),
     ] {
-        let text = fs::read_to_string(dirs.file("blkio", name)).unwrap_or_default();
+        let text = read_kernel_file(dirs.file("blkio", name)).unwrap_or_default();
         for line in text.lines() {
             let mut words = line.split_whitespace();
             let (Some(device), Some(op), Some(value)) = (
@@ -216,7 +217,7 @@ pub(super) fn stats_v1(dirs: &V1Dirs) -> Vec<IoStats> {
 
 /// `io.stat`: "MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N".
 pub(super) fn stats_v2(dir: &Path) -> Vec<IoStats> {
-    let text = fs::read_to_string(dir.join("io.stat")).unwrap_or_default();
+    let text = read_kernel_file(dir.join("io.stat")).unwrap_or_default();
     let mut stats = Vec::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();

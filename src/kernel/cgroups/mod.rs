@@ -41,6 +41,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::support::error::IoError;
+use crate::support::fs::read_kernel_file;
 
 pub use cpu::{Cpu, CpuStats};
 pub use devices::DeviceRule;
@@ -637,7 +638,7 @@ pub fn remove_empty_parents() {
 /// with processes in it, it belongs to a container that still runs.
 fn reclaim_existing(dir: &Path) -> Result<(), CgroupError> {
     let procs = dir.join("cgroup.procs");
-    let text = fs::read_to_string(&procs).map_err(|e| CgroupError::io("read", &procs, e))?;
+    let text = read_kernel_file(&procs).map_err(|e| CgroupError::io("read", &procs, e))?;
     let pids: Vec<&str> = text.split_whitespace().collect();
     if !pids.is_empty() {
         return Err(CgroupError::InUse {
@@ -764,7 +765,7 @@ pub fn own_path(controller: Option<&str>) -> Result<PathBuf, CgroupError> {
 
 /// /proc/self/cgroup, for `own_path_in`.
 fn own_cgroups() -> Result<String, CgroupError> {
-    fs::read_to_string("/proc/self/cgroup")
+    read_kernel_file("/proc/self/cgroup")
         .map_err(|e| CgroupError::io("read", "/proc/self/cgroup", e))
 }
 
@@ -844,7 +845,7 @@ fn remove_dir_retrying(path: &Path) -> Result<(), CgroupError> {
 }
 
 fn read_pids(procs: &Path) -> Vec<i32> {
-    fs::read_to_string(procs)
+    read_kernel_file(procs)
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -852,16 +853,16 @@ fn read_pids(procs: &Path) -> Vec<i32> {
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_kernel_file(path).ok()?.trim().parse().ok()
 }
 
 fn read_limit(path: &Path) -> Option<Limit> {
-    Limit::parse(&fs::read_to_string(path).ok()?)
+    Limit::parse(&read_kernel_file(path).ok()?)
 }
 
 /// A `key value` line of a flat-keyed file such as `cpu.stat`.
 fn read_key(path: &Path, key: &str) -> Option<u64> {
-    fs::read_to_string(path).ok()?.lines().find_map(|line| {
+    read_kernel_file(path).ok()?.lines().find_map(|line| {
         line.strip_prefix(key)?
             .strip_prefix(' ')?
             .trim()

@@ -9,6 +9,7 @@ use super::{
     cpu, create_in_shared_parent, devices, freezer, io, memory, own_cgroups, own_path_in, pids,
     CgroupError, Controller, Hierarchy, Resources, Stats, Version, Writes, Written, LAB_PARENT,
 };
+use crate::support::fs::read_kernel_file;
 
 /// The v1 hierarchies on this host: where each controller's is mounted
 /// (`cpu` and `cpuacct` may share one mount, and then one directory).
@@ -36,7 +37,7 @@ impl V1 {
     /// Reads where the kernel mounted each v1 hierarchy (/proc/self/mountinfo).
     pub fn from_mountinfo() -> Result<V1, CgroupError> {
         let path = "/proc/self/mountinfo";
-        let text = fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, e))?;
+        let text = read_kernel_file(path).map_err(|e| CgroupError::io("read", path, e))?;
         let mut mounts = BTreeMap::new();
         for line in text.lines() {
             let Some((before, after)) = line.split_once(" - ") else {

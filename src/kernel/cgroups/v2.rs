@@ -9,6 +9,7 @@ use super::{
     cpu, devices, freezer, io, memory, own_path, pids, reclaim_existing, CgroupError, Controller,
     Hierarchy, Resources, Stats, Version, Writes, Written, CGROUP_ROOT, LAB_PARENT,
 };
+use crate::support::fs::read_kernel_file;
 
 /// The unified hierarchy at /sys/fs/cgroup.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ fn enabled_by(controller: Controller) -> &'static [&'static str] {
 
 /// Whether `dir`'s `cgroup.controllers` lists `name`.
 pub(super) fn listed(dir: &Path, name: &str) -> bool {
-    fs::read_to_string(dir.join("cgroup.controllers"))
+    read_kernel_file(dir.join("cgroup.controllers"))
         .unwrap_or_default()
         .split_whitespace()
         .any(|c| c == name)
@@ -69,7 +70,7 @@ impl Version for V2 {
         let own = own()?;
         if own != Path::new(CGROUP_ROOT) {
             let me = std::process::id().to_string();
-            let procs = fs::read_to_string(own.join("cgroup.procs"))
+            let procs = read_kernel_file(own.join("cgroup.procs"))
                 .map_err(|e| CgroupError::io("read", &own, e))?;
             if procs.split_whitespace().any(|pid| pid != me) {
                 return Err(CgroupError::NotDelegated(own));
@@ -184,8 +185,8 @@ impl Version for V2 {
 // ANCHOR: subtree
 fn enable_controllers(dir: &Path, controllers: &[Controller]) -> Result<(), CgroupError> {
     let file = dir.join("cgroup.subtree_control");
-    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    let available = read_kernel_file(dir.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = read_kernel_file(&file).unwrap_or_default();
     let has = |list: &str, name: &str| list.split_whitespace().any(|c| c == name);
     for name in controllers.iter().flat_map(|c| enabled_by(*c)) {
         if has(&available, name) && !has(&enabled, name) {

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use super::NetError;
 use crate::support::error::{io_err, IoError};
+use crate::support::fs::read_kernel_file;
 
 /// Reads a sysctl of the current network namespace (`sysctl -n`).
 pub fn get(key: &str) -> Result<String, NetError> {
     let path = path_of(key);
-    fs::read_to_string(&path)
+    read_kernel_file(&path)
         .map(|value| value.trim().to_string())
         .map_err(|e| IoError::new("read", &path, e).into())
 }
