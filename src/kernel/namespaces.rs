@@ -162,6 +162,7 @@ pub unsafe fn clone_process(flags: CloneFlags) -> Result<Cloned, NamespaceError>
 }
 // ANCHOR_END: clone
 
+// ANCHOR: clone_into_cgroup
 /// `clone_process`, with the child born in the cgroup v2 directory open
 /// as `cgroup` (clone3's `CLONE_INTO_CGROUP`, Linux 5.7): it never writes
 /// to `cgroup.procs`, so it never takes the kernel's lock for moving
@@ -203,6 +204,7 @@ pub unsafe fn clone_process_into_cgroup(
         })),
     }
 }
+// ANCHOR_END: clone_into_cgroup
 
 /// `nsenter --target PID --uts --ipc …`: moves the caller into the given
 /// namespaces of another process. A PID namespace only applies to children

@@ -473,7 +473,12 @@ impl Store {
         }
         let trash = self.trash_dir();
         create_dir(&trash)?;
-        let target = trash.join(format!("{}.{id}", owner_tag()));
+        // Numbered: one process may trash two directories of one ID (the
+        // record of a killed run it reclaimed, then its own, with pinned
+        // IDs), and the janitor deletes them only after it has exited.
+        static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let target = trash.join(format!("{}.{n}.{id}", owner_tag()));
         match fs::rename(&dir, &target) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(IoError::new("remove", &dir, err).into()),
