@@ -103,10 +103,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# loglevel=5: the kernel's warnings reach the console, with the stack of
+# a soft lockup (podman once spun in the kernel for minutes here).
 qemu-system-x86_64 \
   -accel tcg -cpu max -smp 2 -m 3072 \
   -kernel "/boot/vmlinuz-$kver" -initrd "$initramfs" \
-  -append "console=ttyS0 quiet loglevel=1 panic=-1 cgroup_no_v1=all lab.stage2=$stage2" \
+  -append "console=ttyS0 loglevel=5 panic=-1 cgroup_no_v1=all lab.stage2=$stage2" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
   -nic none -display none -serial "file:$log" -monitor none -no-reboot \
   </dev/null >/dev/null 2>&1 &
