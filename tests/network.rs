@@ -180,3 +180,35 @@ fn concurrent_runs_on_one_host_get_distinct_addresses() {
     assert_eq!(links, ["lo"]);
     assert!(rules.trim().is_empty(), "{rules}");
 }
+
+/// The kernel finds a link by its name (one request, not a dump of every
+/// link): checked against `ip link` in a namespace of the test's own, with
+/// a link made there, one that is missing, and a name too long for any.
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn a_link_is_found_by_its_name_as_ip_link_shows_it() {
+    use container_lab::kernel::net::netlink::Netlink;
+    common::assert_root();
+    let host = common::HostNetns::new();
+    let mut add = Command::new("ip");
+    add.args([
+        "link", "add", "labfind0", "type", "veth", "peer", "name", "labfind1",
+    ]);
+    assert!(host.command(add).status().unwrap().success());
+    let shown = host.ip(&["-o", "link", "show", "labfind1"]);
+    let index: u32 = shown.split(':').next().unwrap().trim().parse().unwrap();
+    let found = common::in_netns(&host.file, || {
+        let mut nl = Netlink::open().unwrap();
+        [
+            nl.index_of("lo").unwrap(),
+            nl.index_of("labfind1").unwrap(),
+            nl.index_of("labfind9").unwrap(),
+            nl.index_of("a-name-longer-than-ifnamsiz").unwrap(),
+            nl.index_of("").unwrap(),
+        ]
+    });
+    assert_eq!(found, [Some(1), Some(index), None, None, None], "{shown}");
+}

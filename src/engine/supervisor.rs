@@ -302,7 +302,7 @@ pub fn supervise(
     if config.remove {
         // As it is now: its name may have changed.
         let now = store.get(id).unwrap_or_else(|_| record.clone());
-        remove(store, &now)?;
+        remove_after_run(store, &now)?;
     }
     Ok(code)
 }
@@ -451,6 +451,24 @@ fn claim(store: &Store, record: &Record, config: &RunConfig) -> Result<(), Super
 // ANCHOR: remove
 pub fn remove(store: &Store, record: &Record) -> Result<(), SupervisorError> {
     reclaim(store, &record.name, &record.state)?;
+    delete(store, record)
+}
+// ANCHOR_END: remove
+
+/// `--rm` once a run has ended here: `Started`'s drop has removed its
+/// network, cgroups and run directory. The cgroups it could not remove
+/// are still named in the state, and a network is checked again as `rm`
+/// checks it; a run with neither leaves only its record.
+fn remove_after_run(store: &Store, record: &Record) -> Result<(), SupervisorError> {
+    let networked = record.config.network.attaches() || !record.config.extra.networks.is_empty();
+    if networked || !record.state.cgroup_paths.is_empty() {
+        return remove(store, record);
+    }
+    delete(store, record)
+}
+
+/// The record, layer and log.
+fn delete(store: &Store, record: &Record) -> Result<(), SupervisorError> {
     if record.ephemeral() {
         // `--rm`: the run returns while its directory is deleted.
         store.remove_in_background(&record.id)?;
@@ -459,7 +477,6 @@ pub fn remove(store: &Store, record: &Record) -> Result<(), SupervisorError> {
     }
     Ok(())
 }
-// ANCHOR_END: remove
 
 /// What a dead run of container `name` may have left on the host, found
 /// from its recorded state and its name: the processes in its cgroups and

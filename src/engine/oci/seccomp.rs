@@ -1,4 +1,5 @@
-//! `linux.seccomp` translated into BPF with `seccompiler`.
+//! `linux.seccomp` translated into BPF with `seccompiler` (through
+//! `kernel::hardening::seccomp::compile`, which makes it compact).
 //!
 //! A seccompiler filter has one action for a match and one for a
 //! mismatch, while an OCI profile gives each rule its own action. The
@@ -19,12 +20,11 @@ use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
 };
 
 use super::OciError;
-use crate::kernel::hardening::seccomp::Arch;
+use crate::kernel::hardening::seccomp::{self, Arch};
 
 const FIELD: &str = "linux.seccomp";
 
@@ -52,11 +52,6 @@ pub fn check(profile: &LinuxSeccomp) -> Result<(), OciError> {
 /// The filters, in the order to install them, and the seccomp(2) flags.
 pub fn compile(profile: &LinuxSeccomp) -> Result<(Vec<BpfProgram>, u32), OciError> {
     let arch = Arch::NATIVE;
-    let target = if cfg!(target_arch = "aarch64") {
-        TargetArch::aarch64
-    } else {
-        TargetArch::x86_64
-    };
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     // Rules grouped by their action, in the order the profile names them.
     let mut groups: Vec<(SeccompAction, BTreeMap<i64, Vec<SeccompRule>>)> = Vec::new();
@@ -82,9 +77,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<(Vec<BpfProgram>, u32), OciErro
     }
     let mut programs = Vec::new();
     let build = |rules, mismatch, matched| -> Result<BpfProgram, OciError> {
-        SeccompFilter::new(rules, mismatch, matched, target)
-            .and_then(BpfProgram::try_from)
-            .map_err(|e| OciError::invalid(FIELD, e.to_string()))
+        seccomp::compile(rules, mismatch, matched, arch).map_err(|e| OciError::invalid(FIELD, e))
     };
     if default != SeccompAction::Allow {
         programs.push(build(named, default.clone(), SeccompAction::Allow)?);

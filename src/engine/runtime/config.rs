@@ -51,6 +51,12 @@ impl NetworkMode {
     pub fn own_namespace(&self) -> bool {
         !matches!(self, NetworkMode::Host | NetworkMode::Container(_))
     }
+
+    /// Whether the container is attached to a network of the lab's (a
+    /// veth on its bridge, an address): the default bridge or a named one.
+    pub fn attaches(&self) -> bool {
+        matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
+    }
 }
 
 impl From<NetworkMode> for String {

@@ -32,10 +32,15 @@ impl Guard {
 
     /// Stores `record`, which must keep this container's ID and name.
     pub fn write(&self, record: &Record) -> Result<(), StoreError> {
+        self.replace(&self.read()?, record)
+    }
+
+    /// Stores `record` in place of `old`, the record as read under this
+    /// lock: only the files whose part changed are written.
+    fn replace(&self, old: &Record, record: &Record) -> Result<(), StoreError> {
         if record.id != self.id {
             return Err(StoreError::Immutable { field: "id" });
         }
-        let old = self.read()?;
         if record.name != old.name {
             return Err(StoreError::Immutable { field: "name" });
         }
@@ -109,9 +114,10 @@ impl Store {
     /// touch the ID or the name. Returns the stored record.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Record, StoreError> {
         let guard = self.lock(id)?;
-        let mut record = guard.read()?;
+        let old = guard.read()?;
+        let mut record = old.clone();
         change(&mut record);
-        guard.write(&record)?;
+        guard.replace(&old, &record)?;
         Ok(record)
     }
 }

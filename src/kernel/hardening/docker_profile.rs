@@ -12,8 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
 };
 use serde::Deserialize;
 
@@ -193,17 +192,12 @@ pub fn compile(json: &str, arch: Arch, caps: &BTreeSet<String>) -> Result<Vec<Bp
         }
     }
     let mut programs = Vec::new();
-    let target = arch.target();
     let build = |calls: Calls, mismatch, matched| -> Result<BpfProgram, String> {
         let rules = calls
             .into_iter()
             .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
             .collect();
-        let filter =
-            SeccompFilter::new(rules, mismatch, matched, target).map_err(|e| e.to_string())?;
-        filter
-            .try_into()
-            .map_err(|e: seccompiler::BackendError| e.to_string())
+        super::seccomp::compile(rules, mismatch, matched, arch)
     };
     let allowed = by_action
         .iter()

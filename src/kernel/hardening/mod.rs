@@ -300,6 +300,9 @@ mod tests {
             .unwrap();
         // The allow-list, and the one that answers clone3 with ENOSYS.
         assert_eq!(filters.len(), 2);
-        assert!(filters[0].len() > 300);
+        // Docker's list as ranges of numbers (see `seccomp::compile`): far
+        // fewer instructions than calls, but more than a trivial filter.
+        let length = filters[0].len();
+        assert!((60..300).contains(&length), "{length} instructions");
     }
 }

@@ -164,6 +164,14 @@ impl Arch {
         }
     }
 
+    /// The kernel's AUDIT_ARCH value, which seccomp_data carries.
+    pub fn audit(self) -> u32 {
+        match self {
+            Arch::X86_64 => 0xc000_003e,
+            Arch::Aarch64 => 0xc000_00b7,
+        }
+    }
+
     pub(super) fn target(self) -> TargetArch {
         match self {
             Arch::X86_64 => TargetArch::x86_64,
@@ -178,6 +186,25 @@ impl Arch {
 /// has and takes the strictest answer, so the two compose.
 // ANCHOR: filters
 pub fn filters(arch: Arch, caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>, String> {
+    let admin = caps.contains("CAP_SYS_ADMIN");
+    let number = |name: &str| arch.number(name).ok_or_else(|| unknown(name, arch));
+    let eperm = SeccompAction::Errno(libc::EPERM as u32);
+    let allowed = allow_list(arch, caps)?;
+    let mut programs = vec![compile(allowed, eperm, SeccompAction::Allow, arch)?];
+    if !admin {
+        let clone3 = BTreeMap::from([(number("clone3")?, Vec::new())]);
+        let enosys = SeccompAction::Errno(libc::ENOSYS as u32);
+        programs.push(compile(clone3, SeccompAction::Allow, enosys, arch)?);
+    }
+    Ok(programs)
+}
+
+/// The calls allowed to a process that keeps `caps`, by number, each with
+/// the rules on its arguments (none: allowed whatever they are).
+fn allow_list(
+    arch: Arch,
+    caps: &BTreeSet<String>,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let admin = caps.contains("CAP_SYS_ADMIN");
     let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for name in ALLOWED
@@ -214,14 +241,7 @@ pub fn filters(arch: Arch, caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>, S
         // is the only refusal, rather than winning a tie with EPERM.
         allowed.insert(number("clone3")?, Vec::new());
     }
-    let eperm = SeccompAction::Errno(libc::EPERM as u32);
-    let mut programs = vec![compile(allowed, eperm, SeccompAction::Allow, arch)?];
-    if !admin {
-        let clone3 = BTreeMap::from([(number("clone3")?, Vec::new())]);
-        let enosys = SeccompAction::Errno(libc::ENOSYS as u32);
-        programs.push(compile(clone3, SeccompAction::Allow, enosys, arch)?);
-    }
-    Ok(programs)
+    Ok(allowed)
 }
 // ANCHOR_END: filters
 
@@ -229,7 +249,77 @@ fn unknown(name: &str, arch: Arch) -> String {
     format!("the seccomp allow-list names {name:?}, which {arch:?} does not have")
 }
 
-fn compile(
+/// A filter that answers `matched` for the calls in `rules` (those with
+/// rules only when one of them holds) and `mismatch` for every other call.
+///
+/// seccompiler compares the number with each call in turn, four
+/// instructions per call: some 1,500 for Docker's list, which the kernel
+/// converts, compiles and, when it attaches the filter, runs once per
+/// system call number to find those it may allow without running it
+/// again (its `seccomp_cache`). So the calls that need no argument check
+/// come first here, as ranges of numbers: two comparisons per range, a
+/// few dozen ranges. What falls through goes to seccompiler's filter of
+/// the calls whose arguments are checked.
+// ANCHOR: compile
+pub fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: Arch,
+) -> Result<BpfProgram, String> {
+    let plain = |nr: i64, rules: &Vec<SeccompRule>| rules.is_empty() && u32::try_from(nr).is_ok();
+    let numbers: Vec<u32> = rules
+        .iter()
+        .filter(|&(&nr, r)| plain(nr, r))
+        .map(|(&nr, _)| nr as u32)
+        .collect();
+    let ranges = ranges(&numbers);
+    // Each range's jumps reach past every later one: offsets are 8 bits.
+    if ranges.is_empty() || ranges.len() > 120 {
+        return seccompiler_filter(rules, mismatch, matched, arch);
+    }
+    let checked = rules.into_iter().filter(|(nr, r)| !plain(*nr, r)).collect();
+    let rest = seccompiler_filter(checked, mismatch, matched.clone(), arch)?;
+    let jump = |code: u16, k: u32, jt: usize, jf: usize| seccompiler::sock_filter {
+        code,
+        jt: jt as u8,
+        jf: jf as u8,
+        k,
+    };
+    let statement = |code: u16, k: u32| jump(code, k, 0, 0);
+    let mut program = vec![
+        // Another architecture's call numbers mean other calls: killed.
+        statement(BPF_LD_W_ABS, SECCOMP_DATA_ARCH),
+        jump(BPF_JEQ, arch.audit(), 1, 0),
+        statement(BPF_RET, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(BPF_LD_W_ABS, SECCOMP_DATA_NR),
+    ];
+    let count = ranges.len();
+    for (i, &(low, high)) in ranges.iter().enumerate() {
+        let after = 2 * (count - i); // from the next instruction to `rest`
+        program.push(jump(BPF_JGT, high, 1, 0));
+        program.push(jump(BPF_JGE, low, after - 1, after));
+    }
+    program.push(statement(BPF_JA, 1));
+    program.push(statement(BPF_RET, u32::from(matched)));
+    program.extend(rest);
+    Ok(program)
+}
+// ANCHOR_END: compile
+
+/// Sorted numbers as runs of consecutive ones: `[0, 1, 2, 5]` → (0, 2), (5, 5).
+fn ranges(numbers: &[u32]) -> Vec<(u32, u32)> {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &n in numbers {
+        match ranges.last_mut() {
+            Some((_, high)) if *high + 1 == n => *high = n,
+            _ => ranges.push((n, n)),
+        }
+    }
+    ranges
+}
+
+fn seccompiler_filter(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     mismatch: SeccompAction,
     matched: SeccompAction,
@@ -241,6 +331,16 @@ fn compile(
         .try_into()
         .map_err(|e: seccompiler::BackendError| e.to_string())
 }
+
+// Classic BPF, as <linux/filter.h> and <linux/seccomp.h> spell it.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JA: u16 = 0x05;
+const BPF_JEQ: u16 = 0x15;
+const BPF_JGT: u16 = 0x25;
+const BPF_JGE: u16 = 0x35;
+const BPF_RET: u16 = 0x06;
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
 
 /// A rule on one 32-bit argument (an int or unsigned int in the kernel).
 fn compare(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompRule, String> {
@@ -303,10 +403,7 @@ mod tests {
     /// The answer of a set of filters: the strictest, as the kernel takes it.
     fn answer(arch: Arch, caps: &[&str], name: &str, args: [u64; 6]) -> u32 {
         let caps: BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
-        let audit = match arch {
-            Arch::X86_64 => 0xc000_003e,
-            Arch::Aarch64 => 0xc000_00b7,
-        };
+        let audit = arch.audit();
         let nr = arch.number(name).unwrap();
         let answers = filters(arch, &caps).unwrap();
         let answers: Vec<u32> = answers.iter().map(|p| run(p, audit, nr, args)).collect();
@@ -324,6 +421,51 @@ mod tests {
 
     const DEFAULT: &[&str] = &["CAP_CHOWN", "CAP_MKNOD", "CAP_SYS_CHROOT"];
     const ADMIN: &[&str] = &["CAP_CHOWN", "CAP_SYS_ADMIN"];
+
+    /// The ranges in front answer every call as seccompiler's own filter
+    /// of the same list does, in a fifth of the instructions or fewer.
+    #[test]
+    fn the_compact_filter_answers_every_call_as_seccompilers_own() {
+        let tried: [u64; 8] = [
+            0,
+            0x8,
+            0x1000_0000,
+            CLONE_NAMESPACE_FLAGS,
+            38,
+            39,
+            40,
+            0xffff_ffff,
+        ];
+        for arch in ARCHES {
+            for caps in [DEFAULT, ADMIN] {
+                let caps: BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
+                let allowed = allow_list(arch, &caps).unwrap();
+                let eperm = SeccompAction::Errno(libc::EPERM as u32);
+                let allow = SeccompAction::Allow;
+                let compact = compile(allowed.clone(), eperm.clone(), allow.clone(), arch).unwrap();
+                let plain = seccompiler_filter(allowed, eperm, allow, arch).unwrap();
+                assert!(
+                    compact.len() * 5 < plain.len(),
+                    "{arch:?}: {} instructions against seccompiler's {}",
+                    compact.len(),
+                    plain.len()
+                );
+                // Every number, and the x32 ones (bit 30 set) on top.
+                for nr in (0..1024).chain((0..1024).map(|n| n | 0x4000_0000)) {
+                    for arg in tried {
+                        let args = [arg, 0, 0, 0, 0, 0];
+                        assert_eq!(
+                            run(&compact, arch.audit(), nr, args),
+                            run(&plain, arch.audit(), nr, args),
+                            "{arch:?}: call {nr} with {arg:#x}"
+                        );
+                    }
+                }
+                // A call of another architecture (i386's exit) is killed.
+                assert_eq!(run(&compact, 0x4000_0003, 1, [0; 6]), KILL);
+            }
+        }
+    }
 
     #[test]
     fn every_name_exists_where_the_lists_say() {

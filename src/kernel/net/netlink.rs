@@ -78,17 +78,35 @@ impl Netlink {
         }
     }
 
-    /// The index of the link called `name`, if there is one.
+    /// The index of the link called `name`, if there is one: one link
+    /// looked up by the kernel by name (`ip link show NAME`), not a dump.
     pub fn index_of(&mut self, name: &str) -> std::io::Result<Option<u32>> {
-        Ok(self
-            .links()?
-            .into_iter()
-            .find(|link| {
-                link.attributes
-                    .iter()
-                    .any(|a| matches!(a, LinkAttribute::IfName(n) if n == name))
-            })
-            .map(|link| link.header.index))
+        // The kernel refuses a name longer than IFNAMSIZ - 1; no link has one.
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Ok(None);
+        }
+        let mut request = LinkMessage::default();
+        request
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        self.send(RouteNetlinkMessage::GetLink(request), NLM_F_REQUEST)?;
+        loop {
+            for reply in self.receive()? {
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                        return Ok(Some(link.header.index))
+                    }
+                    NetlinkPayload::Error(error) if error.code.is_some() => {
+                        let error = error.to_io();
+                        return match error.raw_os_error() {
+                            Some(libc::ENODEV) => Ok(None),
+                            _ => Err(error),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn send(&mut self, message: RouteNetlinkMessage, flags: u16) -> std::io::Result<()> {
