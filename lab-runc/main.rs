@@ -169,6 +169,10 @@ enum Command {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// With Docker's default seccomp profile, as mini-docker's
+        /// containers have it (runc's default has none)
+        #[arg(long)]
+        docker_seccomp: bool,
     },
     /// What this runtime supports, as JSON
     Features,
@@ -286,7 +290,10 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
                 }
             }
         }
-        Command::Spec { bundle } => {
+        Command::Spec {
+            bundle,
+            docker_seccomp,
+        } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(OciError::Other(format!(
@@ -294,8 +301,11 @@ fn run(cli: &Cli, rt: &Runtime) -> Result<u8, OciError> {
                     path.display()
                 )));
             }
-            oci::spec::default_spec()
-                .save(&path)
+            let mut spec = oci::spec::default_spec();
+            if *docker_seccomp {
+                oci::spec::add_docker_seccomp(&mut spec)?;
+            }
+            spec.save(&path)
                 .map_err(|e| OciError::Other(format!("write {}: {e}", path.display())))?;
         }
         Command::Features => print_json(&oci::lifecycle::features())?,

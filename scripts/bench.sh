@@ -5,6 +5,9 @@
 #   - the same namespaces: PID, mount, UTS, IPC and network;
 #   - the same root filesystem: the lab's busybox tree (the OCI runtimes
 #     on one bundle made by `runc spec`; mini-docker over its image);
+#   - the same seccomp filter: Docker's default profile, which mini-docker
+#     installs, in the bundle too (from `lab-runc spec --docker-seccomp`;
+#     runc's template has none), compiled by each runtime its own way;
 #   - a cgroup: crun, runc and lab-runc one directory in every cgroup
 #     hierarchy, at the same path beneath our own cgroup, with the
 #     bundle's device list; mini-docker a directory in the hierarchy of
@@ -63,13 +66,16 @@ busybox_layer=$("$mini" image inspect busybox | python3 -c \
   'import json, sys; print(json.load(sys.stdin)[0]["GraphDriver"]["Data"]["LowerDir"].split(":")[0])')
 cp -a "$busybox_layer" "$bundle/rootfs"
 (cd "$bundle" && runc spec)
-python3 - "$bundle/config.json" "$cgroup" <<'PY'
+mkdir -p "$work/seccomp"
+"$lab" spec --docker-seccomp --bundle "$work/seccomp"
+python3 - "$bundle/config.json" "$cgroup" "$work/seccomp/config.json" <<'PY'
 import json, sys
-path, cgroup = sys.argv[1], sys.argv[2]
+path, cgroup, seccomp = sys.argv[1], sys.argv[2], sys.argv[3]
 spec = json.load(open(path))
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["/bin/true"]
 spec["linux"]["cgroupsPath"] = cgroup
+spec["linux"]["seccomp"] = json.load(open(seccomp))["linux"]["seccomp"]
 json.dump(spec, open(path, "w"), indent=2)
 PY
 
@@ -77,10 +83,10 @@ hybrid=no
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then hybrid=yes; fi
 names=(
   "unshare: the namespaces only"
-  "mini-docker run --rm --network none busybox true: overlay root, cgroup in every hierarchy, record and layer on disk, log copier"
-  "crun run: bundle, cgroup in every hierarchy, state on tmpfs"
-  "runc run: bundle, cgroup in every hierarchy, state on tmpfs"
-  "lab-runc run: the same bundle, cgroup in every hierarchy, state on tmpfs"
+  "mini-docker run --rm --network none busybox true: overlay root, cgroup in every hierarchy, seccomp, record and layer on disk, log copier"
+  "crun run: bundle, cgroup in every hierarchy, seccomp, state on tmpfs"
+  "runc run: bundle, cgroup in every hierarchy, seccomp, state on tmpfs"
+  "lab-runc run: the same bundle, cgroup in every hierarchy, seccomp, state on tmpfs"
 )
 commands=(
   "unshare --fork --pid --mount-proc --uts --ipc --mount --net true"

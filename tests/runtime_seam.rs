@@ -136,6 +136,21 @@ fn same_container(name: &str, program: &Path) {
         now, before,
         "{name}: its root is mounted in its namespace only"
     );
+    // The engine's seccomp filter (mode 2) and no_new_privs off, as the
+    // engine's own containers have them, whoever installed them.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Seccomp:"), "2", "{name}: a seccomp filter");
+    assert_eq!(
+        field("NoNewPrivs:"),
+        "0",
+        "{name}: no_new_privs as Docker's"
+    );
 
     child.stdin.take().unwrap().write_all(b"7\n").unwrap();
     let status = child.wait().unwrap();

@@ -46,6 +46,12 @@ pub fn refused_flags(config: &RunConfig) -> Vec<String> {
     if config.init {
         refuse("--init", "the lab's init is the engine's");
     }
+    if config.profile.seccomp_profile.is_some() {
+        refuse(
+            "--security-opt seccomp=FILE",
+            "not described in the bundle yet; Docker's default and unconfined are",
+        );
+    }
     if config.restart != RestartPolicy::No {
         refuse(
             "--restart",
@@ -106,6 +112,9 @@ pub fn spec_for(
         caps.set_inheritable(None);
         caps.set_ambient(None);
         process.set_capabilities(Some(caps));
+        // Off unless --security-opt no-new-privileges, as in Docker (and
+        // the engine); oci-spec's default is on.
+        process.set_no_new_privileges(Some(config.profile.no_new_privs));
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for volume in &config.volumes {
@@ -131,6 +140,12 @@ pub fn spec_for(
             linux.set_namespaces(Some(kept));
         }
         linux.set_cgroups_path(Some(PathBuf::from(cgroups_path)));
+        // The engine's filter, for the capabilities the process keeps; none
+        // with --security-opt seccomp=unconfined.
+        if config.profile.seccomp {
+            let profile = super::seccomp::docker_default(&config.profile.keep)?;
+            linux.set_seccomp(Some(profile));
+        }
         let mut resources = linux.resources().clone().unwrap_or_default();
         let limits = &config.limits;
         let build = |e: oci_spec::OciSpecError| OciError::Other(e.to_string());

@@ -14,19 +14,91 @@
 //! process); syscall names this architecture lacks are skipped, as
 //! libseccomp does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
 };
 
 use super::OciError;
-use crate::kernel::hardening::seccomp::{self, Arch};
+use crate::kernel::hardening::seccomp::{self, Arch, ArgTest, Rules};
 
 const FIELD: &str = "linux.seccomp";
+
+/// The engine's own profile (Docker's default, `seccomp::Rules`) for a
+/// process that keeps `caps`, as `linux.seccomp`: a bundle that carries
+/// it gets the same filter from any runtime. Entries for one call are
+/// alternatives, and the tests within one entry must all hold, so each
+/// test on an argument is an entry of its own.
+// ANCHOR: docker_default
+pub fn docker_default(caps: &BTreeSet<String>) -> Result<LinuxSeccomp, OciError> {
+    let rules =
+        Rules::docker_default(Arch::NATIVE, caps).map_err(|e| OciError::invalid(FIELD, e))?;
+    let names = |names: &mut dyn Iterator<Item = &&str>| names.map(|n| n.to_string()).collect();
+    let mut syscalls = vec![syscall(names(&mut rules.any.iter()), None, None)];
+    for (name, tests) in &rules.when {
+        for &test in tests {
+            syscalls.push(syscall(vec![name.to_string()], None, Some(argument(test)?)));
+        }
+    }
+    if !rules.no_such_call.is_empty() {
+        let enosys = Some(libc::ENOSYS as u32);
+        syscalls.push(syscall(names(&mut rules.no_such_call.iter()), enosys, None));
+    }
+    let mut profile = LinuxSeccomp::default();
+    profile.set_default_action(LinuxSeccompAction::ScmpActErrno);
+    profile.set_default_errno_ret(Some(libc::EPERM as u32));
+    profile.set_architectures(Some(vec![if cfg!(target_arch = "aarch64") {
+        oci_spec::runtime::Arch::ScmpArchAarch64
+    } else {
+        oci_spec::runtime::Arch::ScmpArchX86_64
+    }]));
+    profile.set_syscalls(Some(syscalls));
+    Ok(profile)
+}
+// ANCHOR_END: docker_default
+
+/// Allowed, or with `errno` answered so; when `argument` holds, if given.
+fn syscall(
+    names: Vec<String>,
+    errno: Option<u32>,
+    argument: Option<LinuxSeccompArg>,
+) -> LinuxSyscall {
+    let mut syscall = LinuxSyscall::default();
+    syscall.set_names(names);
+    syscall.set_action(match errno {
+        Some(_) => LinuxSeccompAction::ScmpActErrno,
+        None => LinuxSeccompAction::ScmpActAllow,
+    });
+    syscall.set_errno_ret(errno);
+    syscall.set_args(argument.map(|a| vec![a]));
+    syscall
+}
+
+/// A test on the first argument, in libseccomp's terms (for a masked
+/// comparison, `value` is the mask and `valueTwo` the datum).
+fn argument(test: ArgTest) -> Result<LinuxSeccompArg, OciError> {
+    let (op, value, datum) = match test {
+        ArgTest::Equal(value) => (LinuxSeccompOperator::ScmpCmpEq, value, None),
+        ArgTest::Below(value) => (LinuxSeccompOperator::ScmpCmpLt, value, None),
+        ArgTest::Above(value) => (LinuxSeccompOperator::ScmpCmpGt, value, None),
+        ArgTest::NoneOf(mask) => (LinuxSeccompOperator::ScmpCmpMaskedEq, mask, Some(0u64)),
+    };
+    let mut argument = oci_spec::runtime::LinuxSeccompArgBuilder::default()
+        .index(0usize)
+        .value(value)
+        .op(op);
+    if let Some(datum) = datum {
+        argument = argument.value_two(datum);
+    }
+    argument
+        .build()
+        .map_err(|e| OciError::invalid(FIELD, e.to_string()))
+}
 
 /// Refuses what cannot be honoured before anything is made.
 pub fn check(profile: &LinuxSeccomp) -> Result<(), OciError> {
@@ -198,4 +270,44 @@ pub fn install(programs: &[BpfProgram], flags: u32) -> Result<(), OciError> {
         nix::errno::Errno::result(ret).map_err(OciError::sys("install the seccomp filter"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::hardening::seccomp::{filters, tests::stack_answer, CLONE_NAMESPACE_FLAGS};
+
+    /// The bundle's form of the engine's profile, compiled as lab-runc
+    /// compiles any bundle's, answers every call as the engine's own
+    /// filters do: with Docker's capabilities and with CAP_SYS_ADMIN.
+    #[test]
+    fn the_bundles_profile_answers_every_call_as_the_engines_own() {
+        let tried = [
+            0,
+            0x8,
+            0x1000_0000,
+            CLONE_NAMESPACE_FLAGS,
+            38,
+            39,
+            40,
+            0xffff_ffff,
+        ];
+        for caps in [&["CAP_CHOWN", "CAP_SYS_CHROOT"][..], &["CAP_SYS_ADMIN"]] {
+            let caps: BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
+            let (bundle, flags) = compile(&docker_default(&caps).unwrap()).unwrap();
+            assert_eq!(flags, 0);
+            let engine = filters(Arch::NATIVE, &caps).unwrap();
+            let audit = Arch::NATIVE.audit();
+            for nr in 0..1024 {
+                for arg in tried {
+                    let args = [arg, 0, 0, 0, 0, 0];
+                    assert_eq!(
+                        stack_answer(&bundle, audit, nr, args),
+                        stack_answer(&engine, audit, nr, args),
+                        "call {nr} with {arg:#x}, keeping {caps:?}"
+                    );
+                }
+            }
+        }
+    }
 }

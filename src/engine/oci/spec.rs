@@ -256,3 +256,22 @@ pub fn default_spec() -> Spec {
     spec.set_hostname(Some("lab-runc".to_string()));
     spec
 }
+
+/// `lab-runc spec --docker-seccomp`: Docker's default seccomp profile (the
+/// engine's own) for the capabilities `spec`'s process keeps.
+pub fn add_docker_seccomp(spec: &mut Spec) -> Result<(), OciError> {
+    let keep: std::collections::BTreeSet<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|cap| format!("CAP_{cap}"))
+        .collect();
+    let profile = super::seccomp::docker_default(&keep)?;
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(profile));
+    }
+    Ok(())
+}

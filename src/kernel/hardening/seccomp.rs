@@ -127,8 +127,8 @@ pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7e02_0000;
 pub const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 /// socket(2): every address family below AF_ALG, between AF_ALG and
 /// AF_VSOCK (AF_NFC), and above AF_VSOCK.
-const AF_ALG: u64 = 38;
-const AF_VSOCK: u64 = 40;
+pub const AF_ALG: u64 = 38;
+pub const AF_VSOCK: u64 = 40;
 // ANCHOR_END: arguments
 
 /// The architectures the lab builds for, each with its own numbers.
@@ -180,70 +180,134 @@ impl Arch {
     }
 }
 
-/// The filters for a process that keeps the capabilities `caps`
-/// (`CAP_…` names): the allow-list, and without CAP_SYS_ADMIN a second one
-/// that answers clone3 with ENOSYS. The kernel runs every filter a process
-/// has and takes the strictest answer, so the two compose.
+/// Docker's profile for a process that keeps the capabilities `caps`
+/// (`CAP_…` names), call by call: one description, which the lab's own
+/// filters are built from ([`filters`]) and which `lab-runc` and
+/// mini-docker's bundles carry as `linux.seccomp` for any runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Allowed whatever their arguments.
+    pub any: BTreeSet<&'static str>,
+    /// Allowed when one of the tests on the first argument holds.
+    pub when: Vec<(&'static str, Vec<ArgTest>)>,
+    /// Answered with ENOSYS (clone3 without CAP_SYS_ADMIN).
+    pub no_such_call: Vec<&'static str>,
+}
+
+/// A test on a call's first argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgTest {
+    /// Equal to the value (as an int: the low 32 bits).
+    Equal(u64),
+    /// Below the value (as an int).
+    Below(u64),
+    /// Above the value (as an int).
+    Above(u64),
+    /// None of the mask's bits set (the whole 64-bit argument).
+    NoneOf(u64),
+}
+
+// ANCHOR: rules
+impl Rules {
+    pub fn docker_default(arch: Arch, caps: &BTreeSet<String>) -> Result<Rules, String> {
+        let admin = caps.contains("CAP_SYS_ADMIN");
+        let mut any = BTreeSet::new();
+        for name in ALLOWED
+            .split_whitespace()
+            .chain(arch.only_here().split_whitespace())
+        {
+            arch.number(name).ok_or_else(|| unknown(name, arch))?;
+            any.insert(name);
+        }
+        for (_, names) in BY_CAPABILITY.iter().filter(|(cap, _)| caps.contains(*cap)) {
+            // A call this architecture does not have (iopl on aarch64) is skipped.
+            any.extend(
+                names
+                    .split_whitespace()
+                    .filter(|n| arch.number(n).is_some()),
+            );
+        }
+        let personalities = PERSONALITIES.iter().map(|&p| ArgTest::Equal(p)).collect();
+        let families = vec![
+            ArgTest::Below(AF_ALG),
+            ArgTest::Equal(AF_ALG + 1),
+            ArgTest::Above(AF_VSOCK),
+        ];
+        let mut when = vec![("personality", personalities), ("socket", families)];
+        let mut no_such_call = Vec::new();
+        if !admin {
+            when.push(("clone", vec![ArgTest::NoneOf(CLONE_NAMESPACE_FLAGS)]));
+            no_such_call.push("clone3");
+        }
+        Ok(Rules {
+            any,
+            when,
+            no_such_call,
+        })
+    }
+}
+// ANCHOR_END: rules
+
+/// The filters for a process that keeps the capabilities `caps`: the
+/// allow-list, and without CAP_SYS_ADMIN a second one that answers clone3
+/// with ENOSYS. The kernel runs every filter a process has and takes the
+/// strictest answer, so the two compose.
 // ANCHOR: filters
 pub fn filters(arch: Arch, caps: &BTreeSet<String>) -> Result<Vec<BpfProgram>, String> {
-    let admin = caps.contains("CAP_SYS_ADMIN");
-    let number = |name: &str| arch.number(name).ok_or_else(|| unknown(name, arch));
+    let rules = Rules::docker_default(arch, caps)?;
     let eperm = SeccompAction::Errno(libc::EPERM as u32);
-    let allowed = allow_list(arch, caps)?;
-    let mut programs = vec![compile(allowed, eperm, SeccompAction::Allow, arch)?];
-    if !admin {
-        let clone3 = BTreeMap::from([(number("clone3")?, Vec::new())]);
+    let mut programs = vec![compile(
+        allow_list(arch, &rules)?,
+        eperm,
+        SeccompAction::Allow,
+        arch,
+    )?];
+    if !rules.no_such_call.is_empty() {
+        let numbers = numbers(arch, &rules.no_such_call)?;
         let enosys = SeccompAction::Errno(libc::ENOSYS as u32);
-        programs.push(compile(clone3, SeccompAction::Allow, enosys, arch)?);
+        programs.push(compile(numbers, SeccompAction::Allow, enosys, arch)?);
     }
     Ok(programs)
 }
 
-/// The calls allowed to a process that keeps `caps`, by number, each with
-/// the rules on its arguments (none: allowed whatever they are).
-fn allow_list(
-    arch: Arch,
-    caps: &BTreeSet<String>,
-) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
-    let admin = caps.contains("CAP_SYS_ADMIN");
-    let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for name in ALLOWED
-        .split_whitespace()
-        .chain(arch.only_here().split_whitespace())
-    {
+/// The calls `rules` allow, by number, each with the rules on its
+/// arguments (none: allowed whatever they are).
+fn allow_list(arch: Arch, rules: &Rules) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let mut allowed = numbers(arch, &rules.any)?;
+    for (name, tests) in &rules.when {
+        let tests = tests.iter().map(|&test| argument_rule(test));
         let nr = arch.number(name).ok_or_else(|| unknown(name, arch))?;
-        allowed.insert(nr, Vec::new());
+        allowed.insert(nr, tests.collect::<Result<_, _>>()?);
     }
-    for (_, names) in BY_CAPABILITY.iter().filter(|(cap, _)| caps.contains(*cap)) {
-        // A call this architecture does not have (iopl on aarch64) is skipped.
-        for nr in names.split_whitespace().filter_map(|n| arch.number(n)) {
-            allowed.insert(nr, Vec::new());
-        }
-    }
-    let number = |name: &str| arch.number(name).ok_or_else(|| unknown(name, arch));
-    if !admin {
-        let no_namespaces = masked_eq(0, CLONE_NAMESPACE_FLAGS, 0)?;
-        allowed.insert(number("clone")?, vec![no_namespaces]);
-    }
-    let personalities = PERSONALITIES.iter().map(|&p| equal(0, p));
-    allowed.insert(
-        number("personality")?,
-        personalities.collect::<Result<_, _>>()?,
-    );
-    let families = vec![
-        compare(0, SeccompCmpOp::Lt, AF_ALG)?,
-        compare(0, SeccompCmpOp::Eq, AF_ALG + 1)?,
-        compare(0, SeccompCmpOp::Gt, AF_VSOCK)?,
-    ];
-    allowed.insert(number("socket")?, families);
-    if !admin {
-        // The allow-list lets clone3 through, so that this filter's answer
-        // is the only refusal, rather than winning a tie with EPERM.
-        allowed.insert(number("clone3")?, Vec::new());
-    }
+    // The allow-list lets those through, so that the ENOSYS filter's
+    // answer is the only one, rather than losing a tie with EPERM.
+    allowed.extend(numbers(arch, &rules.no_such_call)?);
     Ok(allowed)
 }
 // ANCHOR_END: filters
+
+/// The numbers of `names`, each allowed whatever its arguments.
+fn numbers<'a>(
+    arch: Arch,
+    names: impl IntoIterator<Item = &'a &'static str>,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    names
+        .into_iter()
+        .map(|name| {
+            let nr = arch.number(name).ok_or_else(|| unknown(name, arch))?;
+            Ok((nr, Vec::new()))
+        })
+        .collect()
+}
+
+fn argument_rule(test: ArgTest) -> Result<SeccompRule, String> {
+    match test {
+        ArgTest::Equal(value) => compare(0, SeccompCmpOp::Eq, value),
+        ArgTest::Below(value) => compare(0, SeccompCmpOp::Lt, value),
+        ArgTest::Above(value) => compare(0, SeccompCmpOp::Gt, value),
+        ArgTest::NoneOf(mask) => masked_eq(0, mask, 0),
+    }
+}
 
 fn unknown(name: &str, arch: Arch) -> String {
     format!("the seccomp allow-list names {name:?}, which {arch:?} does not have")
@@ -349,10 +413,6 @@ fn compare(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompRule, String>
     SeccompRule::new(vec![condition]).map_err(|e| e.to_string())
 }
 
-fn equal(arg: u8, value: u64) -> Result<SeccompRule, String> {
-    compare(arg, SeccompCmpOp::Eq, value)
-}
-
 /// `(argument & mask) == value`, on the whole 64-bit argument.
 fn masked_eq(arg: u8, mask: u64, value: u64) -> Result<SeccompRule, String> {
     let condition = SeccompCondition::new(
@@ -366,18 +426,18 @@ fn masked_eq(arg: u8, mask: u64, value: u64) -> Result<SeccompRule, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
-    const ALLOW: u32 = 0x7fff_0000;
-    const KILL: u32 = 0x8000_0000;
+    pub(crate) const ALLOW: u32 = 0x7fff_0000;
+    pub(crate) const KILL: u32 = 0x8000_0000;
     const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
     const ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
 
     /// The kernel's side, in miniature: runs classic BPF on seccomp_data
     /// (nr, arch, instruction pointer, six arguments).
-    fn run(program: &BpfProgram, audit_arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+    pub(crate) fn run(program: &BpfProgram, audit_arch: u32, nr: i64, args: [u64; 6]) -> u32 {
         let mut data = vec![nr as u32, audit_arch, 0, 0];
         for arg in args {
             data.extend([arg as u32, (arg >> 32) as u32]);
@@ -405,9 +465,18 @@ mod tests {
         let caps: BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
         let audit = arch.audit();
         let nr = arch.number(name).unwrap();
-        let answers = filters(arch, &caps).unwrap();
-        let answers: Vec<u32> = answers.iter().map(|p| run(p, audit, nr, args)).collect();
-        // Kill, then errno, then allow (the kernel's precedence, as far as used).
+        stack_answer(&filters(arch, &caps).unwrap(), audit, nr, args)
+    }
+
+    /// What a process with all of `programs` gets for a call: the
+    /// strictest answer (kill, then errno, then allow; as far as used).
+    pub(crate) fn stack_answer(
+        programs: &[BpfProgram],
+        audit: u32,
+        nr: i64,
+        args: [u64; 6],
+    ) -> u32 {
+        let answers: Vec<u32> = programs.iter().map(|p| run(p, audit, nr, args)).collect();
         *answers
             .iter()
             .find(|&&a| a == KILL)
@@ -439,7 +508,8 @@ mod tests {
         for arch in ARCHES {
             for caps in [DEFAULT, ADMIN] {
                 let caps: BTreeSet<String> = caps.iter().map(|c| c.to_string()).collect();
-                let allowed = allow_list(arch, &caps).unwrap();
+                let rules = Rules::docker_default(arch, &caps).unwrap();
+                let allowed = allow_list(arch, &rules).unwrap();
                 let eperm = SeccompAction::Errno(libc::EPERM as u32);
                 let allow = SeccompAction::Allow;
                 let compact = compile(allowed.clone(), eperm.clone(), allow.clone(), arch).unwrap();
