@@ -490,7 +490,7 @@ mod narration {
     pub fn start() -> Step {
         Step::new("start the container inside it")
             .primitive(
-                "the cloned init writes \"0\" (itself) into cgroup.procs before it starts anything",
+                "the cloned init writes \"0\" (itself) into cgroup.procs (v1: tasks, with its one thread) before it starts anything",
             )
             .shell("echo $$ > OWN/container-lab/NAME/cgroup.procs && exec unshare … sleep infinity")
             .look("/proc/PID/cgroup of the container's init names the new cgroup")

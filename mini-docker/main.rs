@@ -27,7 +27,7 @@ use container_lab::engine::runtime::{Explain, StdinMode};
 use container_lab::engine::store::NewContainer;
 use container_lab::engine::supervisor::{self, Attach};
 use container_lab::engine::volumes;
-use container_lab::kernel::{cgroups, signals};
+use container_lab::kernel::signals;
 use container_lab::lab::{cli, narrate, privilege};
 
 use crate::lifecycle::lifecycle;
@@ -367,9 +367,6 @@ fn run(args: &run::RunArgs, start: bool) -> anyhow::Result<i32> {
         "mini-docker",
         "containers need namespaces, mounts and cgroups",
     )?;
-    // The kernel's wait before the first cgroup join, begun now, to pass
-    // while the image is found and the record written.
-    let _warm = start.then(cgroups::EarlyWarmUp::start).flatten();
     let mut lifecycle = lifecycle();
     if start && args.rm && !args.detach {
         // Forked now, while this process is single-threaded and small: it

@@ -707,3 +707,61 @@ fn a_child_cloned_into_a_v2_cgroup_is_born_in_it() {
     );
     assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
 }
+
+/// `join` moves a process of one thread through `tasks` on v1 (the
+/// kernel then skips a system-wide lock), which would move only the
+/// calling thread of a process with several. So a process with several
+/// must still be moved whole: this test runs itself again as a process
+/// of several threads (the test harness's own, and one more), which joins
+/// a cgroup and looks at every one of its threads from /proc.
+#[test]
+#[cfg_attr(
+    not(lab_root),
+    ignore = "needs root: run the test suite as root (sudo -E cargo test)"
+)]
+fn join_moves_every_thread_of_a_process_with_several() {
+    const INTO: &str = "LAB_TEST_JOIN_INTO";
+    if let Some(files) = std::env::var_os(INTO) {
+        // The process of several threads.
+        let procs: Vec<PathBuf> = std::env::split_paths(&files).collect();
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || parked.recv());
+        container_lab::kernel::cgroups::join(&procs).unwrap();
+        let mut threads = 0;
+        for task in fs::read_dir("/proc/self/task").unwrap() {
+            let seen = read(&task.unwrap().path().join("cgroup"));
+            for file in &procs {
+                let dir = file.parent().unwrap().to_str().unwrap();
+                let hierarchy = dir.strip_prefix("/sys/fs/cgroup/").unwrap();
+                let (name, path) = hierarchy.split_once('/').unwrap();
+                let line = seen.lines().find(|l| l.split(':').nth(1) == Some(name));
+                assert_eq!(
+                    line.and_then(|l| l.splitn(3, ':').nth(2)),
+                    Some(format!("/{path}").as_str()),
+                    "a thread outside the {name} cgroup: {seen}"
+                );
+            }
+            threads += 1;
+        }
+        assert!(threads >= 2, "{threads} thread(s): the test needs several");
+        stop.send(()).unwrap();
+        other.join().unwrap().unwrap();
+        return;
+    }
+    common::assert_root();
+    if is_v2() {
+        eprintln!("skipped: `tasks` is v1's; on v2 every join writes cgroup.procs");
+        return;
+    }
+    let cgroup = Cgroup::create("join-threads").unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "join_moves_every_thread_of_a_process_with_several",
+        ])
+        .args(["--include-ignored", "--nocapture", "--test-threads", "1"])
+        .env(INTO, std::env::join_paths(cgroup.procs_files()).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the process of several threads: {status}");
+}

@@ -38,6 +38,16 @@ pub fn is_alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// How many threads the calling process has (`Threads:` in
+/// /proc/self/status); `None` if /proc cannot say.
+pub fn thread_count() -> Option<usize> {
+    let status = crate::support::fs::read_kernel_file("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Buffered output must leave before a fork, or both processes print it.
 pub fn flush_stdio() {
     use std::io::Write;

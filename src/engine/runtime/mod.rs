@@ -157,11 +157,7 @@ pub fn start(
     io: Stdio,
     layer_dir: Option<&Path>,
 ) -> Result<Started, RuntimeError> {
-    // The cgroup first, and the grace period of the first join into it
-    // begun at once, to pass while the rest is made (see `WarmUp`).
     let cgroup = Cgroup::create_freezable(&config.name)?;
-    let _warm = (cgroup.version() == 1 && !crate::kernel::cgroups::EarlyWarmUp::active())
-        .then(|| crate::kernel::cgroups::WarmUp::start(&cgroup.procs_files()[0]));
     let layers = image_layers(dirs, config)?;
     // The network the container joins, looked up before anything exists.
     let joined = joined_network(dirs, config)?;

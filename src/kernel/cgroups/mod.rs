@@ -621,7 +621,7 @@ pub fn remove_leftover(paths: &[PathBuf]) -> Result<(), CgroupError> {
 
 /// Removes the lab's shared parent (`container-lab/`) in every hierarchy
 /// where it is empty: a run killed between making it and making its own
-/// cgroup in it (or an [`EarlyWarmUp`]'s) leaves it so. rmdir refuses a
+/// cgroup in it leaves it so. rmdir refuses a
 /// parent that still has a cgroup in it, and a run that is making one
 /// meanwhile makes the parent again (see `create_in_shared_parent`).
 pub fn remove_empty_parents() {
@@ -649,26 +649,44 @@ fn reclaim_existing(dir: &Path) -> Result<(), CgroupError> {
     remove_dir_retrying(dir)
 }
 
-/// Writes "0" (meaning "the writing process") into each `cgroup.procs`.
-/// Used by the container's init before it starts anything, and by every
-/// process the lab runs inside, so that nothing escapes accounting.
+/// Moves the calling process into the cgroup of each `cgroup.procs` in
+/// `procs_files`, by writing "0" (meaning "the writing process"). Used by
+/// the container's init before it starts anything, and by every process
+/// the lab runs inside, so that nothing escapes accounting.
+///
+/// A process of one thread writes to the `tasks` file beside it instead,
+/// where there is one (v1). There, the kernel moves only the writing
+/// thread, and it does so without the system-wide lock it takes to move a
+/// whole process (`cgroup_threadgroup_rwsem`; since Linux 6.0 and the
+/// long-term kernels of September 2022). The first taking of that lock
+/// after a quiet spell waits for an RCU grace period. With one thread,
+/// moving the thread moves the whole process.
 // ANCHOR: join
 pub fn join(procs_files: &[PathBuf]) -> Result<(), CgroupError> {
-    for file in procs_files {
+    let one_thread = crate::kernel::process::thread_count() == Some(1);
+    for procs in procs_files {
+        let tasks = procs.with_file_name("tasks");
+        let file = if one_thread && tasks.exists() {
+            &tasks
+        } else {
+            procs
+        };
         fs::write(file, "0").map_err(|e| CgroupError::io("write \"0\" to", file, e))?;
     }
     Ok(())
 }
 // ANCHOR_END: join
 
-/// The first write to any `cgroup.procs` after a quiet spell waits for an
-/// RCU grace period (the kernel's cgroup_threadgroup_rwsem switching its
-/// readers to the slow path): milliseconds, on every cgroup version
-/// without `favordynmods`. A helper process begins that wait as soon as
-/// the cgroup exists, by joining it and leaving at once, so that the
-/// container's own join, a moment later, finds it over or half over. It
-/// makes two system calls and exits (safe after fork, also beside
-/// threads); reaped when dropped.
+/// The first move of a whole process into a cgroup after a quiet spell
+/// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem
+/// switching its readers to the slow path): milliseconds, on every cgroup
+/// version without `favordynmods`. A process that moves itself with one
+/// thread does not take that lock (see [`join`]); a runtime that moves
+/// another process by its PID, as `lab-runc create` moves its init, does.
+/// A helper process begins that wait as soon as the cgroup exists, by
+/// joining it and leaving at once, so that the move a moment later finds
+/// it over or half over. It makes two system calls and exits (safe after
+/// fork, also beside threads); reaped when dropped.
 #[derive(Debug)]
 pub struct WarmUp(Option<nix::unistd::Pid>);
 
@@ -700,59 +718,6 @@ impl Drop for WarmUp {
         if let Some(pid) = self.0.take() {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
-    }
-}
-
-/// A [`WarmUp`] begun before the container's cgroup exists, when its
-/// name may not even be chosen yet: the helper joins the lab's shared
-/// parent (`container-lab/`, made if missing) in the freezer hierarchy.
-/// The lock is one for every cgroup, so the wait begun here is the one
-/// the container's own join meets a few milliseconds later; and runs
-/// that follow each other closely find the lock still switched (the
-/// kernel keeps it so for about a grace period after the last join), as
-/// crun's do. v1 only, as `WarmUp` in the engine's `start`.
-#[derive(Debug)]
-pub struct EarlyWarmUp {
-    warm: Option<WarmUp>,
-    parent: PathBuf,
-}
-
-/// Whether this process has an [`EarlyWarmUp`] going.
-static EARLY_WARM_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-impl EarlyWarmUp {
-    /// Whether one is going in this process: then a later `WarmUp` is
-    /// not needed.
-    pub fn active() -> bool {
-        EARLY_WARM_UP.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn start() -> Option<EarlyWarmUp> {
-        if detect_layout().ok()? == Layout::Unified {
-            return None;
-        }
-        let parent = v1::V1::from_mountinfo().ok()?.lab_parent("freezer")?;
-        match fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(_) => return None,
-        }
-        let warm = WarmUp::start(&parent.join("cgroup.procs"));
-        EARLY_WARM_UP.store(true, std::sync::atomic::Ordering::Relaxed);
-        Some(EarlyWarmUp {
-            warm: Some(warm),
-            parent,
-        })
-    }
-}
-
-impl Drop for EarlyWarmUp {
-    fn drop(&mut self) {
-        // The helper first (it may still be in the parent), then the
-        // parent if nothing is left in it: rmdir refuses otherwise.
-        drop(self.warm.take());
-        let _ = fs::remove_dir(&self.parent);
-        EARLY_WARM_UP.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -73,17 +73,6 @@ impl V1 {
         names
     }
 
-    /// `MOUNT/OWN/container-lab`, the parent of every run's cgroup, in
-    /// `hierarchy` (None when it is not mounted).
-    pub(super) fn lab_parent(&self, hierarchy: &str) -> Option<PathBuf> {
-        let mount = self.mounts.get(hierarchy)?;
-        Some(
-            mount
-                .join(own_path_in(&self.own_cgroups, Some(hierarchy)).ok()?)
-                .join(LAB_PARENT),
-        )
-    }
-
     /// `MOUNT/OWN/container-lab/NAME` for one hierarchy.
     fn dir_for(&self, hierarchy: &str, name: &str) -> Result<PathBuf, CgroupError> {
         let mount = &self.mounts[hierarchy];
