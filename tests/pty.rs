@@ -45,6 +45,12 @@ fn spawn_on(slave: &OwnedFd, script: &str) -> Running {
     // Safety: between fork and exec only system calls, no allocation.
     unsafe {
         command.pre_exec(move || {
+            // As a shell starts a foreground job: with SIGINT and SIGQUIT
+            // at their defaults, also when this test was started in the
+            // background of a shell without job control, which ignores
+            // them (and an ignored signal stays ignored across exec).
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
             let slave = BorrowedFd::borrow_raw(slave);
             match pty::make_controlling_terminal(slave) {
                 Ok(()) => Ok(()),
