@@ -1057,6 +1057,16 @@ fn interrupted_pulls_leave_no_half_image() {
             .env(CHILD_STORE, &path)
             .env(CHILD_REFERENCE, wanted.to_string())
             .stdout(std::process::Stdio::null());
+        // SIGINT at its default, as Ctrl-C finds a command in a terminal,
+        // also when this suite was started in the background of a shell
+        // without job control, which ignores it (ignored stays ignored).
+        // Safety: one async-signal-safe call between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut child, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = child.spawn().unwrap();
         rx.recv_timeout(Duration::from_secs(60))
             .expect("the child never reached the big layer");
